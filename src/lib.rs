@@ -1,4 +1,14 @@
 //! pipe: a CI/CD pipeline-as-code runner. YAML → typed pipeline → plan (DAG) → scheduler →
 //! backend, with everything a user sees fed by the scheduler's stream of events.
 
+pub mod backend;
+pub mod cli;
+pub mod event;
+pub mod git;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod run;
+#[cfg(not(pipe_no_scan))]
 pub mod scan;
+pub mod workspace;

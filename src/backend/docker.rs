@@ -1,0 +1,426 @@
+//! Jobs in Docker containers, through the engine's API (bollard). The only file that imports
+//! bollard.
+//!
+//! One container per job attempt, started without a TTY, with the workspace at `/workspace`.
+//! The workspace is an overlay volume: the run's source snapshot and the needed artifacts as
+//! read-only lower layers and a private upper layer, so no job copies the tree and no job sees
+//! another's writes. Where the engine cannot mount overlays (rootless engines, a daemon in a VM)
+//! the layers are copied into the job's scratch directory and bind-mounted instead.
+//! Every container and volume carries labels naming the run, so `pipe clean` finds leftovers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
+    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop};
+use crate::event::Stream;
+use crate::workspace;
+
+/// Where the job sees its workspace.
+pub const WORKSPACE: &str = "/workspace";
+/// Label on every Docker object pipe creates.
+pub const LABEL_MANAGED: &str = "dev.pipe.managed";
+pub const LABEL_RUN: &str = "dev.pipe.run";
+pub const LABEL_JOB: &str = "dev.pipe.job";
+/// The pid of the pipe process that owns the object: `pipe clean` removes objects whose owner
+/// is gone.
+pub const LABEL_PID: &str = "dev.pipe.pid";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pull {
+    Never,
+    Missing,
+    Always,
+}
+
+pub struct DockerBackend {
+    docker: Docker,
+    pull: Pull,
+    grace: Duration,
+    /// Cleared the first time the engine cannot mount an overlay; later jobs copy instead.
+    overlay: AtomicBool,
+    /// Images that could not be had, with why: jobs on them error without trying.
+    unavailable: Mutex<HashMap<String, String>>,
+}
+
+/// Connects to the engine named by DOCKER_HOST (or the default socket) and agrees on an API
+/// version, so that older engines (20.10 speaks 1.41) are spoken to in their own version.
+pub async fn connect() -> Result<Docker, BackendError> {
+    let unavailable = |e: DockerError| {
+        BackendError::Unavailable(format!(
+            "no Docker engine is answering ({e}): start Docker, or run with `--backend local`"
+        ))
+    };
+    let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+    let docker = docker.negotiate_version().await.map_err(unavailable)?;
+    docker.ping().await.map_err(unavailable)?;
+    Ok(docker)
+}
+
+impl DockerBackend {
+    pub fn new(docker: Docker, pull: Pull, grace: Duration) -> Self {
+        DockerBackend {
+            docker,
+            pull,
+            grace,
+            overlay: AtomicBool::new(true),
+            unavailable: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        let present = self.docker.inspect_image(image).await.is_ok();
+        match (self.pull, present) {
+            (Pull::Never, false) => {
+                return Err(format!("image `{image}` is not on this engine and `--pull never` forbids pulling it"))
+            }
+            (Pull::Missing, true) | (Pull::Never, true) => return Ok(()),
+            _ => {}
+        }
+        let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            if let Err(e) = step {
+                return Err(format!("cannot pull image `{image}`: {}", short(&e)));
+            }
+        }
+        Ok(())
+    }
+
+    fn labels(spec: &JobSpec) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_RUN.to_string(), spec.run_id.clone()),
+            (LABEL_JOB.to_string(), spec.job.clone()),
+            (LABEL_PID.to_string(), std::process::id().to_string()),
+        ])
+    }
+
+    /// The overlay volume for a job's workspace, or `None` when overlays are off or the paths
+    /// cannot be written in mount options.
+    async fn overlay_volume(&self, spec: &JobSpec) -> Result<Option<String>, BackendError> {
+        if !self.overlay.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let (upper, work) = (spec.scratch.join("upper"), spec.scratch.join("work"));
+        let mut lowers: Vec<String> = Vec::new();
+        for dir in spec.layers.iter().rev() {
+            lowers.push(absolute(dir)?);
+        }
+        let paths = [absolute(&upper)?, absolute(&work)?];
+        if lowers.iter().chain(&paths).any(|p| p.contains([',', ':'])) {
+            return Ok(None);
+        }
+        for dir in [&upper, &work] {
+            std::fs::create_dir_all(dir).map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), paths[0], paths[1]);
+        let request = VolumeCreateRequest {
+            driver: Some("local".into()),
+            driver_opts: Some(HashMap::from([
+                ("type".to_string(), "overlay".to_string()),
+                ("device".to_string(), "overlay".to_string()),
+                ("o".to_string(), options),
+            ])),
+            labels: Some(Self::labels(spec)),
+            ..Default::default()
+        };
+        let volume = self.docker.create_volume(request).await.map_err(job_error("cannot create the workspace volume"))?;
+        Ok(Some(volume.name))
+    }
+
+    /// The fallback workspace: the layers copied into the job's scratch directory.
+    async fn copied_workspace(&self, spec: &JobSpec) -> Result<PathBuf, BackendError> {
+        let dir = spec.scratch.join("workspace");
+        let layers = spec.layers.clone();
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            workspace::remove(&target)?;
+            std::fs::create_dir_all(&target)?;
+            for layer in &layers {
+                workspace::copy_tree(layer, &target)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BackendError::Job(e.to_string()))?
+        .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+        Ok(dir)
+    }
+
+    async fn create(&self, spec: &JobSpec, mount: Mount) -> Result<String, BackendError> {
+        let body = ContainerCreateBody {
+            image: spec.image.clone(),
+            cmd: Some(vec!["sh".into(), "-ec".into(), shell_script(&spec.script)]),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).chain([format!("PIPE_WORKSPACE={WORKSPACE}")]).collect()),
+            working_dir: Some(WORKSPACE.into()),
+            labels: Some(Self::labels(spec)),
+            tty: Some(false),
+            open_stdin: Some(false),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![mount]),
+                // An init as PID 1 forwards SIGTERM to the script: a shell as PID 1 ignores it,
+                // and every graceful stop would wait out the grace period.
+                init: Some(true),
+                privileged: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self.docker.create_container(None, body).await.map_err(job_error("cannot create the container"))?;
+        Ok(created.id)
+    }
+
+    async fn remove_container(&self, id: &str) {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let _ = self.docker.remove_container(id, Some(options)).await;
+    }
+
+    async fn remove_volume(&self, name: &str) {
+        let _ = self.docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await;
+    }
+
+    async fn run_job(&self, spec: &JobSpec, log: &LogSink, stop: watch::Receiver<Stop>) -> Result<Outcome, BackendError> {
+        if spec.image.is_none() {
+            return Err(BackendError::Job(format!(
+                "job `{}` has no image: set `image:` on the job or at the top of the pipeline",
+                spec.job
+            )));
+        }
+        if let Some(why) = spec.image.as_ref().and_then(|i| self.unavailable.lock().expect("not poisoned").get(i).cloned()) {
+            return Err(BackendError::Job(why));
+        }
+        // Overlay first; if the engine cannot mount it, fall back to a copy for good.
+        if let Some(volume) = self.overlay_volume(spec).await? {
+            let mount = Mount { target: Some(WORKSPACE.into()), source: Some(volume.clone()), typ: Some(MountType::VOLUME), ..Default::default() };
+            let result = self.run_container(spec, mount, log, stop.clone()).await;
+            self.remove_volume(&volume).await;
+            match result {
+                Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
+                    self.overlay.store(false, Ordering::Relaxed);
+                    tracing::info!("overlay workspaces unavailable ({e}); copying workspaces instead");
+                }
+                other => return other.map_err(Attempt::into_error),
+            }
+        }
+        let dir = self.copied_workspace(spec).await?;
+        let mount = Mount { target: Some(WORKSPACE.into()), source: Some(absolute(&dir)?), typ: Some(MountType::BIND), ..Default::default() };
+        self.run_container(spec, mount, log, stop).await.map_err(Attempt::into_error)
+    }
+
+    /// Creates, runs and always removes one container.
+    async fn run_container(&self, spec: &JobSpec, mount: Mount, log: &LogSink, stop: watch::Receiver<Stop>) -> Result<Outcome, Attempt> {
+        let id = self.create(spec, mount).await.map_err(Attempt::Failed)?;
+        let result = self.attach_and_wait(&id, spec, log, stop).await;
+        self.remove_container(&id).await;
+        result
+    }
+
+    async fn attach_and_wait(&self, id: &str, spec: &JobSpec, log: &LogSink, mut stop: watch::Receiver<Stop>) -> Result<Outcome, Attempt> {
+        // Attach before starting so that no early output is lost.
+        let attach = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
+        let mut output = self.docker.attach_container(id, Some(attach)).await.map_err(|e| Attempt::Failed(job_error("cannot attach")(e)))?.output;
+        self.docker.start_container(id, None).await.map_err(|e| Attempt::NotStarted(short(&e)))?;
+
+        let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
+        let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
+        let mut stop_open = true;
+        loop {
+            tokio::select! {
+                chunk = output.next() => match chunk {
+                    Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message, |l| log.line(Stream::Stdout, l)),
+                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message, |l| log.line(Stream::Stderr, l)),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                },
+                changed = stop.changed(), if stop_open => {
+                    let level = if changed.is_err() { stop_open = false; Stop::Kill } else { *stop.borrow_and_update() };
+                    // Stopping is done on the side: the output keeps flowing until the container is gone.
+                    let (docker, id) = (self.docker.clone(), id.to_string());
+                    match level {
+                        Stop::No => {}
+                        Stop::Graceful => {
+                            let t = self.grace.as_secs().max(1) as i32;
+                            stopping.get_or_insert_with(|| tokio::spawn(async move {
+                                let _ = docker.stop_container(&id, Some(StopContainerOptions { t: Some(t), signal: None })).await;
+                            }));
+                        }
+                        Stop::Kill => {
+                            let _ = docker.kill_container(&id, Some(KillContainerOptions { signal: "SIGKILL".into() })).await;
+                        }
+                    }
+                }
+            }
+        }
+        out.finish(|l| log.line(Stream::Stdout, l));
+        err.finish(|l| log.line(Stream::Stderr, l));
+        let exit_code = match self.docker.wait_container(id, None).next().await {
+            Some(Ok(response)) => response.status_code,
+            // bollard reports a non-zero exit as an error carrying the code: that is a result.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(Attempt::Failed(job_error("waiting for the container failed")(e))),
+            None => return Err(Attempt::Failed(BackendError::Job("the engine did not report the exit code".into()))),
+        };
+        if let Some(handle) = stopping {
+            let _ = handle.await;
+        }
+        let missing_artifacts = if exit_code == 0 {
+            self.download_artifacts(id, spec).await.map_err(Attempt::Failed)?
+        } else {
+            Vec::new()
+        };
+        Ok(Outcome { exit_code, missing_artifacts })
+    }
+
+    /// Copies the declared artifacts out of the stopped container (its volumes are still there).
+    async fn download_artifacts(&self, id: &str, spec: &JobSpec) -> Result<Vec<String>, BackendError> {
+        let mut missing = Vec::new();
+        for path in &spec.artifacts {
+            let options = DownloadFromContainerOptions { path: format!("{WORKSPACE}/{path}") };
+            let mut stream = self.docker.download_from_container(id, Some(options));
+            let tar_path = spec.scratch.join("artifact.tar");
+            let mut file = tokio::fs::File::create(&tar_path).await.map_err(io_error("cannot write the artifact"))?;
+            let mut found = true;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => file.write_all(&bytes).await.map_err(io_error("cannot write the artifact"))?,
+                    Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+                        found = false;
+                        break;
+                    }
+                    Err(e) => return Err(job_error("cannot copy the artifact out")(e)),
+                }
+            }
+            file.flush().await.map_err(io_error("cannot write the artifact"))?;
+            drop(file);
+            if !found {
+                missing.push(path.clone());
+                continue;
+            }
+            // The archive's root is the artifact's last component: unpack it beside its parent.
+            let parent = Path::new(path).parent().map(|p| spec.artifacts_dest.join(p)).unwrap_or_else(|| spec.artifacts_dest.clone());
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::create_dir_all(&parent)?;
+                let mut archive = tar::Archive::new(std::fs::File::open(&tar_path)?);
+                archive.set_preserve_permissions(true);
+                archive.unpack(&parent)?;
+                std::fs::remove_file(&tar_path)
+            })
+            .await
+            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(io_error("cannot unpack the artifact"))?;
+        }
+        Ok(missing)
+    }
+
+    /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
+    pub async fn clean(&self, is_alive: impl Fn(u32) -> bool) -> Result<(usize, usize), BackendError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+            .await
+            .map_err(job_error("cannot list containers"))?;
+        let dead = |labels: Option<&HashMap<String, String>>| {
+            let pid = labels.and_then(|l| l.get(LABEL_PID)).and_then(|p| p.parse::<u32>().ok());
+            !pid.is_some_and(&is_alive)
+        };
+        let mut removed = (0, 0);
+        for c in containers {
+            if let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) {
+                self.remove_container(&id).await;
+                removed.0 += 1;
+            }
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+            .await
+            .map_err(job_error("cannot list volumes"))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            if dead(Some(&v.labels)) {
+                self.remove_volume(&v.name).await;
+                removed.1 += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Backend for DockerBackend {
+    fn prepare<'a>(&'a self, images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            let checks = images.iter().map(|image| async move { (image, self.ensure_image(image).await) });
+            for (image, result) in futures_util::future::join_all(checks).await {
+                if let Err(why) = result {
+                    self.unavailable.lock().expect("not poisoned").insert(image.clone(), why);
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn run<'a>(&'a self, spec: &'a JobSpec, log: &'a LogSink, stop: watch::Receiver<Stop>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+        self.run_job(spec, log, stop).boxed()
+    }
+}
+
+/// How an attempt to run a container went wrong.
+enum Attempt {
+    /// The engine refused to start it (a mount it cannot make, say): nothing ran.
+    NotStarted(String),
+    Failed(BackendError),
+}
+
+impl Attempt {
+    fn into_error(self) -> BackendError {
+        match self {
+            Attempt::NotStarted(why) => BackendError::Job(format!("cannot start the container: {why}")),
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
+fn is_mount_error(message: &str) -> bool {
+    ["overlay", "mount", "invalid argument", "no such file"].iter().any(|w| message.to_lowercase().contains(w))
+}
+
+/// The engine's own message, without bollard's wrapping.
+fn short(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn job_error(what: &'static str) -> impl Fn(DockerError) -> BackendError {
+    move |e| BackendError::Job(format!("{what}: {}", short(&e)))
+}
+
+fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
+    move |e| BackendError::Job(format!("{what}: {e}"))
+}
+
+fn absolute(path: &Path) -> Result<String, BackendError> {
+    std::path::absolute(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| BackendError::Job(format!("cannot resolve {}: {e}", path.display())))
+}

@@ -1,0 +1,56 @@
+//! A scripted backend for scheduler tests: each script line is a step (`sleep 50`, `echo text`,
+//! `exit 3`, `hang`). It records when each job started and ended so tests can check ordering.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Backend, BackendError, JobSpec, LogSink, Outcome, Stop};
+use crate::event::Stream;
+
+#[derive(Default)]
+pub struct FakeBackend {
+    /// (job, started, ended), in the order jobs ended.
+    pub spans: Mutex<Vec<(String, Instant, Instant)>>,
+    pub specs: Mutex<Vec<JobSpec>>,
+}
+
+impl Backend for FakeBackend {
+    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn run<'a>(&'a self, spec: &'a JobSpec, log: &'a LogSink, mut stop: watch::Receiver<Stop>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+        async move {
+            self.specs.lock().unwrap().push(spec.clone());
+            let started = Instant::now();
+            let mut exit_code = 0;
+            for line in &spec.script {
+                let (step, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                match step {
+                    "sleep" | "hang" => {
+                        let d = if step == "hang" { Duration::from_secs(3600) } else { Duration::from_millis(arg.parse().unwrap()) };
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = stop.wait_for(|s| *s != Stop::No) => { exit_code = 143; break; }
+                        }
+                    }
+                    "echo" => log.line(Stream::Stdout, arg.to_string()),
+                    "exit" => {
+                        exit_code = arg.parse().unwrap();
+                        break;
+                    }
+                    "error" => return Err(BackendError::Job(arg.to_string())),
+                    other => panic!("unknown fake step {other}"),
+                }
+            }
+            self.spans.lock().unwrap().push((spec.job.clone(), started, Instant::now()));
+            Ok(Outcome { exit_code, missing_artifacts: vec![] })
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,138 @@
+//! Jobs as host processes, for machines without Docker. Each job gets its own copy of the
+//! workspace (source plus the artifacts it needs) and runs `sh -e` in its own process group, so
+//! that stopping it stops everything it started. The image is ignored.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop};
+use crate::event::Stream;
+use crate::workspace;
+
+pub struct LocalBackend {
+    /// How long a job may take to exit after SIGTERM before it gets SIGKILL.
+    pub grace: Duration,
+}
+
+impl Backend for LocalBackend {
+    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn run<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        log: &'a LogSink,
+        stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+        self.run_job(spec, log, stop).boxed()
+    }
+}
+
+impl LocalBackend {
+    async fn run_job(&self, spec: &JobSpec, log: &LogSink, mut stop: watch::Receiver<Stop>) -> Result<Outcome, BackendError> {
+        let dir = spec.scratch.join("workspace");
+        let prepare = {
+            let (layers, dir) = (spec.layers.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                workspace::remove(&dir)?;
+                for layer in &layers {
+                    workspace::copy_tree(layer, &dir)?;
+                }
+                std::fs::create_dir_all(&dir)
+            })
+        };
+        prepare
+            .await
+            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+
+        let mut child = Command::new("sh")
+            .arg("-ec")
+            .arg(shell_script(&spec.script))
+            .current_dir(&dir)
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PIPE_WORKSPACE", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| BackendError::Job(format!("cannot start sh: {e}")))?;
+        let pgid = Pid::from_raw(child.id().expect("a just-spawned child has a pid") as i32);
+        let out = pump(child.stdout.take().expect("piped"), log.clone(), Stream::Stdout);
+        let err = pump(child.stderr.take().expect("piped"), log.clone(), Stream::Stderr);
+
+        let mut grace_deadline: Option<tokio::time::Instant> = None;
+        let status = loop {
+            let grace = async {
+                match grace_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = child.wait() => break status,
+                changed = stop.changed() => {
+                    // A dropped sender means the run is over: stop as if killed.
+                    let level = if changed.is_err() { Stop::Kill } else { *stop.borrow_and_update() };
+                    match level {
+                        Stop::No => {}
+                        Stop::Graceful if grace_deadline.is_none() => {
+                            let _ = killpg(pgid, Signal::SIGTERM);
+                            grace_deadline = Some(tokio::time::Instant::now() + self.grace);
+                        }
+                        Stop::Graceful => {}
+                        Stop::Kill => { let _ = killpg(pgid, Signal::SIGKILL); }
+                    }
+                }
+                _ = grace => {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    grace_deadline = None;
+                }
+            }
+        }
+        .map_err(|e| BackendError::Job(format!("waiting for the job failed: {e}")))?;
+        // Processes the script left in the background would hold the pipes open: end them.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = tokio::join!(out, err);
+
+        let exit_code = status.code().map(i64::from).unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + i64::from(status.signal().unwrap_or(9))
+        });
+        let missing_artifacts = if exit_code == 0 {
+            let (dir, paths, dest) = (dir.clone(), spec.artifacts.clone(), spec.artifacts_dest.clone());
+            tokio::task::spawn_blocking(move || workspace::collect_artifacts(&dir, &paths, &dest))
+                .await
+                .map_err(|e| BackendError::Job(e.to_string()))?
+                .map_err(|e| BackendError::Job(format!("cannot keep the artifacts: {e}")))?
+        } else {
+            Vec::new()
+        };
+        Ok(Outcome { exit_code, missing_artifacts })
+    }
+}
+
+fn pump(mut reader: impl AsyncRead + Unpin + Send + 'static, log: LogSink, stream: Stream) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut splitter = LineSplitter::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            splitter.push(&buf[..n], |l| log.line(stream, l));
+        }
+        splitter.finish(|l| log.line(stream, l));
+    })
+}

@@ -1,0 +1,170 @@
+//! How one job runs somewhere. The scheduler hands a backend a [`JobSpec`] and gets back the
+//! job's exit code; output goes to a [`LogSink`] line by line. Backends know nothing of YAML,
+//! plans or reporters.
+
+pub mod docker;
+#[cfg(test)]
+pub mod fake;
+pub mod local;
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use crate::event::{Event, EventKind, Stream};
+
+/// Everything a backend needs to run one attempt of one job.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub run_id: String,
+    /// The job's name as users see it.
+    pub job: String,
+    /// A name safe for paths and Docker objects, unique within the run.
+    pub slug: String,
+    pub image: Option<String>,
+    pub script: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// What the job's workspace is made of, bottom first: the run's source snapshot, then the
+    /// artifacts of each job it needs. Never written to.
+    pub layers: Vec<PathBuf>,
+    /// A directory private to this job, for its writable workspace. Removed by the scheduler.
+    pub scratch: PathBuf,
+    /// Workspace-relative paths to keep when the job passes, copied under `artifacts_dest`.
+    pub artifacts: Vec<String>,
+    pub artifacts_dest: PathBuf,
+}
+
+/// How hard the scheduler wants a running job to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    No,
+    /// SIGTERM, then SIGKILL after the grace period.
+    Graceful,
+    /// SIGKILL now.
+    Kill,
+}
+
+/// What came of an attempt that the backend managed to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub exit_code: i64,
+    /// Artifact paths the job declared but did not produce.
+    pub missing_artifacts: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No engine answers: nothing can run.
+    #[error("{0}")]
+    Unavailable(String),
+    /// This job could not be run (image missing, engine refused): the job errors, others go on.
+    #[error("{0}")]
+    Job(String),
+}
+
+pub trait Backend: Send + Sync {
+    /// Gets ready to run jobs on these images (checks and pulls images).
+    fn prepare<'a>(&'a self, images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Runs one attempt. Returns when the job's process has exited and been torn down.
+    fn run<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        log: &'a LogSink,
+        stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'a, Result<Outcome, BackendError>>;
+}
+
+/// Where a job's output goes: whole lines, as events.
+#[derive(Clone)]
+pub struct LogSink {
+    job: String,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl LogSink {
+    pub fn new(job: String, events: mpsc::UnboundedSender<Event>) -> Self {
+        LogSink { job, events }
+    }
+
+    pub fn line(&self, stream: Stream, line: String) {
+        // A closed receiver means the run is being torn down; the output has nowhere to go.
+        let _ = self.events.send(Event::now(EventKind::JobOutput { job: self.job.clone(), stream, line }));
+    }
+}
+
+/// Cuts a byte stream into lines; a trailing partial line is kept until more comes or `finish`.
+#[derive(Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+/// A line longer than this is cut, so one runaway line cannot exhaust memory.
+const MAX_LINE: usize = 64 * 1024;
+
+impl LineSplitter {
+    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(String)) {
+        for &b in bytes {
+            if b == b'\n' || self.pending.len() >= MAX_LINE {
+                emit(self.take());
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            self.pending.push(b);
+        }
+    }
+
+    pub fn finish(&mut self, mut emit: impl FnMut(String)) {
+        if !self.pending.is_empty() {
+            emit(self.take());
+        }
+    }
+
+    fn take(&mut self) -> String {
+        let mut line = String::from_utf8_lossy(&self.pending).into_owned();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+        self.pending.clear();
+        line
+    }
+}
+
+/// The job's script as one `sh -e` program that echoes each line before it runs it.
+pub fn shell_script(lines: &[String]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        out.push_str("printf '%s\\n' ");
+        out.push_str(&shell_quote(&format!("$ {line}")));
+        out.push('\n');
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        s.push(b"one\ntw", |l| lines.push(l));
+        s.push(b"o\r\nthree", |l| lines.push(l));
+        s.finish(|l| lines.push(l));
+        assert_eq!(lines, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn script_echoes_each_line_quoted() {
+        let script = shell_script(&["echo 'hi'".into()]);
+        assert_eq!(script, "printf '%s\\n' '$ echo '\\''hi'\\'''\necho 'hi'\n");
+    }
+}

@@ -1,0 +1,28 @@
+//! `pipe clean`: removes what runs whose pipe process is gone left behind — containers and
+//! volumes found by label, and scratch space under `.pipe/runs`.
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use super::{exit, print, CliError};
+use crate::backend::docker::{self, DockerBackend, Pull};
+use crate::workspace;
+
+pub fn run() -> Result<u8, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
+    let alive = |pid: u32| pid == std::process::id() || kill(Pid::from_raw(pid as i32), None).is_ok();
+    let project = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
+    let dirs = workspace::clean_dead_runs(&project, alive).map_err(|e| CliError::Other(format!("cannot clean .pipe/runs: {e}")))?;
+    let (containers, volumes) = runtime.block_on(async {
+        let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
+        DockerBackend::new(docker, Pull::Never, std::time::Duration::ZERO)
+            .clean(alive)
+            .await
+            .map_err(|e| CliError::Other(e.to_string()))
+    })?;
+    print(&format!("removed {containers} container(s), {volumes} volume(s) and the scratch space of {dirs} run(s)\n"))?;
+    Ok(exit::OK)
+}

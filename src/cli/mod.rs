@@ -1,0 +1,139 @@
+//! The command line: argv (clap), rendering errors, exit codes. One file per subcommand; the
+//! logic they call lives in the library modules, so the agent can reuse it.
+
+mod clean;
+mod diagnostic;
+mod graph;
+mod list;
+mod run;
+mod validate;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::pipeline::{self, LoadError, Pipeline, Problem};
+use crate::plan::{self, Plan};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const JOB_FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const BACKEND_UNAVAILABLE: u8 = 3;
+    pub const SIGINT: u8 = 130;
+    pub const SIGTERM: u8 = 143;
+}
+
+const FILE_HELP: &str =
+    "The pipeline file [default: the first of pipe.yml, pipe.yaml, .pipe.yml, .pipe.yaml, pipelines/ci.yml, pipelines/ci.yaml]";
+
+#[derive(Parser)]
+#[command(name = "pipe", version, about = "Run CI/CD pipelines: the same pipeline on a laptop, in a git hook and on an agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline's jobs in parallel containers (or host processes)
+    Run(run::Args),
+    /// Check a pipeline file and report every problem in it
+    Validate {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+    },
+    /// Print the pipeline's job graph with the critical path
+    Graph(graph::Args),
+    /// List the jobs a run would start, with their stage and needs
+    List(list::Args),
+    /// Remove containers, volumes and scratch files left behind by runs that are gone
+    Clean,
+}
+
+/// What a command that failed before (or instead of) running jobs tells the user.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Problems found after loading, e.g. by the planner.
+    #[error("invalid pipeline")]
+    Plan { file: PathBuf, problems: Vec<Problem> },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Load(LoadError::Read { .. }) | CliError::Other(_) => exit::JOB_FAILED,
+            CliError::Load(_) | CliError::Plan { .. } => exit::INVALID,
+            CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate { file } => validate::run(file.as_deref()),
+        Command::Graph(args) => graph::run(args),
+        Command::List(args) => list::run(args),
+        Command::Clean => clean::run(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let _ = io::stderr().write_all(render_error(&err).as_bytes());
+            ExitCode::from(err.code())
+        }
+    }
+}
+
+fn render_error(err: &CliError) -> String {
+    let color = color_on(&io::stderr());
+    match err {
+        CliError::Load(LoadError::Invalid(invalid)) => diagnostic::render(invalid, color),
+        CliError::Plan { file, problems } => {
+            let source = std::fs::read_to_string(file).unwrap_or_default();
+            let invalid = pipeline::Invalid { file: file.clone(), source, problems: problems.clone() };
+            diagnostic::render(&invalid, color)
+        }
+        other => format!("pipe: {other}\n"),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).try_init();
+}
+
+/// Colors only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+fn color_on(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Finds, loads and plans a pipeline: what every subcommand starts with.
+fn load_plan(file: Option<&Path>, only: &[String]) -> Result<(PathBuf, Pipeline, Plan), CliError> {
+    let cwd = std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))?;
+    let file = pipeline::find(file, &cwd)?;
+    let pipeline = pipeline::load(&file)?;
+    let plan = plan::build(&pipeline, only).map_err(|problems| CliError::Plan { file: file.clone(), problems })?;
+    Ok((file, pipeline, plan))
+}
+
+/// Writes to stdout; a reader that went away (`pipe list | head -1`) ends output quietly.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Other(format!("cannot write output: {e}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,125 @@
+//! The only thing that leaves the scheduler: what happened, when. Everything a user sees
+//! (progress lines, plain logs, JSON lines, log files) consumes these.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Bumped when a field changes meaning or disappears; new fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub schema: u32,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn now(kind: EventKind) -> Self {
+        Event { schema: SCHEMA_VERSION, time: Utc::now(), kind }
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        run_id: String,
+        pipeline: String,
+        jobs: Vec<PlannedJob>,
+    },
+    JobStarted {
+        job: String,
+        attempt: u32,
+    },
+    JobOutput {
+        job: String,
+        stream: Stream,
+        line: String,
+    },
+    /// An attempt failed and another follows.
+    JobRetrying {
+        job: String,
+        attempt: u32,
+        reason: String,
+    },
+    JobFinished {
+        job: String,
+        status: JobStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+        #[serde(serialize_with = "seconds", rename = "duration_s")]
+        duration: Duration,
+        attempts: u32,
+        /// A failure that does not fail the run (`allow_failure`).
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    JobSkipped {
+        job: String,
+        reason: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        #[serde(serialize_with = "seconds", rename = "duration_s")]
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedJob {
+    pub name: String,
+    pub stage: String,
+    pub needs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Passed,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// The backend could not run the job at all (image missing, engine error).
+    Errored,
+}
+
+impl JobStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobStatus::Passed => "passed",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed out",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Errored => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Passed,
+    Failed,
+    Interrupted,
+}

@@ -1,0 +1,41 @@
+//! Facts from git, through git2: the commit and branch a run is built from.
+
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+}
+
+/// The commit checked out in the repository that contains `dir`, and its branch; empty when
+/// `dir` is not in a repository or nothing is committed yet.
+pub fn facts(dir: &Path) -> Facts {
+    let Ok(repo) = git2::Repository::discover(dir) else { return Facts::default() };
+    let Ok(head) = repo.head() else { return Facts::default() };
+    Facts {
+        commit: head.peel_to_commit().ok().map(|c| c.id().to_string()),
+        branch: head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_commit_and_branch_of_a_real_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        assert_eq!(facts(dir.path()), Facts::default());
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("f")).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let oid = repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[]).unwrap();
+        let f = facts(dir.path());
+        assert_eq!(f.commit, Some(oid.to_string()));
+        assert!(f.branch.is_some());
+    }
+}

@@ -1,0 +1,544 @@
+//! The YAML tree → [`Pipeline`], collecting every problem with its position on the way.
+
+use std::collections::{HashMap, HashSet};
+
+use super::duration;
+use super::model::{Job, Need, Pipeline, DEFAULT_STAGES, RELEASE_STAGE};
+use super::yaml::{Kind, Node};
+use super::{Pos, Problem};
+
+const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "jobs"];
+const JOB_KEYS: &[&str] = &[
+    "stage",
+    "needs",
+    "image",
+    "script",
+    "env",
+    "matrix",
+    "timeout",
+    "retry",
+    "allow_failure",
+    "artifacts",
+];
+/// Keys of the design that this version does not act on yet: refused rather than ignored, so a
+/// pipeline never silently means less than it says.
+const LATER_JOB_KEYS: &[&str] = &[
+    "cache",
+    "inputs",
+    "reuse",
+    "scan",
+    "fail_on",
+    "secrets",
+    "services",
+    "only",
+    "gate",
+    "environment",
+    "concurrency",
+    "privileged",
+    "volumes",
+];
+const MAX_RETRY: i64 = 10;
+/// A matrix larger than this is almost certainly a mistake, and would flood the scheduler.
+const MAX_MATRIX: usize = 256;
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, p: Problem) {
+        self.0.push(p);
+    }
+    fn at(&mut self, node: &Node, message: impl Into<String>) -> &mut Problem {
+        self.0.push(Problem::at(node.pos, width(node), message));
+        self.0.last_mut().expect("just pushed")
+    }
+}
+
+/// How many characters of the source the node's text covers, for underlining.
+fn width(node: &Node) -> usize {
+    match &node.kind {
+        Kind::Str(s) => s.chars().count().max(1),
+        Kind::Int(i) => i.to_string().len(),
+        Kind::Bool(b) => b.to_string().len(),
+        _ => 1,
+    }
+}
+
+pub fn pipeline(root: &Node, default_name: &str) -> Result<Pipeline, Vec<Problem>> {
+    let mut probs = Problems::default();
+    let pipeline = top(root, default_name, &mut probs);
+    match pipeline {
+        Some(p) if probs.0.is_empty() => Ok(p),
+        _ => Err(probs.0),
+    }
+}
+
+fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline> {
+    if root.kind == Kind::Null {
+        probs.at(root, "the pipeline file is empty").hint = Some("add a `jobs:` mapping".into());
+        return None;
+    }
+    let entries = mapping(root, "the pipeline", probs)?;
+    let mut name = default_name.to_string();
+    let mut stages: Vec<String> = DEFAULT_STAGES.iter().map(|s| s.to_string()).collect();
+    let mut image = None;
+    let mut env = Vec::new();
+    let mut jobs_node = None;
+    for (key, value) in &entries {
+        match key.as_str() {
+            "name" => name = string(value, "`name`", probs).unwrap_or(name),
+            "stages" => {
+                if let Some(list) = stage_list(value, probs) {
+                    stages = list;
+                }
+            }
+            "image" => image = non_empty_string(value, "`image`", probs),
+            "env" => env = env_map(value, probs),
+            "jobs" => jobs_node = Some(*value),
+            other => unknown_key(key.node, other, TOP_KEYS, &[], probs),
+        }
+    }
+    let Some(jobs_node) = jobs_node else {
+        probs.add(Problem::at(root.pos, 1, "the pipeline has no `jobs`").hint(
+            "add a `jobs:` mapping of job names to jobs, e.g. `jobs: { hello: { image: alpine, script: [echo hi] } }`",
+        ));
+        return None;
+    };
+    let job_entries = mapping(jobs_node, "`jobs`", probs)?;
+    if job_entries.is_empty() {
+        probs.at(jobs_node, "`jobs` is empty").hint = Some("define at least one job".into());
+    }
+    let ctx = JobContext { stages: &stages, image: image.as_deref(), env: &env };
+    let mut jobs = Vec::new();
+    for (key, value) in &job_entries {
+        jobs.extend(job(key.as_str(), key.node, value, &ctx, probs));
+    }
+    check_needs(&jobs, &job_entries.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), probs);
+    Some(Pipeline { name, stages, jobs })
+}
+
+struct JobContext<'a> {
+    stages: &'a [String],
+    image: Option<&'a str>,
+    env: &'a [(String, String)],
+}
+
+fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Problems) -> Vec<Job> {
+    if name.trim().is_empty() {
+        probs.at(key, "a job name cannot be empty");
+        return vec![];
+    }
+    if value.kind == Kind::Null {
+        probs.add(
+            Problem::at(key.pos, name.chars().count(), format!("job `{name}` is empty"))
+                .hint("give it a `script:` list of commands"),
+        );
+        return vec![];
+    }
+    let Some(entries) = mapping(value, &format!("job `{name}`"), probs) else { return vec![] };
+    let mut stage = None;
+    let mut needs = None;
+    let mut image = ctx.image.map(str::to_string);
+    let mut script = None;
+    let mut env = ctx.env.to_vec();
+    let mut matrix = vec![Vec::new()];
+    let mut timeout = None;
+    let mut retry = 0;
+    let mut allow_failure = false;
+    let mut artifacts = Vec::new();
+    for (k, v) in &entries {
+        match k.as_str() {
+            "stage" => stage = stage_of(v, ctx.stages, probs),
+            "needs" => needs = needs_list(v, name, probs),
+            "image" => image = non_empty_string(v, "`image`", probs).or(image),
+            "script" => script = script_lines(v, name, probs),
+            "env" => env.extend(env_map(v, probs)),
+            "matrix" => matrix = matrix_of(v, probs),
+            "timeout" => timeout = duration_of(v, probs),
+            "retry" => retry = retry_of(v, probs),
+            "allow_failure" => allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false),
+            "artifacts" => artifacts = artifact_paths(v, probs),
+            other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
+        }
+    }
+    if script.is_none() && !entries.iter().any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str())) {
+        probs.add(
+            Problem::at(key.pos, name.chars().count(), format!("job `{name}` has no `script`"))
+                .hint("add `script:` with the commands the job runs"),
+        );
+    }
+    let stage = stage.unwrap_or_else(|| ctx.stages.first().cloned().unwrap_or_default());
+    if stage == RELEASE_STAGE {
+        probs.add(
+            Problem::at(key.pos, name.chars().count(), format!("job `{name}` is in the `release` stage, which is gated, and the release gate is not supported yet"))
+                .hint("move the job to `deploy` for now"),
+        );
+    }
+    let stage_index = ctx.stages.iter().position(|s| *s == stage).unwrap_or(0);
+    matrix
+        .into_iter()
+        .map(|values| {
+            let mut env = env.clone();
+            env.extend(values.iter().cloned());
+            let full = if values.is_empty() {
+                name.to_string()
+            } else {
+                let inner: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{name} [{}]", inner.join(", "))
+            };
+            Job {
+                name: full,
+                base: name.to_string(),
+                pos: key.pos,
+                stage: stage.clone(),
+                stage_index,
+                needs: needs.clone(),
+                image: image.clone(),
+                script: script.clone().unwrap_or_default(),
+                env,
+                matrix: values,
+                timeout,
+                retry,
+                allow_failure,
+                artifacts: artifacts.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Unknown `needs`, needs on itself or on a later stage. Cycles are the plan's to find.
+fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
+    let stage_of: HashMap<&str, (usize, &str)> =
+        jobs.iter().map(|j| (j.base.as_str(), (j.stage_index, j.stage.as_str()))).collect();
+    let mut seen = HashSet::new();
+    for job in jobs {
+        if !seen.insert(job.base.as_str()) {
+            continue; // matrix expansions share their needs: report once
+        }
+        for need in job.needs.iter().flatten() {
+            let len = need.name.chars().count();
+            if need.name == job.base {
+                probs.add(Problem::at(need.pos, len, format!("job `{}` needs itself", job.base)));
+            } else if let Some((index, stage)) = stage_of.get(need.name.as_str()) {
+                if *index > job.stage_index {
+                    probs.add(
+                        Problem::at(
+                            need.pos,
+                            len,
+                            format!(
+                                "job `{}` (stage `{}`) needs `{}`, which is in the later stage `{stage}`",
+                                job.base, job.stage, need.name
+                            ),
+                        )
+                        .hint("a job can only need jobs of its own or an earlier stage"),
+                    );
+                }
+            } else if names.contains(&need.name.as_str()) {
+                // A job that had its own errors: already reported there.
+            } else {
+                let mut p = Problem::at(need.pos, len, format!("job `{}` needs unknown job `{}`", job.base, need.name));
+                if let Some(s) = suggest(&need.name, names.iter().copied()) {
+                    p = p.hint(format!("did you mean `{s}`?"));
+                }
+                probs.add(p);
+            }
+        }
+    }
+}
+
+/// A mapping key as written, with its node for positions.
+struct Key<'a> {
+    text: String,
+    node: &'a Node,
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A mapping's entries with string keys; reports duplicates and non-string keys.
+fn mapping<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<Vec<(Key<'a>, &'a Node)>> {
+    let Kind::Map(entries) = &node.kind else {
+        probs.at(node, format!("{what} must be a mapping, found {}", node.kind.describe()));
+        return None;
+    };
+    let mut out: Vec<(Key<'a>, &'a Node)> = Vec::with_capacity(entries.len());
+    let mut first: HashMap<String, Pos> = HashMap::new();
+    for (k, v) in entries {
+        let text = match &k.kind {
+            Kind::Str(s) => s.clone(),
+            Kind::Int(i) => i.to_string(),
+            Kind::Bool(b) => b.to_string(),
+            other => {
+                probs.at(k, format!("keys in {what} must be strings, found {}", other.describe()));
+                continue;
+            }
+        };
+        if let Some(at) = first.get(&text) {
+            probs.at(k, format!("duplicate key `{text}` in {what}")).hint =
+                Some(format!("it is first defined at line {}, column {}", at.line, at.col));
+            continue;
+        }
+        first.insert(text.clone(), k.pos);
+        out.push((Key { text, node: k }, v));
+    }
+    Some(out)
+}
+
+fn unknown_key(node: &Node, key: &str, known: &[&str], later: &[&str], probs: &mut Problems) {
+    if later.contains(&key) {
+        probs.at(node, format!("`{key}` is not supported yet by this version of pipe")).hint =
+            Some("remove it: pipe refuses keys it would not act on rather than ignore them".into());
+        return;
+    }
+    let p = probs.at(node, format!("unknown key `{key}`"));
+    p.hint = Some(match suggest(key, known.iter().chain(later).copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("expected one of: {}", known.join(", ")),
+    });
+}
+
+/// The closest candidate, if it is close enough to be what the user meant.
+pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
+    match &node.kind {
+        Kind::Str(s) => Some(s.clone()),
+        other => {
+            probs.at(node, format!("{what} must be a string, found {}", other.describe()));
+            None
+        }
+    }
+}
+
+fn non_empty_string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
+    let s = string(node, what, probs)?;
+    if s.trim().is_empty() {
+        probs.at(node, format!("{what} cannot be empty"));
+        return None;
+    }
+    Some(s)
+}
+
+/// Scalars as environment values: `PORT: 8080` and `DEBUG: true` mean their text.
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.kind {
+        Kind::Str(s) => Some(s.clone()),
+        Kind::Int(i) => Some(i.to_string()),
+        Kind::Float(f) => Some(f.to_string()),
+        Kind::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn boolean(node: &Node, what: &str, probs: &mut Problems) -> Option<bool> {
+    match node.kind {
+        Kind::Bool(b) => Some(b),
+        ref other => {
+            probs.at(node, format!("{what} must be true or false, found {}", other.describe()));
+            None
+        }
+    }
+}
+
+fn list<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<&'a [Node]> {
+    match &node.kind {
+        Kind::Seq(items) => Some(items),
+        other => {
+            probs.at(node, format!("{what} must be a list, found {}", other.describe()));
+            None
+        }
+    }
+}
+
+fn stage_list(node: &Node, probs: &mut Problems) -> Option<Vec<String>> {
+    let items = list(node, "`stages`", probs)?;
+    if items.is_empty() {
+        probs.at(node, "`stages` cannot be empty");
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let s = non_empty_string(item, "a stage name", probs)?;
+        if out.contains(&s) {
+            probs.at(item, format!("stage `{s}` is listed twice"));
+            continue;
+        }
+        out.push(s);
+    }
+    Some(out)
+}
+
+fn stage_of(node: &Node, stages: &[String], probs: &mut Problems) -> Option<String> {
+    let s = string(node, "`stage`", probs)?;
+    if stages.contains(&s) {
+        return Some(s);
+    }
+    let p = probs.at(node, format!("unknown stage `{s}`"));
+    p.hint = Some(match suggest(&s, stages.iter().map(String::as_str)) {
+        Some(m) => format!("did you mean `{m}`?"),
+        None => format!("the stages are: {}", stages.join(", ")),
+    });
+    None
+}
+
+fn needs_list(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<Need>> {
+    let items = list(node, &format!("`needs` of job `{job}`"), probs)?;
+    let mut out: Vec<Need> = Vec::new();
+    for item in items {
+        let Some(name) = non_empty_string(item, "a `needs` entry", probs) else { continue };
+        if out.iter().any(|n| n.name == name) {
+            probs.at(item, format!("`{name}` is listed twice in `needs`"));
+            continue;
+        }
+        out.push(Need { name, pos: item.pos });
+    }
+    Some(out)
+}
+
+fn script_lines(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<String>> {
+    let lines: Vec<String> = match &node.kind {
+        Kind::Str(s) => vec![s.clone()],
+        Kind::Seq(items) => items.iter().filter_map(|i| string(i, "a script line", probs)).collect(),
+        Kind::Null => vec![],
+        other => {
+            probs.at(node, format!("`script` must be a list of commands, found {}", other.describe()));
+            return None;
+        }
+    };
+    if lines.iter().all(|l| l.trim().is_empty()) {
+        probs.at(node, format!("job `{job}` has an empty `script`")).hint =
+            Some("list the commands the job runs, e.g. `script: [make test]`".into());
+        return None;
+    }
+    Some(lines)
+}
+
+fn env_map(node: &Node, probs: &mut Problems) -> Vec<(String, String)> {
+    let Some(entries) = mapping(node, "`env`", probs) else { return vec![] };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        if !is_env_name(k.as_str()) {
+            probs.at(k.node, format!("`{}` is not a valid environment variable name", k.as_str())).hint =
+                Some("use letters, digits and `_`, not starting with a digit".into());
+            continue;
+        }
+        match scalar_text(v) {
+            Some(text) => out.push((k.text, text)),
+            None => {
+                probs.at(v, format!("the value of `{}` must be a string, number or boolean, found {}", k.as_str(), v.kind.describe()));
+            }
+        }
+    }
+    out
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Every combination of the matrix values, in the order the variables are written.
+fn matrix_of(node: &Node, probs: &mut Problems) -> Vec<Vec<(String, String)>> {
+    let mut combos = vec![Vec::new()];
+    let Some(entries) = mapping(node, "`matrix`", probs) else { return combos };
+    if entries.is_empty() {
+        probs.at(node, "`matrix` cannot be empty");
+    }
+    for (k, v) in entries {
+        if !is_env_name(k.as_str()) {
+            probs.at(k.node, format!("`{}` is not a valid environment variable name", k.as_str()));
+            continue;
+        }
+        let Some(items) = list(v, &format!("matrix variable `{}`", k.as_str()), probs) else { continue };
+        if items.is_empty() {
+            probs.at(v, format!("matrix variable `{}` has no values", k.as_str()));
+            continue;
+        }
+        let values: Vec<String> = items
+            .iter()
+            .filter_map(|i| {
+                let t = scalar_text(i);
+                if t.is_none() {
+                    probs.at(i, format!("matrix values must be strings or numbers, found {}", i.kind.describe()));
+                }
+                t
+            })
+            .collect();
+        if combos.len() * values.len() > MAX_MATRIX {
+            probs.at(node, format!("the matrix expands to more than {MAX_MATRIX} jobs"));
+            return vec![Vec::new()];
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                let var = &k.text;
+                values.iter().map(move |val| {
+                    let mut c = c.clone();
+                    c.push((var.clone(), val.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+fn duration_of(node: &Node, probs: &mut Problems) -> Option<std::time::Duration> {
+    let text = match &node.kind {
+        Kind::Str(s) => s.clone(),
+        Kind::Int(i) if *i > 0 => i.to_string(),
+        _ => {
+            probs.at(node, format!("`timeout` must be a duration like `10m` or `1h30m`, found {}", node.kind.describe()));
+            return None;
+        }
+    };
+    match duration::parse(&text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            probs.at(node, "`timeout` must be longer than zero");
+            None
+        }
+        Err(e) => {
+            probs.at(node, format!("bad duration `{text}`: {e}")).hint =
+                Some("write a duration like `90s`, `10m` or `1h30m`".into());
+            None
+        }
+    }
+}
+
+fn retry_of(node: &Node, probs: &mut Problems) -> u32 {
+    match node.kind {
+        Kind::Int(n) if (0..=MAX_RETRY).contains(&n) => n as u32,
+        _ => {
+            probs.at(node, format!("`retry` must be a whole number from 0 to {MAX_RETRY}, found {}", node.kind.describe()));
+            0
+        }
+    }
+}
+
+fn artifact_paths(node: &Node, probs: &mut Problems) -> Vec<String> {
+    let Some(items) = list(node, "`artifacts`", probs) else { return vec![] };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(path) = non_empty_string(item, "an artifact path", probs) else { continue };
+        let p = std::path::Path::new(&path);
+        if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+            probs.at(item, format!("artifact path `{path}` must stay inside the workspace")).hint =
+                Some("use a path relative to the project, without `..`".into());
+            continue;
+        }
+        out.push(path.trim_end_matches('/').to_string());
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! YAML text → a checked [`Pipeline`]. Every problem found is collected with its position, so
+//! that `pipe validate` can report all of them at once. Nothing here does I/O beyond reading the
+//! file, and nothing downstream has to check the pipeline again.
+
+mod check;
+mod duration;
+mod model;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use check::suggest;
+pub use model::{Job, Need, Pipeline, DEFAULT_STAGES, RELEASE_STAGE};
+
+/// 1-based line and column in the pipeline file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Pos {
+    pub fn new(line: u32, col: u32) -> Self {
+        Pos { line, col }
+    }
+}
+
+/// One thing wrong with a pipeline: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pos: Option<Pos>,
+    /// How many characters from `pos` the offending text spans (at least 1).
+    pub len: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub fn at(pos: Pos, len: usize, message: impl Into<String>) -> Self {
+        Problem { pos: Some(pos), len: len.max(1), message: message.into(), hint: None }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A pipeline file that could not be loaded: its text (for snippets) and every problem in it.
+#[derive(Debug)]
+pub struct Invalid {
+    pub file: PathBuf,
+    pub source: String,
+    pub problems: Vec<Problem>,
+}
+
+/// Pipelines larger than this are refused before parsing: a real one is a few hundred KiB.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// File names looked for, in order, when no pipeline file is given.
+pub const DEFAULT_FILES: &[&str] =
+    &["pipe.yml", "pipe.yaml", ".pipe.yml", ".pipe.yaml", "pipelines/ci.yml", "pipelines/ci.yaml"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no pipeline file found in {dir}: looked for {}", DEFAULT_FILES.join(", "))]
+    NotFound { dir: PathBuf },
+    #[error("cannot read {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file} is {size} bytes; pipeline files are limited to {MAX_FILE_BYTES} bytes")]
+    TooLarge { file: PathBuf, size: u64 },
+    #[error("{} problem(s) in {}", .0.problems.len(), .0.file.display())]
+    Invalid(Box<Invalid>),
+}
+
+/// The pipeline file to use: the one given, or the first of [`DEFAULT_FILES`] in `dir`.
+pub fn find(given: Option<&Path>, dir: &Path) -> Result<PathBuf, LoadError> {
+    if let Some(file) = given {
+        return Ok(file.to_path_buf());
+    }
+    DEFAULT_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
+}
+
+/// Reads and checks a pipeline file.
+pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
+    let read_err = |source| LoadError::Read { file: file.to_path_buf(), source };
+    let size = std::fs::metadata(file).map_err(read_err)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(LoadError::TooLarge { file: file.to_path_buf(), size });
+    }
+    let bytes = std::fs::read(file).map_err(read_err)?;
+    let source = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let problem = Problem {
+                pos: Some(pos_of_byte(e.as_bytes(), e.utf8_error().valid_up_to())),
+                len: 1,
+                message: "the file is not valid UTF-8".into(),
+                hint: Some("save the pipeline file as UTF-8".into()),
+            };
+            let source = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            return Err(invalid(file, source, vec![problem]));
+        }
+    };
+    let default_name = file
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "pipeline".into());
+    parse(&source, &default_name).map_err(|problems| invalid(file, source, problems))
+}
+
+/// Checks pipeline text; `default_name` names the pipeline when the file does not.
+pub fn parse(source: &str, default_name: &str) -> Result<Pipeline, Vec<Problem>> {
+    let root = yaml::parse(source).map_err(|e| {
+        vec![Problem { pos: e.pos, len: 1, message: format!("invalid YAML: {}", e.message), hint: None }]
+    })?;
+    check::pipeline(&root, default_name)
+}
+
+fn invalid(file: &Path, source: String, mut problems: Vec<Problem>) -> LoadError {
+    problems.sort_by_key(|p| p.pos);
+    LoadError::Invalid(Box::new(Invalid { file: file.to_path_buf(), source, problems }))
+}
+
+fn pos_of_byte(bytes: &[u8], offset: usize) -> Pos {
+    let before = &bytes[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    Pos::new(line as u32, col as u32)
+}

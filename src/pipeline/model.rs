@@ -1,0 +1,48 @@
+//! The checked pipeline: values that cannot be wrong, with positions kept for later errors.
+
+use std::time::Duration;
+
+use super::Pos;
+
+pub const DEFAULT_STAGES: &[&str] = &["build", "test", "security-scan", "deploy", "release"];
+/// The gated stage: its jobs never run in the same invocation as the rest.
+pub const RELEASE_STAGE: &str = "release";
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub stages: Vec<String>,
+    /// Matrix jobs are already expanded, in file order.
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Unique: `unit` or, for a matrix expansion, `unit [TARGET=x86_64]`.
+    pub name: String,
+    /// The name as written under `jobs:`; shared by all expansions of a matrix.
+    pub base: String,
+    /// Where the job's key stands in the file.
+    pub pos: Pos,
+    pub stage: String,
+    pub stage_index: usize,
+    /// `None`: wait for every job of every earlier stage. `Some`: exactly these jobs.
+    pub needs: Option<Vec<Need>>,
+    pub image: Option<String>,
+    pub script: Vec<String>,
+    /// Pipeline env, then job env, then matrix values: later entries win.
+    pub env: Vec<(String, String)>,
+    pub matrix: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub retry: u32,
+    pub allow_failure: bool,
+    /// Paths relative to the workspace, handed to the jobs that need this one.
+    pub artifacts: Vec<String>,
+}
+
+/// A `needs` entry: a job's base name, where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub name: String,
+    pub pos: Pos,
+}

@@ -1,0 +1,195 @@
+//! The one file that imports serde-saphyr. YAML text becomes a tree of [`Node`]s that remember
+//! where they stand, so that every later check can point at a line and column. We read a tree
+//! rather than derive the pipeline structs directly because derived structs stop at the first
+//! error, and `pipe validate` must report every problem at once.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{DuplicateKeyPolicy, Options, Spanned};
+
+use super::Pos;
+
+/// A YAML value with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order; duplicates are kept so that the checker can report them.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Kind {
+    /// How a user would call this kind of value in an error message.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Kind::Null => "nothing (null)",
+            Kind::Bool(_) => "a boolean",
+            Kind::Int(_) => "an integer",
+            Kind::Float(_) => "a number",
+            Kind::Str(_) => "a string",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// A YAML syntax error or a breached parse budget.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+/// Nesting deeper than this is hostile or a mistake; a pipeline needs about six levels.
+const MAX_DEPTH: usize = 64;
+/// Bounds the work an alias bomb can cause: a real pipeline has a few thousand nodes.
+const MAX_NODES: usize = 2_000_000;
+
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut options = Options::default();
+    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // YAML 1.1 reads `y`, `on` and `no` as booleans: the Norway problem in a CI file.
+    options.strict_booleans = true;
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_depth = MAX_DEPTH;
+        budget.max_nodes = MAX_NODES;
+    }
+    match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
+        Ok(Some(root)) => Ok(node(root)),
+        Ok(None) => Ok(Node { pos: Pos::new(1, 1), kind: Kind::Null }),
+        Err(err) => Err(SyntaxError {
+            pos: err.location().map(|l| Pos::new(l.line() as u32, l.column() as u32)),
+            message: first_line(&err.to_string()),
+        }),
+    }
+}
+
+/// serde-saphyr's message carries its own snippet; we render ours, so keep the sentence only.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or("invalid YAML").trim();
+    // Its messages end with " at line L column C"; our renderer already shows the position.
+    match line.find(" at line ") {
+        Some(i) => line[..i].to_string(),
+        None => line.to_string(),
+    }
+}
+
+fn node(spanned: Spanned<Kind>) -> Node {
+    let loc = spanned.referenced;
+    Node { pos: Pos::new(loc.line() as u32, loc.column() as u32), kind: spanned.value }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl<'de> Visitor<'de> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_none<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        Kind::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Kind, E> {
+        Ok(Kind::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Kind, E> {
+        Ok(Kind::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
+        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Kind, E> {
+        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Kind, E> {
+        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
+        Ok(Kind::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+        Ok(Kind::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Kind, E> {
+        Ok(Kind::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Kind>>()? {
+            items.push(node(item));
+        }
+        Ok(Kind::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<Kind>>()? {
+            let value = map.next_value::<Spanned<Kind>>()?;
+            entries.push((node(key), node(value)));
+        }
+        Ok(Kind::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_positions_and_duplicates() {
+        let root = parse("a: 1\nb:\n  - x\n  - y\na: 2\n").unwrap();
+        let Kind::Map(entries) = root.kind else { panic!("not a map") };
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[2].0.pos, Pos::new(5, 1));
+        let Kind::Seq(items) = &entries[1].1.kind else { panic!("not a seq") };
+        assert_eq!(items[1].pos, Pos::new(4, 5));
+        assert_eq!(items[1].kind, Kind::Str("y".into()));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.pos.is_some(), "{err:?}");
+    }
+
+    #[test]
+    fn alias_bomb_fails_fast() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_fails() {
+        let text = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(parse(&text).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! A checked [`Pipeline`] → an immutable [`Plan`]: the jobs to run, the edges between them and
+//! why each exists, a topological order and the critical path. The only user of petgraph.
+
+use std::collections::HashMap;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::pipeline::{Job, Pipeline, Problem};
+
+/// Why one job waits for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Why {
+    /// The job lists the other in `needs`.
+    Needs,
+    /// The job has no `needs`, so it waits for every job of every earlier stage.
+    Stage,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub stages: Vec<String>,
+    /// Jobs in file order; indices into this are the jobs' ids everywhere downstream.
+    pub jobs: Vec<Job>,
+    /// For each job: the jobs it waits for, with why.
+    pub deps: Vec<Vec<(usize, Why)>>,
+    /// For each job: the jobs that wait for it.
+    pub dependents: Vec<Vec<usize>>,
+    /// Jobs in an order where each comes after everything it waits for.
+    pub order: Vec<usize>,
+    /// The longest chain of jobs (counted in jobs), first to last.
+    pub critical_path: Vec<usize>,
+    /// For each job: the length of the longest chain from it to the end, itself included.
+    /// The scheduler starts the most-waited-on work first when the concurrency limit bites.
+    pub tail: Vec<usize>,
+}
+
+/// Builds the plan of the jobs selected by `only` (job or matrix base names; empty = all), with
+/// everything those need. Problems: cycles, and selections that name no job.
+pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>> {
+    let jobs = &pipeline.jobs;
+    let mut graph: DiGraph<usize, Why> = DiGraph::with_capacity(jobs.len(), jobs.len());
+    let nodes: Vec<NodeIndex> = (0..jobs.len()).map(|i| graph.add_node(i)).collect();
+    let mut by_base: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        by_base.entry(job.base.as_str()).or_default().push(i);
+    }
+    // Jobs grouped by stage, so stage edges are built without scanning every pair.
+    let mut by_stage: Vec<Vec<usize>> = vec![Vec::new(); pipeline.stages.len()];
+    for (i, job) in jobs.iter().enumerate() {
+        by_stage[job.stage_index].push(i);
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        match &job.needs {
+            Some(needs) => {
+                for need in needs {
+                    for &d in by_base.get(need.name.as_str()).into_iter().flatten() {
+                        graph.add_edge(nodes[d], nodes[i], Why::Needs);
+                    }
+                }
+            }
+            None => {
+                for &d in by_stage[..job.stage_index].iter().flatten() {
+                    graph.add_edge(nodes[d], nodes[i], Why::Stage);
+                }
+            }
+        }
+    }
+    let cycles = cycle_problems(&graph, jobs);
+    if !cycles.is_empty() {
+        return Err(cycles);
+    }
+    let order: Vec<usize> = toposort(&graph, None)
+        .expect("cycles were reported above")
+        .into_iter()
+        .map(|n| graph[n])
+        .collect();
+
+    let selected = select(pipeline, &graph, &nodes, &by_base, only)?;
+    // Renumber the selected jobs, keeping file order.
+    let keep: Vec<usize> = (0..jobs.len()).filter(|i| selected[*i]).collect();
+    let new_id: HashMap<usize, usize> = keep.iter().enumerate().map(|(n, &o)| (o, n)).collect();
+    let mut deps = vec![Vec::new(); keep.len()];
+    let mut dependents = vec![Vec::new(); keep.len()];
+    for edge in graph.raw_edges() {
+        let (from, to) = (graph[edge.source()], graph[edge.target()]);
+        if let (Some(&f), Some(&t)) = (new_id.get(&from), new_id.get(&to)) {
+            deps[t].push((f, edge.weight));
+            dependents[f].push(t);
+        }
+    }
+    let order: Vec<usize> = order.iter().filter_map(|o| new_id.get(o).copied()).collect();
+    let (critical_path, tail) = longest_chain(&order, &deps, &dependents);
+    Ok(Plan {
+        name: pipeline.name.clone(),
+        stages: pipeline.stages.clone(),
+        jobs: keep.iter().map(|&i| jobs[i].clone()).collect(),
+        deps,
+        dependents,
+        order,
+        critical_path,
+        tail,
+    })
+}
+
+/// One problem per cycle, naming every member in the order of the loop.
+fn cycle_problems(graph: &DiGraph<usize, Why>, jobs: &[Job]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for mut scc in tarjan_scc(graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        scc.sort_by_key(|n| graph[*n]);
+        let members: Vec<&str> = {
+            let mut bases: Vec<&str> = scc.iter().map(|n| jobs[graph[*n]].base.as_str()).collect();
+            bases.dedup();
+            bases
+        };
+        let loop_path = walk_cycle(graph, &scc, jobs);
+        let first = &jobs[graph[scc[0]]];
+        // Point at the first job's `needs` entry that leads into the cycle.
+        let pos = first
+            .needs
+            .iter()
+            .flatten()
+            .find(|n| members.contains(&n.name.as_str()))
+            .map(|n| (n.pos, n.name.chars().count()))
+            .unwrap_or((first.pos, first.base.chars().count()));
+        problems.push(
+            Problem::at(pos.0, pos.1, format!("jobs {} form a cycle: {loop_path}", quoted(&members)))
+                .hint("remove one of these `needs` entries to break the cycle"),
+        );
+    }
+    problems
+}
+
+/// `a → b → c → a`, following `needs` from the first member around the loop.
+fn walk_cycle(graph: &DiGraph<usize, Why>, scc: &[NodeIndex], jobs: &[Job]) -> String {
+    let start = scc[0];
+    let mut path = vec![start];
+    let mut current = start;
+    // Follow "needs" (incoming edges) inside the component until we are back at the start.
+    loop {
+        let next = graph
+            .neighbors_directed(current, Direction::Incoming)
+            .filter(|n| scc.contains(n))
+            .min_by_key(|n| if *n == start { 0 } else if path.contains(n) { 2 } else { 1 });
+        match next {
+            Some(n) if n == start || path.contains(&n) => {
+                path.push(n);
+                break;
+            }
+            Some(n) => {
+                path.push(n);
+                current = n;
+            }
+            None => break,
+        }
+    }
+    path.iter().map(|n| jobs[graph[*n]].name.as_str()).collect::<Vec<_>>().join(" → ")
+}
+
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Which jobs run: the selected ones and everything they (transitively) wait for.
+fn select(
+    pipeline: &Pipeline,
+    graph: &DiGraph<usize, Why>,
+    nodes: &[NodeIndex],
+    by_base: &HashMap<&str, Vec<usize>>,
+    only: &[String],
+) -> Result<Vec<bool>, Vec<Problem>> {
+    let jobs = &pipeline.jobs;
+    if only.is_empty() {
+        return Ok(vec![true; jobs.len()]);
+    }
+    let mut selected = vec![false; jobs.len()];
+    let mut stack = Vec::new();
+    let mut problems = Vec::new();
+    for name in only {
+        let roots: Vec<usize> = match jobs.iter().position(|j| j.name == *name) {
+            Some(i) => vec![i],
+            None => by_base.get(name.as_str()).cloned().unwrap_or_default(),
+        };
+        if roots.is_empty() {
+            let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| "`pipe list` shows the jobs".into());
+            problems.push(Problem { pos: None, len: 1, message: format!("no job named `{name}`"), hint: Some(hint) });
+        }
+        stack.extend(roots);
+    }
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut selected[i], true) {
+            stack.extend(graph.neighbors_directed(nodes[i], Direction::Incoming).map(|n| graph[n]));
+        }
+    }
+    if problems.is_empty() {
+        Ok(selected)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A pass over the topological order: the longest chain ending at each job, then walked back.
+fn longest_chain(order: &[usize], deps: &[Vec<(usize, Why)>], dependents: &[Vec<usize>]) -> (Vec<usize>, Vec<usize>) {
+    let n = deps.len();
+    let mut depth = vec![0usize; n];
+    let mut via: Vec<Option<usize>> = vec![None; n];
+    for &j in order {
+        // Ties go to the job earliest in the file, so the path is stable.
+        let best = deps[j].iter().map(|(d, _)| *d).max_by_key(|d| (depth[*d], std::cmp::Reverse(*d)));
+        depth[j] = 1 + best.map_or(0, |d| depth[d]);
+        via[j] = best;
+    }
+    let mut tail = vec![0usize; n];
+    for &j in order.iter().rev() {
+        tail[j] = 1 + dependents[j].iter().map(|d| tail[*d]).max().unwrap_or(0);
+    }
+    let Some(end) = (0..n).max_by_key(|j| (depth[*j], std::cmp::Reverse(*j))) else {
+        return (Vec::new(), tail);
+    };
+    let mut path = vec![end];
+    while let Some(prev) = via[*path.last().expect("not empty")] {
+        path.push(prev);
+    }
+    path.reverse();
+    (path, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(yaml: &str) -> Result<Plan, Vec<Problem>> {
+        let pipeline = crate::pipeline::parse(yaml, "test").expect("valid pipeline");
+        build(&pipeline, &[])
+    }
+
+    fn names(plan: &Plan, ids: &[usize]) -> Vec<String> {
+        ids.iter().map(|&i| plan.jobs[i].name.clone()).collect()
+    }
+
+    #[test]
+    fn stage_order_and_needs_make_edges() {
+        let p = plan(
+            "jobs:\n  a: {stage: build, script: [x]}\n  b: {stage: build, script: [x]}\n  c: {stage: test, script: [x]}\n  d: {stage: test, needs: [a], script: [x]}\n",
+        )
+        .unwrap();
+        assert_eq!(p.deps[2], vec![(0, Why::Stage), (1, Why::Stage)]);
+        assert_eq!(p.deps[3], vec![(0, Why::Needs)]);
+    }
+
+    #[test]
+    fn cycle_names_every_member() {
+        let problems = plan(
+            "jobs:\n  a: {needs: [c], script: [x]}\n  b: {needs: [a], script: [x]}\n  c: {needs: [b], script: [x]}\n  d: {script: [x]}\n",
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1);
+        let msg = &problems[0].message;
+        assert!(msg.contains("`a`, `b`, `c`"), "{msg}");
+        assert!(msg.contains("a → c → b → a"), "{msg}");
+        assert_eq!(problems[0].pos, Some(crate::pipeline::Pos::new(2, 15)));
+    }
+
+    #[test]
+    fn critical_path_is_the_longest_chain() {
+        let p = plan(
+            "jobs:\n  a: {needs: [], script: [x]}\n  b: {needs: [a], script: [x]}\n  c: {needs: [b], script: [x]}\n  d: {needs: [], script: [x]}\n  e: {needs: [d, c], script: [x]}\n",
+        )
+        .unwrap();
+        assert_eq!(names(&p, &p.critical_path), ["a", "b", "c", "e"]);
+        assert_eq!(p.tail[0], 4);
+        assert_eq!(p.tail[3], 2);
+    }
+
+    #[test]
+    fn selecting_a_job_brings_what_it_needs() {
+        let pipeline = crate::pipeline::parse(
+            "jobs:\n  a: {needs: [], script: [x]}\n  b: {needs: [a], script: [x]}\n  c: {needs: [], script: [x]}\n",
+            "t",
+        )
+        .unwrap();
+        let p = build(&pipeline, &["b".into()]).unwrap();
+        assert_eq!(names(&p, &p.order), ["a", "b"]);
+        let err = build(&pipeline, &["bb".into()]).unwrap_err();
+        assert_eq!(err[0].hint.as_deref(), Some("did you mean `b`?"));
+    }
+}

@@ -1,0 +1,135 @@
+//! Consumers of the scheduler's events: what the user sees and what is kept. How output looks is
+//! a pure function of (is a terminal, `CI` set, flags), chosen once in [`Mode::choose`].
+
+mod json;
+mod logs;
+mod plain;
+mod progress;
+mod summary;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::event::Event;
+
+pub use summary::{Summary, SummaryRow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Live progress lines on a terminal.
+    Progress,
+    /// Plain lines prefixed with the job name: logs, CI, pipes.
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
+impl Mode {
+    pub fn choose(json: bool, stdout_is_terminal: bool, ci: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if stdout_is_terminal && !ci {
+            Mode::Progress
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+pub struct Options {
+    pub mode: Mode,
+    /// Stream every output line, not only the last one of each job.
+    pub verbose: bool,
+    pub color: bool,
+    /// Where each job's full log is written (`None`: nowhere).
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Something that reacts to events, in order.
+trait Reporter: Send {
+    fn event(&mut self, event: &Event) -> io::Result<()>;
+}
+
+/// Feeds every event to the chosen reporters until the sender side closes; returns the summary
+/// of what happened. Output that can no longer be written (a closed pipe) is dropped quietly.
+pub fn spawn(options: Options, mut events: mpsc::UnboundedReceiver<Event>) -> tokio::task::JoinHandle<Summary> {
+    tokio::task::spawn_blocking(move || {
+        let mut summary = Summary::default();
+        let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
+        if let Some(dir) = &options.log_dir {
+            reporters.push((Box::new(logs::LogFiles::new(dir.clone())), true));
+        }
+        let screen: Box<dyn Reporter> = match options.mode {
+            Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
+            Mode::Plain => Box::new(plain::Plain::new(Box::new(io::stdout()), options.color)),
+            Mode::Json => Box::new(json::JsonLines::new(Box::new(io::stdout()))),
+        };
+        reporters.push((screen, true));
+        while let Some(event) = events.blocking_recv() {
+            summary.event(&event);
+            for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
+                if let Err(e) = reporter.event(&event) {
+                    if e.kind() != io::ErrorKind::BrokenPipe {
+                        tracing::warn!("output stopped: {e}");
+                    }
+                    *alive = false;
+                }
+            }
+        }
+        if options.mode != Mode::Json {
+            let mut out = io::stdout().lock();
+            let _ = summary.write_table(&mut out, options.color).and_then(|_| out.flush());
+        }
+        summary
+    })
+}
+
+/// `1.2s`, `2m03s`: short durations for tables and status lines.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// ANSI styling, applied only when color is on.
+pub(crate) fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn status_color(status: &str) -> &'static str {
+    match status {
+        "passed" => "32",
+        "failed" | "timed out" | "error" => "31",
+        "allowed to fail" => "33",
+        _ => "2",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_mode_is_a_function_of_terminal_ci_and_flags() {
+        assert_eq!(Mode::choose(false, true, false), Mode::Progress);
+        assert_eq!(Mode::choose(false, true, true), Mode::Plain);
+        assert_eq!(Mode::choose(false, false, false), Mode::Plain);
+        assert_eq!(Mode::choose(true, true, false), Mode::Json);
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(std::time::Duration::from_millis(1234)), "1.2s");
+        assert_eq!(duration(std::time::Duration::from_secs(123)), "2m03s");
+    }
+}

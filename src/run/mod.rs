@@ -1,0 +1,352 @@
+//! The scheduler. One loop owns the run's state: a job starts as soon as its own needs are done
+//! (never stage by stage), up to the concurrency limit, most-waited-on work first. It applies
+//! timeouts, retries and fail-fast, stops jobs when asked (gracefully, then by force), and
+//! reports everything as [`Event`]s. It never prints and never picks exit codes.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendError, JobSpec, LogSink, Stop};
+use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
+use crate::plan::Plan;
+use crate::workspace::{self, RunDir};
+
+pub struct RunOptions {
+    pub run: RunDir,
+    /// At most this many jobs run at once.
+    pub concurrency: usize,
+    /// Cancel running jobs and skip the rest at the first failure.
+    pub fail_fast: bool,
+    /// Environment every job gets before its own (run id, commit, …).
+    pub env: Vec<(String, String)>,
+}
+
+/// What the user asked for while the run was going: each request escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Interrupt,
+    Terminate,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub status: JobStatus,
+    pub exit_code: Option<i64>,
+    pub attempts: u32,
+    pub duration: Duration,
+    pub message: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RunResult {
+    pub status: RunStatus,
+    /// The first interrupt received, if the run was interrupted.
+    pub interrupted_by: Option<Interrupt>,
+    /// Per job (plan order): what came of it, or why it was skipped.
+    pub jobs: Vec<Result<JobResult, String>>,
+}
+
+/// Why a job did not run, told to its dependents.
+enum State {
+    Pending,
+    Running,
+    Done(JobResult),
+    Skipped(String),
+}
+
+pub async fn run(
+    plan: &Plan,
+    backend: Arc<dyn Backend>,
+    opts: RunOptions,
+    events: mpsc::UnboundedSender<Event>,
+    mut interrupts: mpsc::UnboundedReceiver<Interrupt>,
+) -> Result<RunResult, BackendError> {
+    let started = Instant::now();
+    let emit = |kind| {
+        let _ = events.send(Event::now(kind));
+    };
+    emit(EventKind::RunStarted {
+        run_id: opts.run.id.clone(),
+        pipeline: plan.name.clone(),
+        jobs: plan
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| PlannedJob {
+                name: j.name.clone(),
+                stage: j.stage.clone(),
+                needs: plan.deps[i].iter().map(|(d, _)| plan.jobs[*d].name.clone()).collect(),
+            })
+            .collect(),
+    });
+    let mut images: Vec<String> = plan.jobs.iter().filter_map(|j| j.image.clone()).collect();
+    images.sort();
+    images.dedup();
+    backend.prepare(&images).await?;
+
+    let n = plan.jobs.len();
+    let slugs = unique_slugs(plan);
+    let mut state: Vec<State> = (0..n).map(|_| State::Pending).collect();
+    let mut waiting: Vec<usize> = plan.deps.iter().map(Vec::len).collect();
+    let mut ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)> =
+        (0..n).filter(|&i| waiting[i] == 0).map(|i| (plan.tail[i], std::cmp::Reverse(i))).collect();
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
+    let mut failed = false;
+    let mut interrupted_by = None;
+    let mut interrupts_open = true;
+
+    loop {
+        while *stop_tx.borrow() == Stop::No && running.len() < opts.concurrency.max(1) {
+            let Some((_, std::cmp::Reverse(i))) = ready.pop() else { break };
+            state[i] = State::Running;
+            let spec = job_spec(plan, i, &slugs, &opts);
+            let task = JobTask {
+                backend: backend.clone(),
+                log: LogSink::new(spec.job.clone(), events.clone()),
+                events: events.clone(),
+                timeout: plan.jobs[i].timeout,
+                retry: plan.jobs[i].retry,
+                stop: stop_rx.clone(),
+            };
+            running.spawn(async move { (i, task.run(spec).await) });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let (i, result) = joined.expect("not empty").expect("job tasks do not panic");
+                let job = &plan.jobs[i];
+                let ok = result.status == JobStatus::Passed;
+                let allowed = !ok && job.allow_failure && result.status != JobStatus::Cancelled;
+                emit(EventKind::JobFinished {
+                    job: job.name.clone(),
+                    status: result.status,
+                    exit_code: result.exit_code,
+                    duration: result.duration,
+                    attempts: result.attempts,
+                    allowed,
+                    message: result.message.clone(),
+                });
+                state[i] = State::Done(result);
+                if ok || allowed {
+                    for &d in &plan.dependents[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 && matches!(state[d], State::Pending) {
+                            ready.push((plan.tail[d], std::cmp::Reverse(d)));
+                        }
+                    }
+                } else {
+                    let how = match &state[i] {
+                        State::Done(r) if r.status == JobStatus::Cancelled => "was cancelled",
+                        State::Done(r) if r.status == JobStatus::TimedOut => "timed out",
+                        State::Done(r) if r.status == JobStatus::Errored => "could not run",
+                        _ => "failed",
+                    };
+                    failed = true;
+                    skip_dependents(plan, i, how, &mut state, &emit);
+                    if opts.fail_fast && *stop_tx.borrow() == Stop::No {
+                        let _ = stop_tx.send(Stop::Graceful);
+                    }
+                }
+            }
+            request = interrupts.recv(), if interrupts_open => match request {
+                Some(kind) => {
+                    interrupted_by.get_or_insert(kind);
+                    let level = if *stop_tx.borrow() == Stop::No { Stop::Graceful } else { Stop::Kill };
+                    let _ = stop_tx.send(level);
+                }
+                None => interrupts_open = false,
+            },
+        }
+    }
+
+    // Whatever never became ready was held back by a stop.
+    let reason = if interrupted_by.is_some() { "the run was interrupted" } else { "cancelled by --fail-fast after a failure" };
+    for (i, s) in state.iter_mut().enumerate() {
+        if matches!(s, State::Pending) {
+            emit(EventKind::JobSkipped { job: plan.jobs[i].name.clone(), reason: reason.into() });
+            *s = State::Skipped(reason.into());
+        }
+    }
+    let status = if interrupted_by.is_some() {
+        RunStatus::Interrupted
+    } else if failed {
+        RunStatus::Failed
+    } else {
+        RunStatus::Passed
+    };
+    emit(EventKind::RunFinished { status, duration: started.elapsed() });
+    let jobs = state
+        .into_iter()
+        .map(|s| match s {
+            State::Done(r) => Ok(r),
+            State::Skipped(why) => Err(why),
+            State::Pending | State::Running => unreachable!("every job ended"),
+        })
+        .collect();
+    Ok(RunResult { status, interrupted_by, jobs })
+}
+
+/// Marks everything downstream of `failed_job` as skipped, each naming the job it needed.
+fn skip_dependents(plan: &Plan, failed_job: usize, how: &str, state: &mut [State], emit: &impl Fn(EventKind)) {
+    let mut stack: Vec<(usize, usize, &str)> = plan.dependents[failed_job].iter().map(|&d| (d, failed_job, how)).collect();
+    while let Some((j, because, how)) = stack.pop() {
+        if !matches!(state[j], State::Pending) {
+            continue;
+        }
+        let reason = format!("needs `{}`, which {how}", plan.jobs[because].name);
+        emit(EventKind::JobSkipped { job: plan.jobs[j].name.clone(), reason: reason.clone() });
+        state[j] = State::Skipped(reason);
+        stack.extend(plan.dependents[j].iter().map(|&d| (d, j, "was skipped")));
+    }
+}
+
+/// Slugs are unique within a run even when two job names differ only in punctuation.
+fn unique_slugs(plan: &Plan) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    plan.jobs
+        .iter()
+        .map(|j| {
+            let base = workspace::slug(&j.name);
+            let count = seen.entry(base.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                base
+            } else {
+                format!("{base}-{count}")
+            }
+        })
+        .collect()
+}
+
+fn job_spec(plan: &Plan, i: usize, slugs: &[String], opts: &RunOptions) -> JobSpec {
+    let job = &plan.jobs[i];
+    let mut layers = vec![opts.run.source()];
+    // Artifacts of the jobs it needs, in file order: a later job's file wins a conflict.
+    let mut deps: Vec<usize> = plan.deps[i].iter().map(|(d, _)| *d).collect();
+    deps.sort_unstable();
+    for d in deps {
+        let dir = opts.run.artifacts(&slugs[d]);
+        if !plan.jobs[d].artifacts.is_empty() && dir.is_dir() {
+            layers.push(dir);
+        }
+    }
+    let mut env = opts.env.clone();
+    env.extend([
+        ("PIPE_JOB".to_string(), job.name.clone()),
+        ("PIPE_STAGE".to_string(), job.stage.clone()),
+    ]);
+    env.extend(job.env.iter().cloned());
+    JobSpec {
+        run_id: opts.run.id.clone(),
+        job: job.name.clone(),
+        slug: slugs[i].clone(),
+        image: job.image.clone(),
+        script: job.script.clone(),
+        env,
+        layers,
+        scratch: opts.run.scratch(&slugs[i]),
+        artifacts: job.artifacts.clone(),
+        artifacts_dest: opts.run.artifacts(&slugs[i]),
+    }
+}
+
+/// One job, through its attempts.
+struct JobTask {
+    backend: Arc<dyn Backend>,
+    log: LogSink,
+    events: mpsc::UnboundedSender<Event>,
+    timeout: Option<Duration>,
+    retry: u32,
+    stop: watch::Receiver<Stop>,
+}
+
+impl JobTask {
+    async fn run(mut self, spec: JobSpec) -> JobResult {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let _ = self.events.send(Event::now(EventKind::JobStarted { job: spec.job.clone(), attempt }));
+            let (status, exit_code, message) = self.attempt(&spec).await;
+            // Scratch space holds a copy or an overlay's upper layer: done with either way.
+            let _ = tokio::task::spawn_blocking({
+                let dir = spec.scratch.clone();
+                move || workspace::remove(&dir)
+            })
+            .await;
+            let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled);
+            if retryable && attempt <= self.retry && *self.stop.borrow() == Stop::No {
+                let reason = message.clone().unwrap_or_else(|| describe(status, exit_code));
+                let _ = self.events.send(Event::now(EventKind::JobRetrying { job: spec.job.clone(), attempt, reason }));
+                continue;
+            }
+            break JobResult { status, exit_code, attempts: attempt, duration: started.elapsed(), message };
+        };
+        result
+    }
+
+    async fn attempt(&mut self, spec: &JobSpec) -> (JobStatus, Option<i64>, Option<String>) {
+        if *self.stop.borrow() != Stop::No {
+            return (JobStatus::Cancelled, None, None);
+        }
+        let (tx, rx) = watch::channel(Stop::No);
+        let mut job = self.backend.run(spec, &self.log, rx);
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut timed_out = false;
+        let outcome = loop {
+            let timer = async {
+                match deadline {
+                    Some(at) if !timed_out => tokio::time::sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = &mut job => break outcome,
+                _ = timer => {
+                    timed_out = true;
+                    let _ = tx.send(Stop::Kill);
+                }
+                changed = self.stop.changed() => {
+                    let level = if changed.is_err() { Stop::Kill } else { *self.stop.borrow_and_update() };
+                    // Read before sending: a borrow held across `send` deadlocks the channel.
+                    let current = *tx.borrow();
+                    let _ = tx.send(level.max(current));
+                }
+            }
+        };
+        let stopped = *self.stop.borrow() != Stop::No;
+        match outcome {
+            Ok(_) if timed_out => {
+                let t = self.timeout.expect("timed out, so it has a timeout");
+                (JobStatus::TimedOut, None, Some(format!("timed out after {}", humantime::format_duration(t))))
+            }
+            Ok(o) if stopped && o.exit_code != 0 => (JobStatus::Cancelled, Some(o.exit_code), None),
+            Ok(o) if o.exit_code == 0 => {
+                for path in &o.missing_artifacts {
+                    self.log.line(crate::event::Stream::Stderr, format!("pipe: artifact `{path}` was not produced"));
+                }
+                (JobStatus::Passed, Some(0), None)
+            }
+            Ok(o) => (JobStatus::Failed, Some(o.exit_code), None),
+            Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
+        }
+    }
+}
+
+fn describe(status: JobStatus, exit_code: Option<i64>) -> String {
+    match exit_code {
+        Some(code) => format!("{} with exit code {code}", status.label()),
+        None => status.label().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

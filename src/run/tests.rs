@@ -1,0 +1,186 @@
+//! Scheduler behaviour against the scripted fake backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::backend::fake::FakeBackend;
+use crate::event::EventKind;
+
+struct Ran {
+    result: RunResult,
+    events: Vec<EventKind>,
+    fake: Arc<FakeBackend>,
+}
+
+async fn run_yaml(yaml: &str, concurrency: usize, fail_fast: bool, interrupt_after: Option<Duration>) -> Ran {
+    let pipeline = crate::pipeline::parse(yaml, "t").expect("valid");
+    let plan = crate::plan::build(&pipeline, &[]).expect("plans");
+    let project = tempfile::tempdir().unwrap();
+    let run = RunDir::create(project.path()).unwrap();
+    std::fs::create_dir_all(run.source()).unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (itx, irx) = mpsc::unbounded_channel();
+    if let Some(after) = interrupt_after {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = itx.send(Interrupt::Interrupt);
+        });
+    } else {
+        drop(itx);
+    }
+    let opts = RunOptions { run, concurrency, fail_fast, env: vec![] };
+    let result = super::run(&plan, fake.clone(), opts, tx, irx).await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e.kind);
+    }
+    Ran { result, events, fake }
+}
+
+fn span(ran: &Ran, job: &str) -> (tokio::time::Instant, tokio::time::Instant) {
+    let spans = ran.fake.spans.lock().unwrap();
+    let (_, a, b) = spans.iter().find(|(j, _, _)| j == job).unwrap_or_else(|| panic!("{job} did not run"));
+    (*a, *b)
+}
+
+fn skipped(ran: &Ran) -> Vec<(String, String)> {
+    ran.events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::JobSkipped { job, reason } => Some((job.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_starts_when_its_own_needs_are_done_not_its_stage() {
+    // `fast-test` needs only `fast`, so it must not wait for `slow` (same stage as `fast`).
+    let ran = run_yaml(
+        "jobs:\n  slow: {stage: build, script: [sleep 1000]}\n  fast: {stage: build, script: [sleep 10]}\n  fast-test: {stage: test, needs: [fast], script: [sleep 10]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Passed);
+    let (_, slow_end) = span(&ran, "slow");
+    let (ft_start, _) = span(&ran, "fast-test");
+    assert!(ft_start < slow_end, "fast-test waited for slow");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_is_respected_and_critical_work_goes_first() {
+    let ran = run_yaml(
+        "jobs:\n  a: {needs: [], script: [sleep 10]}\n  b: {needs: [], script: [sleep 10]}\n  long: {needs: [], script: [sleep 10]}\n  after-long: {needs: [long], script: [sleep 10]}\n",
+        1,
+        false,
+        None,
+    )
+    .await;
+    let order: Vec<String> = ran.fake.spans.lock().unwrap().iter().map(|(j, _, _)| j.clone()).collect();
+    assert_eq!(order[0], "long", "the head of the longest chain starts first: {order:?}");
+    let spans = ran.fake.spans.lock().unwrap();
+    for w in spans.windows(2) {
+        assert!(w[1].1 >= w[0].2, "two jobs overlapped with --jobs 1");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_skips_dependents_but_not_independent_jobs() {
+    let ran = run_yaml(
+        "jobs:\n  build: {needs: [], script: [exit 2]}\n  test: {needs: [build], script: [sleep 1]}\n  deploy: {needs: [test], script: [sleep 1]}\n  lint: {needs: [], script: [sleep 50]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Failed);
+    assert_eq!(
+        skipped(&ran),
+        [
+            ("test".to_string(), "needs `build`, which failed".to_string()),
+            ("deploy".to_string(), "needs `test`, which was skipped".to_string())
+        ]
+    );
+    assert_eq!(ran.result.jobs[3].as_ref().unwrap().status, JobStatus::Passed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn allow_failure_lets_dependents_run_and_the_run_pass() {
+    let ran = run_yaml(
+        "jobs:\n  lint: {needs: [], allow_failure: true, script: [exit 1]}\n  next: {needs: [lint], script: [echo ok]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Passed);
+    assert!(ran.result.jobs[1].is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_cancels_running_jobs_and_skips_the_rest() {
+    let ran = run_yaml(
+        "jobs:\n  bad: {needs: [], script: [sleep 5, exit 1]}\n  long: {needs: [], script: [hang]}\n  later: {needs: [long], script: [echo x]}\n",
+        8,
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Failed);
+    assert_eq!(ran.result.jobs[1].as_ref().unwrap().status, JobStatus::Cancelled);
+    assert_eq!(skipped(&ran), [("later".to_string(), "needs `long`, which was cancelled".to_string())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_kills_and_retry_reruns() {
+    let ran = run_yaml(
+        "jobs:\n  stuck: {needs: [], timeout: 1s, retry: 2, script: [hang]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    let stuck = ran.result.jobs[0].as_ref().unwrap();
+    assert_eq!(stuck.status, JobStatus::TimedOut);
+    assert_eq!(stuck.attempts, 3);
+    let retries = ran.events.iter().filter(|e| matches!(e, EventKind::JobRetrying { .. })).count();
+    assert_eq!(retries, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_stops_running_jobs_and_skips_pending_ones() {
+    let ran = run_yaml(
+        "jobs:\n  long: {needs: [], script: [hang]}\n  next: {needs: [long], script: [echo x]}\n",
+        8,
+        false,
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Interrupted);
+    assert_eq!(ran.result.jobs[0].as_ref().unwrap().status, JobStatus::Cancelled);
+    assert_eq!(skipped(&ran)[0].0, "next");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
+    let ran = run_yaml(
+        "env: {A: top}\njobs:\n  build: {needs: [], artifacts: [out], env: {A: job}, script: [echo x]}\n  other: {needs: [], script: [echo x]}\n  use: {needs: [build, other], script: [echo x]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    let specs = ran.fake.specs.lock().unwrap();
+    let build = specs.iter().find(|s| s.job == "build").unwrap();
+    assert!(build.env.contains(&("PIPE_JOB".into(), "build".into())));
+    assert_eq!(build.env.iter().rev().find(|(k, _)| k == "A").unwrap().1, "job");
+    let use_ = specs.iter().find(|s| s.job == "use").unwrap();
+    // The fake produces no artifact directory, so only the source layer is there.
+    assert_eq!(use_.layers.len(), 1);
+}

@@ -1,0 +1,261 @@
+//! Where a run's files live under `.pipe/runs/N/`: the source snapshot every job starts from,
+//! the artifacts jobs hand on, each job's scratch space and log.
+//!
+//! The working tree is copied once per run (tracked and untracked-but-not-ignored files), so a
+//! run sees the tree as it was when it started. Jobs never write to that copy: the Docker backend
+//! stacks it with the needed artifacts under a per-job overlay, and only the local backend copies
+//! it again per job.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The directory under the project that holds pipe's own state.
+pub const STATE_DIR: &str = ".pipe";
+
+/// Holds the pid of the pipe process that owns a run directory.
+const PID_FILE: &str = "pid";
+
+/// One run's directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub id: String,
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `.pipe/runs/N` with the next free N. `create_dir` fails if another process took
+    /// that number first, so two concurrent runs never share a directory.
+    pub fn create(project: &Path) -> io::Result<RunDir> {
+        let runs = project.join(STATE_DIR).join("runs");
+        fs::create_dir_all(&runs)?;
+        let mut next = fs::read_dir(&runs)?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        loop {
+            let root = runs.join(next.to_string());
+            match fs::create_dir(&root) {
+                Ok(()) => {
+                    fs::write(root.join(PID_FILE), std::process::id().to_string())?;
+                    return Ok(RunDir { id: next.to_string(), root });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn source(&self) -> PathBuf {
+        self.root.join("source")
+    }
+    pub fn artifacts(&self, slug: &str) -> PathBuf {
+        self.root.join("artifacts").join(slug)
+    }
+    pub fn scratch(&self, slug: &str) -> PathBuf {
+        self.root.join("jobs").join(slug)
+    }
+    pub fn log(&self, slug: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{slug}.log"))
+    }
+}
+
+/// Removes the snapshot and scratch space of runs whose pipe process is gone (killed before it
+/// could clean up). Logs and artifacts stay. Returns how many runs were cleaned.
+pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Result<usize> {
+    let runs = project.join(STATE_DIR).join("runs");
+    let Ok(entries) = fs::read_dir(&runs) else { return Ok(0) };
+    let mut cleaned = 0;
+    for entry in entries {
+        let root = entry?.path();
+        let pid = fs::read_to_string(root.join(PID_FILE)).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        let leftovers = [root.join("source"), root.join("jobs")];
+        if pid.is_some_and(&is_alive) || !leftovers.iter().any(|p| p.exists()) {
+            continue;
+        }
+        for dir in &leftovers {
+            remove(dir)?;
+        }
+        cleaned += 1;
+    }
+    Ok(cleaned)
+}
+
+/// A job name as a path component and Docker name: `unit [TARGET=x86]` → `unit-TARGET-x86`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() {
+        "job".into()
+    } else {
+        out
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Copies the project's working tree as git would see it — tracked and untracked files, not
+/// ignored ones — into `dest`. `.git` and pipe's own state are left out. Walks and copies in
+/// parallel.
+pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
+    fs::create_dir_all(dest)?;
+    let files = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let first_error: Mutex<Option<io::Error>> = Mutex::new(None);
+    let walker = ignore::WalkBuilder::new(project)
+        .hidden(false)
+        .parents(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|e| !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".git" | STATE_DIR))))
+        .build_parallel();
+    walker.run(|| {
+        Box::new(|entry| {
+            let result = entry.map_err(io::Error::other).and_then(|entry| {
+                let rel = entry.path().strip_prefix(project).map_err(io::Error::other)?;
+                if rel.as_os_str().is_empty() {
+                    return Ok(());
+                }
+                let n = copy_entry(entry.path(), &dest.join(rel))?;
+                if n.is_some() {
+                    files.fetch_add(1, Ordering::Relaxed);
+                }
+                bytes.fetch_add(n.unwrap_or(0), Ordering::Relaxed);
+                Ok(())
+            });
+            match result {
+                Ok(()) => ignore::WalkState::Continue,
+                Err(e) => {
+                    first_error.lock().expect("no panics while held").get_or_insert(e);
+                    ignore::WalkState::Quit
+                }
+            }
+        })
+    });
+    if let Some(e) = first_error.into_inner().expect("no panics while held") {
+        return Err(e);
+    }
+    Ok(CopyStats { files: files.into_inner(), bytes: bytes.into_inner() })
+}
+
+/// Copies one file, symlink or directory (not its contents). Returns the bytes of a file copied.
+fn copy_entry(src: &Path, dest: &Path) -> io::Result<Option<u64>> {
+    let meta = fs::symlink_metadata(src)?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if meta.is_dir() {
+        fs::create_dir_all(dest)?;
+        fs::set_permissions(dest, meta.permissions())?;
+        Ok(None)
+    } else if meta.file_type().is_symlink() {
+        let _ = fs::remove_file(dest);
+        std::os::unix::fs::symlink(fs::read_link(src)?, dest)?;
+        Ok(Some(0))
+    } else if meta.is_file() {
+        let _ = fs::remove_file(dest);
+        // fs::copy keeps permissions and uses copy_file_range, which reflinks where it can.
+        fs::copy(src, dest).map(Some)
+    } else {
+        Ok(None) // sockets and fifos do not belong in a workspace
+    }
+}
+
+/// Copies a whole tree into `dest`, merging with (and overriding) what is there.
+pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
+    let mut stats = CopyStats::default();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let from = src.join(&rel);
+        if let Some(n) = copy_entry(&from, &dest.join(&rel))? {
+            stats.files += 1;
+            stats.bytes += n;
+        } else if fs::symlink_metadata(&from)?.is_dir() {
+            for entry in fs::read_dir(&from)? {
+                stack.push(rel.join(entry?.file_name()));
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Copies each declared artifact path of a finished job from its workspace into `dest`.
+/// Returns the paths that did not exist.
+pub fn collect_artifacts(workspace: &Path, paths: &[String], dest: &Path) -> io::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for path in paths {
+        let from = workspace.join(path);
+        if fs::symlink_metadata(&from).is_err() {
+            missing.push(path.clone());
+            continue;
+        }
+        copy_tree(&from, &dest.join(path))?;
+    }
+    Ok(missing)
+}
+
+/// Removes a directory tree, ignoring that it may already be gone.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_safe() {
+        assert_eq!(slug("unit [TARGET=x86_64, OS=linux]"), "unit-TARGET-x86_64-OS-linux");
+        assert_eq!(slug("///"), "job");
+    }
+
+    #[test]
+    fn snapshot_skips_ignored_files_and_state() {
+        let project = tempfile::tempdir().unwrap();
+        let p = project.path();
+        fs::write(p.join(".gitignore"), "target/\n*.log\n").unwrap();
+        fs::create_dir_all(p.join("src")).unwrap();
+        fs::create_dir_all(p.join("target")).unwrap();
+        fs::create_dir_all(p.join(".pipe/runs")).unwrap();
+        fs::write(p.join("src/main.c"), "int main(){}").unwrap();
+        fs::write(p.join("target/out"), "x").unwrap();
+        fs::write(p.join("debug.log"), "x").unwrap();
+        fs::write(p.join(".env.example"), "A=1").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let stats = snapshot(p, dest.path()).unwrap();
+        assert!(dest.path().join("src/main.c").is_file());
+        assert!(dest.path().join(".env.example").is_file());
+        assert!(!dest.path().join("target").exists());
+        assert!(!dest.path().join("debug.log").exists());
+        assert!(!dest.path().join(".pipe").exists());
+        assert_eq!(stats.files, 3); // .gitignore, src/main.c, .env.example
+    }
+
+    #[test]
+    fn run_dirs_get_increasing_ids() {
+        let project = tempfile::tempdir().unwrap();
+        let a = RunDir::create(project.path()).unwrap();
+        let b = RunDir::create(project.path()).unwrap();
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("1", "2"));
+    }
+}
