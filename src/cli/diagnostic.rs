@@ -13,11 +13,6 @@ pub fn render(invalid: &Invalid, color: bool) -> String {
     let name = invalid.file.display().to_string();
     let mut out = String::new();
     for problem in &invalid.problems {
-        // A plain first line that editors and grep understand, then the picture.
-        let _ = match problem.pos {
-            Some(p) => writeln!(out, "{name}:{}:{}: error: {}", p.line, p.col, problem.message),
-            None => writeln!(out, "{name}: error: {}", problem.message),
-        };
         let report = miette::Report::new(diagnostic(problem, &invalid.source))
             .with_source_code(NamedSource::new(name.clone(), invalid.source.clone()));
         let _ = handler.render_report(&mut out, report.as_ref());

@@ -103,7 +103,7 @@ fn render_error(err: &CliError) -> String {
         CliError::Load(LoadError::Invalid(invalid)) => diagnostic::render(invalid, color),
         CliError::Plan { file, problems } => {
             let source = std::fs::read_to_string(file).unwrap_or_default();
-            let invalid = pipeline::Invalid { file: file.clone(), source, problems: problems.clone() };
+            let invalid = pipeline::Invalid { file: file.clone(), source, problems: problems.clone(), partial: None };
             diagnostic::render(&invalid, color)
         }
         other => format!("pipe: {other}\n"),
@@ -122,9 +122,19 @@ fn color_on(stream: &impl IsTerminal) -> bool {
 
 /// Finds, loads and plans a pipeline: what every subcommand starts with.
 fn load_plan(file: Option<&Path>, only: &[String]) -> Result<(PathBuf, Pipeline, Plan), CliError> {
-    let cwd = std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))?;
-    let file = pipeline::find(file, &cwd)?;
-    let pipeline = pipeline::load(&file)?;
+    let file = pipeline::find(file)?;
+    let pipeline = match pipeline::load(&file) {
+        Ok(p) => p,
+        Err(LoadError::Invalid(mut invalid)) => {
+            // Report cycles among the jobs that could be read together with everything else.
+            if let Some(Err(cycles)) = invalid.partial.as_ref().map(|p| plan::build(p, &[])) {
+                invalid.problems.extend(cycles);
+                invalid.problems.sort_by_key(|p| p.pos);
+            }
+            return Err(LoadError::Invalid(invalid).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let plan = plan::build(&pipeline, only).map_err(|problems| CliError::Plan { file: file.clone(), problems })?;
     Ok((file, pipeline, plan))
 }

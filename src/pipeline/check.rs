@@ -64,13 +64,12 @@ fn width(node: &Node) -> usize {
     }
 }
 
-pub fn pipeline(root: &Node, default_name: &str) -> Result<Pipeline, Vec<Problem>> {
+/// The pipeline as far as it could be read, and every problem found. Jobs with problems are
+/// left out or partly filled, so the planner can still look for cycles among the rest.
+pub fn pipeline(root: &Node, default_name: &str) -> (Option<Pipeline>, Vec<Problem>) {
     let mut probs = Problems::default();
     let pipeline = top(root, default_name, &mut probs);
-    match pipeline {
-        Some(p) if probs.0.is_empty() => Ok(p),
-        _ => Err(probs.0),
-    }
+    (pipeline, probs.0)
 }
 
 fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline> {
@@ -140,6 +139,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut needs = None;
     let mut image = ctx.image.map(str::to_string);
     let mut script = None;
+    let mut has_script = false;
     let mut env = ctx.env.to_vec();
     let mut matrix = vec![Vec::new()];
     let mut timeout = None;
@@ -151,7 +151,10 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "stage" => stage = stage_of(v, ctx.stages, probs),
             "needs" => needs = needs_list(v, name, probs),
             "image" => image = non_empty_string(v, "`image`", probs).or(image),
-            "script" => script = script_lines(v, name, probs),
+            "script" => {
+                has_script = true;
+                script = script_lines(v, name, probs);
+            }
             "env" => env.extend(env_map(v, probs)),
             "matrix" => matrix = matrix_of(v, probs),
             "timeout" => timeout = duration_of(v, probs),
@@ -161,7 +164,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
         }
     }
-    if script.is_none() && !entries.iter().any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str())) {
+    if !has_script && !entries.iter().any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str())) {
         probs.add(
             Problem::at(key.pos, name.chars().count(), format!("job `{name}` has no `script`"))
                 .hint("add `script:` with the commands the job runs"),

@@ -51,6 +51,8 @@ pub struct Invalid {
     pub file: PathBuf,
     pub source: String,
     pub problems: Vec<Problem>,
+    /// What could be read despite the problems, so later checks (cycles) can add theirs.
+    pub partial: Option<Pipeline>,
 }
 
 /// Pipelines larger than this are refused before parsing: a real one is a few hundred KiB.
@@ -72,16 +74,15 @@ pub enum LoadError {
     Invalid(Box<Invalid>),
 }
 
-/// The pipeline file to use: the one given, or the first of [`DEFAULT_FILES`] in `dir`.
-pub fn find(given: Option<&Path>, dir: &Path) -> Result<PathBuf, LoadError> {
+/// The pipeline file to use: the one given, or the first of [`DEFAULT_FILES`] in the current
+/// directory.
+pub fn find(given: Option<&Path>) -> Result<PathBuf, LoadError> {
     if let Some(file) = given {
         return Ok(file.to_path_buf());
     }
-    DEFAULT_FILES
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| LoadError::NotFound { dir: dir.to_path_buf() })
+    DEFAULT_FILES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| LoadError::NotFound {
+        dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    })
 }
 
 /// Reads and checks a pipeline file.
@@ -102,7 +103,7 @@ pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
                 hint: Some("save the pipeline file as UTF-8".into()),
             };
             let source = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            return Err(invalid(file, source, vec![problem]));
+            return Err(invalid(file, source, vec![problem], None));
         }
     };
     let default_name = file
@@ -110,20 +111,30 @@ pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
         .ok()
         .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "pipeline".into());
-    parse(&source, &default_name).map_err(|problems| invalid(file, source, problems))
+    match check(&source, &default_name) {
+        (Some(pipeline), problems) if problems.is_empty() => Ok(pipeline),
+        (partial, problems) => Err(invalid(file, source, problems, partial)),
+    }
 }
 
 /// Checks pipeline text; `default_name` names the pipeline when the file does not.
 pub fn parse(source: &str, default_name: &str) -> Result<Pipeline, Vec<Problem>> {
-    let root = yaml::parse(source).map_err(|e| {
-        vec![Problem { pos: e.pos, len: 1, message: format!("invalid YAML: {}", e.message), hint: None }]
-    })?;
-    check::pipeline(&root, default_name)
+    match check(source, default_name) {
+        (Some(pipeline), problems) if problems.is_empty() => Ok(pipeline),
+        (_, problems) => Err(problems),
+    }
 }
 
-fn invalid(file: &Path, source: String, mut problems: Vec<Problem>) -> LoadError {
+fn check(source: &str, default_name: &str) -> (Option<Pipeline>, Vec<Problem>) {
+    match yaml::parse(source) {
+        Ok(root) => check::pipeline(&root, default_name),
+        Err(e) => (None, vec![Problem { pos: e.pos, len: 1, message: format!("invalid YAML: {}", e.message), hint: None }]),
+    }
+}
+
+fn invalid(file: &Path, source: String, mut problems: Vec<Problem>, partial: Option<Pipeline>) -> LoadError {
     problems.sort_by_key(|p| p.pos);
-    LoadError::Invalid(Box::new(Invalid { file: file.to_path_buf(), source, problems }))
+    LoadError::Invalid(Box::new(Invalid { file: file.to_path_buf(), source, problems, partial }))
 }
 
 fn pos_of_byte(bytes: &[u8], offset: usize) -> Pos {

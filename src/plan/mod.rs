@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use petgraph::algo::{tarjan_scc, toposort};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
@@ -73,12 +76,6 @@ pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>>
     if !cycles.is_empty() {
         return Err(cycles);
     }
-    let order: Vec<usize> = toposort(&graph, None)
-        .expect("cycles were reported above")
-        .into_iter()
-        .map(|n| graph[n])
-        .collect();
-
     let selected = select(pipeline, &graph, &nodes, &by_base, only)?;
     // Renumber the selected jobs, keeping file order.
     let keep: Vec<usize> = (0..jobs.len()).filter(|i| selected[*i]).collect();
@@ -92,7 +89,7 @@ pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>>
             dependents[f].push(t);
         }
     }
-    let order: Vec<usize> = order.iter().filter_map(|o| new_id.get(o).copied()).collect();
+    let order = stable_topological_order(&deps, &dependents);
     let (critical_path, tail) = longest_chain(&order, &deps, &dependents);
     Ok(Plan {
         name: pipeline.name.clone(),
@@ -206,6 +203,24 @@ fn select(
     } else {
         Err(problems)
     }
+}
+
+/// A topological order that keeps file order wherever the edges allow, so that lists and graphs
+/// read like the file.
+fn stable_topological_order(deps: &[Vec<(usize, Why)>], dependents: &[Vec<usize>]) -> Vec<usize> {
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..deps.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(deps.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push(Reverse(d));
+            }
+        }
+    }
+    order
 }
 
 /// A pass over the topological order: the longest chain ending at each job, then walked back.

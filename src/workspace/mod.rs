@@ -183,8 +183,9 @@ pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
     let mut stats = CopyStats::default();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let from = src.join(&rel);
-        if let Some(n) = copy_entry(&from, &dest.join(&rel))? {
+        // Joining an empty path would add a trailing slash, which fails on a file.
+        let (from, to) = if rel.as_os_str().is_empty() { (src.to_path_buf(), dest.to_path_buf()) } else { (src.join(&rel), dest.join(&rel)) };
+        if let Some(n) = copy_entry(&from, &to)? {
             stats.files += 1;
             stats.bytes += n;
         } else if fs::symlink_metadata(&from)?.is_dir() {

@@ -1,0 +1,232 @@
+//! `pipe run` on a real Docker engine. Every run is checked to leave no container or volume.
+
+use crate::harness::{assert_no_leftovers, docker, docker_image, spawn_until, Project, IMAGE};
+
+fn pipeline(jobs: &str) -> String {
+    format!("image: {IMAGE}\njobs:\n{jobs}")
+}
+
+#[test]
+fn a_fan_out_runs_in_parallel() {
+    let project = Project::new(&pipeline(
+        "  prepare: {script: [echo ready]}
+  shard: {stage: test, matrix: {N: [1, 2, 3, 4]}, script: [sleep 1, echo shard $N]}
+  merge: {stage: deploy, script: [echo merged]}
+",
+    ));
+    let ran = project.run_docker(&["--output", "json"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let events = ran.json_events();
+    let position = |event: &str, prefix: &str| -> Vec<usize> {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["event"] == event && e["job"].as_str().is_some_and(|j| j.starts_with(prefix)))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let starts = position("job_started", "shard");
+    let ends = position("job_finished", "shard");
+    assert_eq!(starts.len(), 4);
+    // All four shards were running at once: each started before any of them finished.
+    assert!(starts.iter().max() < ends.iter().min(), "shards did not overlap");
+    assert!(position("job_started", "merge")[0] > *ends.iter().max().unwrap());
+    assert!(events.iter().all(|e| e["schema"] == 1 && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    let outputs: Vec<&str> = events.iter().filter(|e| e["event"] == "job_output").filter_map(|e| e["line"].as_str()).collect();
+    assert!(outputs.contains(&"shard 3"), "{outputs:?}");
+    assert!(outputs.contains(&"$ echo shard $N"), "each line is echoed before it runs: {outputs:?}");
+}
+
+#[test]
+fn a_failure_skips_dependents_and_fails_the_run() {
+    let project = Project::new(&pipeline(
+        "  build: {script: [echo compiling, exit 3]}
+  lint: {needs: [], script: [echo lint ok]}
+  test: {stage: test, needs: [build], script: [echo never]}
+  deploy: {stage: deploy, needs: [test], script: [echo never]}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(ran.row("build").starts_with("build build failed"), "{}", ran.stdout);
+    assert!(ran.row("test").ends_with("skipped needs `build`, which failed"), "{}", ran.stdout);
+    assert!(ran.row("deploy").ends_with("skipped needs `test`, which was skipped"), "{}", ran.stdout);
+    assert!(ran.row("lint").starts_with("lint build passed"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("[build] compiling"), "plain lines are prefixed with the job: {}", ran.stdout);
+    assert!(ran.stdout.contains("exit code 3"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("never"));
+}
+
+#[test]
+fn allow_failure_keeps_the_run_green() {
+    let project = Project::new(&pipeline(
+        "  flaky: {allow_failure: true, script: [exit 1]}
+  after: {stage: test, script: [echo after ran]}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.row("flaky").contains("allowed to fail"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("[after] after ran"));
+}
+
+#[test]
+fn retry_reruns_and_timeout_kills() {
+    let project = Project::new(&pipeline(
+        "  flaky: {retry: 2, script: [echo trying, exit 1]}
+  stuck: {timeout: 1s, script: [sleep 300]}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(ran.row("flaky").contains("3 attempts"), "{}", ran.stdout);
+    assert_eq!(ran.stdout.matches("[flaky] trying").count(), 3, "{}", ran.stdout);
+    assert!(ran.row("stuck").contains("timed out after 1s"), "{}", ran.stdout);
+}
+
+#[test]
+fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
+    let project = Project::new(&pipeline(
+        "  build:
+    script:
+      - mkdir -p out && echo built-binary > out/app
+      - echo scratch > notes.txt
+    artifacts: [out]
+  other: {needs: [], script: [sleep 1, test ! -e out/app, test ! -e notes.txt]}
+  test:
+    stage: test
+    needs: [build]
+    script: [cat out/app, test ! -e notes.txt, cat src.txt]
+",
+    ));
+    project.write("src.txt", "source file");
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.stdout.contains("[test] built-binary"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("[test] source file"), "{}", ran.stdout);
+    let kept = std::fs::read_to_string(project.artifact("1", "build", "out/app")).unwrap();
+    assert_eq!(kept, "built-binary\n", "artifacts are kept with the run");
+    assert!(project.log("1", "build").contains("$ echo scratch > notes.txt"), "full logs under .pipe");
+}
+
+#[test]
+fn parallel_jobs_never_see_each_others_writes() {
+    let project = Project::new(&pipeline(
+        "  a: {script: [echo a > shared.txt, sleep 1, grep -qx a shared.txt]}
+  b: {script: [echo b > shared.txt, sleep 1, grep -qx b shared.txt]}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(!project.path().join("shared.txt").exists(), "jobs never write to the project");
+}
+
+#[test]
+fn the_workspace_is_the_tree_as_git_sees_it() {
+    let project = Project::new(&pipeline("  look: {script: [test -f kept.txt, test ! -e build/out.o, test ! -e .git]}\n"));
+    project.write(".gitignore", "build/\n").write("kept.txt", "x").write("build/out.o", "x");
+    let repo = git2::Repository::init(project.path()).unwrap();
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    drop(repo);
+}
+
+#[test]
+fn builtin_variables_and_env_reach_the_job() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}\nenv: {{GREETING: hello, PORT: 8080}}\njobs:\n  show:\n    env: {{GREETING: hi}}\n    script: ['echo \"$GREETING $PORT $CI $PIPE_RUN_ID $PIPE_JOB $PIPE_STAGE $PIPE_BRANCH ${{#PIPE_COMMIT}}\"']\n"
+    ));
+    let repo = git2::Repository::init(project.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new("pipe.yml")).unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[]).unwrap();
+    let branch = repo.head().unwrap().shorthand().unwrap().to_string();
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.stdout.contains(&format!("[show] hi 8080 true 1 show build {branch} 40")), "{}", ran.stdout);
+}
+
+#[test]
+fn a_missing_image_fails_the_job_with_a_reason() {
+    let project = Project::new("jobs:\n  a: {image: 'pipe-test/does-not-exist:0', script: [echo]}\n");
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(ran.stdout.contains("`--pull never` forbids pulling it"), "{}", ran.stdout);
+}
+
+#[test]
+fn a_job_without_an_image_is_refused_before_running() {
+    let ran = Project::new("jobs:\n  a: {script: [echo]}\n").pipe(&["run"]);
+    assert_eq!(ran.code, 2);
+    assert!(ran.stderr.contains("job `a` has no image") && ran.stderr.contains("pipe.yml:2:3"), "{}", ran.stderr);
+}
+
+#[test]
+fn no_engine_is_one_line_and_exit_3() {
+    let project = Project::new(&pipeline("  a: {script: [echo]}\n"));
+    let mut cmd = project.command(&["run"]);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("start Docker, or run with `--backend local`"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_leaves_nothing_behind() {
+    docker_image();
+    let project = Project::new(&pipeline(
+        "  long: {script: [sleep 300]}
+  later: {stage: test, script: [echo never]}
+",
+    ));
+    let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
+    let pid = child.id();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_no_leftovers(pid);
+    assert!(!project.path().join(".pipe/runs/1/source").exists(), "the snapshot is removed");
+}
+
+#[test]
+fn sigterm_exits_143_and_leaves_nothing_behind() {
+    docker_image();
+    let project = Project::new(&pipeline("  long: {script: [sleep 300]}\n"));
+    let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
+    let pid = child.id();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    assert_no_leftovers(pid);
+}
+
+#[test]
+fn fail_fast_cancels_running_jobs() {
+    let project = Project::new(&pipeline(
+        "  bad: {script: [sleep 1, exit 1]}
+  long: {script: [sleep 300]}
+",
+    ));
+    let ran = project.run_docker(&["--fail-fast"]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(ran.row("long").contains("cancelled"), "{}", ran.stdout);
+}
+
+#[test]
+fn clean_removes_objects_of_dead_runs() {
+    docker_image();
+    // A container labelled as pipe's, owned by a pid that cannot exist.
+    let labels = ["--label", "dev.pipe.managed=true", "--label", "dev.pipe.pid=4194999"];
+    let mut args = vec!["create"];
+    args.extend(labels);
+    args.extend([IMAGE, "true"]);
+    let id = docker(&args).trim().to_string();
+    let ran = Project::new(&pipeline("  a: {script: [echo]}\n")).pipe(&["clean"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let left = docker(&["ps", "-aq", "--no-trunc", "--filter", "label=dev.pipe.pid=4194999"]);
+    assert!(!left.contains(&id), "{}", ran.stdout);
+}

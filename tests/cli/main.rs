@@ -1,0 +1,9 @@
+//! The `pipe` binary, run for real: pipelines in, what the user sees and the exit code out.
+//! Container tests use a real Docker engine and a tiny image they build themselves.
+
+mod harness;
+
+mod docker;
+mod graph;
+mod local;
+mod validate;
