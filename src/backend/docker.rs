@@ -27,7 +27,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop};
+use super::{remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns};
 use crate::event::Stream;
 use crate::workspace;
 
@@ -56,6 +56,7 @@ pub struct DockerBackend {
     overlay: AtomicBool,
     /// Images that could not be had, with why: jobs on them error without trying.
     unavailable: Mutex<HashMap<String, String>>,
+    teardowns: Teardowns,
 }
 
 /// Connects to the engine named by DOCKER_HOST (or the default socket) and agrees on an API
@@ -67,9 +68,8 @@ pub async fn connect() -> Result<Docker, BackendError> {
         ))
     };
     let docker = Docker::connect_with_defaults().map_err(unavailable)?;
-    let docker = docker.negotiate_version().await.map_err(unavailable)?;
-    docker.ping().await.map_err(unavailable)?;
-    Ok(docker)
+    // Negotiating asks the engine for its version: it fails when no engine answers.
+    docker.negotiate_version().await.map_err(unavailable)
 }
 
 impl DockerBackend {
@@ -80,6 +80,7 @@ impl DockerBackend {
             grace,
             overlay: AtomicBool::new(true),
             unavailable: Mutex::new(HashMap::new()),
+            teardowns: Teardowns::default(),
         }
     }
 
@@ -188,13 +189,28 @@ impl DockerBackend {
         Ok(created.id)
     }
 
-    async fn remove_container(&self, id: &str) {
+    async fn remove_container(docker: &Docker, id: &str) {
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        let _ = self.docker.remove_container(id, Some(options)).await;
+        let _ = docker.remove_container(id, Some(options)).await;
     }
 
-    async fn remove_volume(&self, name: &str) {
-        let _ = self.docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await;
+    async fn remove_volume(docker: &Docker, name: &str) {
+        let _ = docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await;
+    }
+
+    /// Removes an attempt's container, then its volume (which the container held), then its
+    /// scratch space (the volume's upper layer), in the background.
+    fn tear_down(&self, container: Option<String>, volume: Option<String>, scratch: PathBuf) {
+        let docker = self.docker.clone();
+        self.teardowns.spawn(async move {
+            if let Some(id) = container {
+                Self::remove_container(&docker, &id).await;
+            }
+            if let Some(name) = volume {
+                Self::remove_volume(&docker, &name).await;
+            }
+            remove_dir(scratch).await;
+        });
     }
 
     async fn run_job(&self, spec: &JobSpec, log: &LogSink, stop: watch::Receiver<Stop>) -> Result<Outcome, BackendError> {
@@ -208,29 +224,55 @@ impl DockerBackend {
             return Err(BackendError::Job(why));
         }
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
-        if let Some(volume) = self.overlay_volume(spec).await? {
-            let mount = Mount { target: Some(WORKSPACE.into()), source: Some(volume.clone()), typ: Some(MountType::VOLUME), ..Default::default() };
-            let result = self.run_container(spec, mount, log, stop.clone()).await;
-            self.remove_volume(&volume).await;
-            match result {
-                Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
-                    self.overlay.store(false, Ordering::Relaxed);
-                    tracing::info!("overlay workspaces unavailable ({e}); copying workspaces instead");
+        match self.overlay_volume(spec).await {
+            Ok(Some(volume)) => {
+                let mount = Mount { target: Some(WORKSPACE.into()), source: Some(volume.clone()), typ: Some(MountType::VOLUME), ..Default::default() };
+                let (container, result) = self.run_container(spec, mount, log, stop.clone()).await;
+                match result {
+                    Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
+                        self.overlay.store(false, Ordering::Relaxed);
+                        tracing::info!("overlay workspaces unavailable ({e}); copying workspaces instead");
+                        // Synchronously: the copy below reuses the scratch directory.
+                        if let Some(id) = container {
+                            Self::remove_container(&self.docker, &id).await;
+                        }
+                        Self::remove_volume(&self.docker, &volume).await;
+                        remove_dir(spec.scratch.clone()).await;
+                    }
+                    other => {
+                        self.tear_down(container, Some(volume), spec.scratch.clone());
+                        return other.map_err(Attempt::into_error);
+                    }
                 }
-                other => return other.map_err(Attempt::into_error),
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.tear_down(None, None, spec.scratch.clone());
+                return Err(e);
             }
         }
-        let dir = self.copied_workspace(spec).await?;
-        let mount = Mount { target: Some(WORKSPACE.into()), source: Some(absolute(&dir)?), typ: Some(MountType::BIND), ..Default::default() };
-        self.run_container(spec, mount, log, stop).await.map_err(Attempt::into_error)
+        match self.copied_workspace(spec).await.and_then(|dir| absolute(&dir)) {
+            Ok(dir) => {
+                let mount = Mount { target: Some(WORKSPACE.into()), source: Some(dir), typ: Some(MountType::BIND), ..Default::default() };
+                let (container, result) = self.run_container(spec, mount, log, stop).await;
+                self.tear_down(container, None, spec.scratch.clone());
+                result.map_err(Attempt::into_error)
+            }
+            Err(e) => {
+                self.tear_down(None, None, spec.scratch.clone());
+                Err(e)
+            }
+        }
     }
 
-    /// Creates, runs and always removes one container.
-    async fn run_container(&self, spec: &JobSpec, mount: Mount, log: &LogSink, stop: watch::Receiver<Stop>) -> Result<Outcome, Attempt> {
-        let id = self.create(spec, mount).await.map_err(Attempt::Failed)?;
+    /// Creates and runs one container; returns its id (if created) for the teardown.
+    async fn run_container(&self, spec: &JobSpec, mount: Mount, log: &LogSink, stop: watch::Receiver<Stop>) -> (Option<String>, Result<Outcome, Attempt>) {
+        let id = match self.create(spec, mount).await {
+            Ok(id) => id,
+            Err(e) => return (None, Err(Attempt::Failed(e))),
+        };
         let result = self.attach_and_wait(&id, spec, log, stop).await;
-        self.remove_container(&id).await;
-        result
+        (Some(id), result)
     }
 
     async fn attach_and_wait(&self, id: &str, spec: &JobSpec, log: &LogSink, mut stop: watch::Receiver<Stop>) -> Result<Outcome, Attempt> {
@@ -345,7 +387,7 @@ impl DockerBackend {
         let mut removed = (0, 0);
         for c in containers {
             if let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) {
-                self.remove_container(&id).await;
+                Self::remove_container(&self.docker, &id).await;
                 removed.0 += 1;
             }
         }
@@ -356,7 +398,7 @@ impl DockerBackend {
             .map_err(job_error("cannot list volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
             if dead(Some(&v.labels)) {
-                self.remove_volume(&v.name).await;
+                Self::remove_volume(&self.docker, &v.name).await;
                 removed.1 += 1;
             }
         }
@@ -380,6 +422,10 @@ impl Backend for DockerBackend {
 
     fn run<'a>(&'a self, spec: &'a JobSpec, log: &'a LogSink, stop: watch::Receiver<Stop>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         self.run_job(spec, log, stop).boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.teardowns.wait().boxed()
     }
 }
 

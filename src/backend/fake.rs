@@ -53,4 +53,8 @@ impl Backend for FakeBackend {
         }
         .boxed()
     }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async {}.boxed()
+    }
 }

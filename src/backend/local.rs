@@ -13,13 +13,20 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop};
+use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns};
 use crate::event::Stream;
 use crate::workspace;
 
 pub struct LocalBackend {
     /// How long a job may take to exit after SIGTERM before it gets SIGKILL.
-    pub grace: Duration,
+    grace: Duration,
+    teardowns: Teardowns,
+}
+
+impl LocalBackend {
+    pub fn new(grace: Duration) -> Self {
+        LocalBackend { grace, teardowns: Teardowns::default() }
+    }
 }
 
 impl Backend for LocalBackend {
@@ -33,7 +40,16 @@ impl Backend for LocalBackend {
         log: &'a LogSink,
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
-        self.run_job(spec, log, stop).boxed()
+        async move {
+            let result = self.run_job(spec, log, stop).await;
+            self.teardowns.spawn(super::remove_dir(spec.scratch.clone()));
+            result
+        }
+        .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.teardowns.wait().boxed()
     }
 }
 

@@ -28,7 +28,8 @@ pub struct JobSpec {
     /// What the job's workspace is made of, bottom first: the run's source snapshot, then the
     /// artifacts of each job it needs. Never written to.
     pub layers: Vec<PathBuf>,
-    /// A directory private to this job, for its writable workspace. Removed by the scheduler.
+    /// A directory private to this attempt, for its writable workspace. The backend removes it
+    /// when it tears the attempt down.
     pub scratch: PathBuf,
     /// Workspace-relative paths to keep when the job passes, copied under `artifacts_dest`.
     pub artifacts: Vec<String>,
@@ -66,13 +67,41 @@ pub enum BackendError {
 pub trait Backend: Send + Sync {
     /// Gets ready to run jobs on these images (checks and pulls images).
     fn prepare<'a>(&'a self, images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>>;
-    /// Runs one attempt. Returns when the job's process has exited and been torn down.
+    /// Runs one attempt. Returns as soon as the job's process has exited and its artifacts are
+    /// kept; tearing down what the attempt used may go on in the background.
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,
         log: &'a LogSink,
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>>;
+    /// Waits until everything every attempt used is torn down.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Teardown work that runs beside the scheduler and is awaited before the run ends, so that
+/// removing a finished job's container never delays the jobs waiting for it.
+#[derive(Default)]
+pub struct Teardowns {
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Teardowns {
+    pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.lock().expect("not poisoned").push(tokio::spawn(work));
+    }
+
+    pub async fn wait(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("not poisoned"));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Removes a directory tree off the async threads.
+pub async fn remove_dir(path: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || crate::workspace::remove(&path)).await;
 }
 
 /// Where a job's output goes: whole lines, as events.

@@ -96,7 +96,7 @@ async fn execute(args: Args, plan: crate::plan::Plan) -> Result<u8, CliError> {
             let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
             Arc::new(DockerBackend::new(docker, args.pull, GRACE))
         }
-        BackendKind::Local => Arc::new(LocalBackend { grace: GRACE }),
+        BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
     };
     let project = std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))?;
     let run = RunDir::create(&project).map_err(|e| CliError::Other(format!("cannot create the run directory under .pipe: {e}")))?;

@@ -198,15 +198,41 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 needs: needs.clone(),
                 image: image.clone(),
                 script: script.clone().unwrap_or_default(),
-                env,
                 matrix: values,
                 timeout,
                 retry,
                 allow_failure,
-                artifacts: artifacts.clone(),
+                artifacts: artifacts.iter().map(|a| expand(a, &env)).collect(),
+                env,
             }
         })
         .collect()
+}
+
+/// `$NAME` and `${NAME}` in an artifact path, from the job's environment (matrix values
+/// included), as GitLab does: `sum-$SHARD` names each matrix job's own file.
+fn expand(path: &str, env: &[(String, String)]) -> String {
+    let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, len) = match after.strip_prefix('{').and_then(|a| a.find('}').map(|e| (&a[..e], e + 2))) {
+            Some(braced) => braced,
+            None => {
+                let end = after.find(|c: char| !(c == '_' || c.is_ascii_alphanumeric())).unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match lookup(name).filter(|_| !name.is_empty()) {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(&rest[i..i + 1 + len]),
+        }
+        rest = &rest[i + 1 + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Unknown `needs`, needs on itself or on a later stage. Cycles are the plan's to find.
@@ -544,4 +570,23 @@ fn artifact_paths(node: &Node, probs: &mut Problems) -> Vec<String> {
         out.push(path.trim_end_matches('/').to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_paths_expand_job_variables() {
+        let env = vec![("SHARD".to_string(), "3".to_string()), ("OS".to_string(), "linux".to_string())];
+        assert_eq!(expand("sum-$SHARD", &env), "sum-3");
+        assert_eq!(expand("out/${OS}_bin/$MISSING", &env), "out/linux_bin/$MISSING");
+        assert_eq!(expand("price$", &env), "price$");
+    }
+
+    #[test]
+    fn suggestions_only_when_close() {
+        assert_eq!(suggest("scrpt", JOB_KEYS.iter().copied()), Some("script"));
+        assert_eq!(suggest("zzzzzz", JOB_KEYS.iter().copied()), None);
+    }
 }

@@ -167,6 +167,7 @@ pub async fn run(
         }
     }
 
+    backend.shutdown().await;
     // Whatever never became ready was held back by a stop.
     let reason = if interrupted_by.is_some() { "the run was interrupted" } else { "cancelled by --fail-fast after a failure" };
     for (i, s) in state.iter_mut().enumerate() {
@@ -275,13 +276,8 @@ impl JobTask {
         let result = loop {
             attempt += 1;
             let _ = self.events.send(Event::now(EventKind::JobStarted { job: spec.job.clone(), attempt }));
+            let spec = JobSpec { scratch: spec.scratch.join(attempt.to_string()), ..spec.clone() };
             let (status, exit_code, message) = self.attempt(&spec).await;
-            // Scratch space holds a copy or an overlay's upper layer: done with either way.
-            let _ = tokio::task::spawn_blocking({
-                let dir = spec.scratch.clone();
-                move || workspace::remove(&dir)
-            })
-            .await;
             let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled);
             if retryable && attempt <= self.retry && *self.stop.borrow() == Stop::No {
                 let reason = message.clone().unwrap_or_else(|| describe(status, exit_code));
