@@ -6,6 +6,8 @@ use std::path::Path;
 pub struct Facts {
     pub commit: Option<String>,
     pub branch: Option<String>,
+    /// Tags that point at the commit.
+    pub tags: Vec<String>,
 }
 
 /// The commit checked out in the repository that contains `dir`, and its branch; empty when
@@ -13,10 +15,29 @@ pub struct Facts {
 pub fn facts(dir: &Path) -> Facts {
     let Ok(repo) = git2::Repository::discover(dir) else { return Facts::default() };
     let Ok(head) = repo.head() else { return Facts::default() };
-    Facts {
-        commit: head.peel_to_commit().ok().map(|c| c.id().to_string()),
-        branch: head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten(),
+    let commit = head.peel_to_commit().ok().map(|c| c.id());
+    let mut tags = Vec::new();
+    if let (Some(commit), Ok(names)) = (commit, repo.tag_names(None)) {
+        for name in names.iter().flatten() {
+            let points_here = repo
+                .revparse_single(&format!("refs/tags/{name}"))
+                .and_then(|o| o.peel_to_commit())
+                .is_ok_and(|c| c.id() == commit);
+            if points_here {
+                tags.push(name.to_string());
+            }
+        }
     }
+    Facts {
+        commit: commit.map(|c| c.to_string()),
+        branch: head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten(),
+        tags,
+    }
+}
+
+/// git's `user.name`, from the global configuration.
+pub fn user_name() -> Option<String> {
+    git2::Config::open_default().ok()?.get_string("user.name").ok()
 }
 
 #[cfg(test)]
@@ -34,8 +55,10 @@ mod tests {
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let sig = git2::Signature::now("t", "t@example.com").unwrap();
         let oid = repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[]).unwrap();
+        repo.tag_lightweight("v1.0", &repo.find_object(oid, None).unwrap(), false).unwrap();
         let f = facts(dir.path());
         assert_eq!(f.commit, Some(oid.to_string()));
         assert!(f.branch.is_some());
+        assert_eq!(f.tags, ["v1.0"]);
     }
 }

@@ -7,8 +7,10 @@ pub mod event;
 pub mod git;
 pub mod pipeline;
 pub mod plan;
+pub mod release;
 pub mod report;
 pub mod run;
 #[cfg(not(pipe_no_scan))]
 pub mod scan;
+pub mod store;
 pub mod workspace;

@@ -22,7 +22,7 @@ enum Format {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let (_, _, plan) = load_plan(args.file.as_deref(), &[])?;
+    let (_, _, plan) = load_plan(args.file.as_deref(), crate::plan::Selection::all())?;
     let text = match args.format {
         Format::Text => text(&plan),
         Format::Dot => dot(&plan),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{exit, load_plan, print, CliError};
+use super::{exit, load_plan, print, table, CliError};
 use crate::event::SCHEMA_VERSION;
 use crate::plan::Plan;
 
@@ -24,7 +24,7 @@ pub enum Output {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let (_, _, plan) = load_plan(args.file.as_deref(), &args.jobs)?;
+    let (_, _, plan) = load_plan(args.file.as_deref(), crate::plan::Selection { phase: crate::plan::Phase::All, only: &args.jobs, done: &[] })?;
     print(&render(&plan, args.output))?;
     Ok(exit::OK)
 }
@@ -44,33 +44,15 @@ pub fn render(plan: &Plan, output: Output) -> String {
             })
             .collect(),
         Output::Human => {
-            let rows: Vec<[String; 4]> = plan
+            let rows: Vec<Vec<String>> = plan
                 .order
                 .iter()
                 .map(|&i| {
                     let j = &plan.jobs[i];
-                    [j.name.clone(), j.stage.clone(), needs(i).join(", "), j.image.clone().unwrap_or_else(|| "-".into())]
+                    vec![j.name.clone(), j.stage.clone(), needs(i).join(", "), j.image.clone().unwrap_or_else(|| "-".into())]
                 })
                 .collect();
             table(&["JOB", "STAGE", "NEEDS", "IMAGE"], &rows)
         }
     }
-}
-
-fn table(header: &[&str; 4], rows: &[[String; 4]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 4]| {
-        let s: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:w$}")).collect();
-        format!("{}\n", s.join("  ").trim_end())
-    };
-    let mut out = line(*header);
-    for row in rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
-    }
-    out
 }

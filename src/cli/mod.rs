@@ -3,9 +3,12 @@
 
 mod clean;
 mod diagnostic;
+mod gate;
 mod graph;
 mod list;
+mod retry;
 mod run;
+mod runs;
 mod validate;
 
 use std::io::{self, IsTerminal, Write};
@@ -15,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::pipeline::{self, LoadError, Pipeline, Problem};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, Selection};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -23,6 +26,7 @@ pub mod exit {
     pub const JOB_FAILED: u8 = 1;
     pub const INVALID: u8 = 2;
     pub const BACKEND_UNAVAILABLE: u8 = 3;
+    pub const REFUSED: u8 = 4;
     pub const SIGINT: u8 = 130;
     pub const SIGTERM: u8 = 143;
 }
@@ -52,6 +56,18 @@ enum Command {
     List(list::Args),
     /// Remove containers, volumes and scratch files left behind by runs that are gone
     Clean,
+    /// List recorded runs, newest first
+    Runs(runs::RunsArgs),
+    /// Show a run: its jobs, the release gate's state and the audit trail
+    Show(runs::ShowArgs),
+    /// Print a run's job logs
+    Logs(runs::LogsArgs),
+    /// Approve a run's release
+    Approve(gate::ApproveArgs),
+    /// Run a run's release jobs, on its own snapshot and artifacts, if its gate holds
+    Release(gate::ReleaseArgs),
+    /// Rerun a run (as a new run), or only its failed jobs (`--failed`, in the same run)
+    Retry(retry::Args),
 }
 
 /// What a command that failed before (or instead of) running jobs tells the user.
@@ -64,6 +80,12 @@ pub enum CliError {
     Plan { file: PathBuf, problems: Vec<Problem> },
     #[error("{0}")]
     Unavailable(String),
+    /// A mistake on the command line that clap cannot see (an unknown run, say).
+    #[error("{0}")]
+    Usage(String),
+    /// The gate's conditions do not hold, or the run is in no state for it.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }
@@ -72,8 +94,9 @@ impl CliError {
     fn code(&self) -> u8 {
         match self {
             CliError::Load(LoadError::Read { .. }) | CliError::Other(_) => exit::JOB_FAILED,
-            CliError::Load(_) | CliError::Plan { .. } => exit::INVALID,
+            CliError::Load(_) | CliError::Plan { .. } | CliError::Usage(_) => exit::INVALID,
             CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
+            CliError::Refused(_) => exit::REFUSED,
         }
     }
 }
@@ -87,6 +110,12 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::List(args) => list::run(args),
         Command::Clean => clean::run(),
+        Command::Runs(args) => runs::runs(args),
+        Command::Show(args) => runs::show(args),
+        Command::Logs(args) => runs::logs(args),
+        Command::Approve(args) => gate::approve(args),
+        Command::Release(args) => gate::release(args),
+        Command::Retry(args) => retry::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -121,13 +150,13 @@ fn color_on(stream: &impl IsTerminal) -> bool {
 }
 
 /// Finds, loads and plans a pipeline: what every subcommand starts with.
-fn load_plan(file: Option<&Path>, only: &[String]) -> Result<(PathBuf, Pipeline, Plan), CliError> {
+fn load_plan(file: Option<&Path>, selection: Selection) -> Result<(PathBuf, Pipeline, Plan), CliError> {
     let file = pipeline::find(file)?;
     let pipeline = match pipeline::load(&file) {
         Ok(p) => p,
         Err(LoadError::Invalid(mut invalid)) => {
             // Report cycles among the jobs that could be read together with everything else.
-            if let Some(Err(cycles)) = invalid.partial.as_ref().map(|p| plan::build(p, &[])) {
+            if let Some(Err(cycles)) = invalid.partial.as_ref().map(|p| plan::build(p, Selection::all())) {
                 invalid.problems.extend(cycles);
                 invalid.problems.sort_by_key(|p| p.pos);
             }
@@ -135,7 +164,7 @@ fn load_plan(file: Option<&Path>, only: &[String]) -> Result<(PathBuf, Pipeline,
         }
         Err(e) => return Err(e.into()),
     };
-    let plan = plan::build(&pipeline, only).map_err(|problems| CliError::Plan { file: file.clone(), problems })?;
+    let plan = plan::build(&pipeline, selection).map_err(|problems| CliError::Plan { file: file.clone(), problems })?;
     Ok((file, pipeline, plan))
 }
 
@@ -146,4 +175,23 @@ fn print(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Other(format!("cannot write output: {e}"))),
         _ => Ok(()),
     }
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
 }

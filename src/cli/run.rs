@@ -1,21 +1,26 @@
-//! `pipe run`: load, plan, snapshot the tree, run the jobs and report.
+//! `pipe run`: load, plan, record the run, snapshot the tree, run the jobs before the release
+//! gate and report. The execution part is shared with `pipe release` and `pipe retry`.
 
+use std::collections::HashMap;
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use super::{color_on, exit, list, load_plan, CliError};
+use super::{color_on, exit, gate, list, load_plan, print, CliError};
 use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
-use crate::pipeline::Problem;
-use crate::report::{self, Mode};
-use crate::run::{self as scheduler, Interrupt, RunOptions};
+use crate::pipeline::{Pipeline, Problem};
+use crate::plan::{Phase, Plan, Selection};
+use crate::report::{self, Mode, StoreSink};
+use crate::run::{self as scheduler, Interrupt, RunOptions, RunResult};
+use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
 use crate::workspace::{self, RunDir};
 
 /// How long a job has to exit after SIGTERM (first Ctrl-C, `--fail-fast`) before SIGKILL.
@@ -28,6 +33,20 @@ pub struct Args {
     /// Run only this job and what it needs (repeatable; a matrix job's name runs all its variants)
     #[arg(long = "job", value_name = "NAME")]
     jobs: Vec<String>,
+    #[command(flatten)]
+    exec: ExecArgs,
+    /// Show the jobs that would run, and run nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Go through the release gate in this invocation when it asks for no approval and every
+    /// other condition holds
+    #[arg(long)]
+    release: bool,
+}
+
+/// How jobs are run: shared by `run`, `release` and `retry`.
+#[derive(clap::Args, Clone)]
+pub struct ExecArgs {
     /// At most N jobs at once [default: 4 × CPUs]
     #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
@@ -44,10 +63,7 @@ pub struct Args {
     #[arg(short, long)]
     verbose: bool,
     #[arg(long, value_enum, default_value = "human")]
-    output: Output,
-    /// Show the jobs that would run, and run nothing
-    #[arg(long)]
-    dry_run: bool,
+    pub output: Output,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,20 +73,65 @@ enum BackendKind {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
+pub enum Output {
     Human,
     Json,
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let (file, _, plan) = load_plan(args.file.as_deref(), &args.jobs)?;
+    let (file, pipeline, plan) = load_plan(args.file.as_deref(), Selection { phase: Phase::Main, only: &args.jobs, done: &[] })?;
     if args.dry_run {
-        let output = if args.output == Output::Json { list::Output::Json } else { list::Output::Human };
-        super::print(&list::render(&plan, output))?;
+        let output = if args.exec.output == Output::Json { list::Output::Json } else { list::Output::Human };
+        print(&list::render(&plan, output))?;
         return Ok(exit::OK);
     }
-    if args.backend == BackendKind::Docker {
-        let missing: Vec<Problem> = plan
+    args.exec.check_images(&file, &pipeline)?;
+    let project = project_dir()?;
+    let git = crate::git::facts(&project);
+    let mut store = open_store(&project)?;
+    // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs.
+    let gated: Vec<&crate::pipeline::Job> =
+        if args.jobs.is_empty() { pipeline.jobs.iter().filter(|j| j.gated).collect() } else { Vec::new() };
+    let jobs: Vec<_> = plan
+        .jobs
+        .iter()
+        .map(|j| (j, store::Phase::Main))
+        .chain(gated.iter().map(|j| (*j, store::Phase::Release)))
+        .map(|(j, phase)| (j.name.clone(), j.stage.clone(), phase, j.environment.clone()))
+        .collect();
+    let text = std::fs::read(&file).map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
+    let new = NewRun {
+        pipeline_name: pipeline.name.clone(),
+        pipeline_file: file.display().to_string(),
+        pipeline_sha256: format!("{:x}", Sha256::digest(&text)),
+        commit: git.commit.clone(),
+        branch: git.branch.clone(),
+        tags: git.tags.clone(),
+        trigger: "run".into(),
+        actor: actor(),
+    };
+    let id = store.create_run(&new, &jobs).map_err(store_error)?;
+    let run = RunDir::create(&project, id).map_err(|e| CliError::Other(format!("cannot create the run directory under .pipe: {e}")))?;
+    std::fs::write(run.pipeline_file(), &text).map_err(|e| CliError::Other(format!("cannot keep the pipeline file: {e}")))?;
+    snapshot(&project, &run)?;
+
+    let env = builtin_env(&run, &git);
+    let result = runtime()?.block_on(args.exec.execute(&project, &plan, &run, store::Phase::Main, env.clone()))?;
+    let state = finish_main(&mut store, id, &result, !gated.is_empty())?;
+    if state == RunState::AwaitingRelease && args.release {
+        return gate::release_now(&project, &mut store, id, &args.exec, false, true);
+    }
+    announce(&mut store, &run, id, state)?;
+    Ok(exit_code(&result))
+}
+
+impl ExecArgs {
+    /// Docker jobs need an image: refuse before anything runs, pointing at the job.
+    pub fn check_images(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
+        if self.backend != BackendKind::Docker {
+            return Ok(());
+        }
+        let missing: Vec<Problem> = pipeline
             .jobs
             .iter()
             .filter(|j| j.image.is_none())
@@ -79,72 +140,137 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     .hint("set `image:` on the job or at the top of the pipeline, or run with `--backend local`")
             })
             .collect();
-        if !missing.is_empty() {
-            return Err(CliError::Plan { file, problems: missing });
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::Plan { file: file.to_path_buf(), problems: missing })
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(execute(args, plan))
+
+    /// Runs a plan in a run's directory, reporting to the terminal, the logs and the store.
+    pub async fn execute(&self, project: &Path, plan: &Plan, run: &RunDir, phase: store::Phase, env: Vec<(String, String)>) -> Result<RunResult, CliError> {
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendKind::Docker => {
+                let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
+                Arc::new(DockerBackend::new(docker, self.pull, GRACE))
+            }
+            BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
+        };
+        let id: RunId = run.id.parse().expect("run ids are numbers");
+        let log_files: HashMap<String, PathBuf> =
+            plan.jobs.iter().zip(&plan.slugs).map(|(j, slug)| (j.name.clone(), run.log(slug))).collect();
+        let sink = StoreSink {
+            store: Box::new(open_store(project)?),
+            run: id,
+            phase,
+            jobs: plan
+                .jobs
+                .iter()
+                .zip(&plan.slugs)
+                .map(|(j, slug)| {
+                    let log = run.log(slug).strip_prefix(project).map(Path::to_path_buf).unwrap_or_else(|_| run.log(slug));
+                    (j.name.clone(), (j.stage.clone(), log.display().to_string(), j.artifacts.clone()))
+                })
+                .collect(),
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mode = Mode::choose(self.output == Output::Json, io::stdout().is_terminal(), std::env::var_os("CI").is_some());
+        let reporter = report::spawn(
+            report::Options { mode, verbose: self.verbose, color: color_on(&io::stdout()), log_files, store: Some(sink) },
+            events_rx,
+        );
+        let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
+        let signals = tokio::spawn(forward_signals(interrupt_tx));
+        let concurrency = self.concurrency.map(|n| n as usize).unwrap_or_else(default_concurrency);
+        let opts = RunOptions { run: run.clone(), concurrency, fail_fast: self.fail_fast, env };
+        let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
+        signals.abort();
+        let _ = workspace::remove(&run.root.join("jobs"));
+        let _ = reporter.await;
+        result.map_err(|e| match e {
+            BackendError::Unavailable(m) => CliError::Unavailable(m),
+            BackendError::Job(m) => CliError::Other(m),
+        })
+    }
 }
 
-async fn execute(args: Args, plan: crate::plan::Plan) -> Result<u8, CliError> {
-    let backend: Arc<dyn Backend> = match args.backend {
-        BackendKind::Docker => {
-            let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
-            Arc::new(DockerBackend::new(docker, args.pull, GRACE))
-        }
-        BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
+/// Records how the jobs before the gate went; returns the run's new state.
+pub fn finish_main(store: &mut dyn Store, id: RunId, result: &RunResult, gated: bool) -> Result<RunState, CliError> {
+    let state = match result.status {
+        RunStatus::Passed if gated => RunState::AwaitingRelease,
+        RunStatus::Passed => RunState::Passed,
+        RunStatus::Failed => RunState::Failed,
+        RunStatus::Interrupted => RunState::Interrupted,
     };
-    let project = std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))?;
-    let run = RunDir::create(&project).map_err(|e| CliError::Other(format!("cannot create the run directory under .pipe: {e}")))?;
-    let source = run.source();
-    let snapshot = {
-        let (project, source) = (project.clone(), source.clone());
-        tokio::task::spawn_blocking(move || workspace::snapshot(&project, &source))
-    };
-    snapshot
-        .await
-        .map_err(|e| CliError::Other(e.to_string()))?
-        .map_err(|e| CliError::Other(format!("cannot snapshot the working tree: {e}")))?;
+    store.set_state(id, state, state != RunState::AwaitingRelease).map_err(store_error)?;
+    store.audit(id, &actor(), state.as_str(), "jobs before the gate finished").map_err(store_error)?;
+    Ok(state)
+}
 
-    let git = crate::git::facts(&project);
-    let mut env = vec![("CI".to_string(), "true".to_string()), ("PIPE_RUN_ID".to_string(), run.id.clone())];
-    env.extend(git.commit.map(|c| ("PIPE_COMMIT".to_string(), c)));
-    env.extend(git.branch.map(|b| ("PIPE_BRANCH".to_string(), b)));
-    let concurrency = args.concurrency.map(|n| n as usize).unwrap_or_else(default_concurrency);
-
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let mode = Mode::choose(args.output == Output::Json, io::stdout().is_terminal(), std::env::var_os("CI").is_some());
-    let reporter = report::spawn(
-        report::Options { mode, verbose: args.verbose, color: color_on(&io::stdout()), log_dir: Some(run.root.join("logs")) },
-        events_rx,
-    );
-    let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
-    let signals = tokio::spawn(forward_signals(interrupt_tx));
-
-    let opts = RunOptions { run: run.clone(), concurrency, fail_fast: args.fail_fast, env };
-    let result = scheduler::run(&plan, backend, opts, events_tx, interrupt_rx).await;
-    signals.abort();
-    // The snapshot and scratch space are only for the run itself; logs and artifacts stay.
-    let _ = tokio::task::spawn_blocking(move || {
+/// Says what happens next, and drops the snapshot when nothing can use it any more: a run that
+/// awaits its release or may be retried keeps it.
+pub fn announce(store: &mut dyn Store, run: &RunDir, id: RunId, state: RunState) -> Result<(), CliError> {
+    if state == RunState::Passed {
         let _ = workspace::remove(&run.source());
-        let _ = workspace::remove(&run.root.join("jobs"));
-    })
-    .await;
-    let _ = reporter.await;
-    let result = result.map_err(|e| match e {
-        BackendError::Unavailable(m) => CliError::Unavailable(m),
-        BackendError::Job(m) => CliError::Other(m),
-    })?;
-    Ok(match (result.status, result.interrupted_by) {
+    }
+    if state == RunState::AwaitingRelease {
+        let line = gate::next_step(store, id)?;
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+pub fn exit_code(result: &RunResult) -> u8 {
+    match (result.status, result.interrupted_by) {
         (RunStatus::Passed, _) => exit::OK,
         (RunStatus::Failed, _) => exit::JOB_FAILED,
         (RunStatus::Interrupted, Some(Interrupt::Terminate)) => exit::SIGTERM,
         (RunStatus::Interrupted, _) => exit::SIGINT,
-    })
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))
+}
+
+pub fn project_dir() -> Result<PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))
+}
+
+pub fn open_store(project: &Path) -> Result<SqliteStore, CliError> {
+    SqliteStore::open(project).map_err(store_error)
+}
+
+pub fn store_error(e: store::StoreError) -> CliError {
+    match e {
+        store::StoreError::NoSuchRun(run) => CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs")),
+        other => CliError::Other(other.to_string()),
+    }
+}
+
+/// Who is acting, for approvals and the audit trail: PIPE_USER, else the login name, else
+/// git's user.name.
+pub fn actor() -> String {
+    ["PIPE_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(crate::git::user_name)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Copies the working tree into the run's snapshot.
+pub fn snapshot(project: &Path, run: &RunDir) -> Result<(), CliError> {
+    workspace::snapshot(project, &run.source()).map(|_| ()).map_err(|e| CliError::Other(format!("cannot snapshot the working tree: {e}")))
+}
+
+pub fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {
+    let mut env = vec![("CI".to_string(), "true".to_string()), ("PIPE_RUN_ID".to_string(), run.id.clone())];
+    env.extend(git.commit.clone().map(|c| ("PIPE_COMMIT".to_string(), c)));
+    env.extend(git.branch.clone().map(|b| ("PIPE_BRANCH".to_string(), b)));
+    env
 }
 
 /// Container starts are bound by the engine's latency more than by CPU, so a few jobs per core

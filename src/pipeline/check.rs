@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::duration;
+use super::gate::{Freeze, Gate};
 use super::model::{Job, Need, Pipeline, DEFAULT_STAGES, RELEASE_STAGE};
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
@@ -19,6 +20,8 @@ const JOB_KEYS: &[&str] = &[
     "retry",
     "allow_failure",
     "artifacts",
+    "environment",
+    "gate",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -31,8 +34,6 @@ const LATER_JOB_KEYS: &[&str] = &[
     "secrets",
     "services",
     "only",
-    "gate",
-    "environment",
     "concurrency",
     "privileged",
     "volumes",
@@ -146,6 +147,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut retry = 0;
     let mut allow_failure = false;
     let mut artifacts = Vec::new();
+    let mut environment = None;
+    let mut gate = None;
+    let mut gate_node = None;
     for (k, v) in &entries {
         match k.as_str() {
             "stage" => stage = stage_of(v, ctx.stages, probs),
@@ -161,6 +165,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "retry" => retry = retry_of(v, probs),
             "allow_failure" => allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false),
             "artifacts" => artifacts = artifact_paths(v, probs),
+            "environment" => environment = non_empty_string(v, "`environment`", probs),
+            "gate" => {
+                gate_node = Some(k.node);
+                gate = gate_of(v, probs);
+            }
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
         }
     }
@@ -171,13 +180,13 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         );
     }
     let stage = stage.unwrap_or_else(|| ctx.stages.first().cloned().unwrap_or_default());
-    if stage == RELEASE_STAGE {
-        probs.add(
-            Problem::at(key.pos, name.chars().count(), format!("job `{name}` is in the `release` stage, which is gated, and the release gate is not supported yet"))
-                .hint("move the job to `deploy` for now"),
-        );
-    }
     let stage_index = ctx.stages.iter().position(|s| *s == stage).unwrap_or(0);
+    // The release stage and any stage after it wait for the gate.
+    let gated = ctx.stages.iter().position(|s| s == RELEASE_STAGE).is_some_and(|r| stage_index >= r);
+    if let (Some(node), false) = (gate_node, gated) {
+        probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
+            Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
+    }
     matrix
         .into_iter()
         .map(|values| {
@@ -204,6 +213,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 allow_failure,
                 artifacts: artifacts.iter().map(|a| expand(a, &env)).collect(),
                 env,
+                environment: environment.clone(),
+                gated,
+                gate: gate.clone(),
             }
         })
         .collect()
@@ -544,6 +556,44 @@ fn duration_of(node: &Node, probs: &mut Problems) -> Option<std::time::Duration>
             None
         }
     }
+}
+
+fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
+    let entries = mapping(node, "`gate`", probs)?;
+    let mut gate = Gate::default();
+    for (k, v) in entries {
+        match k.as_str() {
+            "approvals" => match v.kind {
+                Kind::Int(n) if (0..=100).contains(&n) => gate.approvals = n as u32,
+                _ => {
+                    probs.at(v, format!("`approvals` must be a whole number from 0 to 100, found {}", v.kind.describe()));
+                }
+            },
+            "branches" | "tags" => {
+                let Some(items) = list(v, &format!("`{}`", k.as_str()), probs) else { continue };
+                let globs: Vec<String> = items.iter().filter_map(|i| non_empty_string(i, "a ref pattern", probs)).collect();
+                if k.as_str() == "branches" {
+                    gate.branches = globs;
+                } else {
+                    gate.tags = globs;
+                }
+            }
+            "freeze" => {
+                let Some(items) = list(v, "`freeze`", probs) else { continue };
+                for item in items {
+                    let Some(text) = string(item, "a freeze window", probs) else { continue };
+                    match Freeze::parse(&text) {
+                        Ok(f) => gate.freeze.push(f),
+                        Err(e) => {
+                            probs.at(item, format!("bad freeze window `{text}`")).hint = Some(e);
+                        }
+                    }
+                }
+            }
+            other => unknown_key(k.node, other, &["approvals", "branches", "tags", "freeze"], &[], probs),
+        }
+    }
+    Some(gate)
 }
 
 fn retry_of(node: &Node, probs: &mut Problems) -> u32 {

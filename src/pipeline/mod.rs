@@ -4,6 +4,7 @@
 
 mod check;
 mod duration;
+pub mod gate;
 mod model;
 mod yaml;
 

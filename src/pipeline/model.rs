@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::gate::Gate;
 use super::Pos;
 
 pub const DEFAULT_STAGES: &[&str] = &["build", "test", "security-scan", "deploy", "release"];
@@ -14,6 +15,21 @@ pub struct Pipeline {
     pub stages: Vec<String>,
     /// Matrix jobs are already expanded, in file order.
     pub jobs: Vec<Job>,
+}
+
+impl Pipeline {
+    /// The gate of the release stage: every release job's conditions combined.
+    pub fn gate(&self) -> Option<Gate> {
+        let mut gated = self.jobs.iter().filter(|j| j.gated).peekable();
+        gated.peek()?;
+        let mut gate = Gate::default();
+        for job in gated {
+            if let Some(g) = &job.gate {
+                gate.merge(g);
+            }
+        }
+        Some(gate)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +54,12 @@ pub struct Job {
     pub allow_failure: bool,
     /// Paths relative to the workspace, handed to the jobs that need this one.
     pub artifacts: Vec<String>,
+    /// Where the job deploys to (`staging`, `production`), recorded with the run.
+    pub environment: Option<String>,
+    /// Set on jobs of the release stage (and after it): they wait for the gate.
+    pub gated: bool,
+    /// The job's own release conditions, if it wrote a `gate:`.
+    pub gate: Option<Gate>,
 }
 
 /// A `needs` entry: a job's base name, where it was written.

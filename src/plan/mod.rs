@@ -30,6 +30,10 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// For each job: the jobs it waits for, with why.
     pub deps: Vec<Vec<(usize, Why)>>,
+    /// For each job: what it needs that already finished in an earlier invocation.
+    pub prior: Vec<Vec<Prior>>,
+    /// For each job: a name safe for paths and Docker objects, the same in every phase of a run.
+    pub slugs: Vec<String>,
     /// For each job: the jobs that wait for it.
     pub dependents: Vec<Vec<usize>>,
     /// Jobs in an order where each comes after everything it waits for.
@@ -41,9 +45,46 @@ pub struct Plan {
     pub tail: Vec<usize>,
 }
 
-/// Builds the plan of the jobs selected by `only` (job or matrix base names; empty = all), with
-/// everything those need. Problems: cycles, and selections that name no job.
-pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>> {
+/// Which part of a pipeline a plan covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Every job (for validating, graphs, lists).
+    All,
+    /// The jobs before the release gate: what `pipe run` runs.
+    Main,
+    /// The gated jobs, run later by `pipe release`.
+    Release,
+}
+
+/// What a plan is of: a phase, minus jobs already done in an earlier invocation, narrowed to
+/// `only` (job or matrix base names; empty = all) and what those need.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    pub phase: Phase,
+    pub only: &'a [String],
+    /// Jobs that passed earlier (in the main phase, or before a retry): not run again, their
+    /// artifacts handed on.
+    pub done: &'a [String],
+}
+
+impl Selection<'_> {
+    pub fn all() -> Selection<'static> {
+        Selection { phase: Phase::All, only: &[], done: &[] }
+    }
+}
+
+/// A job that finished in an earlier invocation of the same run, which a planned job needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    pub name: String,
+    pub slug: String,
+    pub has_artifacts: bool,
+}
+
+/// Builds the plan of a selection of a pipeline's jobs. Problems: cycles, and selections that
+/// name no job.
+pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Problem>> {
+    let only = selection.only;
     let jobs = &pipeline.jobs;
     let mut graph: DiGraph<usize, Why> = DiGraph::with_capacity(jobs.len(), jobs.len());
     let nodes: Vec<NodeIndex> = (0..jobs.len()).map(|i| graph.add_node(i)).collect();
@@ -76,17 +117,38 @@ pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>>
     if !cycles.is_empty() {
         return Err(cycles);
     }
-    let selected = select(pipeline, &graph, &nodes, &by_base, only)?;
+    let included: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let in_phase = match selection.phase {
+                Phase::All => true,
+                Phase::Main => !j.gated,
+                Phase::Release => j.gated,
+            };
+            in_phase && !selection.done.contains(&j.name)
+        })
+        .collect();
+    let selected = select(pipeline, &graph, &nodes, &by_base, only, &included)?;
+    let all_slugs = unique_slugs(jobs);
     // Renumber the selected jobs, keeping file order.
     let keep: Vec<usize> = (0..jobs.len()).filter(|i| selected[*i]).collect();
     let new_id: HashMap<usize, usize> = keep.iter().enumerate().map(|(n, &o)| (o, n)).collect();
     let mut deps = vec![Vec::new(); keep.len()];
     let mut dependents = vec![Vec::new(); keep.len()];
+    let mut prior = vec![Vec::new(); keep.len()];
     for edge in graph.raw_edges() {
         let (from, to) = (graph[edge.source()], graph[edge.target()]);
-        if let (Some(&f), Some(&t)) = (new_id.get(&from), new_id.get(&to)) {
-            deps[t].push((f, edge.weight));
-            dependents[f].push(t);
+        match (new_id.get(&from), new_id.get(&to)) {
+            (Some(&f), Some(&t)) => {
+                deps[t].push((f, edge.weight));
+                dependents[f].push(t);
+            }
+            (None, Some(&t)) => prior[t].push(Prior {
+                name: jobs[from].name.clone(),
+                slug: all_slugs[from].clone(),
+                has_artifacts: !jobs[from].artifacts.is_empty(),
+            }),
+            _ => {}
         }
     }
     let order = stable_topological_order(&deps, &dependents);
@@ -96,11 +158,30 @@ pub fn build(pipeline: &Pipeline, only: &[String]) -> Result<Plan, Vec<Problem>>
         stages: pipeline.stages.clone(),
         jobs: keep.iter().map(|&i| jobs[i].clone()).collect(),
         deps,
+        prior,
+        slugs: keep.iter().map(|&i| all_slugs[i].clone()).collect(),
         dependents,
         order,
         critical_path,
         tail,
     })
+}
+
+/// Slugs are unique within a run even when two job names differ only in punctuation.
+fn unique_slugs(jobs: &[Job]) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    jobs.iter()
+        .map(|j| {
+            let base = crate::workspace::slug(&j.name);
+            let count = seen.entry(base.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                base
+            } else {
+                format!("{base}-{count}")
+            }
+        })
+        .collect()
 }
 
 /// One problem per cycle, naming every member in the order of the loop.
@@ -172,10 +253,11 @@ fn select(
     nodes: &[NodeIndex],
     by_base: &HashMap<&str, Vec<usize>>,
     only: &[String],
+    included: &[bool],
 ) -> Result<Vec<bool>, Vec<Problem>> {
     let jobs = &pipeline.jobs;
     if only.is_empty() {
-        return Ok(vec![true; jobs.len()]);
+        return Ok(included.to_vec());
     }
     let mut selected = vec![false; jobs.len()];
     let mut stack = Vec::new();
@@ -194,7 +276,7 @@ fn select(
         stack.extend(roots);
     }
     while let Some(i) = stack.pop() {
-        if !std::mem::replace(&mut selected[i], true) {
+        if included[i] && !std::mem::replace(&mut selected[i], true) {
             stack.extend(graph.neighbors_directed(nodes[i], Direction::Incoming).map(|n| graph[n]));
         }
     }
@@ -255,7 +337,7 @@ mod tests {
 
     fn plan(yaml: &str) -> Result<Plan, Vec<Problem>> {
         let pipeline = crate::pipeline::parse(yaml, "test").expect("valid pipeline");
-        build(&pipeline, &[])
+        build(&pipeline, Selection::all())
     }
 
     fn names(plan: &Plan, ids: &[usize]) -> Vec<String> {
@@ -297,15 +379,29 @@ mod tests {
     }
 
     #[test]
+    fn release_jobs_are_planned_apart_with_what_they_need_as_prior() {
+        let pipeline = crate::pipeline::parse(
+            "jobs:\n  build: {stage: build, artifacts: [out], script: [x]}\n  deploy: {stage: deploy, script: [x]}\n  publish: {stage: release, needs: [build], script: [x]}\n",
+            "t",
+        )
+        .unwrap();
+        let main = build(&pipeline, Selection { phase: Phase::Main, only: &[], done: &[] }).unwrap();
+        assert_eq!(names(&main, &main.order), ["build", "deploy"]);
+        let release = build(&pipeline, Selection { phase: Phase::Release, only: &[], done: &[] }).unwrap();
+        assert_eq!(names(&release, &release.order), ["publish"]);
+        assert_eq!(release.prior[0], [Prior { name: "build".into(), slug: "build".into(), has_artifacts: true }]);
+    }
+
+    #[test]
     fn selecting_a_job_brings_what_it_needs() {
         let pipeline = crate::pipeline::parse(
             "jobs:\n  a: {needs: [], script: [x]}\n  b: {needs: [a], script: [x]}\n  c: {needs: [], script: [x]}\n",
             "t",
         )
         .unwrap();
-        let p = build(&pipeline, &["b".into()]).unwrap();
+        let p = build(&pipeline, Selection { phase: Phase::All, only: &["b".into()], done: &[] }).unwrap();
         assert_eq!(names(&p, &p.order), ["a", "b"]);
-        let err = build(&pipeline, &["bb".into()]).unwrap_err();
+        let err = build(&pipeline, Selection { phase: Phase::All, only: &["bb".into()], done: &[] }).unwrap_err();
         assert_eq!(err[0].hint.as_deref(), Some("did you mean `b`?"));
     }
 }

@@ -7,22 +7,26 @@ use std::path::PathBuf;
 
 use super::Reporter;
 use crate::event::{Event, EventKind};
-use crate::workspace::slug;
 
 pub struct LogFiles {
-    dir: PathBuf,
+    paths: HashMap<String, PathBuf>,
     open: HashMap<String, BufWriter<File>>,
 }
 
 impl LogFiles {
-    pub fn new(dir: PathBuf) -> Self {
-        LogFiles { dir, open: HashMap::new() }
+    /// `paths`: each job's log file. A log is appended to, so a job rerun by `pipe retry`
+    /// keeps the output of its earlier attempts.
+    pub fn new(paths: HashMap<String, PathBuf>) -> Self {
+        LogFiles { paths, open: HashMap::new() }
     }
 
     fn file(&mut self, job: &str) -> io::Result<&mut BufWriter<File>> {
         if !self.open.contains_key(job) {
-            fs::create_dir_all(&self.dir)?;
-            let file = File::create(self.dir.join(format!("{}.log", slug(job))))?;
+            let path = self.paths.get(job).ok_or_else(|| io::Error::other(format!("no log file for job `{job}`")))?;
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let file = File::options().create(true).append(true).open(path)?;
             self.open.insert(job.to_string(), BufWriter::new(file));
         }
         Ok(self.open.get_mut(job).expect("just inserted"))

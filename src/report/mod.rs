@@ -5,8 +5,10 @@ mod json;
 mod logs;
 mod plain;
 mod progress;
+mod store;
 mod summary;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::event::Event;
 
+pub use store::StoreSink;
 pub use summary::{Summary, SummaryRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +46,10 @@ pub struct Options {
     /// Stream every output line, not only the last one of each job.
     pub verbose: bool,
     pub color: bool,
-    /// Where each job's full log is written (`None`: nowhere).
-    pub log_dir: Option<PathBuf>,
+    /// Where each job's full log is written.
+    pub log_files: HashMap<String, PathBuf>,
+    /// Where job results are recorded.
+    pub store: Option<StoreSink>,
 }
 
 /// Something that reacts to events, in order.
@@ -58,8 +63,11 @@ pub fn spawn(options: Options, mut events: mpsc::UnboundedReceiver<Event>) -> to
     tokio::task::spawn_blocking(move || {
         let mut summary = Summary::default();
         let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
-        if let Some(dir) = &options.log_dir {
-            reporters.push((Box::new(logs::LogFiles::new(dir.clone())), true));
+        if !options.log_files.is_empty() {
+            reporters.push((Box::new(logs::LogFiles::new(options.log_files)), true));
+        }
+        if let Some(sink) = options.store {
+            reporters.push((Box::new(sink), true));
         }
         let screen: Box<dyn Reporter> = match options.mode {
             Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
@@ -72,7 +80,7 @@ pub fn spawn(options: Options, mut events: mpsc::UnboundedReceiver<Event>) -> to
             for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
                 if let Err(e) = reporter.event(&event) {
                     if e.kind() != io::ErrorKind::BrokenPipe {
-                        tracing::warn!("output stopped: {e}");
+                        tracing::warn!("stopped recording the run: {e}");
                     }
                     *alive = false;
                 }

@@ -3,7 +3,7 @@
 //! timeouts, retries and fail-fast, stops jobs when asked (gracefully, then by force), and
 //! reports everything as [`Event`]s. It never prints and never picks exit codes.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::backend::{Backend, BackendError, JobSpec, LogSink, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
-use crate::workspace::{self, RunDir};
+use crate::workspace::RunDir;
 
 pub struct RunOptions {
     pub run: RunDir,
@@ -90,7 +90,6 @@ pub async fn run(
     backend.prepare(&images).await?;
 
     let n = plan.jobs.len();
-    let slugs = unique_slugs(plan);
     let mut state: Vec<State> = (0..n).map(|_| State::Pending).collect();
     let mut waiting: Vec<usize> = plan.deps.iter().map(Vec::len).collect();
     let mut ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)> =
@@ -105,7 +104,7 @@ pub async fn run(
         while *stop_tx.borrow() == Stop::No && running.len() < opts.concurrency.max(1) {
             let Some((_, std::cmp::Reverse(i))) = ready.pop() else { break };
             state[i] = State::Running;
-            let spec = job_spec(plan, i, &slugs, &opts);
+            let spec = job_spec(plan, i, &opts);
             let task = JobTask {
                 backend: backend.clone(),
                 log: LogSink::new(spec.job.clone(), events.clone()),
@@ -209,33 +208,18 @@ fn skip_dependents(plan: &Plan, failed_job: usize, how: &str, state: &mut [State
     }
 }
 
-/// Slugs are unique within a run even when two job names differ only in punctuation.
-fn unique_slugs(plan: &Plan) -> Vec<String> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    plan.jobs
-        .iter()
-        .map(|j| {
-            let base = workspace::slug(&j.name);
-            let count = seen.entry(base.clone()).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                base
-            } else {
-                format!("{base}-{count}")
-            }
-        })
-        .collect()
-}
-
-fn job_spec(plan: &Plan, i: usize, slugs: &[String], opts: &RunOptions) -> JobSpec {
+fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     let job = &plan.jobs[i];
+    let slugs = &plan.slugs;
     let mut layers = vec![opts.run.source()];
-    // Artifacts of the jobs it needs, in file order: a later job's file wins a conflict.
-    let mut deps: Vec<usize> = plan.deps[i].iter().map(|(d, _)| *d).collect();
+    // Artifacts of what it needs from earlier invocations, then of the jobs it needs in this
+    // one, in file order: a later job's file wins a conflict.
+    let prior = plan.prior[i].iter().filter(|p| p.has_artifacts).map(|p| p.slug.as_str());
+    let mut deps: Vec<usize> = plan.deps[i].iter().filter(|(d, _)| !plan.jobs[*d].artifacts.is_empty()).map(|(d, _)| *d).collect();
     deps.sort_unstable();
-    for d in deps {
-        let dir = opts.run.artifacts(&slugs[d]);
-        if !plan.jobs[d].artifacts.is_empty() && dir.is_dir() {
+    for slug in prior.chain(deps.iter().map(|&d| slugs[d].as_str())) {
+        let dir = opts.run.artifacts(slug);
+        if dir.is_dir() {
             layers.push(dir);
         }
     }

@@ -17,9 +17,9 @@ struct Ran {
 
 async fn run_yaml(yaml: &str, concurrency: usize, fail_fast: bool, interrupt_after: Option<Duration>) -> Ran {
     let pipeline = crate::pipeline::parse(yaml, "t").expect("valid");
-    let plan = crate::plan::build(&pipeline, &[]).expect("plans");
+    let plan = crate::plan::build(&pipeline, crate::plan::Selection::all()).expect("plans");
     let project = tempfile::tempdir().unwrap();
-    let run = RunDir::create(project.path()).unwrap();
+    let run = RunDir::create(project.path(), 1).unwrap();
     std::fs::create_dir_all(run.source()).unwrap();
     let fake = Arc::new(FakeBackend::default());
     let (tx, mut rx) = mpsc::unbounded_channel();

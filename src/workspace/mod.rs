@@ -26,27 +26,30 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `.pipe/runs/N` with the next free N. `create_dir` fails if another process took
-    /// that number first, so two concurrent runs never share a directory.
-    pub fn create(project: &Path) -> io::Result<RunDir> {
-        let runs = project.join(STATE_DIR).join("runs");
-        fs::create_dir_all(&runs)?;
-        let mut next = fs::read_dir(&runs)?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        loop {
-            let root = runs.join(next.to_string());
-            match fs::create_dir(&root) {
-                Ok(()) => {
-                    fs::write(root.join(PID_FILE), std::process::id().to_string())?;
-                    return Ok(RunDir { id: next.to_string(), root });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
-                Err(e) => return Err(e),
-            }
-        }
+    /// The directory of run `id` (as numbered by the run store), created empty. Anything left
+    /// there by an earlier store of the same project is cleared.
+    pub fn create(project: &Path, id: i64) -> io::Result<RunDir> {
+        let root = Self::path(project, id);
+        remove(&root)?;
+        fs::create_dir_all(&root)?;
+        fs::write(root.join(PID_FILE), std::process::id().to_string())?;
+        Ok(RunDir { id: id.to_string(), root })
+    }
+
+    /// The directory of an existing run, now owned by this process.
+    pub fn open(project: &Path, id: i64) -> io::Result<RunDir> {
+        let root = Self::path(project, id);
+        fs::write(root.join(PID_FILE), std::process::id().to_string())?;
+        Ok(RunDir { id: id.to_string(), root })
+    }
+
+    fn path(project: &Path, id: i64) -> PathBuf {
+        project.join(STATE_DIR).join("runs").join(id.to_string())
+    }
+
+    /// The copy of the pipeline file the run was started with; release and retry use it.
+    pub fn pipeline_file(&self) -> PathBuf {
+        self.root.join("pipeline.yml")
     }
 
     pub fn source(&self) -> PathBuf {
@@ -253,10 +256,11 @@ mod tests {
     }
 
     #[test]
-    fn run_dirs_get_increasing_ids() {
-        let project = tempfile::tempdir().unwrap();
-        let a = RunDir::create(project.path()).unwrap();
-        let b = RunDir::create(project.path()).unwrap();
-        assert_eq!((a.id.as_str(), b.id.as_str()), ("1", "2"));
+    fn copy_tree_copies_a_single_file_too() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "x").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        copy_tree(&src.path().join("f"), &dest.path().join("a/f")).unwrap();
+        assert_eq!(fs::read_to_string(dest.path().join("a/f")).unwrap(), "x");
     }
 }

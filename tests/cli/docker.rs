@@ -189,7 +189,9 @@ fn ctrl_c_stops_the_run_and_leaves_nothing_behind() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert_no_leftovers(pid);
-    assert!(!project.path().join(".pipe/runs/1/source").exists(), "the snapshot is removed");
+    let runs = project.pipe(&["runs"]);
+    assert!(runs.row("1").starts_with("1 interrupted"), "{}", runs.stdout);
+    assert!(project.path().join(".pipe/runs/1/source").is_dir(), "an interrupted run keeps its snapshot for `pipe retry`");
 }
 
 #[test]

@@ -6,4 +6,5 @@ mod harness;
 mod docker;
 mod graph;
 mod local;
+mod release;
 mod validate;

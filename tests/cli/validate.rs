@@ -64,9 +64,14 @@ fn keys_of_later_versions_are_refused_not_ignored() {
 }
 
 #[test]
-fn the_release_stage_is_refused_until_the_gate_exists() {
-    let stderr = invalid("jobs:\n  publish: {stage: release, script: [x]}\n");
-    assert!(stderr.contains("release gate is not supported yet"), "{stderr}");
+fn gates_are_checked() {
+    let stderr = invalid(
+        "jobs:\n  deploy: {stage: deploy, gate: {approvals: 1}, script: [x]}\n  publish:\n    stage: release\n    gate: {approvals: lots, freeze: [Friday evening], brnaches: [main]}\n    script: [x]\n",
+    );
+    assert!(stderr.contains("job `deploy` has a `gate`, but only jobs of the `release` stage wait for one"), "{stderr}");
+    assert!(stderr.contains("`approvals` must be a whole number from 0 to 100, found a string"), "{stderr}");
+    assert!(stderr.contains("bad freeze window `Friday evening`"), "{stderr}");
+    assert!(stderr.contains("did you mean `branches`?"), "{stderr}");
 }
 
 #[test]

@@ -1,0 +1,68 @@
+//! Records what happens to each job in the run store, as it happens, so that a run killed at
+//! any moment is recorded up to that moment.
+
+use std::collections::HashMap;
+use std::io;
+
+use super::Reporter;
+use crate::event::{Event, EventKind, JobStatus};
+use crate::store::{JobRecord, Phase, RunId, Store};
+
+pub struct StoreSink {
+    pub store: Box<dyn Store>,
+    pub run: RunId,
+    pub phase: Phase,
+    /// Per job: its stage, log path and declared artifacts.
+    pub jobs: HashMap<String, (String, String, Vec<String>)>,
+}
+
+impl Reporter for StoreSink {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        let result = match &event.kind {
+            EventKind::JobStarted { job, attempt } => {
+                let log = self.jobs.get(job).map(|j| j.1.clone()).unwrap_or_default();
+                self.store.job_started(self.run, job, *attempt, &log)
+            }
+            EventKind::JobFinished { job, status, exit_code, duration, attempts, allowed, message } => {
+                let status = if *allowed { "allowed_failure" } else { status_name(*status) };
+                let record = self.record(job, status, *attempts, *exit_code, Some(duration.as_millis() as u64), message.clone());
+                self.store.job_finished(self.run, &record)
+            }
+            EventKind::JobSkipped { job, reason } => {
+                let record = self.record(job, "skipped", 0, None, None, Some(reason.clone()));
+                self.store.job_finished(self.run, &record)
+            }
+            _ => Ok(()),
+        };
+        result.map_err(io::Error::other)
+    }
+}
+
+impl StoreSink {
+    fn record(&self, job: &str, status: &str, attempts: u32, exit_code: Option<i64>, duration_ms: Option<u64>, note: Option<String>) -> JobRecord {
+        let (stage, log, artifacts) = self.jobs.get(job).cloned().unwrap_or_default();
+        JobRecord {
+            name: job.to_string(),
+            stage,
+            phase: self.phase,
+            environment: None,
+            status: status.to_string(),
+            attempts,
+            exit_code,
+            duration_ms,
+            note,
+            log,
+            artifacts: if status == "passed" { artifacts } else { Vec::new() },
+        }
+    }
+}
+
+fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Passed => "passed",
+        JobStatus::Failed => "failed",
+        JobStatus::TimedOut => "timed_out",
+        JobStatus::Cancelled => "cancelled",
+        JobStatus::Errored => "errored",
+    }
+}

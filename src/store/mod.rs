@@ -1,0 +1,174 @@
+//! Recorded runs: each run and its jobs, approvals, and an append-only audit trail. Behind the
+//! small [`Store`] interface so that the agent can later share a PostgreSQL one; the embedded
+//! SQLite store lives in `.pipe/pipe.db` of the project.
+
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the run store failed: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("cannot open the run store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no run {0}")]
+    NoSuchRun(String),
+}
+
+pub type RunId = i64;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Passed,
+    Failed,
+    /// Stopped by a signal, or its pipe process died (`kill -9`, a crash, a reboot).
+    Interrupted,
+    /// Everything before the gate passed; the release jobs wait for `pipe release`.
+    AwaitingRelease,
+    Releasing,
+    Released,
+    ReleaseFailed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Passed => "passed",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+            RunState::AwaitingRelease => "awaiting_release",
+            RunState::Releasing => "releasing",
+            RunState::Released => "released",
+            RunState::ReleaseFailed => "release_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> RunState {
+        match s {
+            "running" => RunState::Running,
+            "passed" => RunState::Passed,
+            "failed" => RunState::Failed,
+            "awaiting_release" => RunState::AwaitingRelease,
+            "releasing" => RunState::Releasing,
+            "released" => RunState::Released,
+            "release_failed" => RunState::ReleaseFailed,
+            _ => RunState::Interrupted,
+        }
+    }
+
+    /// A process is (or was) working on the run.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunState::Running | RunState::Releasing)
+    }
+}
+
+/// What is known when a run starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub pipeline_name: String,
+    pub pipeline_file: String,
+    pub pipeline_sha256: String,
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    pub tags: Vec<String>,
+    /// `run`, `hook`, `retry of 3`, …
+    pub trigger: String,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub pipeline_name: String,
+    pub pipeline_file: String,
+    pub pipeline_sha256: String,
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    pub tags: Vec<String>,
+    pub trigger: String,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Environments that a passed job of the run deployed to.
+    pub environments: Vec<String>,
+    pub releases: u32,
+}
+
+/// Which part of a run a job belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Main,
+    Release,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub name: String,
+    pub stage: String,
+    pub phase: Phase,
+    pub environment: Option<String>,
+    /// `pending`, `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
+    /// `skipped`, `allowed_failure`, or `interrupted` when its process died.
+    pub status: String,
+    pub attempts: u32,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<u64>,
+    pub note: Option<String>,
+    pub log: String,
+    pub artifacts: Vec<String>,
+}
+
+impl JobRecord {
+    /// Counts as done for what comes after it.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status.as_str(), "passed" | "allowed_failure")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// The recorded runs of one project.
+pub trait Store: Send {
+    /// Records a new run owned by this process and returns its id (1, 2, 3, … per project).
+    fn create_run(&mut self, run: &NewRun, jobs: &[(String, String, Phase, Option<String>)]) -> Result<RunId, StoreError>;
+    /// Takes a run over for a later phase (release, retry) by this process.
+    fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
+    fn set_state(&mut self, id: RunId, state: RunState, ended: bool) -> Result<(), StoreError>;
+    fn job_started(&mut self, id: RunId, job: &str, attempt: u32, log: &str) -> Result<(), StoreError>;
+    fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError>;
+    /// Resets jobs to pending for a rerun.
+    fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError>;
+    /// `1`, `12` or `last`.
+    fn resolve(&mut self, run: &str) -> Result<RunId, StoreError>;
+    fn run(&mut self, id: RunId) -> Result<RunRecord, StoreError>;
+    /// Newest first; only runs that deployed to `environment` when given.
+    fn runs(&mut self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+    fn jobs(&mut self, id: RunId) -> Result<Vec<JobRecord>, StoreError>;
+    /// Records an approval; false when this approver had already approved.
+    fn approve(&mut self, id: RunId, by: &str, comment: Option<&str>, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn approvals(&mut self, id: RunId) -> Result<Vec<Approval>, StoreError>;
+    fn audit(&mut self, id: RunId, actor: &str, action: &str, detail: &str) -> Result<(), StoreError>;
+    fn audit_trail(&mut self, id: RunId) -> Result<Vec<AuditEntry>, StoreError>;
+}

@@ -1,0 +1,409 @@
+//! The embedded store: SQLite in WAL mode, every change in a transaction, so a `kill -9` at any
+//! moment leaves the last committed state, and two pipe processes can share a project (writers
+//! wait for each other instead of failing).
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::*;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline_name TEXT NOT NULL,
+    pipeline_file TEXT NOT NULL,
+    pipeline_sha256 TEXT NOT NULL,
+    commit_sha TEXT,
+    branch TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    trigger TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    owner_pid INTEGER,
+    owner_start TEXT,
+    releases INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    environment TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    duration_ms INTEGER,
+    note TEXT,
+    log TEXT NOT NULL DEFAULT '',
+    artifacts TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    approver TEXT NOT NULL,
+    comment TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, approver)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+";
+
+pub struct SqliteStore {
+    db: Connection,
+}
+
+/// This process as the owner of a run: its pid and when it started, so that a reused pid is not
+/// mistaken for the owner.
+fn me() -> (u32, String) {
+    let pid = std::process::id();
+    (pid, process_start(pid).unwrap_or_default())
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), or None if it is gone.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: count fields after it.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19).map(str::to_string)
+}
+
+fn now() -> String {
+    time(Utc::now())
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store of the project at `project`.
+    pub fn open(project: &Path) -> Result<SqliteStore, StoreError> {
+        let dir = project.join(crate::workspace::STATE_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let db = Connection::open(dir.join("pipe.db"))?;
+        db.busy_timeout(Duration::from_secs(30))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(SCHEMA)?;
+        let mut store = SqliteStore { db };
+        store.reap()?;
+        Ok(store)
+    }
+
+    /// Runs whose owning process is gone are interrupted, never running forever.
+    fn reap(&mut self) -> Result<(), StoreError> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let orphans: Vec<(RunId, String)> = {
+            let mut q = tx.prepare("SELECT id, state, owner_pid, owner_start FROM runs WHERE state IN ('running', 'releasing')")?;
+            let rows = q.query_map([], |r| Ok((r.get::<_, RunId>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<u32>>(2)?, r.get::<_, Option<String>>(3)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, state, pid, start) = row?;
+                let alive = pid.is_some_and(|p| process_start(p).is_some_and(|s| Some(s) == start));
+                if !alive {
+                    out.push((id, state));
+                }
+            }
+            out
+        };
+        for (id, state) in orphans {
+            // A release that died leaves the run as it was before: awaiting release, so it can
+            // be tried again; its jobs that were cut off say so.
+            let new_state = if state == "releasing" { RunState::AwaitingRelease } else { RunState::Interrupted };
+            tx.execute("UPDATE runs SET state = ?1, ended_at = COALESCE(ended_at, ?2) WHERE id = ?3", params![new_state.as_str(), now(), id])?;
+            tx.execute("UPDATE jobs SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('running', 'pending')", params![id])?;
+            tx.execute(
+                "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, 'pipe', 'interrupted', ?3)",
+                params![id, now(), format!("the pipe process working on the run ({state}) is gone")],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+        let tags: String = r.get("tags")?;
+        let envs: Option<String> = r.get("environments")?;
+        Ok(RunRecord {
+            id: r.get("id")?,
+            pipeline_name: r.get("pipeline_name")?,
+            pipeline_file: r.get("pipeline_file")?,
+            pipeline_sha256: r.get("pipeline_sha256")?,
+            commit: r.get("commit_sha")?,
+            branch: r.get("branch")?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            trigger: r.get("trigger")?,
+            state: RunState::parse(&r.get::<_, String>("state")?),
+            started_at: parse_time(&r.get::<_, String>("started_at")?),
+            ended_at: r.get::<_, Option<String>>("ended_at")?.map(|t| parse_time(&t)),
+            environments: envs.map(|e| e.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            releases: r.get("releases")?,
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "runs.*, (SELECT group_concat(DISTINCT environment) FROM jobs
+    WHERE jobs.run_id = runs.id AND environment IS NOT NULL AND status = 'passed') AS environments";
+
+impl Store for SqliteStore {
+    fn create_run(&mut self, run: &NewRun, jobs: &[(String, String, Phase, Option<String>)]) -> Result<RunId, StoreError> {
+        let (pid, start) = me();
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO runs (pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
+            params![
+                run.pipeline_name,
+                run.pipeline_file,
+                run.pipeline_sha256,
+                run.commit,
+                run.branch,
+                serde_json::to_string(&run.tags).unwrap_or_default(),
+                run.trigger,
+                now(),
+                pid,
+                start
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (position, (name, stage, phase, environment)) in jobs.iter().enumerate() {
+            let phase = if *phase == Phase::Main { "main" } else { "release" };
+            tx.execute(
+                "INSERT INTO jobs (run_id, position, name, stage, phase, environment, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                params![id, position as i64, name, stage, phase, environment],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, ?3, 'started', ?4)",
+            params![id, now(), run.actor, format!("{} of {}", run.trigger, run.pipeline_file)],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
+        let (pid, start) = me();
+        let n = self.db.execute(
+            "UPDATE runs SET state = ?1, owner_pid = ?2, owner_start = ?3, ended_at = NULL WHERE id = ?4",
+            params![state.as_str(), pid, start, id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn set_state(&mut self, id: RunId, state: RunState, ended: bool) -> Result<(), StoreError> {
+        let released = i64::from(state == RunState::Released);
+        self.db.execute(
+            "UPDATE runs SET state = ?1, ended_at = CASE WHEN ?2 THEN ?3 ELSE ended_at END, releases = releases + ?4 WHERE id = ?5",
+            params![state.as_str(), ended, now(), released, id],
+        )?;
+        Ok(())
+    }
+
+    fn job_started(&mut self, id: RunId, job: &str, attempt: u32, log: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE jobs SET status = 'running', attempts = ?1, log = ?2 WHERE run_id = ?3 AND name = ?4",
+            params![attempt, log, id, job],
+        )?;
+        Ok(())
+    }
+
+    fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE jobs SET status = ?1, attempts = MAX(attempts, ?2), exit_code = ?3, duration_ms = ?4, note = ?5, artifacts = ?6
+             WHERE run_id = ?7 AND name = ?8",
+            params![
+                job.status,
+                job.attempts,
+                job.exit_code,
+                job.duration_ms.map(|d| d as i64),
+                job.note,
+                serde_json::to_string(&job.artifacts).unwrap_or_default(),
+                id,
+                job.name
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for job in jobs {
+            tx.execute(
+                "UPDATE jobs SET status = 'pending', exit_code = NULL, duration_ms = NULL, note = NULL WHERE run_id = ?1 AND name = ?2",
+                params![id, job],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn resolve(&mut self, run: &str) -> Result<RunId, StoreError> {
+        let id: Option<RunId> = if run == "last" {
+            self.db.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))?
+        } else {
+            let n: Option<RunId> = run.trim_start_matches('#').parse().ok();
+            match n {
+                Some(n) => self.db.query_row("SELECT id FROM runs WHERE id = ?1", [n], |r| r.get(0)).optional()?,
+                None => None,
+            }
+        };
+        id.ok_or_else(|| StoreError::NoSuchRun(run.to_string()))
+    }
+
+    fn run(&mut self, id: RunId) -> Result<RunRecord, StoreError> {
+        self.db
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], Self::run_row)
+            .optional()?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
+    }
+
+    fn runs(&mut self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let mut q = self.db.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id
+             AND jobs.environment = ?1 AND jobs.status = 'passed') ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = q.query_map(params![environment, limit as i64], Self::run_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn jobs(&mut self, id: RunId) -> Result<Vec<JobRecord>, StoreError> {
+        let mut q = self.db.prepare("SELECT * FROM jobs WHERE run_id = ?1 ORDER BY position")?;
+        let rows = q.query_map([id], |r| {
+            let artifacts: String = r.get("artifacts")?;
+            Ok(JobRecord {
+                name: r.get("name")?,
+                stage: r.get("stage")?,
+                phase: if r.get::<_, String>("phase")? == "release" { Phase::Release } else { Phase::Main },
+                environment: r.get("environment")?,
+                status: r.get("status")?,
+                attempts: r.get("attempts")?,
+                exit_code: r.get("exit_code")?,
+                duration_ms: r.get::<_, Option<i64>>("duration_ms")?.map(|d| d as u64),
+                note: r.get("note")?,
+                log: r.get("log")?,
+                artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn approve(&mut self, id: RunId, by: &str, comment: Option<&str>, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO approvals (run_id, approver, comment, at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, by, comment, time(at)],
+        )?;
+        let detail = match (n, comment) {
+            (0, _) => "approved again (already counted)".to_string(),
+            (_, Some(c)) => format!("approved: {c}"),
+            (_, None) => "approved".to_string(),
+        };
+        tx.execute("INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, ?3, 'approve', ?4)", params![id, time(at), by, detail])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn approvals(&mut self, id: RunId) -> Result<Vec<Approval>, StoreError> {
+        let mut q = self.db.prepare("SELECT approver, comment, at FROM approvals WHERE run_id = ?1 ORDER BY at")?;
+        let rows = q.query_map([id], |r| Ok(Approval { by: r.get(0)?, comment: r.get(1)?, at: parse_time(&r.get::<_, String>(2)?) }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit(&mut self, id: RunId, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, now(), actor, action, detail],
+        )?;
+        Ok(())
+    }
+
+    fn audit_trail(&mut self, id: RunId) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut q = self.db.prepare("SELECT at, actor, action, detail FROM audit WHERE run_id = ?1 ORDER BY id")?;
+        let rows = q.query_map([id], |r| {
+            Ok(AuditEntry { at: parse_time(&r.get::<_, String>(0)?), actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_run() -> NewRun {
+        NewRun {
+            pipeline_name: "p".into(),
+            pipeline_file: "pipe.yml".into(),
+            pipeline_sha256: "00".into(),
+            commit: None,
+            branch: Some("main".into()),
+            tags: vec![],
+            trigger: "run".into(),
+            actor: "tester".into(),
+        }
+    }
+
+    #[test]
+    fn runs_get_short_increasing_ids_and_jobs_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let jobs = vec![("b".to_string(), "build".to_string(), Phase::Main, None), ("a".into(), "deploy".into(), Phase::Main, Some("prod".into()))];
+        assert_eq!(s.create_run(&new_run(), &jobs).unwrap(), 1);
+        assert_eq!(s.create_run(&new_run(), &jobs).unwrap(), 2);
+        assert_eq!(s.resolve("last").unwrap(), 2);
+        assert!(s.resolve("9").is_err());
+        let names: Vec<String> = s.jobs(1).unwrap().into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_run_whose_process_died_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let id = s.create_run(&new_run(), &[("j".into(), "build".into(), Phase::Main, None)]).unwrap();
+        // A pid that cannot be running.
+        s.db.execute("UPDATE runs SET owner_pid = 4194999 WHERE id = ?1", [id]).unwrap();
+        drop(s);
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.run(id).unwrap().state, RunState::Interrupted);
+        assert_eq!(s.jobs(id).unwrap()[0].status, "interrupted");
+        assert_eq!(s.audit_trail(id).unwrap().last().unwrap().action, "interrupted");
+    }
+
+    #[test]
+    fn approvals_count_distinct_people_and_the_audit_trail_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let id = s.create_run(&new_run(), &[]).unwrap();
+        assert!(s.approve(id, "ann", Some("lgtm"), Utc::now()).unwrap());
+        assert!(!s.approve(id, "ann", None, Utc::now()).unwrap());
+        assert!(s.approve(id, "bob", None, Utc::now()).unwrap());
+        assert_eq!(s.approvals(id).unwrap().len(), 2);
+        assert!(s.db.execute("DELETE FROM audit", []).is_err());
+        assert!(s.db.execute("UPDATE audit SET actor = 'mallory'", []).is_err());
+        assert_eq!(s.audit_trail(id).unwrap().len(), 4);
+    }
+}
