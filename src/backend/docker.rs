@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
     ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -112,9 +112,10 @@ impl DockerBackend {
         ])
     }
 
-    /// The overlay volume for a job's workspace, or `None` when overlays are off or the paths
-    /// cannot be written in mount options.
-    async fn overlay_volume(&self, spec: &JobSpec) -> Result<Option<String>, BackendError> {
+    /// The workspace mount as an overlay volume, or `None` when overlays are off or the paths
+    /// cannot be written in mount options. The engine creates the volume together with the
+    /// container, which saves a round trip on every job's critical path.
+    fn overlay_mount(&self, spec: &JobSpec) -> Result<Option<(String, Mount)>, BackendError> {
         if !self.overlay.load(Ordering::Relaxed) {
             return Ok(None);
         }
@@ -131,18 +132,26 @@ impl DockerBackend {
             std::fs::create_dir_all(dir).map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), paths[0], paths[1]);
-        let request = VolumeCreateRequest {
-            driver: Some("local".into()),
-            driver_opts: Some(HashMap::from([
-                ("type".to_string(), "overlay".to_string()),
-                ("device".to_string(), "overlay".to_string()),
-                ("o".to_string(), options),
-            ])),
-            labels: Some(Self::labels(spec)),
+        let name = format!("pipe-{}-{}-{}", std::process::id(), spec.run_id, spec.scratch.file_name().and_then(|n| n.to_str()).map(|a| format!("{}-{a}", spec.slug)).unwrap_or_else(|| spec.slug.clone()));
+        let mount = Mount {
+            target: Some(WORKSPACE.into()),
+            source: Some(name.clone()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(Self::labels(spec)),
+                driver_config: Some(MountVolumeOptionsDriverConfig {
+                    name: Some("local".into()),
+                    options: Some(HashMap::from([
+                        ("type".to_string(), "overlay".to_string()),
+                        ("device".to_string(), "overlay".to_string()),
+                        ("o".to_string(), options),
+                    ])),
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let volume = self.docker.create_volume(request).await.map_err(job_error("cannot create the workspace volume"))?;
-        Ok(Some(volume.name))
+        Ok(Some((name, mount)))
     }
 
     /// The fallback workspace: the layers copied into the job's scratch directory.
@@ -224,9 +233,8 @@ impl DockerBackend {
             return Err(BackendError::Job(why));
         }
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
-        match self.overlay_volume(spec).await {
-            Ok(Some(volume)) => {
-                let mount = Mount { target: Some(WORKSPACE.into()), source: Some(volume.clone()), typ: Some(MountType::VOLUME), ..Default::default() };
+        match self.overlay_mount(spec) {
+            Ok(Some((volume, mount))) => {
                 let (container, result) = self.run_container(spec, mount, log, stop.clone()).await;
                 match result {
                     Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
