@@ -46,7 +46,7 @@ if [ -n "${PIPE:-}" ]; then
   pipe_label="pipe scan ($PIPE)"
 else
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-  BIN=$(cargo test --release --test scan_bench --no-run --message-format=json 2>/dev/null |
+  BIN=$(cargo test --release --quiet --test scan_bench --no-run --message-format=json |
     python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)

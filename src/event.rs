@@ -20,7 +20,11 @@ pub struct Event {
 
 impl Event {
     pub fn now(kind: EventKind) -> Self {
-        Event { schema: SCHEMA_VERSION, time: Utc::now(), kind }
+        Event {
+            schema: SCHEMA_VERSION,
+            time: Utc::now(),
+            kind,
+        }
     }
 }
 
@@ -67,6 +71,9 @@ pub enum EventKind {
         allowed: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// A scan job's findings per severity.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        findings: Option<crate::scan::Counts>,
     },
     JobSkipped {
         job: String,

@@ -13,8 +13,12 @@ pub struct Facts {
 /// The commit checked out in the repository that contains `dir`, and its branch; empty when
 /// `dir` is not in a repository or nothing is committed yet.
 pub fn facts(dir: &Path) -> Facts {
-    let Ok(repo) = git2::Repository::discover(dir) else { return Facts::default() };
-    let Ok(head) = repo.head() else { return Facts::default() };
+    let Ok(repo) = git2::Repository::discover(dir) else {
+        return Facts::default();
+    };
+    let Ok(head) = repo.head() else {
+        return Facts::default();
+    };
     let commit = head.peel_to_commit().ok().map(|c| c.id());
     let mut tags = Vec::new();
     if let (Some(commit), Ok(names)) = (commit, repo.tag_names(None)) {
@@ -30,14 +34,20 @@ pub fn facts(dir: &Path) -> Facts {
     }
     Facts {
         commit: commit.map(|c| c.to_string()),
-        branch: head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten(),
+        branch: head
+            .is_branch()
+            .then(|| head.shorthand().map(str::to_string))
+            .flatten(),
         tags,
     }
 }
 
 /// git's `user.name`, from the global configuration.
 pub fn user_name() -> Option<String> {
-    git2::Config::open_default().ok()?.get_string("user.name").ok()
+    git2::Config::open_default()
+        .ok()?
+        .get_string("user.name")
+        .ok()
 }
 
 #[cfg(test)]
@@ -54,8 +64,11 @@ mod tests {
         index.add_path(Path::new("f")).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let sig = git2::Signature::now("t", "t@example.com").unwrap();
-        let oid = repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[]).unwrap();
-        repo.tag_lightweight("v1.0", &repo.find_object(oid, None).unwrap(), false).unwrap();
+        let oid = repo
+            .commit(Some("HEAD"), &sig, &sig, "first", &tree, &[])
+            .unwrap();
+        repo.tag_lightweight("v1.0", &repo.find_object(oid, None).unwrap(), false)
+            .unwrap();
         let f = facts(dir.path());
         assert_eq!(f.commit, Some(oid.to_string()));
         assert!(f.branch.is_some());

@@ -10,7 +10,6 @@ pub mod plan;
 pub mod release;
 pub mod report;
 pub mod run;
-#[cfg(not(pipe_no_scan))]
 pub mod scan;
 pub mod store;
 pub mod workspace;

@@ -21,7 +21,13 @@ pub fn now() -> DateTime<Utc> {
 pub struct Unmet(pub String);
 
 /// Every unmet condition for releasing `run` at `at`, most fundamental first.
-pub fn unmet(gate: &Gate, run: &RunRecord, jobs: &[JobRecord], approvals: &[Approval], at: DateTime<Utc>) -> Vec<Unmet> {
+pub fn unmet(
+    gate: &Gate,
+    run: &RunRecord,
+    jobs: &[JobRecord],
+    approvals: &[Approval],
+    at: DateTime<Utc>,
+) -> Vec<Unmet> {
     let mut out = Vec::new();
     let bad: Vec<String> = jobs
         .iter()
@@ -29,7 +35,10 @@ pub fn unmet(gate: &Gate, run: &RunRecord, jobs: &[JobRecord], approvals: &[Appr
         .map(|j| format!("`{}` {}", j.name, j.status.replace('_', " ")))
         .collect();
     if !bad.is_empty() {
-        out.push(Unmet(format!("not every job before the gate passed: {}", bad.join(", "))));
+        out.push(Unmet(format!(
+            "not every job before the gate passed: {}",
+            bad.join(", ")
+        )));
     }
     if !gate.allows_ref(run.branch.as_deref(), &run.tags) {
         let on = match (&run.branch, run.tags.is_empty()) {
@@ -45,13 +54,20 @@ pub fn unmet(gate: &Gate, run: &RunRecord, jobs: &[JobRecord], approvals: &[Appr
         if !gate.tags.is_empty() {
             allowed.push(format!("tags {}", gate.tags.join(", ")));
         }
-        out.push(Unmet(format!("the run was built from {on}, and the gate allows only {}", allowed.join(" or "))));
+        out.push(Unmet(format!(
+            "the run was built from {on}, and the gate allows only {}",
+            allowed.join(" or ")
+        )));
     }
     if (approvals.len() as u32) < gate.approvals {
         let by = if approvals.is_empty() {
             String::from("none yet")
         } else {
-            approvals.iter().map(|a| a.by.as_str()).collect::<Vec<_>>().join(", ")
+            approvals
+                .iter()
+                .map(|a| a.by.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         out.push(Unmet(format!(
             "it needs {} approval{} and has {} ({by}): pipe approve {}",
@@ -62,7 +78,11 @@ pub fn unmet(gate: &Gate, run: &RunRecord, jobs: &[JobRecord], approvals: &[Appr
         )));
     }
     if let Some(window) = gate.frozen_at(at) {
-        out.push(Unmet(format!("releases are frozen now ({}; it is {} UTC)", window.text, at.format("%a %Y-%m-%d %H:%M"))));
+        out.push(Unmet(format!(
+            "releases are frozen now ({}; it is {} UTC)",
+            window.text,
+            at.format("%a %Y-%m-%d %H:%M")
+        )));
     }
     out
 }

@@ -15,7 +15,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
     ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -27,7 +30,10 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::{remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns};
+use super::{
+    remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop,
+    Teardowns,
+};
 use crate::event::Stream;
 use crate::workspace;
 
@@ -88,12 +94,17 @@ impl DockerBackend {
         let present = self.docker.inspect_image(image).await.is_ok();
         match (self.pull, present) {
             (Pull::Never, false) => {
-                return Err(format!("image `{image}` is not on this engine and `--pull never` forbids pulling it"))
+                return Err(format!(
+                    "image `{image}` is not on this engine and `--pull never` forbids pulling it"
+                ))
             }
             (Pull::Missing, true) | (Pull::Never, true) => return Ok(()),
             _ => {}
         }
-        let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(step) = progress.next().await {
             if let Err(e) = step {
@@ -129,10 +140,25 @@ impl DockerBackend {
             return Ok(None);
         }
         for dir in [&upper, &work] {
-            std::fs::create_dir_all(dir).map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), paths[0], paths[1]);
-        let name = format!("pipe-{}-{}-{}", std::process::id(), spec.run_id, spec.scratch.file_name().and_then(|n| n.to_str()).map(|a| format!("{}-{a}", spec.slug)).unwrap_or_else(|| spec.slug.clone()));
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            paths[0],
+            paths[1]
+        );
+        let name = format!(
+            "pipe-{}-{}-{}",
+            std::process::id(),
+            spec.run_id,
+            spec.scratch
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|a| format!("{}-{a}", spec.slug))
+                .unwrap_or_else(|| spec.slug.clone())
+        );
         let mount = Mount {
             target: Some(WORKSPACE.into()),
             source: Some(name.clone()),
@@ -177,7 +203,13 @@ impl DockerBackend {
         let body = ContainerCreateBody {
             image: spec.image.clone(),
             cmd: Some(vec!["sh".into(), "-ec".into(), shell_script(&spec.script)]),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).chain([format!("PIPE_WORKSPACE={WORKSPACE}")]).collect()),
+            env: Some(
+                spec.env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .chain([format!("PIPE_WORKSPACE={WORKSPACE}")])
+                    .collect(),
+            ),
             working_dir: Some(WORKSPACE.into()),
             labels: Some(Self::labels(spec)),
             tty: Some(false),
@@ -185,26 +217,41 @@ impl DockerBackend {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             host_config: Some(HostConfig {
-                mounts: Some(vec![mount]),
+                mounts: Some(
+                    std::iter::once(mount)
+                        .chain(spec.binds.iter().map(bind_mount))
+                        .collect(),
+                ),
                 // An init as PID 1 forwards SIGTERM to the script: a shell as PID 1 ignores it,
                 // and every graceful stop would wait out the grace period.
                 init: Some(true),
-                privileged: Some(false),
+                // Only ever true when the user passed --allow-privileged.
+                privileged: Some(spec.privileged),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let created = self.docker.create_container(None, body).await.map_err(job_error("cannot create the container"))?;
+        let created = self
+            .docker
+            .create_container(None, body)
+            .await
+            .map_err(job_error("cannot create the container"))?;
         Ok(created.id)
     }
 
     async fn remove_container(docker: &Docker, id: &str) {
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
         let _ = docker.remove_container(id, Some(options)).await;
     }
 
     async fn remove_volume(docker: &Docker, name: &str) {
-        let _ = docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await;
+        let _ = docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+            .await;
     }
 
     /// Removes an attempt's container, then its volume (which the container held), then its
@@ -222,14 +269,25 @@ impl DockerBackend {
         });
     }
 
-    async fn run_job(&self, spec: &JobSpec, log: &LogSink, stop: watch::Receiver<Stop>) -> Result<Outcome, BackendError> {
+    async fn run_job(
+        &self,
+        spec: &JobSpec,
+        log: &LogSink,
+        stop: watch::Receiver<Stop>,
+    ) -> Result<Outcome, BackendError> {
         if spec.image.is_none() {
             return Err(BackendError::Job(format!(
                 "job `{}` has no image: set `image:` on the job or at the top of the pipeline",
                 spec.job
             )));
         }
-        if let Some(why) = spec.image.as_ref().and_then(|i| self.unavailable.lock().expect("not poisoned").get(i).cloned()) {
+        if let Some(why) = spec.image.as_ref().and_then(|i| {
+            self.unavailable
+                .lock()
+                .expect("not poisoned")
+                .get(i)
+                .cloned()
+        }) {
             return Err(BackendError::Job(why));
         }
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
@@ -239,7 +297,9 @@ impl DockerBackend {
                 match result {
                     Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
                         self.overlay.store(false, Ordering::Relaxed);
-                        tracing::info!("overlay workspaces unavailable ({e}); copying workspaces instead");
+                        tracing::info!(
+                            "overlay workspaces unavailable ({e}); copying workspaces instead"
+                        );
                         // Synchronously: the copy below reuses the scratch directory.
                         if let Some(id) = container {
                             Self::remove_container(&self.docker, &id).await;
@@ -259,9 +319,18 @@ impl DockerBackend {
                 return Err(e);
             }
         }
-        match self.copied_workspace(spec).await.and_then(|dir| absolute(&dir)) {
+        match self
+            .copied_workspace(spec)
+            .await
+            .and_then(|dir| absolute(&dir))
+        {
             Ok(dir) => {
-                let mount = Mount { target: Some(WORKSPACE.into()), source: Some(dir), typ: Some(MountType::BIND), ..Default::default() };
+                let mount = Mount {
+                    target: Some(WORKSPACE.into()),
+                    source: Some(dir),
+                    typ: Some(MountType::BIND),
+                    ..Default::default()
+                };
                 let (container, result) = self.run_container(spec, mount, log, stop).await;
                 self.tear_down(container, None, spec.scratch.clone());
                 result.map_err(Attempt::into_error)
@@ -274,7 +343,13 @@ impl DockerBackend {
     }
 
     /// Creates and runs one container; returns its id (if created) for the teardown.
-    async fn run_container(&self, spec: &JobSpec, mount: Mount, log: &LogSink, stop: watch::Receiver<Stop>) -> (Option<String>, Result<Outcome, Attempt>) {
+    async fn run_container(
+        &self,
+        spec: &JobSpec,
+        mount: Mount,
+        log: &LogSink,
+        stop: watch::Receiver<Stop>,
+    ) -> (Option<String>, Result<Outcome, Attempt>) {
         let id = match self.create(spec, mount).await {
             Ok(id) => id,
             Err(e) => return (None, Err(Attempt::Failed(e))),
@@ -283,11 +358,30 @@ impl DockerBackend {
         (Some(id), result)
     }
 
-    async fn attach_and_wait(&self, id: &str, spec: &JobSpec, log: &LogSink, mut stop: watch::Receiver<Stop>) -> Result<Outcome, Attempt> {
+    async fn attach_and_wait(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        log: &LogSink,
+        mut stop: watch::Receiver<Stop>,
+    ) -> Result<Outcome, Attempt> {
         // Attach before starting so that no early output is lost.
-        let attach = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
-        let mut output = self.docker.attach_container(id, Some(attach)).await.map_err(|e| Attempt::Failed(job_error("cannot attach")(e)))?.output;
-        self.docker.start_container(id, None).await.map_err(|e| Attempt::NotStarted(short(&e)))?;
+        let attach = AttachContainerOptions {
+            stream: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut output = self
+            .docker
+            .attach_container(id, Some(attach))
+            .await
+            .map_err(|e| Attempt::Failed(job_error("cannot attach")(e)))?
+            .output;
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| Attempt::NotStarted(short(&e)))?;
 
         let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
@@ -325,47 +419,79 @@ impl DockerBackend {
             Some(Ok(response)) => response.status_code,
             // bollard reports a non-zero exit as an error carrying the code: that is a result.
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(e)) => return Err(Attempt::Failed(job_error("waiting for the container failed")(e))),
-            None => return Err(Attempt::Failed(BackendError::Job("the engine did not report the exit code".into()))),
+            Some(Err(e)) => {
+                return Err(Attempt::Failed(job_error(
+                    "waiting for the container failed",
+                )(e)))
+            }
+            None => {
+                return Err(Attempt::Failed(BackendError::Job(
+                    "the engine did not report the exit code".into(),
+                )))
+            }
         };
         if let Some(handle) = stopping {
             let _ = handle.await;
         }
         let missing_artifacts = if exit_code == 0 {
-            self.download_artifacts(id, spec).await.map_err(Attempt::Failed)?
+            self.download_artifacts(id, spec)
+                .await
+                .map_err(Attempt::Failed)?
         } else {
             Vec::new()
         };
-        Ok(Outcome { exit_code, missing_artifacts })
+        Ok(Outcome {
+            exit_code,
+            missing_artifacts,
+            findings: None,
+        })
     }
 
     /// Copies the declared artifacts out of the stopped container (its volumes are still there).
-    async fn download_artifacts(&self, id: &str, spec: &JobSpec) -> Result<Vec<String>, BackendError> {
+    async fn download_artifacts(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+    ) -> Result<Vec<String>, BackendError> {
         let mut missing = Vec::new();
         for path in &spec.artifacts {
-            let options = DownloadFromContainerOptions { path: format!("{WORKSPACE}/{path}") };
+            let options = DownloadFromContainerOptions {
+                path: format!("{WORKSPACE}/{path}"),
+            };
             let mut stream = self.docker.download_from_container(id, Some(options));
             let tar_path = spec.scratch.join("artifact.tar");
-            let mut file = tokio::fs::File::create(&tar_path).await.map_err(io_error("cannot write the artifact"))?;
+            let mut file = tokio::fs::File::create(&tar_path)
+                .await
+                .map_err(io_error("cannot write the artifact"))?;
             let mut found = true;
             while let Some(chunk) = stream.next().await {
                 match chunk {
-                    Ok(bytes) => file.write_all(&bytes).await.map_err(io_error("cannot write the artifact"))?,
-                    Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+                    Ok(bytes) => file
+                        .write_all(&bytes)
+                        .await
+                        .map_err(io_error("cannot write the artifact"))?,
+                    Err(DockerError::DockerResponseServerError {
+                        status_code: 404, ..
+                    }) => {
                         found = false;
                         break;
                     }
                     Err(e) => return Err(job_error("cannot copy the artifact out")(e)),
                 }
             }
-            file.flush().await.map_err(io_error("cannot write the artifact"))?;
+            file.flush()
+                .await
+                .map_err(io_error("cannot write the artifact"))?;
             drop(file);
             if !found {
                 missing.push(path.clone());
                 continue;
             }
             // The archive's root is the artifact's last component: unpack it beside its parent.
-            let parent = Path::new(path).parent().map(|p| spec.artifacts_dest.join(p)).unwrap_or_else(|| spec.artifacts_dest.clone());
+            let parent = Path::new(path)
+                .parent()
+                .map(|p| spec.artifacts_dest.join(p))
+                .unwrap_or_else(|| spec.artifacts_dest.clone());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 std::fs::create_dir_all(&parent)?;
                 let mut archive = tar::Archive::new(std::fs::File::open(&tar_path)?);
@@ -381,15 +507,24 @@ impl DockerBackend {
     }
 
     /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
-    pub async fn clean(&self, is_alive: impl Fn(u32) -> bool) -> Result<(usize, usize), BackendError> {
+    pub async fn clean(
+        &self,
+        is_alive: impl Fn(u32) -> bool,
+    ) -> Result<(usize, usize), BackendError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
         let containers = self
             .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
             .await
             .map_err(job_error("cannot list containers"))?;
         let dead = |labels: Option<&HashMap<String, String>>| {
-            let pid = labels.and_then(|l| l.get(LABEL_PID)).and_then(|p| p.parse::<u32>().ok());
+            let pid = labels
+                .and_then(|l| l.get(LABEL_PID))
+                .and_then(|p| p.parse::<u32>().ok());
             !pid.is_some_and(&is_alive)
         };
         let mut removed = (0, 0);
@@ -401,7 +536,9 @@ impl DockerBackend {
         }
         let volumes = self
             .docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
             .await
             .map_err(job_error("cannot list volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
@@ -417,10 +554,15 @@ impl DockerBackend {
 impl Backend for DockerBackend {
     fn prepare<'a>(&'a self, images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
-            let checks = images.iter().map(|image| async move { (image, self.ensure_image(image).await) });
+            let checks = images
+                .iter()
+                .map(|image| async move { (image, self.ensure_image(image).await) });
             for (image, result) in futures_util::future::join_all(checks).await {
                 if let Err(why) = result {
-                    self.unavailable.lock().expect("not poisoned").insert(image.clone(), why);
+                    self.unavailable
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(image.clone(), why);
                 }
             }
             Ok(())
@@ -428,7 +570,12 @@ impl Backend for DockerBackend {
         .boxed()
     }
 
-    fn run<'a>(&'a self, spec: &'a JobSpec, log: &'a LogSink, stop: watch::Receiver<Stop>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+    fn run<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        log: &'a LogSink,
+        stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         self.run_job(spec, log, stop).boxed()
     }
 
@@ -447,14 +594,28 @@ enum Attempt {
 impl Attempt {
     fn into_error(self) -> BackendError {
         match self {
-            Attempt::NotStarted(why) => BackendError::Job(format!("cannot start the container: {why}")),
+            Attempt::NotStarted(why) => {
+                BackendError::Job(format!("cannot start the container: {why}"))
+            }
             Attempt::Failed(e) => e,
         }
     }
 }
 
+fn bind_mount(bind: &super::Bind) -> Mount {
+    Mount {
+        target: Some(bind.container.clone()),
+        source: Some(bind.host.clone()),
+        typ: Some(MountType::BIND),
+        read_only: Some(bind.read_only),
+        ..Default::default()
+    }
+}
+
 fn is_mount_error(message: &str) -> bool {
-    ["overlay", "mount", "invalid argument", "no such file"].iter().any(|w| message.to_lowercase().contains(w))
+    ["overlay", "mount", "invalid argument", "no such file"]
+        .iter()
+        .any(|w| message.to_lowercase().contains(w))
 }
 
 /// The engine's own message, without bollard's wrapping.

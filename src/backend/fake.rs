@@ -24,7 +24,12 @@ impl Backend for FakeBackend {
         async { Ok(()) }.boxed()
     }
 
-    fn run<'a>(&'a self, spec: &'a JobSpec, log: &'a LogSink, mut stop: watch::Receiver<Stop>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+    fn run<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        log: &'a LogSink,
+        mut stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
             self.specs.lock().unwrap().push(spec.clone());
             let started = Instant::now();
@@ -33,7 +38,11 @@ impl Backend for FakeBackend {
                 let (step, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
                 match step {
                     "sleep" | "hang" => {
-                        let d = if step == "hang" { Duration::from_secs(3600) } else { Duration::from_millis(arg.parse().unwrap()) };
+                        let d = if step == "hang" {
+                            Duration::from_secs(3600)
+                        } else {
+                            Duration::from_millis(arg.parse().unwrap())
+                        };
                         tokio::select! {
                             _ = tokio::time::sleep(d) => {}
                             _ = stop.wait_for(|s| *s != Stop::No) => { exit_code = 143; break; }
@@ -48,8 +57,15 @@ impl Backend for FakeBackend {
                     other => panic!("unknown fake step {other}"),
                 }
             }
-            self.spans.lock().unwrap().push((spec.job.clone(), started, Instant::now()));
-            Ok(Outcome { exit_code, missing_artifacts: vec![] })
+            self.spans
+                .lock()
+                .unwrap()
+                .push((spec.job.clone(), started, Instant::now()));
+            Ok(Outcome {
+                exit_code,
+                missing_artifacts: vec![],
+                findings: None,
+            })
         }
         .boxed()
     }

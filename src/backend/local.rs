@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::{shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns};
+use super::{
+    shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns,
+};
 use crate::event::Stream;
 use crate::workspace;
 
@@ -25,7 +27,10 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     pub fn new(grace: Duration) -> Self {
-        LocalBackend { grace, teardowns: Teardowns::default() }
+        LocalBackend {
+            grace,
+            teardowns: Teardowns::default(),
+        }
     }
 }
 
@@ -42,7 +47,8 @@ impl Backend for LocalBackend {
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
             let result = self.run_job(spec, log, stop).await;
-            self.teardowns.spawn(super::remove_dir(spec.scratch.clone()));
+            self.teardowns
+                .spawn(super::remove_dir(spec.scratch.clone()));
             result
         }
         .boxed()
@@ -54,7 +60,12 @@ impl Backend for LocalBackend {
 }
 
 impl LocalBackend {
-    async fn run_job(&self, spec: &JobSpec, log: &LogSink, mut stop: watch::Receiver<Stop>) -> Result<Outcome, BackendError> {
+    async fn run_job(
+        &self,
+        spec: &JobSpec,
+        log: &LogSink,
+        mut stop: watch::Receiver<Stop>,
+    ) -> Result<Outcome, BackendError> {
         let dir = spec.scratch.join("workspace");
         let prepare = {
             let (layers, dir) = (spec.layers.clone(), dir.clone());
@@ -85,8 +96,16 @@ impl LocalBackend {
             .spawn()
             .map_err(|e| BackendError::Job(format!("cannot start sh: {e}")))?;
         let pgid = Pid::from_raw(child.id().expect("a just-spawned child has a pid") as i32);
-        let out = pump(child.stdout.take().expect("piped"), log.clone(), Stream::Stdout);
-        let err = pump(child.stderr.take().expect("piped"), log.clone(), Stream::Stderr);
+        let out = pump(
+            child.stdout.take().expect("piped"),
+            log.clone(),
+            Stream::Stdout,
+        );
+        let err = pump(
+            child.stderr.take().expect("piped"),
+            log.clone(),
+            Stream::Stderr,
+        );
 
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let status = loop {
@@ -127,7 +146,11 @@ impl LocalBackend {
             128 + i64::from(status.signal().unwrap_or(9))
         });
         let missing_artifacts = if exit_code == 0 {
-            let (dir, paths, dest) = (dir.clone(), spec.artifacts.clone(), spec.artifacts_dest.clone());
+            let (dir, paths, dest) = (
+                dir.clone(),
+                spec.artifacts.clone(),
+                spec.artifacts_dest.clone(),
+            );
             tokio::task::spawn_blocking(move || workspace::collect_artifacts(&dir, &paths, &dest))
                 .await
                 .map_err(|e| BackendError::Job(e.to_string()))?
@@ -135,11 +158,19 @@ impl LocalBackend {
         } else {
             Vec::new()
         };
-        Ok(Outcome { exit_code, missing_artifacts })
+        Ok(Outcome {
+            exit_code,
+            missing_artifacts,
+            findings: None,
+        })
     }
 }
 
-fn pump(mut reader: impl AsyncRead + Unpin + Send + 'static, log: LogSink, stream: Stream) -> tokio::task::JoinHandle<()> {
+fn pump(
+    mut reader: impl AsyncRead + Unpin + Send + 'static,
+    log: LogSink,
+    stream: Stream,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut splitter = LineSplitter::default();
         let mut buf = vec![0u8; 16 * 1024];

@@ -5,6 +5,7 @@
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod inprocess;
 pub mod local;
 
 use std::path::PathBuf;
@@ -34,6 +35,19 @@ pub struct JobSpec {
     /// Workspace-relative paths to keep when the job passes, copied under `artifacts_dest`.
     pub artifacts: Vec<String>,
     pub artifacts_dest: PathBuf,
+    /// Dangerous settings the user allowed explicitly (`--allow-privileged`).
+    pub privileged: bool,
+    pub binds: Vec<Bind>,
+    /// Set for scan jobs, which run in-process instead of a script.
+    pub scan: Option<inprocess::ScanSpec>,
+}
+
+/// A host path mounted into the job's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
 }
 
 /// How hard the scheduler wants a running job to stop.
@@ -52,6 +66,8 @@ pub struct Outcome {
     pub exit_code: i64,
     /// Artifact paths the job declared but did not produce.
     pub missing_artifacts: Vec<String>,
+    /// What a scan job found, per severity.
+    pub findings: Option<crate::scan::Counts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +104,10 @@ pub struct Teardowns {
 
 impl Teardowns {
     pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks.lock().expect("not poisoned").push(tokio::spawn(work));
+        self.tasks
+            .lock()
+            .expect("not poisoned")
+            .push(tokio::spawn(work));
     }
 
     pub async fn wait(&self) {
@@ -118,7 +137,11 @@ impl LogSink {
 
     pub fn line(&self, stream: Stream, line: String) {
         // A closed receiver means the run is being torn down; the output has nowhere to go.
-        let _ = self.events.send(Event::now(EventKind::JobOutput { job: self.job.clone(), stream, line }));
+        let _ = self.events.send(Event::now(EventKind::JobOutput {
+            job: self.job.clone(),
+            stream,
+            line,
+        }));
     }
 }
 

@@ -13,11 +13,15 @@ pub fn run() -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
-    let alive = |pid: u32| pid == std::process::id() || kill(Pid::from_raw(pid as i32), None).is_ok();
+    let alive =
+        |pid: u32| pid == std::process::id() || kill(Pid::from_raw(pid as i32), None).is_ok();
     let project = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
-    let dirs = workspace::clean_dead_runs(&project, alive).map_err(|e| CliError::Other(format!("cannot clean .pipe/runs: {e}")))?;
+    let dirs = workspace::clean_dead_runs(&project, alive)
+        .map_err(|e| CliError::Other(format!("cannot clean .pipe/runs: {e}")))?;
     let (containers, volumes) = runtime.block_on(async {
-        let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
+        let docker = docker::connect()
+            .await
+            .map_err(|e| CliError::Unavailable(e.to_string()))?;
         DockerBackend::new(docker, Pull::Never, std::time::Duration::ZERO)
             .clean(alive)
             .await

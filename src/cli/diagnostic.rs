@@ -8,7 +8,11 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnost
 use crate::pipeline::{Invalid, Problem};
 
 pub fn render(invalid: &Invalid, color: bool) -> String {
-    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let name = invalid.file.display().to_string();
     let mut out = String::new();
@@ -19,7 +23,11 @@ pub fn render(invalid: &Invalid, color: bool) -> String {
         out.push('\n');
     }
     let n = invalid.problems.len();
-    let _ = writeln!(out, "{name}: {n} problem{} found", if n == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "{name}: {n} problem{} found",
+        if n == 1 { "" } else { "s" }
+    );
     out
 }
 
@@ -38,12 +46,22 @@ fn diagnostic(problem: &Problem, source: &str) -> MietteDiagnostic {
 
 /// Byte range of `len` characters starting at a 1-based line and character column.
 fn byte_span(source: &str, line: u32, col: u32, len: usize) -> Option<(usize, usize)> {
-    let line_start: usize = source.split_inclusive('\n').take(line.saturating_sub(1) as usize).map(str::len).sum();
+    let line_start: usize = source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
     let text = source.get(line_start..)?.split('\n').next()?;
     let mut chars = text.char_indices().skip(col.saturating_sub(1) as usize);
     let (start, _) = chars.next().unwrap_or((text.len(), ' '));
-    let end = text[start..].char_indices().nth(len).map_or(text.len(), |(i, _)| start + i);
-    Some((line_start + start, (end - start).max(usize::from(start < text.len()))))
+    let end = text[start..]
+        .char_indices()
+        .nth(len)
+        .map_or(text.len(), |(i, _)| start + i);
+    Some((
+        line_start + start,
+        (end - start).max(usize::from(start < text.len())),
+    ))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::run::{actor, builtin_env, exit_code, open_store, project_dir, runtime, store_error, ExecArgs};
+use super::run::{
+    actor, builtin_env, exit_code, open_store, project_dir, runtime, store_error, ExecArgs,
+};
 use super::{exit, print, CliError};
 use crate::pipeline::gate::Gate;
 use crate::plan::{self, Phase, Selection};
@@ -39,11 +41,16 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
     let record = store.run(id).map_err(store_error)?;
     let by = args.by.unwrap_or_else(actor);
     refuse_unless_releasable(&mut store, &record, false, &by, "approve refused")?;
-    let new = store.approve(id, &by, args.comment.as_deref(), release::now()).map_err(store_error)?;
+    let new = store
+        .approve(id, &by, args.comment.as_deref(), release::now())
+        .map_err(store_error)?;
     let gate = gate_of(&project, &record)?;
     let count = store.approvals(id).map_err(store_error)?.len();
     let again = if new { "" } else { " (already counted)" };
-    print(&format!("run {id} approved by {by}{again}: {count} of {} approval(s)\n", gate.approvals))?;
+    print(&format!(
+        "run {id} approved by {by}{again}: {count} of {} approval(s)\n",
+        gate.approvals
+    ))?;
     eprintln!("{}", next_step(&mut store, id)?);
     Ok(exit::OK)
 }
@@ -57,50 +64,110 @@ pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
 
 /// Runs the release jobs of run `id` if the gate holds. `automatic` (from `pipe run --release`)
 /// goes through only when the gate asks for no approval; otherwise the run stays at the gate.
-pub fn release_now(project: &Path, store: &mut dyn Store, id: RunId, exec: &ExecArgs, again: bool, automatic: bool) -> Result<u8, CliError> {
+pub fn release_now(
+    project: &Path,
+    store: &mut dyn Store,
+    id: RunId,
+    exec: &ExecArgs,
+    again: bool,
+    automatic: bool,
+) -> Result<u8, CliError> {
     let record = store.run(id).map_err(store_error)?;
     refuse_unless_releasable(store, &record, again, &actor(), "release refused")?;
-    let run = RunDir::open(project, id).map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+    let run = RunDir::open(project, id)
+        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
     let pipeline = stored_pipeline(&run, &record)?;
     let gate = pipeline.gate().unwrap_or_default();
     let jobs = store.jobs(id).map_err(store_error)?;
     let approvals = store.approvals(id).map_err(store_error)?;
-    if let Some(first) = release::unmet(&gate, &record, &jobs, &approvals, release::now()).into_iter().next() {
+    if let Some(first) = release::unmet(&gate, &record, &jobs, &approvals, release::now())
+        .into_iter()
+        .next()
+    {
         if automatic {
             eprintln!("{}", next_step(store, id)?);
             return Ok(exit::OK);
         }
-        store.audit(id, &actor(), "release refused", &first.0).map_err(store_error)?;
-        return Err(CliError::Refused(format!("run {id} cannot be released: {}", first.0)));
+        store
+            .audit(id, &actor(), "release refused", &first.0)
+            .map_err(store_error)?;
+        return Err(CliError::Refused(format!(
+            "run {id} cannot be released: {}",
+            first.0
+        )));
     }
     if !run.source().is_dir() {
-        return Err(CliError::Other(format!("the source snapshot of run {id} is gone, so it cannot be released")));
+        return Err(CliError::Other(format!(
+            "the source snapshot of run {id} is gone, so it cannot be released"
+        )));
     }
-    let plan = plan::build(&pipeline, Selection { phase: Phase::Release, only: &[], done: &[] })
-        .map_err(|problems| CliError::Plan { file: run.pipeline_file(), problems })?;
-    exec.check_images(&run.pipeline_file(), &pipeline)?;
-    store.claim_run(id, RunState::Releasing).map_err(store_error)?;
-    let how = if record.state == RunState::Released { "released again (--again)" } else { "release started" };
-    store.audit(id, &actor(), "release", how).map_err(store_error)?;
+    let plan = plan::build(
+        &pipeline,
+        Selection {
+            phase: Phase::Release,
+            only: &[],
+            done: &[],
+        },
+    )
+    .map_err(|problems| CliError::Plan {
+        file: run.pipeline_file(),
+        problems,
+    })?;
+    exec.check_jobs(&run.pipeline_file(), &pipeline)?;
+    store
+        .claim_run(id, RunState::Releasing)
+        .map_err(store_error)?;
+    let how = if record.state == RunState::Released {
+        "released again (--again)"
+    } else {
+        "release started"
+    };
+    store
+        .audit(id, &actor(), "release", how)
+        .map_err(store_error)?;
 
     // The release runs for the run's own commit, on its own snapshot and artifacts.
-    let git = crate::git::Facts { commit: record.commit.clone(), branch: record.branch.clone(), tags: record.tags.clone() };
-    let result = runtime()?.block_on(exec.execute(project, &plan, &run, store::Phase::Release, builtin_env(&run, &git)))?;
+    let git = crate::git::Facts {
+        commit: record.commit.clone(),
+        branch: record.branch.clone(),
+        tags: record.tags.clone(),
+    };
+    let result = runtime()?.block_on(exec.execute(
+        project,
+        &plan,
+        &run,
+        store::Phase::Release,
+        builtin_env(&run, &git),
+    ))?;
     let state = match result.status {
         crate::event::RunStatus::Passed => RunState::Released,
         crate::event::RunStatus::Failed => RunState::ReleaseFailed,
         // Nothing was released: the run waits at the gate again.
         crate::event::RunStatus::Interrupted => RunState::AwaitingRelease,
     };
-    store.set_state(id, state, state != RunState::AwaitingRelease).map_err(store_error)?;
-    store.audit(id, &actor(), state.as_str(), "release jobs finished").map_err(store_error)?;
+    store
+        .set_state(id, state, state != RunState::AwaitingRelease)
+        .map_err(store_error)?;
+    store
+        .audit(id, &actor(), state.as_str(), "release jobs finished")
+        .map_err(store_error)?;
     Ok(exit_code(&result))
 }
 
 /// Refuses, in one sentence and in the audit trail, a run that is not waiting at its gate.
-fn refuse_unless_releasable(store: &mut dyn Store, record: &RunRecord, again: bool, actor: &str, action: &str) -> Result<(), CliError> {
-    let Err(why) = releasable(record, again) else { return Ok(()) };
-    store.audit(record.id, actor, action, &why).map_err(store_error)?;
+fn refuse_unless_releasable(
+    store: &mut dyn Store,
+    record: &RunRecord,
+    again: bool,
+    actor: &str,
+    action: &str,
+) -> Result<(), CliError> {
+    let Err(why) = releasable(record, again) else {
+        return Ok(());
+    };
+    store
+        .audit(record.id, actor, action, &why)
+        .map_err(store_error)?;
     Err(CliError::Refused(why))
 }
 
@@ -120,7 +187,10 @@ fn releasable(record: &RunRecord, again: bool) -> Result<(), String> {
 }
 
 /// The pipeline as the run was started with it, under the run's own name.
-pub fn stored_pipeline(run: &RunDir, record: &RunRecord) -> Result<crate::pipeline::Pipeline, CliError> {
+pub fn stored_pipeline(
+    run: &RunDir,
+    record: &RunRecord,
+) -> Result<crate::pipeline::Pipeline, CliError> {
     let mut pipeline = crate::pipeline::load(&run.pipeline_file())?;
     pipeline.name = record.pipeline_name.clone();
     Ok(pipeline)
@@ -128,7 +198,8 @@ pub fn stored_pipeline(run: &RunDir, record: &RunRecord) -> Result<crate::pipeli
 
 fn gate_of(project: &Path, record: &RunRecord) -> Result<Gate, CliError> {
     let id = record.id;
-    let run = RunDir::open(project, id).map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+    let run = RunDir::open(project, id)
+        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
     Ok(stored_pipeline(&run, record)?.gate().unwrap_or_default())
 }
 
@@ -144,7 +215,10 @@ pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     Ok(if unmet.is_empty() {
         format!("release {id} is ready: pipe release {id}")
     } else if unmet.len() == 1 && missing > 0 {
-        format!("release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}", if missing == 1 { "" } else { "s" })
+        format!(
+            "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}",
+            if missing == 1 { "" } else { "s" }
+        )
     } else {
         let reasons: Vec<String> = unmet.into_iter().map(|u| u.0).collect();
         format!("release {id} waits at the gate: {}", reasons.join("; "))

@@ -50,21 +50,42 @@ fn text(plan: &Plan) -> String {
             out.push_str(&format!("    ← {} ({})\n", plan.jobs[*d].name, why(*w)));
         }
     }
-    let path: Vec<&str> = plan.critical_path.iter().map(|&i| plan.jobs[i].name.as_str()).collect();
-    out.push_str(&format!("\n* critical path ({} jobs): {}\n", path.len(), path.join(" → ")));
+    let path: Vec<&str> = plan
+        .critical_path
+        .iter()
+        .map(|&i| plan.jobs[i].name.as_str())
+        .collect();
+    out.push_str(&format!(
+        "\n* critical path ({} jobs): {}\n",
+        path.len(),
+        path.join(" → ")
+    ));
     out
 }
 
 fn on_critical_path(plan: &Plan, from: usize, to: usize) -> bool {
-    plan.critical_path.windows(2).any(|w| w[0] == from && w[1] == to)
+    plan.critical_path
+        .windows(2)
+        .any(|w| w[0] == from && w[1] == to)
 }
 
 fn dot(plan: &Plan) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n", q(&plan.name));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n",
+        q(&plan.name)
+    );
     for (i, job) in plan.jobs.iter().enumerate() {
-        let style = if plan.critical_path.contains(&i) { ", penwidth=2, color=red" } else { "" };
-        out.push_str(&format!("  {} [label={}{style}];\n", q(&job.name), q(&format!("{}\n{}", job.name, job.stage))));
+        let style = if plan.critical_path.contains(&i) {
+            ", penwidth=2, color=red"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {} [label={}{style}];\n",
+            q(&job.name),
+            q(&format!("{}\n{}", job.name, job.stage))
+        ));
     }
     for (i, deps) in plan.deps.iter().enumerate() {
         for (d, w) in deps {
@@ -75,7 +96,11 @@ fn dot(plan: &Plan) -> String {
             if on_critical_path(plan, *d, i) {
                 attrs.push_str(", penwidth=2, color=red");
             }
-            out.push_str(&format!("  {} -> {} [{attrs}];\n", q(&plan.jobs[*d].name), q(&plan.jobs[i].name)));
+            out.push_str(&format!(
+                "  {} -> {} [{attrs}];\n",
+                q(&plan.jobs[*d].name),
+                q(&plan.jobs[i].name)
+            ));
         }
     }
     out.push_str("}\n");
@@ -85,7 +110,11 @@ fn dot(plan: &Plan) -> String {
 fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for (i, job) in plan.jobs.iter().enumerate() {
-        out.push_str(&format!("  j{i}[\"{}<br/>{}\"]\n", job.name.replace('"', "#quot;"), job.stage));
+        out.push_str(&format!(
+            "  j{i}[\"{}<br/>{}\"]\n",
+            job.name.replace('"', "#quot;"),
+            job.stage
+        ));
     }
     for (i, deps) in plan.deps.iter().enumerate() {
         for (d, w) in deps {
@@ -95,7 +124,10 @@ fn mermaid(plan: &Plan) -> String {
     }
     if !plan.critical_path.is_empty() {
         let ids: Vec<String> = plan.critical_path.iter().map(|i| format!("j{i}")).collect();
-        out.push_str(&format!("  classDef critical stroke:#d00,stroke-width:3px\n  class {} critical\n", ids.join(",")));
+        out.push_str(&format!(
+            "  classDef critical stroke:#d00,stroke-width:3px\n  class {} critical\n",
+            ids.join(",")
+        ));
     }
     out
 }

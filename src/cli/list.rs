@@ -24,13 +24,25 @@ pub enum Output {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let (_, _, plan) = load_plan(args.file.as_deref(), crate::plan::Selection { phase: crate::plan::Phase::All, only: &args.jobs, done: &[] })?;
+    let (_, _, plan) = load_plan(
+        args.file.as_deref(),
+        crate::plan::Selection {
+            phase: crate::plan::Phase::All,
+            only: &args.jobs,
+            done: &[],
+        },
+    )?;
     print(&render(&plan, args.output))?;
     Ok(exit::OK)
 }
 
 pub fn render(plan: &Plan, output: Output) -> String {
-    let needs = |i: usize| -> Vec<&str> { plan.deps[i].iter().map(|(d, _)| plan.jobs[*d].name.as_str()).collect() };
+    let needs = |i: usize| -> Vec<&str> {
+        plan.deps[i]
+            .iter()
+            .map(|(d, _)| plan.jobs[*d].name.as_str())
+            .collect()
+    };
     match output {
         Output::Json => plan
             .order

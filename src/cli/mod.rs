@@ -9,6 +9,7 @@ mod list;
 mod retry;
 mod run;
 mod runs;
+mod scan;
 mod validate;
 
 use std::io::{self, IsTerminal, Write};
@@ -35,7 +36,11 @@ const FILE_HELP: &str =
     "The pipeline file [default: the first of pipe.yml, pipe.yaml, .pipe.yml, .pipe.yaml, pipelines/ci.yml, pipelines/ci.yaml]";
 
 #[derive(Parser)]
-#[command(name = "pipe", version, about = "Run CI/CD pipelines: the same pipeline on a laptop, in a git hook and on an agent")]
+#[command(
+    name = "pipe",
+    version,
+    about = "Run CI/CD pipelines: the same pipeline on a laptop, in a git hook and on an agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,6 +73,8 @@ enum Command {
     Release(gate::ReleaseArgs),
     /// Rerun a run (as a new run), or only its failed jobs (`--failed`, in the same run)
     Retry(retry::Args),
+    /// Look for committed secrets and dangerous pipeline settings (exit 1 at or above --fail-on)
+    Scan(scan::Args),
 }
 
 /// What a command that failed before (or instead of) running jobs tells the user.
@@ -77,7 +84,10 @@ pub enum CliError {
     Load(#[from] LoadError),
     /// Problems found after loading, e.g. by the planner.
     #[error("invalid pipeline")]
-    Plan { file: PathBuf, problems: Vec<Problem> },
+    Plan {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// A mistake on the command line that clap cannot see (an unknown run, say).
@@ -116,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => gate::approve(args),
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
+        Command::Scan(args) => scan::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -132,7 +143,12 @@ fn render_error(err: &CliError) -> String {
         CliError::Load(LoadError::Invalid(invalid)) => diagnostic::render(invalid, color),
         CliError::Plan { file, problems } => {
             let source = std::fs::read_to_string(file).unwrap_or_default();
-            let invalid = pipeline::Invalid { file: file.clone(), source, problems: problems.clone(), partial: None };
+            let invalid = pipeline::Invalid {
+                file: file.clone(),
+                source,
+                problems: problems.clone(),
+                partial: None,
+            };
             diagnostic::render(&invalid, color)
         }
         other => format!("pipe: {other}\n"),
@@ -140,8 +156,13 @@ fn render_error(err: &CliError) -> String {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Colors only on a terminal, and never when NO_COLOR is set (https://no-color.org).
@@ -150,13 +171,20 @@ fn color_on(stream: &impl IsTerminal) -> bool {
 }
 
 /// Finds, loads and plans a pipeline: what every subcommand starts with.
-fn load_plan(file: Option<&Path>, selection: Selection) -> Result<(PathBuf, Pipeline, Plan), CliError> {
+fn load_plan(
+    file: Option<&Path>,
+    selection: Selection,
+) -> Result<(PathBuf, Pipeline, Plan), CliError> {
     let file = pipeline::find(file)?;
     let pipeline = match pipeline::load(&file) {
         Ok(p) => p,
         Err(LoadError::Invalid(mut invalid)) => {
             // Report cycles among the jobs that could be read together with everything else.
-            if let Some(Err(cycles)) = invalid.partial.as_ref().map(|p| plan::build(p, Selection::all())) {
+            if let Some(Err(cycles)) = invalid
+                .partial
+                .as_ref()
+                .map(|p| plan::build(p, Selection::all()))
+            {
                 invalid.problems.extend(cycles);
                 invalid.problems.sort_by_key(|p| p.pos);
             }
@@ -164,7 +192,10 @@ fn load_plan(file: Option<&Path>, selection: Selection) -> Result<(PathBuf, Pipe
         }
         Err(e) => return Err(e.into()),
     };
-    let plan = plan::build(&pipeline, selection).map_err(|problems| CliError::Plan { file: file.clone(), problems })?;
+    let plan = plan::build(&pipeline, selection).map_err(|problems| CliError::Plan {
+        file: file.clone(),
+        problems,
+    })?;
     Ok((file, pipeline, plan))
 }
 
@@ -172,7 +203,9 @@ fn load_plan(file: Option<&Path>, selection: Selection) -> Result<(PathBuf, Pipe
 fn print(text: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Other(format!("cannot write output: {e}"))),
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(CliError::Other(format!("cannot write output: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -186,7 +219,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(header.to_vec());

@@ -1,7 +1,10 @@
 //! `pipe retry RUN`: a new run of the same snapshot and pipeline; `--failed` reruns, in the same
 //! run, only the jobs that did not pass, keeping the others' results and artifacts.
 
-use super::run::{actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, runtime, store_error, ExecArgs};
+use super::run::{
+    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, runtime,
+    store_error, ExecArgs,
+};
 use super::CliError;
 use crate::plan::{self, Phase, Selection};
 use crate::store::{self, NewRun, RunState, Store};
@@ -26,32 +29,73 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     if record.state.is_active() {
         return Err(CliError::Refused(format!("run {id} is still running")));
     }
-    let old = RunDir::open(&project, id).map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+    let old = RunDir::open(&project, id)
+        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
     if !old.source().is_dir() {
         return Err(CliError::Other(format!("the source snapshot of run {id} is gone (it passed, so it was not kept); start a new run with `pipe run`")));
     }
     let pipeline = super::gate::stored_pipeline(&old, &record)?;
     let gated = pipeline.jobs.iter().any(|j| j.gated);
-    let git = crate::git::Facts { commit: record.commit.clone(), branch: record.branch.clone(), tags: record.tags.clone() };
+    let git = crate::git::Facts {
+        commit: record.commit.clone(),
+        branch: record.branch.clone(),
+        tags: record.tags.clone(),
+    };
     let jobs = store.jobs(id).map_err(store_error)?;
 
     let (run, plan, new_id) = if args.failed {
         if !matches!(record.state, RunState::Failed | RunState::Interrupted) {
-            return Err(CliError::Refused(format!("run {id} has no failed jobs to retry (it is {})", record.state.as_str().replace('_', " "))));
+            return Err(CliError::Refused(format!(
+                "run {id} has no failed jobs to retry (it is {})",
+                record.state.as_str().replace('_', " ")
+            )));
         }
-        let done: Vec<String> = jobs.iter().filter(|j| j.phase == store::Phase::Main && j.succeeded()).map(|j| j.name.clone()).collect();
-        let plan = plan::build(&pipeline, Selection { phase: Phase::Main, only: &[], done: &done })
-            .map_err(|problems| CliError::Plan { file: old.pipeline_file(), problems })?;
-        args.exec.check_images(&old.pipeline_file(), &pipeline)?;
+        let done: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.phase == store::Phase::Main && j.succeeded())
+            .map(|j| j.name.clone())
+            .collect();
+        let plan = plan::build(
+            &pipeline,
+            Selection {
+                phase: Phase::Main,
+                only: &[],
+                done: &done,
+            },
+        )
+        .map_err(|problems| CliError::Plan {
+            file: old.pipeline_file(),
+            problems,
+        })?;
+        args.exec.check_jobs(&old.pipeline_file(), &pipeline)?;
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
         store.reset_jobs(id, &again).map_err(store_error)?;
-        store.claim_run(id, RunState::Running).map_err(store_error)?;
-        store.audit(id, &actor(), "retry", &format!("rerunning {}", again.join(", "))).map_err(store_error)?;
+        store
+            .claim_run(id, RunState::Running)
+            .map_err(store_error)?;
+        store
+            .audit(
+                id,
+                &actor(),
+                "retry",
+                &format!("rerunning {}", again.join(", ")),
+            )
+            .map_err(store_error)?;
         (old, plan, id)
     } else {
-        let plan = plan::build(&pipeline, Selection { phase: Phase::Main, only: &[], done: &[] })
-            .map_err(|problems| CliError::Plan { file: old.pipeline_file(), problems })?;
-        args.exec.check_images(&old.pipeline_file(), &pipeline)?;
+        let plan = plan::build(
+            &pipeline,
+            Selection {
+                phase: Phase::Main,
+                only: &[],
+                done: &[],
+            },
+        )
+        .map_err(|problems| CliError::Plan {
+            file: old.pipeline_file(),
+            problems,
+        })?;
+        args.exec.check_jobs(&old.pipeline_file(), &pipeline)?;
         let new = NewRun {
             pipeline_name: record.pipeline_name.clone(),
             pipeline_file: record.pipeline_file.clone(),
@@ -65,15 +109,35 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         let jobs: Vec<_> = pipeline
             .jobs
             .iter()
-            .map(|j| (j.name.clone(), j.stage.clone(), if j.gated { store::Phase::Release } else { store::Phase::Main }, j.environment.clone()))
+            .map(|j| {
+                (
+                    j.name.clone(),
+                    j.stage.clone(),
+                    if j.gated {
+                        store::Phase::Release
+                    } else {
+                        store::Phase::Main
+                    },
+                    j.environment.clone(),
+                )
+            })
             .collect();
         let new_id = store.create_run(&new, &jobs).map_err(store_error)?;
-        let run = RunDir::create(&project, new_id).map_err(|e| CliError::Other(format!("cannot create the run directory: {e}")))?;
-        std::fs::copy(old.pipeline_file(), run.pipeline_file()).map_err(|e| CliError::Other(format!("cannot copy the pipeline: {e}")))?;
-        workspace::copy_tree(&old.source(), &run.source()).map_err(|e| CliError::Other(format!("cannot copy the snapshot: {e}")))?;
+        let run = RunDir::create(&project, new_id)
+            .map_err(|e| CliError::Other(format!("cannot create the run directory: {e}")))?;
+        std::fs::copy(old.pipeline_file(), run.pipeline_file())
+            .map_err(|e| CliError::Other(format!("cannot copy the pipeline: {e}")))?;
+        workspace::copy_tree(&old.source(), &run.source())
+            .map_err(|e| CliError::Other(format!("cannot copy the snapshot: {e}")))?;
         (run, plan, new_id)
     };
-    let result = runtime()?.block_on(args.exec.execute(&project, &plan, &run, store::Phase::Main, builtin_env(&run, &git)))?;
+    let result = runtime()?.block_on(args.exec.execute(
+        &project,
+        &plan,
+        &run,
+        store::Phase::Main,
+        builtin_env(&run, &git),
+    ))?;
     let state = finish_main(&mut store, new_id, &result, gated)?;
     announce(&mut store, &run, new_id, state)?;
     Ok(exit_code(&result))

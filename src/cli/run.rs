@@ -64,6 +64,9 @@ pub struct ExecArgs {
     verbose: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub output: Output,
+    /// Let jobs run privileged and mount host paths (including the Docker socket)
+    #[arg(long)]
+    allow_privileged: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,27 +82,49 @@ pub enum Output {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let (file, pipeline, plan) = load_plan(args.file.as_deref(), Selection { phase: Phase::Main, only: &args.jobs, done: &[] })?;
+    let (file, pipeline, plan) = load_plan(
+        args.file.as_deref(),
+        Selection {
+            phase: Phase::Main,
+            only: &args.jobs,
+            done: &[],
+        },
+    )?;
     if args.dry_run {
-        let output = if args.exec.output == Output::Json { list::Output::Json } else { list::Output::Human };
+        let output = if args.exec.output == Output::Json {
+            list::Output::Json
+        } else {
+            list::Output::Human
+        };
         print(&list::render(&plan, output))?;
         return Ok(exit::OK);
     }
-    args.exec.check_images(&file, &pipeline)?;
+    args.exec.check_jobs(&file, &pipeline)?;
     let project = project_dir()?;
     let git = crate::git::facts(&project);
     let mut store = open_store(&project)?;
     // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs.
-    let gated: Vec<&crate::pipeline::Job> =
-        if args.jobs.is_empty() { pipeline.jobs.iter().filter(|j| j.gated).collect() } else { Vec::new() };
+    let gated: Vec<&crate::pipeline::Job> = if args.jobs.is_empty() {
+        pipeline.jobs.iter().filter(|j| j.gated).collect()
+    } else {
+        Vec::new()
+    };
     let jobs: Vec<_> = plan
         .jobs
         .iter()
         .map(|j| (j, store::Phase::Main))
         .chain(gated.iter().map(|j| (*j, store::Phase::Release)))
-        .map(|(j, phase)| (j.name.clone(), j.stage.clone(), phase, j.environment.clone()))
+        .map(|(j, phase)| {
+            (
+                j.name.clone(),
+                j.stage.clone(),
+                phase,
+                j.environment.clone(),
+            )
+        })
         .collect();
-    let text = std::fs::read(&file).map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
+    let text = std::fs::read(&file)
+        .map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
     let new = NewRun {
         pipeline_name: pipeline.name.clone(),
         pipeline_file: file.display().to_string(),
@@ -111,12 +136,21 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         actor: actor(),
     };
     let id = store.create_run(&new, &jobs).map_err(store_error)?;
-    let run = RunDir::create(&project, id).map_err(|e| CliError::Other(format!("cannot create the run directory under .pipe: {e}")))?;
-    std::fs::write(run.pipeline_file(), &text).map_err(|e| CliError::Other(format!("cannot keep the pipeline file: {e}")))?;
+    let run = RunDir::create(&project, id).map_err(|e| {
+        CliError::Other(format!("cannot create the run directory under .pipe: {e}"))
+    })?;
+    std::fs::write(run.pipeline_file(), &text)
+        .map_err(|e| CliError::Other(format!("cannot keep the pipeline file: {e}")))?;
     snapshot(&project, &run)?;
 
     let env = builtin_env(&run, &git);
-    let result = runtime()?.block_on(args.exec.execute(&project, &plan, &run, store::Phase::Main, env.clone()))?;
+    let result = runtime()?.block_on(args.exec.execute(
+        &project,
+        &plan,
+        &run,
+        store::Phase::Main,
+        env.clone(),
+    ))?;
     let state = finish_main(&mut store, id, &result, !gated.is_empty())?;
     if state == RunState::AwaitingRelease && args.release {
         return gate::release_now(&project, &mut store, id, &args.exec, false, true);
@@ -126,15 +160,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
 }
 
 impl ExecArgs {
-    /// Docker jobs need an image: refuse before anything runs, pointing at the job.
-    pub fn check_images(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
+    /// Docker jobs need an image, and may not be privileged or mount host paths unless the user
+    /// allows it: refuse before anything runs, pointing at the job.
+    pub fn check_jobs(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
         if self.backend != BackendKind::Docker {
             return Ok(());
         }
+        self.check_privileges(file, pipeline)?;
         let missing: Vec<Problem> = pipeline
             .jobs
             .iter()
-            .filter(|j| j.image.is_none())
+            .filter(|j| j.image.is_none() && j.scan.is_empty())
             .map(|j| {
                 Problem::at(j.pos, j.base.chars().count(), format!("job `{}` has no image", j.name))
                     .hint("set `image:` on the job or at the top of the pipeline, or run with `--backend local`")
@@ -143,22 +179,68 @@ impl ExecArgs {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(CliError::Plan { file: file.to_path_buf(), problems: missing })
+            Err(CliError::Plan {
+                file: file.to_path_buf(),
+                problems: missing,
+            })
         }
     }
 
+    fn check_privileges(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
+        let mut asks = Vec::new();
+        for job in &pipeline.jobs {
+            if let (true, Some(pos)) = (job.privileged, job.spans.privileged) {
+                asks.push((job, pos, "`privileged: true`".to_string()));
+            }
+            for v in &job.volumes {
+                let what = if v.host.ends_with("docker.sock") {
+                    "the Docker socket"
+                } else {
+                    "the host path"
+                };
+                asks.push((job, v.pos, format!("{what} `{}` as a volume", v.host)));
+            }
+        }
+        if let Some((job, pos, what)) = asks.first().filter(|_| !self.allow_privileged) {
+            return Err(CliError::Refused(format!(
+                "{}:{}:{}: job `{}` asks for {what}, which pipe refuses unless you pass --allow-privileged",
+                file.display(),
+                pos.line,
+                pos.col,
+                job.name
+            )));
+        }
+        for (job, _, what) in &asks {
+            eprintln!("pipe: --allow-privileged: job `{}` gets {what}", job.name);
+        }
+        Ok(())
+    }
+
     /// Runs a plan in a run's directory, reporting to the terminal, the logs and the store.
-    pub async fn execute(&self, project: &Path, plan: &Plan, run: &RunDir, phase: store::Phase, env: Vec<(String, String)>) -> Result<RunResult, CliError> {
+    pub async fn execute(
+        &self,
+        project: &Path,
+        plan: &Plan,
+        run: &RunDir,
+        phase: store::Phase,
+        env: Vec<(String, String)>,
+    ) -> Result<RunResult, CliError> {
         let backend: Arc<dyn Backend> = match self.backend {
             BackendKind::Docker => {
-                let docker = docker::connect().await.map_err(|e| CliError::Unavailable(e.to_string()))?;
+                let docker = docker::connect()
+                    .await
+                    .map_err(|e| CliError::Unavailable(e.to_string()))?;
                 Arc::new(DockerBackend::new(docker, self.pull, GRACE))
             }
             BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
         };
         let id: RunId = run.id.parse().expect("run ids are numbers");
-        let log_files: HashMap<String, PathBuf> =
-            plan.jobs.iter().zip(&plan.slugs).map(|(j, slug)| (j.name.clone(), run.log(slug))).collect();
+        let log_files: HashMap<String, PathBuf> = plan
+            .jobs
+            .iter()
+            .zip(&plan.slugs)
+            .map(|(j, slug)| (j.name.clone(), run.log(slug)))
+            .collect();
         let sink = StoreSink {
             store: Box::new(open_store(project)?),
             run: id,
@@ -168,21 +250,50 @@ impl ExecArgs {
                 .iter()
                 .zip(&plan.slugs)
                 .map(|(j, slug)| {
-                    let log = run.log(slug).strip_prefix(project).map(Path::to_path_buf).unwrap_or_else(|_| run.log(slug));
-                    (j.name.clone(), (j.stage.clone(), log.display().to_string(), j.artifacts.clone()))
+                    let log = run
+                        .log(slug)
+                        .strip_prefix(project)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|_| run.log(slug));
+                    (
+                        j.name.clone(),
+                        (
+                            j.stage.clone(),
+                            log.display().to_string(),
+                            j.artifacts.clone(),
+                        ),
+                    )
                 })
                 .collect(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let mode = Mode::choose(self.output == Output::Json, io::stdout().is_terminal(), std::env::var_os("CI").is_some());
+        let mode = Mode::choose(
+            self.output == Output::Json,
+            io::stdout().is_terminal(),
+            std::env::var_os("CI").is_some(),
+        );
         let reporter = report::spawn(
-            report::Options { mode, verbose: self.verbose, color: color_on(&io::stdout()), log_files, store: Some(sink) },
+            report::Options {
+                mode,
+                verbose: self.verbose,
+                color: color_on(&io::stdout()),
+                log_files,
+                store: Some(sink),
+            },
             events_rx,
         );
         let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
         let signals = tokio::spawn(forward_signals(interrupt_tx));
-        let concurrency = self.concurrency.map(|n| n as usize).unwrap_or_else(default_concurrency);
-        let opts = RunOptions { run: run.clone(), concurrency, fail_fast: self.fail_fast, env };
+        let concurrency = self
+            .concurrency
+            .map(|n| n as usize)
+            .unwrap_or_else(default_concurrency);
+        let opts = RunOptions {
+            run: run.clone(),
+            concurrency,
+            fail_fast: self.fail_fast,
+            env,
+        };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         signals.abort();
         let _ = workspace::remove(&run.root.join("jobs"));
@@ -195,21 +306,40 @@ impl ExecArgs {
 }
 
 /// Records how the jobs before the gate went; returns the run's new state.
-pub fn finish_main(store: &mut dyn Store, id: RunId, result: &RunResult, gated: bool) -> Result<RunState, CliError> {
+pub fn finish_main(
+    store: &mut dyn Store,
+    id: RunId,
+    result: &RunResult,
+    gated: bool,
+) -> Result<RunState, CliError> {
     let state = match result.status {
         RunStatus::Passed if gated => RunState::AwaitingRelease,
         RunStatus::Passed => RunState::Passed,
         RunStatus::Failed => RunState::Failed,
         RunStatus::Interrupted => RunState::Interrupted,
     };
-    store.set_state(id, state, state != RunState::AwaitingRelease).map_err(store_error)?;
-    store.audit(id, &actor(), state.as_str(), "jobs before the gate finished").map_err(store_error)?;
+    store
+        .set_state(id, state, state != RunState::AwaitingRelease)
+        .map_err(store_error)?;
+    store
+        .audit(
+            id,
+            &actor(),
+            state.as_str(),
+            "jobs before the gate finished",
+        )
+        .map_err(store_error)?;
     Ok(state)
 }
 
 /// Says what happens next, and drops the snapshot when nothing can use it any more: a run that
 /// awaits its release or may be retried keeps it.
-pub fn announce(store: &mut dyn Store, run: &RunDir, id: RunId, state: RunState) -> Result<(), CliError> {
+pub fn announce(
+    store: &mut dyn Store,
+    run: &RunDir,
+    id: RunId,
+    state: RunState,
+) -> Result<(), CliError> {
     if state == RunState::Passed {
         let _ = workspace::remove(&run.source());
     }
@@ -237,7 +367,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 pub fn project_dir() -> Result<PathBuf, CliError> {
-    std::env::current_dir().map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))
+    std::env::current_dir()
+        .map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))
 }
 
 pub fn open_store(project: &Path) -> Result<SqliteStore, CliError> {
@@ -246,7 +377,9 @@ pub fn open_store(project: &Path) -> Result<SqliteStore, CliError> {
 
 pub fn store_error(e: store::StoreError) -> CliError {
     match e {
-        store::StoreError::NoSuchRun(run) => CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs")),
+        store::StoreError::NoSuchRun(run) => {
+            CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs"))
+        }
         other => CliError::Other(other.to_string()),
     }
 }
@@ -263,11 +396,16 @@ pub fn actor() -> String {
 
 /// Copies the working tree into the run's snapshot.
 pub fn snapshot(project: &Path, run: &RunDir) -> Result<(), CliError> {
-    workspace::snapshot(project, &run.source()).map(|_| ()).map_err(|e| CliError::Other(format!("cannot snapshot the working tree: {e}")))
+    workspace::snapshot(project, &run.source())
+        .map(|_| ())
+        .map_err(|e| CliError::Other(format!("cannot snapshot the working tree: {e}")))
 }
 
 pub fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {
-    let mut env = vec![("CI".to_string(), "true".to_string()), ("PIPE_RUN_ID".to_string(), run.id.clone())];
+    let mut env = vec![
+        ("CI".to_string(), "true".to_string()),
+        ("PIPE_RUN_ID".to_string(), run.id.clone()),
+    ];
     env.extend(git.commit.clone().map(|c| ("PIPE_COMMIT".to_string(), c)));
     env.extend(git.branch.clone().map(|b| ("PIPE_BRANCH".to_string(), b)));
     env
@@ -281,7 +419,10 @@ fn default_concurrency() -> usize {
 
 /// Ctrl-C and SIGTERM become requests to the scheduler: the first stops gracefully, the next kills.
 async fn forward_signals(tx: mpsc::UnboundedSender<Interrupt>) {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     loop {

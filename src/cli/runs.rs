@@ -42,13 +42,21 @@ pub struct LogsArgs {
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
     let mut store = open_store(&project_dir()?)?;
-    let runs = store.runs(args.environment.as_deref(), args.limit).map_err(store_error)?;
+    let runs = store
+        .runs(args.environment.as_deref(), args.limit)
+        .map_err(store_error)?;
     if matches!(args.output, super::list::Output::Json) {
-        let lines: String = runs.iter().map(|r| format!("{}\n", record_json(r))).collect();
+        let lines: String = runs
+            .iter()
+            .map(|r| format!("{}\n", record_json(r)))
+            .collect();
         return print(&lines).map(|_| exit::OK);
     }
     if runs.is_empty() {
-        let what = args.environment.map(|e| format!(" that deployed to {e}")).unwrap_or_default();
+        let what = args
+            .environment
+            .map(|e| format!(" that deployed to {e}"))
+            .unwrap_or_default();
         print(&format!("no runs{what} yet\n"))?;
         return Ok(exit::OK);
     }
@@ -60,15 +68,37 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
                 r.state.as_str().replace('_', " "),
                 r.pipeline_name.clone(),
                 r.branch.clone().unwrap_or_else(|| "-".into()),
-                r.commit.as_deref().map(|c| c[..c.len().min(8)].to_string()).unwrap_or_else(|| "-".into()),
+                r.commit
+                    .as_deref()
+                    .map(|c| c[..c.len().min(8)].to_string())
+                    .unwrap_or_else(|| "-".into()),
                 r.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                r.ended_at.map(|e| duration((e - r.started_at).to_std().unwrap_or_default())).unwrap_or_default(),
-                if r.environments.is_empty() { "-".into() } else { r.environments.join(",") },
+                r.ended_at
+                    .map(|e| duration((e - r.started_at).to_std().unwrap_or_default()))
+                    .unwrap_or_default(),
+                if r.environments.is_empty() {
+                    "-".into()
+                } else {
+                    r.environments.join(",")
+                },
                 r.trigger.clone(),
             ]
         })
         .collect();
-    print(&table(&["RUN", "STATE", "PIPELINE", "BRANCH", "COMMIT", "STARTED (UTC)", "TOOK", "DEPLOYED TO", "TRIGGER"], &rows))?;
+    print(&table(
+        &[
+            "RUN",
+            "STATE",
+            "PIPELINE",
+            "BRANCH",
+            "COMMIT",
+            "STARTED (UTC)",
+            "TOOK",
+            "DEPLOYED TO",
+            "TRIGGER",
+        ],
+        &rows,
+    ))?;
     Ok(exit::OK)
 }
 
@@ -85,20 +115,39 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     let jobs = store.jobs(id).map_err(store_error)?;
     let approvals = store.approvals(id).map_err(store_error)?;
     let audit = store.audit_trail(id).map_err(store_error)?;
-    let waiting = matches!(run.state, RunState::AwaitingRelease | RunState::ReleaseFailed);
-    let gate_line = if waiting { Some(gate::next_step(&mut store, id)?) } else { None };
+    let waiting = matches!(
+        run.state,
+        RunState::AwaitingRelease | RunState::ReleaseFailed
+    );
+    let gate_line = if waiting {
+        Some(gate::next_step(&mut store, id)?)
+    } else {
+        None
+    };
     if matches!(args.output, super::list::Output::Json) {
         let mut v = record_json(&run);
         v["jobs"] = serde_json::to_value(&jobs).unwrap_or_default();
         v["approvals"] = serde_json::to_value(&approvals).unwrap_or_default();
         v["audit"] = serde_json::to_value(&audit).unwrap_or_default();
-        v["gate"] = gate_line.clone().map(Into::into).unwrap_or(serde_json::Value::Null);
+        v["gate"] = gate_line
+            .clone()
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null);
         return print(&format!("{v}\n")).map(|_| exit::OK);
     }
-    let mut out = format!("run {id} of {} ({}): {}\n", run.pipeline_name, run.pipeline_file, run.state.as_str().replace('_', " "));
+    let mut out = format!(
+        "run {id} of {} ({}): {}\n",
+        run.pipeline_name,
+        run.pipeline_file,
+        run.state.as_str().replace('_', " ")
+    );
     let on = run.branch.as_deref().unwrap_or("-");
     let commit = run.commit.as_deref().unwrap_or("-");
-    out.push_str(&format!("  commit {commit} on {on}; {}; started {} UTC\n", run.trigger, run.started_at.format("%Y-%m-%d %H:%M:%S")));
+    out.push_str(&format!(
+        "  commit {commit} on {on}; {}; started {} UTC\n",
+        run.trigger,
+        run.started_at.format("%Y-%m-%d %H:%M:%S")
+    ));
     out.push('\n');
     out.push_str(&jobs_table(&jobs));
     if let Some(line) = gate_line {
@@ -110,7 +159,13 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     }
     out.push_str("\naudit trail:\n");
     for a in &audit {
-        out.push_str(&format!("  {} {} {}: {}\n", a.at.format("%Y-%m-%d %H:%M:%S"), a.actor, a.action, a.detail));
+        out.push_str(&format!(
+            "  {} {} {}: {}\n",
+            a.at.format("%Y-%m-%d %H:%M:%S"),
+            a.actor,
+            a.action,
+            a.detail
+        ));
     }
     print(&out)?;
     Ok(exit::OK)
@@ -124,13 +179,18 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
                 j.name.clone(),
                 j.stage.clone(),
                 j.status.replace('_', " "),
-                j.duration_ms.map(|ms| duration(Duration::from_millis(ms))).unwrap_or_default(),
+                j.duration_ms
+                    .map(|ms| duration(Duration::from_millis(ms)))
+                    .unwrap_or_default(),
                 j.environment.clone().unwrap_or_default(),
                 j.note.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["JOB", "STAGE", "STATUS", "TOOK", "ENVIRONMENT", "NOTE"], &rows)
+    table(
+        &["JOB", "STAGE", "STATUS", "TOOK", "ENVIRONMENT", "NOTE"],
+        &rows,
+    )
 }
 
 pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
@@ -141,7 +201,9 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
     let chosen: Vec<&JobRecord> = match &args.job {
         Some(name) => {
             let job = jobs.iter().find(|j| &j.name == name).ok_or_else(|| {
-                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str())).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 CliError::Usage(format!("run {id} has no job `{name}`{hint}"))
             })?;
             vec![job]
@@ -156,7 +218,11 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
         let path = project.join(&job.log);
         if job.log.is_empty() || !path.is_file() {
             if !args.follow {
-                print(&format!("(job `{}` has no log: it {})\n", job.name, job.status.replace('_', " ")))?;
+                print(&format!(
+                    "(job `{}` has no log: it {})\n",
+                    job.name,
+                    job.status.replace('_', " ")
+                ))?;
                 continue;
             }
         }
@@ -166,17 +232,31 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
 }
 
 /// Prints a log; with `follow`, keeps printing what is appended until the job is over.
-fn follow_log(store: &mut dyn Store, id: i64, job: &str, path: &std::path::Path, follow: bool) -> Result<(), CliError> {
+fn follow_log(
+    store: &mut dyn Store,
+    id: i64,
+    job: &str,
+    path: &std::path::Path,
+    follow: bool,
+) -> Result<(), CliError> {
     let mut offset = 0u64;
     loop {
         let still_running = follow && {
-            let status = store.jobs(id).map_err(store_error)?.into_iter().find(|j| j.name == job).map(|j| j.status);
-            matches!(status.as_deref(), Some("running" | "pending")) && store.run(id).map_err(store_error)?.state.is_active()
+            let status = store
+                .jobs(id)
+                .map_err(store_error)?
+                .into_iter()
+                .find(|j| j.name == job)
+                .map(|j| j.status);
+            matches!(status.as_deref(), Some("running" | "pending"))
+                && store.run(id).map_err(store_error)?.state.is_active()
         };
         if let Ok(mut f) = std::fs::File::open(path) {
-            f.seek(SeekFrom::Start(offset)).map_err(|e| CliError::Other(e.to_string()))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| CliError::Other(e.to_string()))?;
             let mut chunk = Vec::new();
-            f.read_to_end(&mut chunk).map_err(|e| CliError::Other(e.to_string()))?;
+            f.read_to_end(&mut chunk)
+                .map_err(|e| CliError::Other(e.to_string()))?;
             offset += chunk.len() as u64;
             print(&String::from_utf8_lossy(&chunk))?;
         }

@@ -4,9 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use super::duration;
 use super::gate::{Freeze, Gate};
-use super::model::{Job, Need, Pipeline, DEFAULT_STAGES, RELEASE_STAGE};
+use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
+use crate::scan::Severity;
 
 const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "jobs"];
 const JOB_KEYS: &[&str] = &[
@@ -22,6 +23,10 @@ const JOB_KEYS: &[&str] = &[
     "artifacts",
     "environment",
     "gate",
+    "privileged",
+    "volumes",
+    "scan",
+    "fail_on",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -29,14 +34,10 @@ const LATER_JOB_KEYS: &[&str] = &[
     "cache",
     "inputs",
     "reuse",
-    "scan",
-    "fail_on",
     "secrets",
     "services",
     "only",
     "concurrency",
-    "privileged",
-    "volumes",
 ];
 const MAX_RETRY: i64 = 10;
 /// A matrix larger than this is almost certainly a mistake, and would flood the scheduler.
@@ -82,7 +83,9 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
     let mut name = default_name.to_string();
     let mut stages: Vec<String> = DEFAULT_STAGES.iter().map(|s| s.to_string()).collect();
     let mut image = None;
+    let mut image_pos = None;
     let mut env = Vec::new();
+    let mut env_pos = Vec::new();
     let mut jobs_node = None;
     for (key, value) in &entries {
         match key.as_str() {
@@ -92,8 +95,14 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
                     stages = list;
                 }
             }
-            "image" => image = non_empty_string(value, "`image`", probs),
-            "env" => env = env_map(value, probs),
+            "image" => {
+                image = non_empty_string(value, "`image`", probs);
+                image_pos = Some(value.pos);
+            }
+            "env" => {
+                env = env_map(value, probs);
+                env_pos = value_positions(value);
+            }
             "jobs" => jobs_node = Some(*value),
             other => unknown_key(key.node, other, TOP_KEYS, &[], probs),
         }
@@ -108,12 +117,25 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
     if job_entries.is_empty() {
         probs.at(jobs_node, "`jobs` is empty").hint = Some("define at least one job".into());
     }
-    let ctx = JobContext { stages: &stages, image: image.as_deref(), env: &env };
+    let ctx = JobContext {
+        stages: &stages,
+        image: image.as_deref(),
+        env: &env,
+        env_pos: &env_pos,
+        image_pos,
+    };
     let mut jobs = Vec::new();
     for (key, value) in &job_entries {
         jobs.extend(job(key.as_str(), key.node, value, &ctx, probs));
     }
-    check_needs(&jobs, &job_entries.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), probs);
+    check_needs(
+        &jobs,
+        &job_entries
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        probs,
+    );
     Some(Pipeline { name, stages, jobs })
 }
 
@@ -121,6 +143,8 @@ struct JobContext<'a> {
     stages: &'a [String],
     image: Option<&'a str>,
     env: &'a [(String, String)],
+    env_pos: &'a [(String, Pos)],
+    image_pos: Option<Pos>,
 }
 
 fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Problems) -> Vec<Job> {
@@ -130,12 +154,18 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     if value.kind == Kind::Null {
         probs.add(
-            Problem::at(key.pos, name.chars().count(), format!("job `{name}` is empty"))
-                .hint("give it a `script:` list of commands"),
+            Problem::at(
+                key.pos,
+                name.chars().count(),
+                format!("job `{name}` is empty"),
+            )
+            .hint("give it a `script:` list of commands"),
         );
         return vec![];
     }
-    let Some(entries) = mapping(value, &format!("job `{name}`"), probs) else { return vec![] };
+    let Some(entries) = mapping(value, &format!("job `{name}`"), probs) else {
+        return vec![];
+    };
     let mut stage = None;
     let mut needs = None;
     let mut image = ctx.image.map(str::to_string);
@@ -150,39 +180,98 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut environment = None;
     let mut gate = None;
     let mut gate_node = None;
+    let mut privileged = false;
+    let mut volumes = Vec::new();
+    let mut scan = Vec::new();
+    let mut scan_node = None;
+    let mut fail_on = Severity::High;
+    let mut spans = Spans {
+        env: ctx.env_pos.to_vec(),
+        image: ctx.image_pos,
+        ..Spans::default()
+    };
     for (k, v) in &entries {
         match k.as_str() {
             "stage" => stage = stage_of(v, ctx.stages, probs),
             "needs" => needs = needs_list(v, name, probs),
-            "image" => image = non_empty_string(v, "`image`", probs).or(image),
+            "image" => {
+                image = non_empty_string(v, "`image`", probs).or(image);
+                spans.image = Some(v.pos);
+            }
             "script" => {
                 has_script = true;
                 script = script_lines(v, name, probs);
+                spans.script = match &v.kind {
+                    Kind::Seq(items) => items.iter().map(|i| i.pos).collect(),
+                    _ => vec![v.pos],
+                };
             }
-            "env" => env.extend(env_map(v, probs)),
+            "env" => {
+                env.extend(env_map(v, probs));
+                spans.env.extend(value_positions(v));
+            }
             "matrix" => matrix = matrix_of(v, probs),
             "timeout" => timeout = duration_of(v, probs),
             "retry" => retry = retry_of(v, probs),
-            "allow_failure" => allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false),
+            "allow_failure" => {
+                allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false)
+            }
             "artifacts" => artifacts = artifact_paths(v, probs),
             "environment" => environment = non_empty_string(v, "`environment`", probs),
             "gate" => {
                 gate_node = Some(k.node);
+                spans.gate = Some(k.node.pos);
                 gate = gate_of(v, probs);
             }
+            "privileged" => {
+                privileged = boolean(v, "`privileged`", probs).unwrap_or(false);
+                spans.privileged = Some(k.node.pos);
+            }
+            "volumes" => volumes = volumes_of(v, probs),
+            "scan" => {
+                scan_node = Some(k.node);
+                scan = scanners_of(v, probs);
+            }
+            "fail_on" => match string(v, "`fail_on`", probs).map(|s| s.parse::<Severity>()) {
+                Some(Ok(severity)) => fail_on = severity,
+                Some(Err(_)) => {
+                    probs.at(v, "`fail_on` must be one of low, medium, high, critical");
+                }
+                None => {}
+            },
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
         }
     }
-    if !has_script && !entries.iter().any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str())) {
+    if let (Some(node), true) = (scan_node, has_script) {
+        probs
+            .at(node, format!("job `{name}` has both `scan` and `script`"))
+            .hint = Some(
+            "a scan job runs pipe's built-in scanners; put commands in a job of their own".into(),
+        );
+    }
+    if !has_script
+        && scan_node.is_none()
+        && !entries
+            .iter()
+            .any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str()))
+    {
         probs.add(
-            Problem::at(key.pos, name.chars().count(), format!("job `{name}` has no `script`"))
-                .hint("add `script:` with the commands the job runs"),
+            Problem::at(
+                key.pos,
+                name.chars().count(),
+                format!("job `{name}` has no `script`"),
+            )
+            .hint("add `script:` with the commands the job runs"),
         );
     }
     let stage = stage.unwrap_or_else(|| ctx.stages.first().cloned().unwrap_or_default());
     let stage_index = ctx.stages.iter().position(|s| *s == stage).unwrap_or(0);
     // The release stage and any stage after it wait for the gate.
-    let gated = ctx.stages.iter().position(|s| s == RELEASE_STAGE).is_some_and(|r| stage_index >= r);
+    let gated = ctx
+        .stages
+        .iter()
+        .position(|s| s == RELEASE_STAGE)
+        .is_some_and(|r| stage_index >= r);
     if let (Some(node), false) = (gate_node, gated) {
         probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
             Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
@@ -216,6 +305,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 environment: environment.clone(),
                 gated,
                 gate: gate.clone(),
+                privileged,
+                volumes: volumes.clone(),
+                scan: scan.clone(),
+                fail_on,
+                spans: spans.clone(),
             }
         })
         .collect()
@@ -224,16 +318,26 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
 /// `$NAME` and `${NAME}` in an artifact path, from the job's environment (matrix values
 /// included), as GitLab does: `sum-$SHARD` names each matrix job's own file.
 fn expand(path: &str, env: &[(String, String)]) -> String {
-    let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let mut out = String::new();
     let mut rest = path;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let (name, len) = match after.strip_prefix('{').and_then(|a| a.find('}').map(|e| (&a[..e], e + 2))) {
+        let (name, len) = match after
+            .strip_prefix('{')
+            .and_then(|a| a.find('}').map(|e| (&a[..e], e + 2)))
+        {
             Some(braced) => braced,
             None => {
-                let end = after.find(|c: char| !(c == '_' || c.is_ascii_alphanumeric())).unwrap_or(after.len());
+                let end = after
+                    .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+                    .unwrap_or(after.len());
                 (&after[..end], end)
             }
         };
@@ -249,8 +353,10 @@ fn expand(path: &str, env: &[(String, String)]) -> String {
 
 /// Unknown `needs`, needs on itself or on a later stage. Cycles are the plan's to find.
 fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
-    let stage_of: HashMap<&str, (usize, &str)> =
-        jobs.iter().map(|j| (j.base.as_str(), (j.stage_index, j.stage.as_str()))).collect();
+    let stage_of: HashMap<&str, (usize, &str)> = jobs
+        .iter()
+        .map(|j| (j.base.as_str(), (j.stage_index, j.stage.as_str())))
+        .collect();
     let mut seen = HashSet::new();
     for job in jobs {
         if !seen.insert(job.base.as_str()) {
@@ -259,7 +365,11 @@ fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
         for need in job.needs.iter().flatten() {
             let len = need.name.chars().count();
             if need.name == job.base {
-                probs.add(Problem::at(need.pos, len, format!("job `{}` needs itself", job.base)));
+                probs.add(Problem::at(
+                    need.pos,
+                    len,
+                    format!("job `{}` needs itself", job.base),
+                ));
             } else if let Some((index, stage)) = stage_of.get(need.name.as_str()) {
                 if *index > job.stage_index {
                     probs.add(
@@ -277,7 +387,11 @@ fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
             } else if names.contains(&need.name.as_str()) {
                 // A job that had its own errors: already reported there.
             } else {
-                let mut p = Problem::at(need.pos, len, format!("job `{}` needs unknown job `{}`", job.base, need.name));
+                let mut p = Problem::at(
+                    need.pos,
+                    len,
+                    format!("job `{}` needs unknown job `{}`", job.base, need.name),
+                );
                 if let Some(s) = suggest(&need.name, names.iter().copied()) {
                     p = p.hint(format!("did you mean `{s}`?"));
                 }
@@ -300,9 +414,16 @@ impl Key<'_> {
 }
 
 /// A mapping's entries with string keys; reports duplicates and non-string keys.
-fn mapping<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<Vec<(Key<'a>, &'a Node)>> {
+fn mapping<'a>(
+    node: &'a Node,
+    what: &str,
+    probs: &mut Problems,
+) -> Option<Vec<(Key<'a>, &'a Node)>> {
     let Kind::Map(entries) = &node.kind else {
-        probs.at(node, format!("{what} must be a mapping, found {}", node.kind.describe()));
+        probs.at(
+            node,
+            format!("{what} must be a mapping, found {}", node.kind.describe()),
+        );
         return None;
     };
     let mut out: Vec<(Key<'a>, &'a Node)> = Vec::with_capacity(entries.len());
@@ -313,13 +434,20 @@ fn mapping<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<Vec<(
             Kind::Int(i) => i.to_string(),
             Kind::Bool(b) => b.to_string(),
             other => {
-                probs.at(k, format!("keys in {what} must be strings, found {}", other.describe()));
+                probs.at(
+                    k,
+                    format!("keys in {what} must be strings, found {}", other.describe()),
+                );
                 continue;
             }
         };
         if let Some(at) = first.get(&text) {
-            probs.at(k, format!("duplicate key `{text}` in {what}")).hint =
-                Some(format!("it is first defined at line {}, column {}", at.line, at.col));
+            probs
+                .at(k, format!("duplicate key `{text}` in {what}"))
+                .hint = Some(format!(
+                "it is first defined at line {}, column {}",
+                at.line, at.col
+            ));
             continue;
         }
         first.insert(text.clone(), k.pos);
@@ -330,7 +458,12 @@ fn mapping<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<Vec<(
 
 fn unknown_key(node: &Node, key: &str, known: &[&str], later: &[&str], probs: &mut Problems) {
     if later.contains(&key) {
-        probs.at(node, format!("`{key}` is not supported yet by this version of pipe")).hint =
+        probs
+            .at(
+                node,
+                format!("`{key}` is not supported yet by this version of pipe"),
+            )
+            .hint =
             Some("remove it: pipe refuses keys it would not act on rather than ignore them".into());
         return;
     }
@@ -355,7 +488,10 @@ fn string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
     match &node.kind {
         Kind::Str(s) => Some(s.clone()),
         other => {
-            probs.at(node, format!("{what} must be a string, found {}", other.describe()));
+            probs.at(
+                node,
+                format!("{what} must be a string, found {}", other.describe()),
+            );
             None
         }
     }
@@ -385,7 +521,10 @@ fn boolean(node: &Node, what: &str, probs: &mut Problems) -> Option<bool> {
     match node.kind {
         Kind::Bool(b) => Some(b),
         ref other => {
-            probs.at(node, format!("{what} must be true or false, found {}", other.describe()));
+            probs.at(
+                node,
+                format!("{what} must be true or false, found {}", other.describe()),
+            );
             None
         }
     }
@@ -395,7 +534,10 @@ fn list<'a>(node: &'a Node, what: &str, probs: &mut Problems) -> Option<&'a [Nod
     match &node.kind {
         Kind::Seq(items) => Some(items),
         other => {
-            probs.at(node, format!("{what} must be a list, found {}", other.describe()));
+            probs.at(
+                node,
+                format!("{what} must be a list, found {}", other.describe()),
+            );
             None
         }
     }
@@ -436,12 +578,17 @@ fn needs_list(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<Need>>
     let items = list(node, &format!("`needs` of job `{job}`"), probs)?;
     let mut out: Vec<Need> = Vec::new();
     for item in items {
-        let Some(name) = non_empty_string(item, "a `needs` entry", probs) else { continue };
+        let Some(name) = non_empty_string(item, "a `needs` entry", probs) else {
+            continue;
+        };
         if out.iter().any(|n| n.name == name) {
             probs.at(item, format!("`{name}` is listed twice in `needs`"));
             continue;
         }
-        out.push(Need { name, pos: item.pos });
+        out.push(Need {
+            name,
+            pos: item.pos,
+        });
     }
     Some(out)
 }
@@ -449,34 +596,57 @@ fn needs_list(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<Need>>
 fn script_lines(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<String>> {
     let lines: Vec<String> = match &node.kind {
         Kind::Str(s) => vec![s.clone()],
-        Kind::Seq(items) => items.iter().filter_map(|i| string(i, "a script line", probs)).collect(),
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(|i| string(i, "a script line", probs))
+            .collect(),
         Kind::Null => vec![],
         other => {
-            probs.at(node, format!("`script` must be a list of commands, found {}", other.describe()));
+            probs.at(
+                node,
+                format!(
+                    "`script` must be a list of commands, found {}",
+                    other.describe()
+                ),
+            );
             return None;
         }
     };
     if lines.iter().all(|l| l.trim().is_empty()) {
-        probs.at(node, format!("job `{job}` has an empty `script`")).hint =
-            Some("list the commands the job runs, e.g. `script: [make test]`".into());
+        probs
+            .at(node, format!("job `{job}` has an empty `script`"))
+            .hint = Some("list the commands the job runs, e.g. `script: [make test]`".into());
         return None;
     }
     Some(lines)
 }
 
 fn env_map(node: &Node, probs: &mut Problems) -> Vec<(String, String)> {
-    let Some(entries) = mapping(node, "`env`", probs) else { return vec![] };
+    let Some(entries) = mapping(node, "`env`", probs) else {
+        return vec![];
+    };
     let mut out = Vec::new();
     for (k, v) in entries {
         if !is_env_name(k.as_str()) {
-            probs.at(k.node, format!("`{}` is not a valid environment variable name", k.as_str())).hint =
-                Some("use letters, digits and `_`, not starting with a digit".into());
+            probs
+                .at(
+                    k.node,
+                    format!("`{}` is not a valid environment variable name", k.as_str()),
+                )
+                .hint = Some("use letters, digits and `_`, not starting with a digit".into());
             continue;
         }
         match scalar_text(v) {
             Some(text) => out.push((k.text, text)),
             None => {
-                probs.at(v, format!("the value of `{}` must be a string, number or boolean, found {}", k.as_str(), v.kind.describe()));
+                probs.at(
+                    v,
+                    format!(
+                        "the value of `{}` must be a string, number or boolean, found {}",
+                        k.as_str(),
+                        v.kind.describe()
+                    ),
+                );
             }
         }
     }
@@ -492,16 +662,23 @@ fn is_env_name(s: &str) -> bool {
 /// Every combination of the matrix values, in the order the variables are written.
 fn matrix_of(node: &Node, probs: &mut Problems) -> Vec<Vec<(String, String)>> {
     let mut combos = vec![Vec::new()];
-    let Some(entries) = mapping(node, "`matrix`", probs) else { return combos };
+    let Some(entries) = mapping(node, "`matrix`", probs) else {
+        return combos;
+    };
     if entries.is_empty() {
         probs.at(node, "`matrix` cannot be empty");
     }
     for (k, v) in entries {
         if !is_env_name(k.as_str()) {
-            probs.at(k.node, format!("`{}` is not a valid environment variable name", k.as_str()));
+            probs.at(
+                k.node,
+                format!("`{}` is not a valid environment variable name", k.as_str()),
+            );
             continue;
         }
-        let Some(items) = list(v, &format!("matrix variable `{}`", k.as_str()), probs) else { continue };
+        let Some(items) = list(v, &format!("matrix variable `{}`", k.as_str()), probs) else {
+            continue;
+        };
         if items.is_empty() {
             probs.at(v, format!("matrix variable `{}` has no values", k.as_str()));
             continue;
@@ -511,13 +688,22 @@ fn matrix_of(node: &Node, probs: &mut Problems) -> Vec<Vec<(String, String)>> {
             .filter_map(|i| {
                 let t = scalar_text(i);
                 if t.is_none() {
-                    probs.at(i, format!("matrix values must be strings or numbers, found {}", i.kind.describe()));
+                    probs.at(
+                        i,
+                        format!(
+                            "matrix values must be strings or numbers, found {}",
+                            i.kind.describe()
+                        ),
+                    );
                 }
                 t
             })
             .collect();
         if combos.len() * values.len() > MAX_MATRIX {
-            probs.at(node, format!("the matrix expands to more than {MAX_MATRIX} jobs"));
+            probs.at(
+                node,
+                format!("the matrix expands to more than {MAX_MATRIX} jobs"),
+            );
             return vec![Vec::new()];
         }
         combos = combos
@@ -540,7 +726,13 @@ fn duration_of(node: &Node, probs: &mut Problems) -> Option<std::time::Duration>
         Kind::Str(s) => s.clone(),
         Kind::Int(i) if *i > 0 => i.to_string(),
         _ => {
-            probs.at(node, format!("`timeout` must be a duration like `10m` or `1h30m`, found {}", node.kind.describe()));
+            probs.at(
+                node,
+                format!(
+                    "`timeout` must be a duration like `10m` or `1h30m`, found {}",
+                    node.kind.describe()
+                ),
+            );
             return None;
         }
     };
@@ -558,6 +750,79 @@ fn duration_of(node: &Node, probs: &mut Problems) -> Option<std::time::Duration>
     }
 }
 
+/// Where each entry's value of a mapping stands.
+fn value_positions(node: &Node) -> Vec<(String, Pos)> {
+    match &node.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .filter_map(|(k, v)| match &k.kind {
+                Kind::Str(s) => Some((s.clone(), v.pos)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn volumes_of(node: &Node, probs: &mut Problems) -> Vec<Volume> {
+    let Some(items) = list(node, "`volumes`", probs) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(text) = non_empty_string(item, "a volume", probs) else {
+            continue;
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        let (host, container, read_only) = match parts.as_slice() {
+            [h, c] => (*h, *c, false),
+            [h, c, "ro"] => (*h, *c, true),
+            [h, c, "rw"] => (*h, *c, false),
+            _ => ("", "", false),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            probs.at(item, format!("bad volume `{text}`")).hint = Some(
+                "write `/host/path:/container/path` (absolute paths), optionally followed by `:ro`"
+                    .into(),
+            );
+            continue;
+        }
+        out.push(Volume {
+            host: host.into(),
+            container: container.into(),
+            read_only,
+            pos: item.pos,
+        });
+    }
+    out
+}
+
+fn scanners_of(node: &Node, probs: &mut Problems) -> Vec<Scanner> {
+    let Some(items) = list(node, "`scan`", probs) else {
+        return vec![];
+    };
+    if items.is_empty() {
+        probs.at(node, "`scan` cannot be empty").hint =
+            Some("name the scanners: `scan: [secrets, pipeline]`".into());
+    }
+    let mut out = Vec::new();
+    for item in items {
+        match string(item, "a scanner", probs).as_deref() {
+            Some("secrets") => out.push(Scanner::Secrets),
+            Some("pipeline") => out.push(Scanner::Pipeline),
+            Some(other) => {
+                let p = probs.at(item, format!("unknown scanner `{other}`"));
+                p.hint = Some(match suggest(other, ["secrets", "pipeline"].into_iter()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "the scanners are `secrets` and `pipeline`".into(),
+                });
+            }
+            None => {}
+        }
+    }
+    out
+}
+
 fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
     let entries = mapping(node, "`gate`", probs)?;
     let mut gate = Gate::default();
@@ -566,12 +831,23 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
             "approvals" => match v.kind {
                 Kind::Int(n) if (0..=100).contains(&n) => gate.approvals = n as u32,
                 _ => {
-                    probs.at(v, format!("`approvals` must be a whole number from 0 to 100, found {}", v.kind.describe()));
+                    probs.at(
+                        v,
+                        format!(
+                            "`approvals` must be a whole number from 0 to 100, found {}",
+                            v.kind.describe()
+                        ),
+                    );
                 }
             },
             "branches" | "tags" => {
-                let Some(items) = list(v, &format!("`{}`", k.as_str()), probs) else { continue };
-                let globs: Vec<String> = items.iter().filter_map(|i| non_empty_string(i, "a ref pattern", probs)).collect();
+                let Some(items) = list(v, &format!("`{}`", k.as_str()), probs) else {
+                    continue;
+                };
+                let globs: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| non_empty_string(i, "a ref pattern", probs))
+                    .collect();
                 if k.as_str() == "branches" {
                     gate.branches = globs;
                 } else {
@@ -579,9 +855,13 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                 }
             }
             "freeze" => {
-                let Some(items) = list(v, "`freeze`", probs) else { continue };
+                let Some(items) = list(v, "`freeze`", probs) else {
+                    continue;
+                };
                 for item in items {
-                    let Some(text) = string(item, "a freeze window", probs) else { continue };
+                    let Some(text) = string(item, "a freeze window", probs) else {
+                        continue;
+                    };
                     match Freeze::parse(&text) {
                         Ok(f) => gate.freeze.push(f),
                         Err(e) => {
@@ -590,7 +870,13 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                     }
                 }
             }
-            other => unknown_key(k.node, other, &["approvals", "branches", "tags", "freeze"], &[], probs),
+            other => unknown_key(
+                k.node,
+                other,
+                &["approvals", "branches", "tags", "freeze"],
+                &[],
+                probs,
+            ),
         }
     }
     Some(gate)
@@ -600,21 +886,35 @@ fn retry_of(node: &Node, probs: &mut Problems) -> u32 {
     match node.kind {
         Kind::Int(n) if (0..=MAX_RETRY).contains(&n) => n as u32,
         _ => {
-            probs.at(node, format!("`retry` must be a whole number from 0 to {MAX_RETRY}, found {}", node.kind.describe()));
+            probs.at(
+                node,
+                format!(
+                    "`retry` must be a whole number from 0 to {MAX_RETRY}, found {}",
+                    node.kind.describe()
+                ),
+            );
             0
         }
     }
 }
 
 fn artifact_paths(node: &Node, probs: &mut Problems) -> Vec<String> {
-    let Some(items) = list(node, "`artifacts`", probs) else { return vec![] };
+    let Some(items) = list(node, "`artifacts`", probs) else {
+        return vec![];
+    };
     let mut out = Vec::new();
     for item in items {
-        let Some(path) = non_empty_string(item, "an artifact path", probs) else { continue };
+        let Some(path) = non_empty_string(item, "an artifact path", probs) else {
+            continue;
+        };
         let p = std::path::Path::new(&path);
         if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
-            probs.at(item, format!("artifact path `{path}` must stay inside the workspace")).hint =
-                Some("use a path relative to the project, without `..`".into());
+            probs
+                .at(
+                    item,
+                    format!("artifact path `{path}` must stay inside the workspace"),
+                )
+                .hint = Some("use a path relative to the project, without `..`".into());
             continue;
         }
         out.push(path.trim_end_matches('/').to_string());
@@ -628,9 +928,15 @@ mod tests {
 
     #[test]
     fn artifact_paths_expand_job_variables() {
-        let env = vec![("SHARD".to_string(), "3".to_string()), ("OS".to_string(), "linux".to_string())];
+        let env = vec![
+            ("SHARD".to_string(), "3".to_string()),
+            ("OS".to_string(), "linux".to_string()),
+        ];
         assert_eq!(expand("sum-$SHARD", &env), "sum-3");
-        assert_eq!(expand("out/${OS}_bin/$MISSING", &env), "out/linux_bin/$MISSING");
+        assert_eq!(
+            expand("out/${OS}_bin/$MISSING", &env),
+            "out/linux_bin/$MISSING"
+        );
         assert_eq!(expand("price$", &env), "price$");
     }
 

@@ -27,15 +27,24 @@ pub struct Freeze {
 enum FreezeKind {
     /// Minutes since Monday 00:00.
     Weekly { from: u32, to: u32 },
-    Dates { from: NaiveDateTime, to: NaiveDateTime },
+    Dates {
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    },
 }
 
 const WEEK: u32 = 7 * 24 * 60;
 
 impl Freeze {
     pub fn parse(text: &str) -> Result<Freeze, String> {
-        let body = text.trim().strip_suffix("UTC").map(str::trim).ok_or("a freeze window ends with `UTC`")?;
-        let (from, to) = body.split_once(" - ").ok_or("write a freeze window as `Fri 16:00 - Mon 08:00 UTC`")?;
+        let body = text
+            .trim()
+            .strip_suffix("UTC")
+            .map(str::trim)
+            .ok_or("a freeze window ends with `UTC`")?;
+        let (from, to) = body
+            .split_once(" - ")
+            .ok_or("write a freeze window as `Fri 16:00 - Mon 08:00 UTC`")?;
         let kind = match (weekly(from.trim()), weekly(to.trim())) {
             (Some(from), Some(to)) => FreezeKind::Weekly { from, to },
             _ => {
@@ -47,13 +56,17 @@ impl Freeze {
                 }
             }
         };
-        Ok(Freeze { text: text.trim().to_string(), kind })
+        Ok(Freeze {
+            text: text.trim().to_string(),
+            kind,
+        })
     }
 
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
         match self.kind {
             FreezeKind::Weekly { from, to } => {
-                let now = at.weekday().num_days_from_monday() * 24 * 60 + at.hour() * 60 + at.minute();
+                let now =
+                    at.weekday().num_days_from_monday() * 24 * 60 + at.hour() * 60 + at.minute();
                 if from <= to {
                     (from..to).contains(&now)
                 } else {
@@ -81,7 +94,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         match p {
             [] => t.is_empty(),
             [b'*', b'*', rest @ ..] => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            [b'*', rest @ ..] => (0..=t.len()).take_while(|&i| i == 0 || t[i - 1] != b'/').any(|i| go(rest, &t[i..])),
+            [b'*', rest @ ..] => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != b'/')
+                .any(|i| go(rest, &t[i..])),
             [c, rest @ ..] => t.first() == Some(c) && go(rest, &t[1..]),
         }
     }
@@ -103,7 +118,9 @@ impl Gate {
             return true;
         }
         let branch_ok = branch.is_some_and(|b| self.branches.iter().any(|p| glob_match(p, b)));
-        let tag_ok = tags.iter().any(|t| self.tags.iter().any(|p| glob_match(p, t)));
+        let tag_ok = tags
+            .iter()
+            .any(|t| self.tags.iter().any(|p| glob_match(p, t)));
         branch_ok || tag_ok
     }
 
@@ -145,7 +162,11 @@ mod tests {
         assert!(!glob_match("release/*", "release/1.2/hotfix"));
         assert!(glob_match("release/**", "release/1.2/hotfix"));
         assert!(glob_match("main", "main") && !glob_match("main", "maintenance"));
-        let gate = Gate { branches: vec!["main".into()], tags: vec!["v*".into()], ..Default::default() };
+        let gate = Gate {
+            branches: vec!["main".into()],
+            tags: vec!["v*".into()],
+            ..Default::default()
+        };
         assert!(gate.allows_ref(Some("main"), &[]));
         assert!(gate.allows_ref(Some("feature"), &["v1.0".into()]));
         assert!(!gate.allows_ref(Some("feature"), &[]));

@@ -11,7 +11,7 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use check::suggest;
-pub use model::{Job, Need, Pipeline, DEFAULT_STAGES, RELEASE_STAGE};
+pub use model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -38,7 +38,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn at(pos: Pos, len: usize, message: impl Into<String>) -> Self {
-        Problem { pos: Some(pos), len: len.max(1), message: message.into(), hint: None }
+        Problem {
+            pos: Some(pos),
+            len: len.max(1),
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -60,15 +65,24 @@ pub struct Invalid {
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// File names looked for, in order, when no pipeline file is given.
-pub const DEFAULT_FILES: &[&str] =
-    &["pipe.yml", "pipe.yaml", ".pipe.yml", ".pipe.yaml", "pipelines/ci.yml", "pipelines/ci.yaml"];
+pub const DEFAULT_FILES: &[&str] = &[
+    "pipe.yml",
+    "pipe.yaml",
+    ".pipe.yml",
+    ".pipe.yaml",
+    "pipelines/ci.yml",
+    "pipelines/ci.yaml",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("no pipeline file found in {dir}: looked for {}", DEFAULT_FILES.join(", "))]
     NotFound { dir: PathBuf },
     #[error("cannot read {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file} is {size} bytes; pipeline files are limited to {MAX_FILE_BYTES} bytes")]
     TooLarge { file: PathBuf, size: u64 },
     #[error("{} problem(s) in {}", .0.problems.len(), .0.file.display())]
@@ -81,17 +95,27 @@ pub fn find(given: Option<&Path>) -> Result<PathBuf, LoadError> {
     if let Some(file) = given {
         return Ok(file.to_path_buf());
     }
-    DEFAULT_FILES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| LoadError::NotFound {
-        dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-    })
+    DEFAULT_FILES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| LoadError::NotFound {
+            dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        })
 }
 
 /// Reads and checks a pipeline file.
 pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
-    let read_err = |source| LoadError::Read { file: file.to_path_buf(), source };
+    let read_err = |source| LoadError::Read {
+        file: file.to_path_buf(),
+        source,
+    };
     let size = std::fs::metadata(file).map_err(read_err)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(LoadError::TooLarge { file: file.to_path_buf(), size });
+        return Err(LoadError::TooLarge {
+            file: file.to_path_buf(),
+            size,
+        });
     }
     let bytes = std::fs::read(file).map_err(read_err)?;
     let source = match String::from_utf8(bytes) {
@@ -110,7 +134,11 @@ pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
     let default_name = file
         .canonicalize()
         .ok()
-        .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "pipeline".into());
     match check(&source, &default_name) {
         (Some(pipeline), problems) if problems.is_empty() => Ok(pipeline),
@@ -129,19 +157,43 @@ pub fn parse(source: &str, default_name: &str) -> Result<Pipeline, Vec<Problem>>
 fn check(source: &str, default_name: &str) -> (Option<Pipeline>, Vec<Problem>) {
     match yaml::parse(source) {
         Ok(root) => check::pipeline(&root, default_name),
-        Err(e) => (None, vec![Problem { pos: e.pos, len: 1, message: format!("invalid YAML: {}", e.message), hint: None }]),
+        Err(e) => (
+            None,
+            vec![Problem {
+                pos: e.pos,
+                len: 1,
+                message: format!("invalid YAML: {}", e.message),
+                hint: None,
+            }],
+        ),
     }
 }
 
-fn invalid(file: &Path, source: String, mut problems: Vec<Problem>, partial: Option<Pipeline>) -> LoadError {
+fn invalid(
+    file: &Path,
+    source: String,
+    mut problems: Vec<Problem>,
+    partial: Option<Pipeline>,
+) -> LoadError {
     problems.sort_by_key(|p| p.pos);
-    LoadError::Invalid(Box::new(Invalid { file: file.to_path_buf(), source, problems, partial }))
+    LoadError::Invalid(Box::new(Invalid {
+        file: file.to_path_buf(),
+        source,
+        problems,
+        partial,
+    }))
 }
 
 fn pos_of_byte(bytes: &[u8], offset: usize) -> Pos {
     let before = &bytes[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     Pos::new(line as u32, col as u32)
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::gate::Gate;
 use super::Pos;
+use crate::scan::Severity;
 
 pub const DEFAULT_STAGES: &[&str] = &["build", "test", "security-scan", "deploy", "release"];
 /// The gated stage: its jobs never run in the same invocation as the rest.
@@ -60,6 +61,46 @@ pub struct Job {
     pub gated: bool,
     /// The job's own release conditions, if it wrote a `gate:`.
     pub gate: Option<Gate>,
+    /// Runs the container privileged: refused unless the user allows it.
+    pub privileged: bool,
+    /// Host paths mounted into the container: refused unless the user allows it.
+    pub volumes: Vec<Volume>,
+    /// Built-in scanners this job runs in-process instead of a script (empty: a script job).
+    pub scan: Vec<Scanner>,
+    /// Findings at or above this fail a scan job.
+    pub fail_on: Severity,
+    /// Where the job's settings were written, for findings about them.
+    pub spans: Spans,
+}
+
+/// `HOST:CONTAINER[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scanner {
+    /// Credentials committed to the tree.
+    Secrets,
+    /// Dangerous settings in pipeline files.
+    Pipeline,
+}
+
+/// Positions of a job's settings (the job's own key where a setting was inherited).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spans {
+    pub image: Option<Pos>,
+    pub privileged: Option<Pos>,
+    pub gate: Option<Pos>,
+    /// Each `env` value of the job (and the pipeline's), by name.
+    pub env: Vec<(String, Pos)>,
+    /// Each script line.
+    pub script: Vec<Pos>,
 }
 
 /// A `needs` entry: a job's base name, where it was written.

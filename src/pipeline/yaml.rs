@@ -67,9 +67,14 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
     match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
         Ok(Some(root)) => Ok(node(root)),
-        Ok(None) => Ok(Node { pos: Pos::new(1, 1), kind: Kind::Null }),
+        Ok(None) => Ok(Node {
+            pos: Pos::new(1, 1),
+            kind: Kind::Null,
+        }),
         Err(err) => Err(SyntaxError {
-            pos: err.location().map(|l| Pos::new(l.line() as u32, l.column() as u32)),
+            pos: err
+                .location()
+                .map(|l| Pos::new(l.line() as u32, l.column() as u32)),
             message: first_line(&err.to_string()),
         }),
     }
@@ -87,7 +92,10 @@ fn first_line(message: &str) -> String {
 
 fn node(spanned: Spanned<Kind>) -> Node {
     let loc = spanned.referenced;
-    Node { pos: Pos::new(loc.line() as u32, loc.column() as u32), kind: spanned.value }
+    Node {
+        pos: Pos::new(loc.line() as u32, loc.column() as u32),
+        kind: spanned.value,
+    }
 }
 
 impl<'de> Deserialize<'de> for Kind {
@@ -120,13 +128,19 @@ impl<'de> Visitor<'de> for KindVisitor {
         Ok(Kind::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_i128<E>(self, v: i128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_u128<E>(self, v: u128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
         Ok(Kind::Float(v))
@@ -161,10 +175,14 @@ mod tests {
     #[test]
     fn keeps_positions_and_duplicates() {
         let root = parse("a: 1\nb:\n  - x\n  - y\na: 2\n").unwrap();
-        let Kind::Map(entries) = root.kind else { panic!("not a map") };
+        let Kind::Map(entries) = root.kind else {
+            panic!("not a map")
+        };
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[2].0.pos, Pos::new(5, 1));
-        let Kind::Seq(items) = &entries[1].1.kind else { panic!("not a seq") };
+        let Kind::Seq(items) = &entries[1].1.kind else {
+            panic!("not a seq")
+        };
         assert_eq!(items[1].pos, Pos::new(4, 5));
         assert_eq!(items[1].kind, Kind::Str("y".into()));
     }

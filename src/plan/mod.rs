@@ -69,7 +69,11 @@ pub struct Selection<'a> {
 
 impl Selection<'_> {
     pub fn all() -> Selection<'static> {
-        Selection { phase: Phase::All, only: &[], done: &[] }
+        Selection {
+            phase: Phase::All,
+            only: &[],
+            done: &[],
+        }
     }
 }
 
@@ -209,8 +213,12 @@ fn cycle_problems(graph: &DiGraph<usize, Why>, jobs: &[Job]) -> Vec<Problem> {
             .map(|n| (n.pos, n.name.chars().count()))
             .unwrap_or((first.pos, first.base.chars().count()));
         problems.push(
-            Problem::at(pos.0, pos.1, format!("jobs {} form a cycle: {loop_path}", quoted(&members)))
-                .hint("remove one of these `needs` entries to break the cycle"),
+            Problem::at(
+                pos.0,
+                pos.1,
+                format!("jobs {} form a cycle: {loop_path}", quoted(&members)),
+            )
+            .hint("remove one of these `needs` entries to break the cycle"),
         );
     }
     problems
@@ -226,7 +234,15 @@ fn walk_cycle(graph: &DiGraph<usize, Why>, scc: &[NodeIndex], jobs: &[Job]) -> S
         let next = graph
             .neighbors_directed(current, Direction::Incoming)
             .filter(|n| scc.contains(n))
-            .min_by_key(|n| if *n == start { 0 } else if path.contains(n) { 2 } else { 1 });
+            .min_by_key(|n| {
+                if *n == start {
+                    0
+                } else if path.contains(n) {
+                    2
+                } else {
+                    1
+                }
+            });
         match next {
             Some(n) if n == start || path.contains(&n) => {
                 path.push(n);
@@ -239,11 +255,18 @@ fn walk_cycle(graph: &DiGraph<usize, Why>, scc: &[NodeIndex], jobs: &[Job]) -> S
             None => break,
         }
     }
-    path.iter().map(|n| jobs[graph[*n]].name.as_str()).collect::<Vec<_>>().join(" → ")
+    path.iter()
+        .map(|n| jobs[graph[*n]].name.as_str())
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Which jobs run: the selected ones and everything they (transitively) wait for.
@@ -271,13 +294,22 @@ fn select(
             let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| "`pipe list` shows the jobs".into());
-            problems.push(Problem { pos: None, len: 1, message: format!("no job named `{name}`"), hint: Some(hint) });
+            problems.push(Problem {
+                pos: None,
+                len: 1,
+                message: format!("no job named `{name}`"),
+                hint: Some(hint),
+            });
         }
         stack.extend(roots);
     }
     while let Some(i) = stack.pop() {
         if included[i] && !std::mem::replace(&mut selected[i], true) {
-            stack.extend(graph.neighbors_directed(nodes[i], Direction::Incoming).map(|n| graph[n]));
+            stack.extend(
+                graph
+                    .neighbors_directed(nodes[i], Direction::Incoming)
+                    .map(|n| graph[n]),
+            );
         }
     }
     if problems.is_empty() {
@@ -291,7 +323,10 @@ fn select(
 /// read like the file.
 fn stable_topological_order(deps: &[Vec<(usize, Why)>], dependents: &[Vec<usize>]) -> Vec<usize> {
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..deps.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..deps.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(Reverse)
+        .collect();
     let mut order = Vec::with_capacity(deps.len());
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
@@ -306,13 +341,20 @@ fn stable_topological_order(deps: &[Vec<(usize, Why)>], dependents: &[Vec<usize>
 }
 
 /// A pass over the topological order: the longest chain ending at each job, then walked back.
-fn longest_chain(order: &[usize], deps: &[Vec<(usize, Why)>], dependents: &[Vec<usize>]) -> (Vec<usize>, Vec<usize>) {
+fn longest_chain(
+    order: &[usize],
+    deps: &[Vec<(usize, Why)>],
+    dependents: &[Vec<usize>],
+) -> (Vec<usize>, Vec<usize>) {
     let n = deps.len();
     let mut depth = vec![0usize; n];
     let mut via: Vec<Option<usize>> = vec![None; n];
     for &j in order {
         // Ties go to the job earliest in the file, so the path is stable.
-        let best = deps[j].iter().map(|(d, _)| *d).max_by_key(|d| (depth[*d], std::cmp::Reverse(*d)));
+        let best = deps[j]
+            .iter()
+            .map(|(d, _)| *d)
+            .max_by_key(|d| (depth[*d], std::cmp::Reverse(*d)));
         depth[j] = 1 + best.map_or(0, |d| depth[d]);
         via[j] = best;
     }
@@ -385,11 +427,34 @@ mod tests {
             "t",
         )
         .unwrap();
-        let main = build(&pipeline, Selection { phase: Phase::Main, only: &[], done: &[] }).unwrap();
+        let main = build(
+            &pipeline,
+            Selection {
+                phase: Phase::Main,
+                only: &[],
+                done: &[],
+            },
+        )
+        .unwrap();
         assert_eq!(names(&main, &main.order), ["build", "deploy"]);
-        let release = build(&pipeline, Selection { phase: Phase::Release, only: &[], done: &[] }).unwrap();
+        let release = build(
+            &pipeline,
+            Selection {
+                phase: Phase::Release,
+                only: &[],
+                done: &[],
+            },
+        )
+        .unwrap();
         assert_eq!(names(&release, &release.order), ["publish"]);
-        assert_eq!(release.prior[0], [Prior { name: "build".into(), slug: "build".into(), has_artifacts: true }]);
+        assert_eq!(
+            release.prior[0],
+            [Prior {
+                name: "build".into(),
+                slug: "build".into(),
+                has_artifacts: true
+            }]
+        );
     }
 
     #[test]
@@ -399,9 +464,25 @@ mod tests {
             "t",
         )
         .unwrap();
-        let p = build(&pipeline, Selection { phase: Phase::All, only: &["b".into()], done: &[] }).unwrap();
+        let p = build(
+            &pipeline,
+            Selection {
+                phase: Phase::All,
+                only: &["b".into()],
+                done: &[],
+            },
+        )
+        .unwrap();
         assert_eq!(names(&p, &p.order), ["a", "b"]);
-        let err = build(&pipeline, Selection { phase: Phase::All, only: &["bb".into()], done: &[] }).unwrap_err();
+        let err = build(
+            &pipeline,
+            Selection {
+                phase: Phase::All,
+                only: &["bb".into()],
+                done: &[],
+            },
+        )
+        .unwrap_err();
         assert_eq!(err[0].hint.as_deref(), Some("did you mean `b`?"));
     }
 }

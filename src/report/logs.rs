@@ -17,12 +17,18 @@ impl LogFiles {
     /// `paths`: each job's log file. A log is appended to, so a job rerun by `pipe retry`
     /// keeps the output of its earlier attempts.
     pub fn new(paths: HashMap<String, PathBuf>) -> Self {
-        LogFiles { paths, open: HashMap::new() }
+        LogFiles {
+            paths,
+            open: HashMap::new(),
+        }
     }
 
     fn file(&mut self, job: &str) -> io::Result<&mut BufWriter<File>> {
         if !self.open.contains_key(job) {
-            let path = self.paths.get(job).ok_or_else(|| io::Error::other(format!("no log file for job `{job}`")))?;
+            let path = self
+                .paths
+                .get(job)
+                .ok_or_else(|| io::Error::other(format!("no log file for job `{job}`")))?;
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
@@ -40,8 +46,15 @@ impl Reporter for LogFiles {
                 writeln!(self.file(job)?, "--- attempt {attempt} ---")
             }
             EventKind::JobOutput { job, line, .. } => writeln!(self.file(job)?, "{line}"),
-            EventKind::JobRetrying { job, reason, .. } => writeln!(self.file(job)?, "pipe: {reason}; retrying"),
-            EventKind::JobFinished { job, status, message, .. } => {
+            EventKind::JobRetrying { job, reason, .. } => {
+                writeln!(self.file(job)?, "pipe: {reason}; retrying")
+            }
+            EventKind::JobFinished {
+                job,
+                status,
+                message,
+                ..
+            } => {
                 let f = self.file(job)?;
                 if let Some(m) = message {
                     writeln!(f, "pipe: {m}")?;

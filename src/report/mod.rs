@@ -59,7 +59,10 @@ trait Reporter: Send {
 
 /// Feeds every event to the chosen reporters until the sender side closes; returns the summary
 /// of what happened. Output that can no longer be written (a closed pipe) is dropped quietly.
-pub fn spawn(options: Options, mut events: mpsc::UnboundedReceiver<Event>) -> tokio::task::JoinHandle<Summary> {
+pub fn spawn(
+    options: Options,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> tokio::task::JoinHandle<Summary> {
     tokio::task::spawn_blocking(move || {
         let mut summary = Summary::default();
         let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
@@ -88,7 +91,9 @@ pub fn spawn(options: Options, mut events: mpsc::UnboundedReceiver<Event>) -> to
         }
         if options.mode != Mode::Json {
             let mut out = io::stdout().lock();
-            let _ = summary.write_table(&mut out, options.color).and_then(|_| out.flush());
+            let _ = summary
+                .write_table(&mut out, options.color)
+                .and_then(|_| out.flush());
         }
         summary
     })

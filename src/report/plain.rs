@@ -20,18 +20,47 @@ impl Reporter for Plain {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         let c = self.color;
         match &event.kind {
-            EventKind::RunStarted { run_id, pipeline, jobs } => {
-                writeln!(self.out, "pipe: run {run_id} of {pipeline}: {} job(s)", jobs.len())?
-            }
+            EventKind::RunStarted {
+                run_id,
+                pipeline,
+                jobs,
+            } => writeln!(
+                self.out,
+                "pipe: run {run_id} of {pipeline}: {} job(s)",
+                jobs.len()
+            )?,
             EventKind::JobStarted { job, attempt } => {
-                let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 writeln!(self.out, "[{}] started{again}", paint(c, "1", job))?
             }
             EventKind::JobOutput { job, line, .. } => writeln!(self.out, "[{job}] {line}")?,
-            EventKind::JobRetrying { job, reason, .. } => writeln!(self.out, "[{job}] {reason}; retrying")?,
-            EventKind::JobFinished { job, status, duration: d, allowed, message, exit_code, .. } => {
-                let label = if *allowed { "allowed to fail" } else { status.label() };
-                let mut line = format!("[{}] {} in {}", paint(c, "1", job), paint(c, status_color(label), label), duration(*d));
+            EventKind::JobRetrying { job, reason, .. } => {
+                writeln!(self.out, "[{job}] {reason}; retrying")?
+            }
+            EventKind::JobFinished {
+                job,
+                status,
+                duration: d,
+                allowed,
+                message,
+                exit_code,
+                ..
+            } => {
+                let label = if *allowed {
+                    "allowed to fail"
+                } else {
+                    status.label()
+                };
+                let mut line = format!(
+                    "[{}] {} in {}",
+                    paint(c, "1", job),
+                    paint(c, status_color(label), label),
+                    duration(*d)
+                );
                 if let (Some(code), false) = (exit_code, *exit_code == Some(0)) {
                     line.push_str(&format!(" (exit code {code})"));
                 }
@@ -40,7 +69,9 @@ impl Reporter for Plain {
                 }
                 writeln!(self.out, "{line}")?
             }
-            EventKind::JobSkipped { job, reason } => writeln!(self.out, "[{job}] skipped: {reason}")?,
+            EventKind::JobSkipped { job, reason } => {
+                writeln!(self.out, "[{job}] skipped: {reason}")?
+            }
             EventKind::RunFinished { .. } => {}
         }
         self.out.flush()

@@ -41,7 +41,9 @@ impl Reporter for Progress {
         match &event.kind {
             EventKind::JobStarted { job, .. } => {
                 let bar = self.bars.entry(job.clone()).or_insert_with(|| {
-                    let bar = self.multi.add(ProgressBar::new_spinner().with_style(self.style.clone()));
+                    let bar = self
+                        .multi
+                        .add(ProgressBar::new_spinner().with_style(self.style.clone()));
                     bar.set_prefix(job.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
@@ -56,17 +58,37 @@ impl Reporter for Progress {
                     bar.set_message(line.clone());
                 }
             }
-            EventKind::JobRetrying { job, reason, .. } => self.multi.println(format!("↻ {job}: {reason}; retrying"))?,
-            EventKind::JobFinished { job, status, duration: d, allowed, .. } => {
+            EventKind::JobRetrying { job, reason, .. } => {
+                self.multi.println(format!("↻ {job}: {reason}; retrying"))?
+            }
+            EventKind::JobFinished {
+                job,
+                status,
+                duration: d,
+                allowed,
+                ..
+            } => {
                 if let Some(bar) = self.bars.remove(job) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
-                let label = if *allowed { "allowed to fail" } else { status.label() };
+                let label = if *allowed {
+                    "allowed to fail"
+                } else {
+                    status.label()
+                };
                 let mark = if label == "passed" { "✓" } else { "✗" };
-                self.multi.println(format!("{} {} {} in {}", paint(c, status_color(label), mark), paint(c, "1", job), label, duration(*d)))?;
+                self.multi.println(format!(
+                    "{} {} {} in {}",
+                    paint(c, status_color(label), mark),
+                    paint(c, "1", job),
+                    label,
+                    duration(*d)
+                ))?;
             }
-            EventKind::JobSkipped { job, reason } => self.multi.println(format!("- {job} skipped: {reason}"))?,
+            EventKind::JobSkipped { job, reason } => {
+                self.multi.println(format!("- {job} skipped: {reason}"))?
+            }
             EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => {}
         }
         Ok(())

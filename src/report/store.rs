@@ -23,9 +23,30 @@ impl Reporter for StoreSink {
                 let log = self.jobs.get(job).map(|j| j.1.clone()).unwrap_or_default();
                 self.store.job_started(self.run, job, *attempt, &log)
             }
-            EventKind::JobFinished { job, status, exit_code, duration, attempts, allowed, message } => {
-                let status = if *allowed { "allowed_failure" } else { status_name(*status) };
-                let record = self.record(job, status, *attempts, *exit_code, Some(duration.as_millis() as u64), message.clone());
+            EventKind::JobFinished {
+                job,
+                status,
+                exit_code,
+                duration,
+                attempts,
+                allowed,
+                message,
+                findings,
+            } => {
+                let status = if *allowed {
+                    "allowed_failure"
+                } else {
+                    status_name(*status)
+                };
+                let mut record = self.record(
+                    job,
+                    status,
+                    *attempts,
+                    *exit_code,
+                    Some(duration.as_millis() as u64),
+                    message.clone(),
+                );
+                record.findings = *findings;
                 self.store.job_finished(self.run, &record)
             }
             EventKind::JobSkipped { job, reason } => {
@@ -39,7 +60,15 @@ impl Reporter for StoreSink {
 }
 
 impl StoreSink {
-    fn record(&self, job: &str, status: &str, attempts: u32, exit_code: Option<i64>, duration_ms: Option<u64>, note: Option<String>) -> JobRecord {
+    fn record(
+        &self,
+        job: &str,
+        status: &str,
+        attempts: u32,
+        exit_code: Option<i64>,
+        duration_ms: Option<u64>,
+        note: Option<String>,
+    ) -> JobRecord {
         let (stage, log, artifacts) = self.jobs.get(job).cloned().unwrap_or_default();
         JobRecord {
             name: job.to_string(),
@@ -52,7 +81,12 @@ impl StoreSink {
             duration_ms,
             note,
             log,
-            artifacts: if status == "passed" { artifacts } else { Vec::new() },
+            artifacts: if status == "passed" {
+                artifacts
+            } else {
+                Vec::new()
+            },
+            findings: None,
         }
     }
 }

@@ -31,12 +31,31 @@ impl Summary {
                 self.run_id = run_id.clone();
                 self.rows = jobs
                     .iter()
-                    .map(|j| SummaryRow { job: j.name.clone(), stage: j.stage.clone(), status: "pending".into(), duration: None, note: String::new() })
+                    .map(|j| SummaryRow {
+                        job: j.name.clone(),
+                        stage: j.stage.clone(),
+                        status: "pending".into(),
+                        duration: None,
+                        note: String::new(),
+                    })
                     .collect();
             }
-            EventKind::JobFinished { job, status, exit_code, duration, attempts, allowed, message } => {
+            EventKind::JobFinished {
+                job,
+                status,
+                exit_code,
+                duration,
+                attempts,
+                allowed,
+                message,
+                findings,
+            } => {
                 if let Some(row) = self.row(job) {
-                    row.status = if *allowed { "allowed to fail".into() } else { status.label().into() };
+                    row.status = if *allowed {
+                        "allowed to fail".into()
+                    } else {
+                        status.label().into()
+                    };
                     row.duration = Some(*duration);
                     let mut notes = Vec::new();
                     if let Some(code) = exit_code.filter(|c| *c != 0) {
@@ -47,6 +66,9 @@ impl Summary {
                     }
                     if *attempts > 1 {
                         notes.push(format!("{attempts} attempts"));
+                    }
+                    if let Some(counts) = findings {
+                        notes.push(crate::scan::report::summary(counts));
                     }
                     row.note = notes.join("; ");
                 }
@@ -73,15 +95,44 @@ impl Summary {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let w_job = self.rows.iter().map(|r| r.job.chars().count()).max().unwrap_or(0).max(3);
-        let w_stage = self.rows.iter().map(|r| r.stage.chars().count()).max().unwrap_or(0).max(5);
-        let w_status = self.rows.iter().map(|r| r.status.len()).max().unwrap_or(0).max(6);
+        let w_job = self
+            .rows
+            .iter()
+            .map(|r| r.job.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(3);
+        let w_stage = self
+            .rows
+            .iter()
+            .map(|r| r.stage.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let w_status = self
+            .rows
+            .iter()
+            .map(|r| r.status.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         writeln!(out)?;
-        writeln!(out, "{:w_job$}  {:w_stage$}  {:w_status$}  {:>8}  NOTE", "JOB", "STAGE", "STATUS", "DURATION")?;
+        writeln!(
+            out,
+            "{:w_job$}  {:w_stage$}  {:w_status$}  {:>8}  NOTE",
+            "JOB", "STAGE", "STATUS", "DURATION"
+        )?;
         for r in &self.rows {
             let status = format!("{:w_status$}", r.status);
             let d = r.duration.map(duration).unwrap_or_default();
-            let line = format!("{:w_job$}  {:w_stage$}  {}  {:>8}  {}", r.job, r.stage, paint(color, status_color(&r.status), &status), d, r.note);
+            let line = format!(
+                "{:w_job$}  {:w_stage$}  {}  {:>8}  {}",
+                r.job,
+                r.stage,
+                paint(color, status_color(&r.status), &status),
+                d,
+                r.note
+            );
             writeln!(out, "{}", line.trim_end())?;
         }
         if let Some(status) = self.status {
@@ -90,7 +141,12 @@ impl Summary {
                 RunStatus::Failed => "failed",
                 RunStatus::Interrupted => "interrupted",
             };
-            writeln!(out, "\nrun {} {word} in {}", self.run_id, duration(self.duration))?;
+            writeln!(
+                out,
+                "\nrun {} {word} in {}",
+                self.run_id,
+                duration(self.duration)
+            )?;
         }
         Ok(())
     }

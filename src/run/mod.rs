@@ -40,6 +40,7 @@ pub struct JobResult {
     pub attempts: u32,
     pub duration: Duration,
     pub message: Option<String>,
+    pub findings: Option<crate::scan::Counts>,
 }
 
 #[derive(Debug)]
@@ -80,11 +81,19 @@ pub async fn run(
             .map(|(i, j)| PlannedJob {
                 name: j.name.clone(),
                 stage: j.stage.clone(),
-                needs: plan.deps[i].iter().map(|(d, _)| plan.jobs[*d].name.clone()).collect(),
+                needs: plan.deps[i]
+                    .iter()
+                    .map(|(d, _)| plan.jobs[*d].name.clone())
+                    .collect(),
             })
             .collect(),
     });
-    let mut images: Vec<String> = plan.jobs.iter().filter_map(|j| j.image.clone()).collect();
+    let mut images: Vec<String> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.scan.is_empty())
+        .filter_map(|j| j.image.clone())
+        .collect();
     images.sort();
     images.dedup();
     backend.prepare(&images).await?;
@@ -92,9 +101,12 @@ pub async fn run(
     let n = plan.jobs.len();
     let mut state: Vec<State> = (0..n).map(|_| State::Pending).collect();
     let mut waiting: Vec<usize> = plan.deps.iter().map(Vec::len).collect();
-    let mut ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)> =
-        (0..n).filter(|&i| waiting[i] == 0).map(|i| (plan.tail[i], std::cmp::Reverse(i))).collect();
+    let mut ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)> = (0..n)
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| (plan.tail[i], std::cmp::Reverse(i)))
+        .collect();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let inprocess: Arc<dyn Backend> = Arc::new(crate::backend::inprocess::InProcess);
     let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
     let mut failed = false;
     let mut interrupted_by = None;
@@ -102,11 +114,17 @@ pub async fn run(
 
     loop {
         while *stop_tx.borrow() == Stop::No && running.len() < opts.concurrency.max(1) {
-            let Some((_, std::cmp::Reverse(i))) = ready.pop() else { break };
+            let Some((_, std::cmp::Reverse(i))) = ready.pop() else {
+                break;
+            };
             state[i] = State::Running;
             let spec = job_spec(plan, i, &opts);
             let task = JobTask {
-                backend: backend.clone(),
+                backend: if spec.scan.is_some() {
+                    inprocess.clone()
+                } else {
+                    backend.clone()
+                },
                 log: LogSink::new(spec.job.clone(), events.clone()),
                 events: events.clone(),
                 timeout: plan.jobs[i].timeout,
@@ -132,6 +150,7 @@ pub async fn run(
                     attempts: result.attempts,
                     allowed,
                     message: result.message.clone(),
+                    findings: result.findings,
                 });
                 state[i] = State::Done(result);
                 if ok || allowed {
@@ -168,10 +187,17 @@ pub async fn run(
 
     backend.shutdown().await;
     // Whatever never became ready was held back by a stop.
-    let reason = if interrupted_by.is_some() { "the run was interrupted" } else { "cancelled by --fail-fast after a failure" };
+    let reason = if interrupted_by.is_some() {
+        "the run was interrupted"
+    } else {
+        "cancelled by --fail-fast after a failure"
+    };
     for (i, s) in state.iter_mut().enumerate() {
         if matches!(s, State::Pending) {
-            emit(EventKind::JobSkipped { job: plan.jobs[i].name.clone(), reason: reason.into() });
+            emit(EventKind::JobSkipped {
+                job: plan.jobs[i].name.clone(),
+                reason: reason.into(),
+            });
             *s = State::Skipped(reason.into());
         }
     }
@@ -182,7 +208,10 @@ pub async fn run(
     } else {
         RunStatus::Passed
     };
-    emit(EventKind::RunFinished { status, duration: started.elapsed() });
+    emit(EventKind::RunFinished {
+        status,
+        duration: started.elapsed(),
+    });
     let jobs = state
         .into_iter()
         .map(|s| match s {
@@ -191,18 +220,34 @@ pub async fn run(
             State::Pending | State::Running => unreachable!("every job ended"),
         })
         .collect();
-    Ok(RunResult { status, interrupted_by, jobs })
+    Ok(RunResult {
+        status,
+        interrupted_by,
+        jobs,
+    })
 }
 
 /// Marks everything downstream of `failed_job` as skipped, each naming the job it needed.
-fn skip_dependents(plan: &Plan, failed_job: usize, how: &str, state: &mut [State], emit: &impl Fn(EventKind)) {
-    let mut stack: Vec<(usize, usize, &str)> = plan.dependents[failed_job].iter().map(|&d| (d, failed_job, how)).collect();
+fn skip_dependents(
+    plan: &Plan,
+    failed_job: usize,
+    how: &str,
+    state: &mut [State],
+    emit: &impl Fn(EventKind),
+) {
+    let mut stack: Vec<(usize, usize, &str)> = plan.dependents[failed_job]
+        .iter()
+        .map(|&d| (d, failed_job, how))
+        .collect();
     while let Some((j, because, how)) = stack.pop() {
         if !matches!(state[j], State::Pending) {
             continue;
         }
         let reason = format!("needs `{}`, which {how}", plan.jobs[because].name);
-        emit(EventKind::JobSkipped { job: plan.jobs[j].name.clone(), reason: reason.clone() });
+        emit(EventKind::JobSkipped {
+            job: plan.jobs[j].name.clone(),
+            reason: reason.clone(),
+        });
         state[j] = State::Skipped(reason);
         stack.extend(plan.dependents[j].iter().map(|&d| (d, j, "was skipped")));
     }
@@ -214,8 +259,15 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     let mut layers = vec![opts.run.source()];
     // Artifacts of what it needs from earlier invocations, then of the jobs it needs in this
     // one, in file order: a later job's file wins a conflict.
-    let prior = plan.prior[i].iter().filter(|p| p.has_artifacts).map(|p| p.slug.as_str());
-    let mut deps: Vec<usize> = plan.deps[i].iter().filter(|(d, _)| !plan.jobs[*d].artifacts.is_empty()).map(|(d, _)| *d).collect();
+    let prior = plan.prior[i]
+        .iter()
+        .filter(|p| p.has_artifacts)
+        .map(|p| p.slug.as_str());
+    let mut deps: Vec<usize> = plan.deps[i]
+        .iter()
+        .filter(|(d, _)| !plan.jobs[*d].artifacts.is_empty())
+        .map(|(d, _)| *d)
+        .collect();
     deps.sort_unstable();
     for slug in prior.chain(deps.iter().map(|&d| slugs[d].as_str())) {
         let dir = opts.run.artifacts(slug);
@@ -240,6 +292,25 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
         scratch: opts.run.scratch(&slugs[i]),
         artifacts: job.artifacts.clone(),
         artifacts_dest: opts.run.artifacts(&slugs[i]),
+        scan: (!job.scan.is_empty()).then(|| crate::backend::inprocess::ScanSpec {
+            scanners: job.scan.clone(),
+            fail_on: job.fail_on,
+            sarif: opts
+                .run
+                .root
+                .join("scan")
+                .join(format!("{}.sarif", slugs[i])),
+        }),
+        privileged: job.privileged,
+        binds: job
+            .volumes
+            .iter()
+            .map(|v| crate::backend::Bind {
+                host: v.host.clone(),
+                container: v.container.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
     }
 }
 
@@ -259,23 +330,50 @@ impl JobTask {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let _ = self.events.send(Event::now(EventKind::JobStarted { job: spec.job.clone(), attempt }));
-            let spec = JobSpec { scratch: spec.scratch.join(attempt.to_string()), ..spec.clone() };
-            let (status, exit_code, message) = self.attempt(&spec).await;
+            let _ = self.events.send(Event::now(EventKind::JobStarted {
+                job: spec.job.clone(),
+                attempt,
+            }));
+            let spec = JobSpec {
+                scratch: spec.scratch.join(attempt.to_string()),
+                ..spec.clone()
+            };
+            let (status, exit_code, message, findings) = self.attempt(&spec).await;
             let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled);
             if retryable && attempt <= self.retry && *self.stop.borrow() == Stop::No {
-                let reason = message.clone().unwrap_or_else(|| describe(status, exit_code));
-                let _ = self.events.send(Event::now(EventKind::JobRetrying { job: spec.job.clone(), attempt, reason }));
+                let reason = message
+                    .clone()
+                    .unwrap_or_else(|| describe(status, exit_code));
+                let _ = self.events.send(Event::now(EventKind::JobRetrying {
+                    job: spec.job.clone(),
+                    attempt,
+                    reason,
+                }));
                 continue;
             }
-            break JobResult { status, exit_code, attempts: attempt, duration: started.elapsed(), message };
+            break JobResult {
+                status,
+                exit_code,
+                attempts: attempt,
+                duration: started.elapsed(),
+                message,
+                findings,
+            };
         };
         result
     }
 
-    async fn attempt(&mut self, spec: &JobSpec) -> (JobStatus, Option<i64>, Option<String>) {
+    async fn attempt(
+        &mut self,
+        spec: &JobSpec,
+    ) -> (
+        JobStatus,
+        Option<i64>,
+        Option<String>,
+        Option<crate::scan::Counts>,
+    ) {
         if *self.stop.borrow() != Stop::No {
-            return (JobStatus::Cancelled, None, None);
+            return (JobStatus::Cancelled, None, None, None);
         }
         let (tx, rx) = watch::channel(Stop::No);
         let mut job = self.backend.run(spec, &self.log, rx);
@@ -303,21 +401,30 @@ impl JobTask {
             }
         };
         let stopped = *self.stop.borrow() != Stop::No;
-        match outcome {
+        let findings = outcome.as_ref().ok().and_then(|o| o.findings);
+        let (status, code, message) = match outcome {
             Ok(_) if timed_out => {
                 let t = self.timeout.expect("timed out, so it has a timeout");
-                (JobStatus::TimedOut, None, Some(format!("timed out after {}", humantime::format_duration(t))))
+                (
+                    JobStatus::TimedOut,
+                    None,
+                    Some(format!("timed out after {}", humantime::format_duration(t))),
+                )
             }
             Ok(o) if stopped && o.exit_code != 0 => (JobStatus::Cancelled, Some(o.exit_code), None),
             Ok(o) if o.exit_code == 0 => {
                 for path in &o.missing_artifacts {
-                    self.log.line(crate::event::Stream::Stderr, format!("pipe: artifact `{path}` was not produced"));
+                    self.log.line(
+                        crate::event::Stream::Stderr,
+                        format!("pipe: artifact `{path}` was not produced"),
+                    );
                 }
                 (JobStatus::Passed, Some(0), None)
             }
             Ok(o) => (JobStatus::Failed, Some(o.exit_code), None),
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
-        }
+        };
+        (status, code, message, findings)
     }
 }
 

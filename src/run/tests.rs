@@ -15,7 +15,12 @@ struct Ran {
     fake: Arc<FakeBackend>,
 }
 
-async fn run_yaml(yaml: &str, concurrency: usize, fail_fast: bool, interrupt_after: Option<Duration>) -> Ran {
+async fn run_yaml(
+    yaml: &str,
+    concurrency: usize,
+    fail_fast: bool,
+    interrupt_after: Option<Duration>,
+) -> Ran {
     let pipeline = crate::pipeline::parse(yaml, "t").expect("valid");
     let plan = crate::plan::build(&pipeline, crate::plan::Selection::all()).expect("plans");
     let project = tempfile::tempdir().unwrap();
@@ -32,18 +37,32 @@ async fn run_yaml(yaml: &str, concurrency: usize, fail_fast: bool, interrupt_aft
     } else {
         drop(itx);
     }
-    let opts = RunOptions { run, concurrency, fail_fast, env: vec![] };
-    let result = super::run(&plan, fake.clone(), opts, tx, irx).await.unwrap();
+    let opts = RunOptions {
+        run,
+        concurrency,
+        fail_fast,
+        env: vec![],
+    };
+    let result = super::run(&plan, fake.clone(), opts, tx, irx)
+        .await
+        .unwrap();
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e.kind);
     }
-    Ran { result, events, fake }
+    Ran {
+        result,
+        events,
+        fake,
+    }
 }
 
 fn span(ran: &Ran, job: &str) -> (tokio::time::Instant, tokio::time::Instant) {
     let spans = ran.fake.spans.lock().unwrap();
-    let (_, a, b) = spans.iter().find(|(j, _, _)| j == job).unwrap_or_else(|| panic!("{job} did not run"));
+    let (_, a, b) = spans
+        .iter()
+        .find(|(j, _, _)| j == job)
+        .unwrap_or_else(|| panic!("{job} did not run"));
     (*a, *b)
 }
 
@@ -82,8 +101,18 @@ async fn concurrency_limit_is_respected_and_critical_work_goes_first() {
         None,
     )
     .await;
-    let order: Vec<String> = ran.fake.spans.lock().unwrap().iter().map(|(j, _, _)| j.clone()).collect();
-    assert_eq!(order[0], "long", "the head of the longest chain starts first: {order:?}");
+    let order: Vec<String> = ran
+        .fake
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(j, _, _)| j.clone())
+        .collect();
+    assert_eq!(
+        order[0], "long",
+        "the head of the longest chain starts first: {order:?}"
+    );
     let spans = ran.fake.spans.lock().unwrap();
     for w in spans.windows(2) {
         assert!(w[1].1 >= w[0].2, "two jobs overlapped with --jobs 1");
@@ -103,11 +132,20 @@ async fn a_failure_skips_dependents_but_not_independent_jobs() {
     assert_eq!(
         skipped(&ran),
         [
-            ("test".to_string(), "needs `build`, which failed".to_string()),
-            ("deploy".to_string(), "needs `test`, which was skipped".to_string())
+            (
+                "test".to_string(),
+                "needs `build`, which failed".to_string()
+            ),
+            (
+                "deploy".to_string(),
+                "needs `test`, which was skipped".to_string()
+            )
         ]
     );
-    assert_eq!(ran.result.jobs[3].as_ref().unwrap().status, JobStatus::Passed);
+    assert_eq!(
+        ran.result.jobs[3].as_ref().unwrap().status,
+        JobStatus::Passed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -133,8 +171,17 @@ async fn fail_fast_cancels_running_jobs_and_skips_the_rest() {
     )
     .await;
     assert_eq!(ran.result.status, RunStatus::Failed);
-    assert_eq!(ran.result.jobs[1].as_ref().unwrap().status, JobStatus::Cancelled);
-    assert_eq!(skipped(&ran), [("later".to_string(), "needs `long`, which was cancelled".to_string())]);
+    assert_eq!(
+        ran.result.jobs[1].as_ref().unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        skipped(&ran),
+        [(
+            "later".to_string(),
+            "needs `long`, which was cancelled".to_string()
+        )]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -149,7 +196,11 @@ async fn timeout_kills_and_retry_reruns() {
     let stuck = ran.result.jobs[0].as_ref().unwrap();
     assert_eq!(stuck.status, JobStatus::TimedOut);
     assert_eq!(stuck.attempts, 3);
-    let retries = ran.events.iter().filter(|e| matches!(e, EventKind::JobRetrying { .. })).count();
+    let retries = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e, EventKind::JobRetrying { .. }))
+        .count();
     assert_eq!(retries, 2);
 }
 
@@ -163,7 +214,10 @@ async fn an_interrupt_stops_running_jobs_and_skips_pending_ones() {
     )
     .await;
     assert_eq!(ran.result.status, RunStatus::Interrupted);
-    assert_eq!(ran.result.jobs[0].as_ref().unwrap().status, JobStatus::Cancelled);
+    assert_eq!(
+        ran.result.jobs[0].as_ref().unwrap().status,
+        JobStatus::Cancelled
+    );
     assert_eq!(skipped(&ran)[0].0, "next");
 }
 
@@ -179,7 +233,10 @@ async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
     let specs = ran.fake.specs.lock().unwrap();
     let build = specs.iter().find(|s| s.job == "build").unwrap();
     assert!(build.env.contains(&("PIPE_JOB".into(), "build".into())));
-    assert_eq!(build.env.iter().rev().find(|(k, _)| k == "A").unwrap().1, "job");
+    assert_eq!(
+        build.env.iter().rev().find(|(k, _)| k == "A").unwrap().1,
+        "job"
+    );
     let use_ = specs.iter().find(|s| s.job == "use").unwrap();
     // The fake produces no artifact directory, so only the source layer is there.
     assert_eq!(use_.layers.len(), 1);

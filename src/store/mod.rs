@@ -125,6 +125,8 @@ pub struct JobRecord {
     pub note: Option<String>,
     pub log: String,
     pub artifacts: Vec<String>,
+    /// A scan job's findings per severity, for gates that look at them.
+    pub findings: Option<crate::scan::Counts>,
 }
 
 impl JobRecord {
@@ -152,11 +154,21 @@ pub struct AuditEntry {
 /// The recorded runs of one project.
 pub trait Store: Send {
     /// Records a new run owned by this process and returns its id (1, 2, 3, … per project).
-    fn create_run(&mut self, run: &NewRun, jobs: &[(String, String, Phase, Option<String>)]) -> Result<RunId, StoreError>;
+    fn create_run(
+        &mut self,
+        run: &NewRun,
+        jobs: &[(String, String, Phase, Option<String>)],
+    ) -> Result<RunId, StoreError>;
     /// Takes a run over for a later phase (release, retry) by this process.
     fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
     fn set_state(&mut self, id: RunId, state: RunState, ended: bool) -> Result<(), StoreError>;
-    fn job_started(&mut self, id: RunId, job: &str, attempt: u32, log: &str) -> Result<(), StoreError>;
+    fn job_started(
+        &mut self,
+        id: RunId,
+        job: &str,
+        attempt: u32,
+        log: &str,
+    ) -> Result<(), StoreError>;
     fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError>;
     /// Resets jobs to pending for a rerun.
     fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError>;
@@ -164,11 +176,27 @@ pub trait Store: Send {
     fn resolve(&mut self, run: &str) -> Result<RunId, StoreError>;
     fn run(&mut self, id: RunId) -> Result<RunRecord, StoreError>;
     /// Newest first; only runs that deployed to `environment` when given.
-    fn runs(&mut self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+    fn runs(
+        &mut self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
     fn jobs(&mut self, id: RunId) -> Result<Vec<JobRecord>, StoreError>;
     /// Records an approval; false when this approver had already approved.
-    fn approve(&mut self, id: RunId, by: &str, comment: Option<&str>, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn approve(
+        &mut self,
+        id: RunId,
+        by: &str,
+        comment: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     fn approvals(&mut self, id: RunId) -> Result<Vec<Approval>, StoreError>;
-    fn audit(&mut self, id: RunId, actor: &str, action: &str, detail: &str) -> Result<(), StoreError>;
+    fn audit(
+        &mut self,
+        id: RunId,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
     fn audit_trail(&mut self, id: RunId) -> Result<Vec<AuditEntry>, StoreError>;
 }

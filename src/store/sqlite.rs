@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     note TEXT,
     log TEXT NOT NULL DEFAULT '',
     artifacts TEXT NOT NULL DEFAULT '[]',
+    findings TEXT,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS approvals (
@@ -92,7 +93,9 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
 }
 
 impl SqliteStore {
@@ -112,10 +115,19 @@ impl SqliteStore {
 
     /// Runs whose owning process is gone are interrupted, never running forever.
     fn reap(&mut self) -> Result<(), StoreError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let orphans: Vec<(RunId, String)> = {
             let mut q = tx.prepare("SELECT id, state, owner_pid, owner_start FROM runs WHERE state IN ('running', 'releasing')")?;
-            let rows = q.query_map([], |r| Ok((r.get::<_, RunId>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<u32>>(2)?, r.get::<_, Option<String>>(3)?)))?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, RunId>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<u32>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, state, pid, start) = row?;
@@ -129,8 +141,15 @@ impl SqliteStore {
         for (id, state) in orphans {
             // A release that died leaves the run as it was before: awaiting release, so it can
             // be tried again; its jobs that were cut off say so.
-            let new_state = if state == "releasing" { RunState::AwaitingRelease } else { RunState::Interrupted };
-            tx.execute("UPDATE runs SET state = ?1, ended_at = COALESCE(ended_at, ?2) WHERE id = ?3", params![new_state.as_str(), now(), id])?;
+            let new_state = if state == "releasing" {
+                RunState::AwaitingRelease
+            } else {
+                RunState::Interrupted
+            };
+            tx.execute(
+                "UPDATE runs SET state = ?1, ended_at = COALESCE(ended_at, ?2) WHERE id = ?3",
+                params![new_state.as_str(), now(), id],
+            )?;
             tx.execute("UPDATE jobs SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('running', 'pending')", params![id])?;
             tx.execute(
                 "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, 'pipe', 'interrupted', ?3)",
@@ -155,8 +174,12 @@ impl SqliteStore {
             trigger: r.get("trigger")?,
             state: RunState::parse(&r.get::<_, String>("state")?),
             started_at: parse_time(&r.get::<_, String>("started_at")?),
-            ended_at: r.get::<_, Option<String>>("ended_at")?.map(|t| parse_time(&t)),
-            environments: envs.map(|e| e.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            ended_at: r
+                .get::<_, Option<String>>("ended_at")?
+                .map(|t| parse_time(&t)),
+            environments: envs
+                .map(|e| e.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
             releases: r.get("releases")?,
         })
     }
@@ -166,9 +189,15 @@ const RUN_COLUMNS: &str = "runs.*, (SELECT group_concat(DISTINCT environment) FR
     WHERE jobs.run_id = runs.id AND environment IS NOT NULL AND status = 'passed') AS environments";
 
 impl Store for SqliteStore {
-    fn create_run(&mut self, run: &NewRun, jobs: &[(String, String, Phase, Option<String>)]) -> Result<RunId, StoreError> {
+    fn create_run(
+        &mut self,
+        run: &NewRun,
+        jobs: &[(String, String, Phase, Option<String>)],
+    ) -> Result<RunId, StoreError> {
         let (pid, start) = me();
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO runs (pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
@@ -187,7 +216,11 @@ impl Store for SqliteStore {
         )?;
         let id = tx.last_insert_rowid();
         for (position, (name, stage, phase, environment)) in jobs.iter().enumerate() {
-            let phase = if *phase == Phase::Main { "main" } else { "release" };
+            let phase = if *phase == Phase::Main {
+                "main"
+            } else {
+                "release"
+            };
             tx.execute(
                 "INSERT INTO jobs (run_id, position, name, stage, phase, environment, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
                 params![id, position as i64, name, stage, phase, environment],
@@ -222,7 +255,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn job_started(&mut self, id: RunId, job: &str, attempt: u32, log: &str) -> Result<(), StoreError> {
+    fn job_started(
+        &mut self,
+        id: RunId,
+        job: &str,
+        attempt: u32,
+        log: &str,
+    ) -> Result<(), StoreError> {
         self.db.execute(
             "UPDATE jobs SET status = 'running', attempts = ?1, log = ?2 WHERE run_id = ?3 AND name = ?4",
             params![attempt, log, id, job],
@@ -232,8 +271,8 @@ impl Store for SqliteStore {
 
     fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError> {
         self.db.execute(
-            "UPDATE jobs SET status = ?1, attempts = MAX(attempts, ?2), exit_code = ?3, duration_ms = ?4, note = ?5, artifacts = ?6
-             WHERE run_id = ?7 AND name = ?8",
+            "UPDATE jobs SET status = ?1, attempts = MAX(attempts, ?2), exit_code = ?3, duration_ms = ?4, note = ?5, artifacts = ?6,
+             findings = ?9 WHERE run_id = ?7 AND name = ?8",
             params![
                 job.status,
                 job.attempts,
@@ -242,14 +281,17 @@ impl Store for SqliteStore {
                 job.note,
                 serde_json::to_string(&job.artifacts).unwrap_or_default(),
                 id,
-                job.name
+                job.name,
+                job.findings.map(|f| serde_json::to_string(&f).unwrap_or_default())
             ],
         )?;
         Ok(())
     }
 
     fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for job in jobs {
             tx.execute(
                 "UPDATE jobs SET status = 'pending', exit_code = NULL, duration_ms = NULL, note = NULL WHERE run_id = ?1 AND name = ?2",
@@ -262,11 +304,15 @@ impl Store for SqliteStore {
 
     fn resolve(&mut self, run: &str) -> Result<RunId, StoreError> {
         let id: Option<RunId> = if run == "last" {
-            self.db.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))?
+            self.db
+                .query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))?
         } else {
             let n: Option<RunId> = run.trim_start_matches('#').parse().ok();
             match n {
-                Some(n) => self.db.query_row("SELECT id FROM runs WHERE id = ?1", [n], |r| r.get(0)).optional()?,
+                Some(n) => self
+                    .db
+                    .query_row("SELECT id FROM runs WHERE id = ?1", [n], |r| r.get(0))
+                    .optional()?,
                 None => None,
             }
         };
@@ -275,12 +321,20 @@ impl Store for SqliteStore {
 
     fn run(&mut self, id: RunId) -> Result<RunRecord, StoreError> {
         self.db
-            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], Self::run_row)
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                Self::run_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
     }
 
-    fn runs(&mut self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+    fn runs(
+        &mut self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let mut q = self.db.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id
              AND jobs.environment = ?1 AND jobs.status = 'passed') ORDER BY id DESC LIMIT ?2"
@@ -290,13 +344,19 @@ impl Store for SqliteStore {
     }
 
     fn jobs(&mut self, id: RunId) -> Result<Vec<JobRecord>, StoreError> {
-        let mut q = self.db.prepare("SELECT * FROM jobs WHERE run_id = ?1 ORDER BY position")?;
+        let mut q = self
+            .db
+            .prepare("SELECT * FROM jobs WHERE run_id = ?1 ORDER BY position")?;
         let rows = q.query_map([id], |r| {
             let artifacts: String = r.get("artifacts")?;
             Ok(JobRecord {
                 name: r.get("name")?,
                 stage: r.get("stage")?,
-                phase: if r.get::<_, String>("phase")? == "release" { Phase::Release } else { Phase::Main },
+                phase: if r.get::<_, String>("phase")? == "release" {
+                    Phase::Release
+                } else {
+                    Phase::Main
+                },
                 environment: r.get("environment")?,
                 status: r.get("status")?,
                 attempts: r.get("attempts")?,
@@ -305,13 +365,24 @@ impl Store for SqliteStore {
                 note: r.get("note")?,
                 log: r.get("log")?,
                 artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+                findings: r
+                    .get::<_, Option<String>>("findings")?
+                    .and_then(|f| serde_json::from_str(&f).ok()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn approve(&mut self, id: RunId, by: &str, comment: Option<&str>, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn approve(
+        &mut self,
+        id: RunId,
+        by: &str,
+        comment: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO approvals (run_id, approver, comment, at) VALUES (?1, ?2, ?3, ?4)",
             params![id, by, comment, time(at)],
@@ -327,12 +398,26 @@ impl Store for SqliteStore {
     }
 
     fn approvals(&mut self, id: RunId) -> Result<Vec<Approval>, StoreError> {
-        let mut q = self.db.prepare("SELECT approver, comment, at FROM approvals WHERE run_id = ?1 ORDER BY at")?;
-        let rows = q.query_map([id], |r| Ok(Approval { by: r.get(0)?, comment: r.get(1)?, at: parse_time(&r.get::<_, String>(2)?) }))?;
+        let mut q = self
+            .db
+            .prepare("SELECT approver, comment, at FROM approvals WHERE run_id = ?1 ORDER BY at")?;
+        let rows = q.query_map([id], |r| {
+            Ok(Approval {
+                by: r.get(0)?,
+                comment: r.get(1)?,
+                at: parse_time(&r.get::<_, String>(2)?),
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn audit(&mut self, id: RunId, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
+    fn audit(
+        &mut self,
+        id: RunId,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
         self.db.execute(
             "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, now(), actor, action, detail],
@@ -341,9 +426,16 @@ impl Store for SqliteStore {
     }
 
     fn audit_trail(&mut self, id: RunId) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut q = self.db.prepare("SELECT at, actor, action, detail FROM audit WHERE run_id = ?1 ORDER BY id")?;
+        let mut q = self
+            .db
+            .prepare("SELECT at, actor, action, detail FROM audit WHERE run_id = ?1 ORDER BY id")?;
         let rows = q.query_map([id], |r| {
-            Ok(AuditEntry { at: parse_time(&r.get::<_, String>(0)?), actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? })
+            Ok(AuditEntry {
+                at: parse_time(&r.get::<_, String>(0)?),
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                detail: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -370,7 +462,15 @@ mod tests {
     fn runs_get_short_increasing_ids_and_jobs_keep_their_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        let jobs = vec![("b".to_string(), "build".to_string(), Phase::Main, None), ("a".into(), "deploy".into(), Phase::Main, Some("prod".into()))];
+        let jobs = vec![
+            ("b".to_string(), "build".to_string(), Phase::Main, None),
+            (
+                "a".into(),
+                "deploy".into(),
+                Phase::Main,
+                Some("prod".into()),
+            ),
+        ];
         assert_eq!(s.create_run(&new_run(), &jobs).unwrap(), 1);
         assert_eq!(s.create_run(&new_run(), &jobs).unwrap(), 2);
         assert_eq!(s.resolve("last").unwrap(), 2);
@@ -383,14 +483,23 @@ mod tests {
     fn a_run_whose_process_died_is_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        let id = s.create_run(&new_run(), &[("j".into(), "build".into(), Phase::Main, None)]).unwrap();
+        let id = s
+            .create_run(
+                &new_run(),
+                &[("j".into(), "build".into(), Phase::Main, None)],
+            )
+            .unwrap();
         // A pid that cannot be running.
-        s.db.execute("UPDATE runs SET owner_pid = 4194999 WHERE id = ?1", [id]).unwrap();
+        s.db.execute("UPDATE runs SET owner_pid = 4194999 WHERE id = ?1", [id])
+            .unwrap();
         drop(s);
         let mut s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.run(id).unwrap().state, RunState::Interrupted);
         assert_eq!(s.jobs(id).unwrap()[0].status, "interrupted");
-        assert_eq!(s.audit_trail(id).unwrap().last().unwrap().action, "interrupted");
+        assert_eq!(
+            s.audit_trail(id).unwrap().last().unwrap().action,
+            "interrupted"
+        );
     }
 
     #[test]
@@ -403,7 +512,10 @@ mod tests {
         assert!(s.approve(id, "bob", None, Utc::now()).unwrap());
         assert_eq!(s.approvals(id).unwrap().len(), 2);
         assert!(s.db.execute("DELETE FROM audit", []).is_err());
-        assert!(s.db.execute("UPDATE audit SET actor = 'mallory'", []).is_err());
+        assert!(s
+            .db
+            .execute("UPDATE audit SET actor = 'mallory'", [])
+            .is_err());
         assert_eq!(s.audit_trail(id).unwrap().len(), 4);
     }
 }

@@ -33,14 +33,20 @@ impl RunDir {
         remove(&root)?;
         fs::create_dir_all(&root)?;
         fs::write(root.join(PID_FILE), std::process::id().to_string())?;
-        Ok(RunDir { id: id.to_string(), root })
+        Ok(RunDir {
+            id: id.to_string(),
+            root,
+        })
     }
 
     /// The directory of an existing run, now owned by this process.
     pub fn open(project: &Path, id: i64) -> io::Result<RunDir> {
         let root = Self::path(project, id);
         fs::write(root.join(PID_FILE), std::process::id().to_string())?;
-        Ok(RunDir { id: id.to_string(), root })
+        Ok(RunDir {
+            id: id.to_string(),
+            root,
+        })
     }
 
     fn path(project: &Path, id: i64) -> PathBuf {
@@ -70,11 +76,15 @@ impl RunDir {
 /// could clean up). Logs and artifacts stay. Returns how many runs were cleaned.
 pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Result<usize> {
     let runs = project.join(STATE_DIR).join("runs");
-    let Ok(entries) = fs::read_dir(&runs) else { return Ok(0) };
+    let Ok(entries) = fs::read_dir(&runs) else {
+        return Ok(0);
+    };
     let mut cleaned = 0;
     for entry in entries {
         let root = entry?.path();
-        let pid = fs::read_to_string(root.join(PID_FILE)).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        let pid = fs::read_to_string(root.join(PID_FILE))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
         let leftovers = [root.join("source"), root.join("jobs")];
         if pid.is_some_and(&is_alive) || !leftovers.iter().any(|p| p.exists()) {
             continue;
@@ -127,12 +137,17 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
         .git_global(false)
         .require_git(false)
         .follow_links(false)
-        .filter_entry(|e| !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".git" | STATE_DIR))))
+        .filter_entry(|e| {
+            !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".git" | STATE_DIR)))
+        })
         .build_parallel();
     walker.run(|| {
         Box::new(|entry| {
             let result = entry.map_err(io::Error::other).and_then(|entry| {
-                let rel = entry.path().strip_prefix(project).map_err(io::Error::other)?;
+                let rel = entry
+                    .path()
+                    .strip_prefix(project)
+                    .map_err(io::Error::other)?;
                 if rel.as_os_str().is_empty() {
                     return Ok(());
                 }
@@ -146,7 +161,10 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
             match result {
                 Ok(()) => ignore::WalkState::Continue,
                 Err(e) => {
-                    first_error.lock().expect("no panics while held").get_or_insert(e);
+                    first_error
+                        .lock()
+                        .expect("no panics while held")
+                        .get_or_insert(e);
                     ignore::WalkState::Quit
                 }
             }
@@ -155,7 +173,10 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
     if let Some(e) = first_error.into_inner().expect("no panics while held") {
         return Err(e);
     }
-    Ok(CopyStats { files: files.into_inner(), bytes: bytes.into_inner() })
+    Ok(CopyStats {
+        files: files.into_inner(),
+        bytes: bytes.into_inner(),
+    })
 }
 
 /// Copies one file, symlink or directory (not its contents). Returns the bytes of a file copied.
@@ -187,7 +208,11 @@ pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         // Joining an empty path would add a trailing slash, which fails on a file.
-        let (from, to) = if rel.as_os_str().is_empty() { (src.to_path_buf(), dest.to_path_buf()) } else { (src.join(&rel), dest.join(&rel)) };
+        let (from, to) = if rel.as_os_str().is_empty() {
+            (src.to_path_buf(), dest.to_path_buf())
+        } else {
+            (src.join(&rel), dest.join(&rel))
+        };
         if let Some(n) = copy_entry(&from, &to)? {
             stats.files += 1;
             stats.bytes += n;
@@ -202,7 +227,11 @@ pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
 
 /// Copies each declared artifact path of a finished job from its workspace into `dest`.
 /// Returns the paths that did not exist.
-pub fn collect_artifacts(workspace: &Path, paths: &[String], dest: &Path) -> io::Result<Vec<String>> {
+pub fn collect_artifacts(
+    workspace: &Path,
+    paths: &[String],
+    dest: &Path,
+) -> io::Result<Vec<String>> {
     let mut missing = Vec::new();
     for path in paths {
         let from = workspace.join(path);
@@ -229,7 +258,10 @@ mod tests {
 
     #[test]
     fn slugs_are_safe() {
-        assert_eq!(slug("unit [TARGET=x86_64, OS=linux]"), "unit-TARGET-x86_64-OS-linux");
+        assert_eq!(
+            slug("unit [TARGET=x86_64, OS=linux]"),
+            "unit-TARGET-x86_64-OS-linux"
+        );
         assert_eq!(slug("///"), "job");
     }
 

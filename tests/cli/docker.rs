@@ -21,7 +21,9 @@ fn a_fan_out_runs_in_parallel() {
         events
             .iter()
             .enumerate()
-            .filter(|(_, e)| e["event"] == event && e["job"].as_str().is_some_and(|j| j.starts_with(prefix)))
+            .filter(|(_, e)| {
+                e["event"] == event && e["job"].as_str().is_some_and(|j| j.starts_with(prefix))
+            })
             .map(|(i, _)| i)
             .collect()
     };
@@ -29,12 +31,24 @@ fn a_fan_out_runs_in_parallel() {
     let ends = position("job_finished", "shard");
     assert_eq!(starts.len(), 4);
     // All four shards were running at once: each started before any of them finished.
-    assert!(starts.iter().max() < ends.iter().min(), "shards did not overlap");
+    assert!(
+        starts.iter().max() < ends.iter().min(),
+        "shards did not overlap"
+    );
     assert!(position("job_started", "merge")[0] > *ends.iter().max().unwrap());
-    assert!(events.iter().all(|e| e["schema"] == 1 && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
-    let outputs: Vec<&str> = events.iter().filter(|e| e["event"] == "job_output").filter_map(|e| e["line"].as_str()).collect();
+    assert!(events
+        .iter()
+        .all(|e| e["schema"] == 1 && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    let outputs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "job_output")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
     assert!(outputs.contains(&"shard 3"), "{outputs:?}");
-    assert!(outputs.contains(&"$ echo shard $N"), "each line is echoed before it runs: {outputs:?}");
+    assert!(
+        outputs.contains(&"$ echo shard $N"),
+        "each line is echoed before it runs: {outputs:?}"
+    );
 }
 
 #[test]
@@ -48,11 +62,33 @@ fn a_failure_skips_dependents_and_fails_the_run() {
     ));
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 1, "{}", ran.all());
-    assert!(ran.row("build").starts_with("build build failed"), "{}", ran.stdout);
-    assert!(ran.row("test").ends_with("skipped needs `build`, which failed"), "{}", ran.stdout);
-    assert!(ran.row("deploy").ends_with("skipped needs `test`, which was skipped"), "{}", ran.stdout);
-    assert!(ran.row("lint").starts_with("lint build passed"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("[build] compiling"), "plain lines are prefixed with the job: {}", ran.stdout);
+    assert!(
+        ran.row("build").starts_with("build build failed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.row("test")
+            .ends_with("skipped needs `build`, which failed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.row("deploy")
+            .ends_with("skipped needs `test`, which was skipped"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.row("lint").starts_with("lint build passed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("[build] compiling"),
+        "plain lines are prefixed with the job: {}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("exit code 3"), "{}", ran.stdout);
     assert!(!ran.stdout.contains("never"));
 }
@@ -66,7 +102,11 @@ fn allow_failure_keeps_the_run_green() {
     ));
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(ran.row("flaky").contains("allowed to fail"), "{}", ran.stdout);
+    assert!(
+        ran.row("flaky").contains("allowed to fail"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("[after] after ran"));
 }
 
@@ -80,8 +120,17 @@ fn retry_reruns_and_timeout_kills() {
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.row("flaky").contains("3 attempts"), "{}", ran.stdout);
-    assert_eq!(ran.stdout.matches("[flaky] trying").count(), 3, "{}", ran.stdout);
-    assert!(ran.row("stuck").contains("timed out after 1s"), "{}", ran.stdout);
+    assert_eq!(
+        ran.stdout.matches("[flaky] trying").count(),
+        3,
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.row("stuck").contains("timed out after 1s"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
@@ -106,7 +155,12 @@ fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
     assert!(ran.stdout.contains("[test] source file"), "{}", ran.stdout);
     let kept = std::fs::read_to_string(project.artifact("1", "build", "out/app")).unwrap();
     assert_eq!(kept, "built-binary\n", "artifacts are kept with the run");
-    assert!(project.log("1", "build").contains("$ echo scratch > notes.txt"), "full logs under .pipe");
+    assert!(
+        project
+            .log("1", "build")
+            .contains("$ echo scratch > notes.txt"),
+        "full logs under .pipe"
+    );
 }
 
 #[test]
@@ -118,13 +172,21 @@ fn parallel_jobs_never_see_each_others_writes() {
     ));
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(!project.path().join("shared.txt").exists(), "jobs never write to the project");
+    assert!(
+        !project.path().join("shared.txt").exists(),
+        "jobs never write to the project"
+    );
 }
 
 #[test]
 fn the_workspace_is_the_tree_as_git_sees_it() {
-    let project = Project::new(&pipeline("  look: {script: [test -f kept.txt, test ! -e build/out.o, test ! -e .git]}\n"));
-    project.write(".gitignore", "build/\n").write("kept.txt", "x").write("build/out.o", "x");
+    let project = Project::new(&pipeline(
+        "  look: {script: [test -f kept.txt, test ! -e build/out.o, test ! -e .git]}\n",
+    ));
+    project
+        .write(".gitignore", "build/\n")
+        .write("kept.txt", "x")
+        .write("build/out.o", "x");
     let repo = git2::Repository::init(project.path()).unwrap();
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
@@ -141,26 +203,41 @@ fn builtin_variables_and_env_reach_the_job() {
     index.add_path(std::path::Path::new("pipe.yml")).unwrap();
     let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
     let sig = git2::Signature::now("t", "t@example.com").unwrap();
-    repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[]).unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[])
+        .unwrap();
     let branch = repo.head().unwrap().shorthand().unwrap().to_string();
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(ran.stdout.contains(&format!("[show] hi 8080 true 1 show build {branch} 40")), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains(&format!("[show] hi 8080 true 1 show build {branch} 40")),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
 fn a_missing_image_fails_the_job_with_a_reason() {
-    let project = Project::new("jobs:\n  a: {image: 'pipe-test/does-not-exist:0', script: [echo]}\n");
+    let project =
+        Project::new("jobs:\n  a: {image: 'pipe-test/does-not-exist:0', script: [echo]}\n");
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 1, "{}", ran.all());
-    assert!(ran.stdout.contains("`--pull never` forbids pulling it"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("`--pull never` forbids pulling it"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
 fn a_job_without_an_image_is_refused_before_running() {
     let ran = Project::new("jobs:\n  a: {script: [echo]}\n").pipe(&["run"]);
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("job `a` has no image") && ran.stderr.contains("pipe.yml:2:3"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("job `a` has no image") && ran.stderr.contains("pipe.yml:2:3"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -172,7 +249,10 @@ fn no_engine_is_one_line_and_exit_3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("start Docker, or run with `--backend local`"), "{stderr}");
+    assert!(
+        stderr.contains("start Docker, or run with `--backend local`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -185,13 +265,24 @@ fn ctrl_c_stops_the_run_and_leaves_nothing_behind() {
     ));
     let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
     let pid = child.id();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert_no_leftovers(pid);
     let runs = project.pipe(&["runs"]);
-    assert!(runs.row("1").starts_with("1 interrupted"), "{}", runs.stdout);
-    assert!(project.path().join(".pipe/runs/1/source").is_dir(), "an interrupted run keeps its snapshot for `pipe retry`");
+    assert!(
+        runs.row("1").starts_with("1 interrupted"),
+        "{}",
+        runs.stdout
+    );
+    assert!(
+        project.path().join(".pipe/runs/1/source").is_dir(),
+        "an interrupted run keeps its snapshot for `pipe retry`"
+    );
 }
 
 #[test]
@@ -200,7 +291,11 @@ fn sigterm_exits_143_and_leaves_nothing_behind() {
     let project = Project::new(&pipeline("  long: {script: [sleep 300]}\n"));
     let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
     let pid = child.id();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143));
     assert_no_leftovers(pid);
@@ -222,13 +317,24 @@ fn fail_fast_cancels_running_jobs() {
 fn clean_removes_objects_of_dead_runs() {
     docker_image();
     // A container labelled as pipe's, owned by a pid that cannot exist.
-    let labels = ["--label", "dev.pipe.managed=true", "--label", "dev.pipe.pid=4194999"];
+    let labels = [
+        "--label",
+        "dev.pipe.managed=true",
+        "--label",
+        "dev.pipe.pid=4194999",
+    ];
     let mut args = vec!["create"];
     args.extend(labels);
     args.extend([IMAGE, "true"]);
     let id = docker(&args).trim().to_string();
     let ran = Project::new(&pipeline("  a: {script: [echo]}\n")).pipe(&["clean"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    let left = docker(&["ps", "-aq", "--no-trunc", "--filter", "label=dev.pipe.pid=4194999"]);
+    let left = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        "label=dev.pipe.pid=4194999",
+    ]);
     assert!(!left.contains(&id), "{}", ran.stdout);
 }

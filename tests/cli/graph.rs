@@ -22,8 +22,14 @@ fn dot_and_mermaid_formats() {
     let project = Project::new(PIPELINE);
     let dot = project.pipe(&["graph", "--format", "dot"]).stdout;
     assert!(dot.starts_with("digraph"), "{dot}");
-    assert!(dot.contains("\"compile\" -> \"unit\" [label=\"needs\", penwidth=2, color=red]"), "{dot}");
-    assert!(dot.contains("\"compile\" -> \"lint\" [label=\"stage order\", style=dashed]"), "{dot}");
+    assert!(
+        dot.contains("\"compile\" -> \"unit\" [label=\"needs\", penwidth=2, color=red]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"compile\" -> \"lint\" [label=\"stage order\", style=dashed]"),
+        "{dot}"
+    );
     let mermaid = project.pipe(&["graph", "--format", "mermaid"]).stdout;
     assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
     assert!(mermaid.contains("j0 -->|needs| j1"), "{mermaid}");
@@ -37,9 +43,16 @@ fn list_and_dry_run_show_jobs_with_stage_and_needs() {
     insta::assert_snapshot!(list.stdout);
     let dry = project.pipe(&["run", "--dry-run", "--job", "deploy"]);
     assert_eq!(dry.code, 0);
-    assert!(dry.stdout.contains("deploy") && dry.stdout.contains("unit") && !dry.stdout.contains("lint"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("deploy")
+            && dry.stdout.contains("unit")
+            && !dry.stdout.contains("lint"),
+        "{}",
+        dry.stdout
+    );
     let json = project.pipe(&["list", "--output", "json"]);
-    let first: serde_json::Value = serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["schema"], 1);
     assert_eq!(first["job"], "compile");
 }
@@ -48,14 +61,27 @@ fn list_and_dry_run_show_jobs_with_stage_and_needs() {
 fn an_unknown_job_selection_suggests_a_name() {
     let ran = Project::new(PIPELINE).pipe(&["run", "--job", "deplyo"]);
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("no job named `deplyo`") && ran.stderr.contains("did you mean `deploy`?"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no job named `deplyo`")
+            && ran.stderr.contains("did you mean `deploy`?"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
 fn a_closed_pipe_ends_quietly() {
     let project = Project::new(PIPELINE);
-    let mut child = project.command(&["graph"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = project
+        .command(&["graph"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

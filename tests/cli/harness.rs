@@ -56,14 +56,22 @@ impl Project {
     pub fn pipe(&self, args: &[&str]) -> Ran {
         let child = self.command(args).spawn().expect("start pipe");
         let pid = child.id();
-        let Output { status, stdout, stderr } = child.wait_with_output().expect("wait for pipe");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("wait for pipe");
         let ran = Ran {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             pid,
         };
-        assert!(!ran.stderr.contains("panicked"), "pipe panicked:\n{}", ran.stderr);
+        assert!(
+            !ran.stderr.contains("panicked"),
+            "pipe panicked:\n{}",
+            ran.stderr
+        );
         ran
     }
 
@@ -78,11 +86,13 @@ impl Project {
     }
 
     pub fn log(&self, run: &str, job: &str) -> String {
-        std::fs::read_to_string(self.path().join(format!(".pipe/runs/{run}/logs/{job}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.path().join(format!(".pipe/runs/{run}/logs/{job}.log")))
+            .unwrap_or_default()
     }
 
     pub fn artifact(&self, run: &str, job: &str, rel: &str) -> PathBuf {
-        self.path().join(format!(".pipe/runs/{run}/artifacts/{job}/{rel}"))
+        self.path()
+            .join(format!(".pipe/runs/{run}/artifacts/{job}/{rel}"))
     }
 }
 
@@ -103,13 +113,23 @@ impl Ran {
     }
 
     pub fn json_events(&self) -> Vec<serde_json::Value> {
-        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
     }
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("the docker CLI is installed");
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI is installed");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -147,7 +167,10 @@ pub fn assert_no_leftovers(pid: u32) {
     let filter = format!("label=dev.pipe.pid={pid}");
     let containers = docker(&["ps", "-aq", "--filter", &filter]);
     let volumes = docker(&["volume", "ls", "-q", "--filter", &filter]);
-    assert!(containers.trim().is_empty() && volumes.trim().is_empty(), "left behind: containers {containers:?} volumes {volumes:?}");
+    assert!(
+        containers.trim().is_empty() && volumes.trim().is_empty(),
+        "left behind: containers {containers:?} volumes {volumes:?}"
+    );
 }
 
 /// Starts pipe and waits until a line containing `marker` appears on its stdout.

@@ -18,14 +18,23 @@ fn artifacts_failures_and_skips_work_as_on_docker() {
     assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.stdout.contains("[check] built"), "{}", ran.stdout);
     assert!(ran.stdout.contains("[check] check true"), "{}", ran.stdout);
-    assert!(ran.row("after-broken").ends_with("skipped needs `broken`, which failed"), "{}", ran.stdout);
+    assert!(
+        ran.row("after-broken")
+            .ends_with("skipped needs `broken`, which failed"),
+        "{}",
+        ran.stdout
+    );
     assert!(!project.path().join("notes.txt").exists());
-    assert!(!project.path().join(".pipe/runs/1/jobs").exists(), "scratch space is removed");
+    assert!(
+        !project.path().join(".pipe/runs/1/jobs").exists(),
+        "scratch space is removed"
+    );
 }
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let project = Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
+    let project =
+        Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
     let ran = project.pipe(&["run", "--backend", "local"]);
     assert_eq!(ran.code, 1);
     assert!(ran.row("stuck").contains("timed out"), "{}", ran.stdout);
@@ -35,7 +44,11 @@ fn timeout_kills_the_whole_process_group() {
 fn ctrl_c_stops_local_jobs() {
     let project = Project::new("jobs:\n  long: {script: [sleep 300]}\n");
     let (child, _) = spawn_until(&project, &["run", "--backend", "local"], "$ sleep 300");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
 }

@@ -7,4 +7,5 @@ mod docker;
 mod graph;
 mod local;
 mod release;
+mod scan;
 mod validate;

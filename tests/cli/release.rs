@@ -31,12 +31,35 @@ jobs:
 
 fn commit(dir: &Path, branch: &str) {
     let git = |args: &[&str]| {
-        let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     git(&["init", "-q", "-b", branch]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A"]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "add",
+        "-A",
+    ]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "init",
+    ]);
 }
 
 fn pipe_at(project: &Project, now: &str, args: &[&str]) -> Ran {
@@ -59,9 +82,22 @@ const SATURDAY: &str = "2026-11-28T12:00:00Z";
 fn a_run_stops_at_the_gate_and_releases_days_later_on_its_own_snapshot() {
     let project = gated_project("{approvals: 1, branches: [main]}");
     let ran = project.run_docker(&[]);
-    assert_eq!(ran.code, 0, "a run stopped at the gate succeeded:\n{}", ran.all());
-    assert!(ran.stderr.contains("release 1 awaits 1 approval: pipe approve 1, then pipe release 1"), "{}", ran.stderr);
-    assert!(!ran.stdout.contains("publishing"), "release jobs never run with the rest");
+    assert_eq!(
+        ran.code,
+        0,
+        "a run stopped at the gate succeeded:\n{}",
+        ran.all()
+    );
+    assert!(
+        ran.stderr
+            .contains("release 1 awaits 1 approval: pipe approve 1, then pipe release 1"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.stdout.contains("publishing"),
+        "release jobs never run with the rest"
+    );
     let show = project.pipe(&["show", "1"]);
     assert!(show.stdout.contains("awaiting release"), "{}", show.stdout);
     assert!(show.row("publish").contains("pending"), "{}", show.stdout);
@@ -70,33 +106,95 @@ fn a_run_stops_at_the_gate_and_releases_days_later_on_its_own_snapshot() {
     project.write("version.txt", "v2-uncommitted\n");
     let refused = pipe_at(&project, WEDNESDAY, &["release", "1", "--pull", "never"]);
     assert_eq!(refused.code, 4, "{}", refused.all());
-    assert_eq!(refused.stderr.trim(), "pipe: run 1 cannot be released: it needs 1 approval and has 0 (none yet): pipe approve 1");
+    assert_eq!(
+        refused.stderr.trim(),
+        "pipe: run 1 cannot be released: it needs 1 approval and has 0 (none yet): pipe approve 1"
+    );
 
-    let approved = pipe_at(&project, WEDNESDAY, &["approve", "1", "--by", "ann", "--comment", "ship it"]);
+    let approved = pipe_at(
+        &project,
+        WEDNESDAY,
+        &["approve", "1", "--by", "ann", "--comment", "ship it"],
+    );
     assert_eq!(approved.code, 0, "{}", approved.all());
-    assert!(approved.stderr.contains("release 1 is ready: pipe release 1"), "{}", approved.stderr);
+    assert!(
+        approved
+            .stderr
+            .contains("release 1 is ready: pipe release 1"),
+        "{}",
+        approved.stderr
+    );
 
-    let released = pipe_at(&project, THREE_DAYS_LATER, &["release", "1", "--pull", "never"]);
+    let released = pipe_at(
+        &project,
+        THREE_DAYS_LATER,
+        &["release", "1", "--pull", "never"],
+    );
     assert_eq!(released.code, 0, "{}", released.all());
-    assert!(released.stdout.contains("[publish] publishing v1 built from v1"), "original snapshot and artifacts: {}", released.stdout);
+    assert!(
+        released
+            .stdout
+            .contains("[publish] publishing v1 built from v1"),
+        "original snapshot and artifacts: {}",
+        released.stdout
+    );
 
-    let again = pipe_at(&project, THREE_DAYS_LATER, &["release", "1", "--pull", "never"]);
+    let again = pipe_at(
+        &project,
+        THREE_DAYS_LATER,
+        &["release", "1", "--pull", "never"],
+    );
     assert_eq!(again.code, 4);
-    assert!(again.stderr.contains("run 1 is already released; `pipe release 1 --again`"), "{}", again.stderr);
-    let forced = pipe_at(&project, THREE_DAYS_LATER, &["release", "1", "--again", "--pull", "never"]);
+    assert!(
+        again
+            .stderr
+            .contains("run 1 is already released; `pipe release 1 --again`"),
+        "{}",
+        again.stderr
+    );
+    let forced = pipe_at(
+        &project,
+        THREE_DAYS_LATER,
+        &["release", "1", "--again", "--pull", "never"],
+    );
     assert_eq!(forced.code, 0, "{}", forced.all());
 
     let show = project.pipe(&["show", "1", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
     assert_eq!(v["state"], "released");
     assert_eq!(v["releases"], 2);
-    let actions: Vec<&str> = v["audit"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["started", "awaiting_release", "release refused", "approve", "release", "released", "release refused", "release", "released"]);
-    assert!(v["audit"].as_array().unwrap().iter().any(|a| a["detail"] == "released again (--again)"));
+    let actions: Vec<&str> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "started",
+            "awaiting_release",
+            "release refused",
+            "approve",
+            "release",
+            "released",
+            "release refused",
+            "release",
+            "released"
+        ]
+    );
+    assert!(v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["detail"] == "released again (--again)"));
 
     let live = project.pipe(&["runs", "--environment", "production"]);
     assert!(live.row("1").starts_with("1 released"), "{}", live.stdout);
-    assert!(project.pipe(&["runs", "--environment", "nowhere"]).stdout.contains("no runs that deployed to nowhere"));
+    assert!(project
+        .pipe(&["runs", "--environment", "nowhere"])
+        .stdout
+        .contains("no runs that deployed to nowhere"));
 }
 
 #[test]
@@ -106,11 +204,21 @@ fn each_unmet_condition_is_named() {
     assert_eq!(project.run_docker(&[]).code, 0);
     let frozen = pipe_at(&project, SATURDAY, &["release", "last", "--pull", "never"]);
     assert_eq!(frozen.code, 4);
-    assert!(frozen.stderr.contains("releases are frozen now (Sat 00:00 - Mon 00:00 UTC; it is Sat 2026-11-28 12:00 UTC)"), "{}", frozen.stderr);
+    assert!(
+        frozen.stderr.contains(
+            "releases are frozen now (Sat 00:00 - Mon 00:00 UTC; it is Sat 2026-11-28 12:00 UTC)"
+        ),
+        "{}",
+        frozen.stderr
+    );
 
     // A ref the gate does not allow.
     let project = gated_project("{branches: [main, 'release/*'], tags: ['v*']}");
-    Command::new("git").args(["checkout", "-qb", "feature/x"]).current_dir(project.path()).status().unwrap();
+    Command::new("git")
+        .args(["checkout", "-qb", "feature/x"])
+        .current_dir(project.path())
+        .status()
+        .unwrap();
     assert_eq!(project.run_docker(&[]).code, 0);
     let wrong_ref = pipe_at(&project, WEDNESDAY, &["release", "1", "--pull", "never"]);
     assert_eq!(wrong_ref.code, 4);
@@ -124,9 +232,17 @@ fn each_unmet_condition_is_named() {
 #[test]
 fn failed_and_gateless_runs_cannot_be_approved_or_released() {
     let project = gated_project("{approvals: 1}");
-    project.write("pipe.yml", &std::fs::read_to_string(project.path().join("pipe.yml")).unwrap().replace("cp version.txt", "cp missing.txt"));
+    project.write(
+        "pipe.yml",
+        &std::fs::read_to_string(project.path().join("pipe.yml"))
+            .unwrap()
+            .replace("cp version.txt", "cp missing.txt"),
+    );
     assert_eq!(project.run_docker(&[]).code, 1);
-    for args in [&["approve", "1"][..], &["release", "1", "--pull", "never"][..]] {
+    for args in [
+        &["approve", "1"][..],
+        &["release", "1", "--pull", "never"][..],
+    ] {
         let refused = project.pipe(args);
         assert_eq!(refused.code, 4, "{}", refused.all());
         assert!(refused.stderr.contains("run 1 failed, and only a run whose jobs before the gate all passed can be released"), "{}", refused.stderr);
@@ -135,7 +251,11 @@ fn failed_and_gateless_runs_cannot_be_approved_or_released() {
     assert_eq!(plain.run_docker(&[]).code, 0);
     let refused = plain.pipe(&["approve", "last"]);
     assert_eq!(refused.code, 4);
-    assert!(refused.stderr.contains("run 1 has no release stage"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("run 1 has no release stage"),
+        "{}",
+        refused.stderr
+    );
     let unknown = plain.pipe(&["show", "7"]);
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("no run 7"), "{}", unknown.stderr);
@@ -146,14 +266,22 @@ fn run_release_goes_through_a_gate_that_asks_for_no_approval() {
     let project = gated_project("{approvals: 0, branches: [main]}");
     let ran = project.run_docker(&["--release"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(ran.stdout.contains("[publish] publishing v1 built from v1"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("[publish] publishing v1 built from v1"),
+        "{}",
+        ran.stdout
+    );
     assert!(project.pipe(&["runs"]).row("1").starts_with("1 released"));
 
     let needs_approval = gated_project("{approvals: 1}");
     let ran = needs_approval.run_docker(&["--release"]);
     assert_eq!(ran.code, 0);
     assert!(!ran.stdout.contains("publishing"), "{}", ran.stdout);
-    assert!(ran.stderr.contains("release 1 awaits 1 approval"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("release 1 awaits 1 approval"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -167,34 +295,70 @@ fn retry_failed_reruns_only_what_did_not_pass() {
     project.write("fixed", "");
     let retry = project.pipe(&["retry", "1", "--failed", "--pull", "never"]);
     assert_eq!(retry.code, 1, "{}", retry.all());
-    assert!(!retry.stdout.contains("[build] started"), "passed jobs are kept: {}", retry.stdout);
-    assert!(retry.stdout.contains("[flaky] built"), "artifacts of kept jobs reach the rerun: {}", retry.stdout);
+    assert!(
+        !retry.stdout.contains("[build] started"),
+        "passed jobs are kept: {}",
+        retry.stdout
+    );
+    assert!(
+        retry.stdout.contains("[flaky] built"),
+        "artifacts of kept jobs reach the rerun: {}",
+        retry.stdout
+    );
     // ...while a fresh run of the changed tree passes.
     assert_eq!(project.run_docker(&[]).code, 0);
     let logs = project.pipe(&["logs", "1", "flaky"]);
-    assert_eq!(logs.stdout.matches("$ test -f fixed").count(), 2, "the log keeps both runs of the job: {}", logs.stdout);
+    assert_eq!(
+        logs.stdout.matches("$ test -f fixed").count(),
+        2,
+        "the log keeps both runs of the job: {}",
+        logs.stdout
+    );
 }
 
 #[test]
 fn kill_9_leaves_the_run_interrupted_and_clean_removes_its_container() {
     docker_image();
-    let project = Project::new(&format!("image: {IMAGE}\njobs:\n  long: {{script: [sleep 300]}}\n"));
-    let (mut child, _) = crate::harness::spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
+    let project = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  long: {{script: [sleep 300]}}\n"
+    ));
+    let (mut child, _) =
+        crate::harness::spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
     child.kill().unwrap();
     child.wait().unwrap();
     let runs = project.pipe(&["runs"]);
-    assert!(runs.row("1").starts_with("1 interrupted"), "{}", runs.stdout);
-    assert!(project.pipe(&["show", "1"]).row("long").contains("interrupted"));
+    assert!(
+        runs.row("1").starts_with("1 interrupted"),
+        "{}",
+        runs.stdout
+    );
+    assert!(project
+        .pipe(&["show", "1"])
+        .row("long")
+        .contains("interrupted"));
     let clean = project.pipe(&["clean"]);
-    assert!(clean.stdout.contains("removed 1 container(s), 1 volume(s)"), "{}", clean.all());
+    assert!(
+        clean.stdout.contains("removed 1 container(s), 1 volume(s)"),
+        "{}",
+        clean.all()
+    );
     crate::harness::assert_no_leftovers(child.id());
 }
 
 #[test]
 fn two_processes_record_runs_at_once() {
     docker_image();
-    let project = Project::new(&format!("image: {IMAGE}\njobs:\n  a: {{script: [sleep 1]}}\n  b: {{script: [sleep 1]}}\n"));
-    let children: Vec<_> = (0..3).map(|_| project.command(&["run", "--pull", "never"]).spawn().unwrap()).collect();
+    let project = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  a: {{script: [sleep 1]}}\n  b: {{script: [sleep 1]}}\n"
+    ));
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            project
+                .command(&["run", "--pull", "never"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     for child in children {
         assert!(child.wait_with_output().unwrap().status.success());
     }
@@ -203,5 +367,10 @@ fn two_processes_record_runs_at_once() {
     let mut ids: Vec<i64> = states.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, [1, 2, 3]);
-    assert!(states.iter().all(|r| r["state"] == "passed" && r["schema"] == 1), "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|r| r["state"] == "passed" && r["schema"] == 1),
+        "{states:?}"
+    );
 }

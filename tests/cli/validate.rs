@@ -4,16 +4,28 @@ use crate::harness::Project;
 
 fn invalid(pipeline: &str) -> String {
     let ran = Project::new(pipeline).pipe(&["validate"]);
-    assert_eq!(ran.code, 2, "expected exit 2 for an invalid pipeline:\n{}", ran.all());
+    assert_eq!(
+        ran.code,
+        2,
+        "expected exit 2 for an invalid pipeline:\n{}",
+        ran.all()
+    );
     assert!(ran.stdout.is_empty(), "errors go to stderr");
     ran.stderr
 }
 
 #[test]
 fn a_valid_pipeline_says_so() {
-    let ran = Project::new("image: x\njobs:\n  a: {script: [echo]}\n  b: {stage: test, script: [echo]}\n").pipe(&["validate"]);
+    let ran = Project::new(
+        "image: x\njobs:\n  a: {script: [echo]}\n  b: {stage: test, script: [echo]}\n",
+    )
+    .pipe(&["validate"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(ran.stdout.starts_with("pipe.yml: valid: pipeline `"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.starts_with("pipe.yml: valid: pipeline `"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("2 job(s)"), "{}", ran.stdout);
 }
 
@@ -34,33 +46,60 @@ fn yaml_syntax_errors_point_at_the_spot() {
 
 #[test]
 fn wrong_types_say_what_was_expected() {
-    let stderr = invalid("jobs:\n  a:\n    script: echo\n    retry: lots\n    allow_failure: maybe\n    needs: a\n");
-    assert!(stderr.contains("`retry` must be a whole number from 0 to 10, found a string"), "{stderr}");
-    assert!(stderr.contains("`allow_failure` must be true or false, found a string"), "{stderr}");
-    assert!(stderr.contains("`needs` of job `a` must be a list, found a string"), "{stderr}");
+    let stderr = invalid(
+        "jobs:\n  a:\n    script: echo\n    retry: lots\n    allow_failure: maybe\n    needs: a\n",
+    );
+    assert!(
+        stderr.contains("`retry` must be a whole number from 0 to 10, found a string"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`allow_failure` must be true or false, found a string"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`needs` of job `a` must be a list, found a string"),
+        "{stderr}"
+    );
     assert!(stderr.contains("[pipe.yml:4:12]"), "{stderr}");
 }
 
 #[test]
 fn a_need_on_a_later_stage_is_refused() {
-    let stderr = invalid("jobs:\n  a: {stage: build, needs: [b], script: [x]}\n  b: {stage: test, script: [x]}\n");
-    assert!(stderr.contains("job `a` (stage `build`) needs `b`, which is in the later stage `test`"), "{stderr}");
+    let stderr = invalid(
+        "jobs:\n  a: {stage: build, needs: [b], script: [x]}\n  b: {stage: test, script: [x]}\n",
+    );
+    assert!(
+        stderr.contains("job `a` (stage `build`) needs `b`, which is in the later stage `test`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("[pipe.yml:2:29]"), "{stderr}");
 }
 
 #[test]
 fn empty_scripts_and_bad_durations_are_refused() {
-    let stderr = invalid("jobs:\n  a: {script: [], timeout: soon}\n  b: {script: [x], timeout: 0s}\n");
+    let stderr =
+        invalid("jobs:\n  a: {script: [], timeout: soon}\n  b: {script: [x], timeout: 0s}\n");
     assert!(stderr.contains("job `a` has an empty `script`"), "{stderr}");
     assert!(stderr.contains("bad duration `soon`"), "{stderr}");
-    assert!(stderr.contains("`timeout` must be longer than zero"), "{stderr}");
+    assert!(
+        stderr.contains("`timeout` must be longer than zero"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn keys_of_later_versions_are_refused_not_ignored() {
-    let stderr = invalid("jobs:\n  a:\n    script: [x]\n    privileged: true\n    services: [db]\n");
-    assert!(stderr.contains("`privileged` is not supported yet"), "{stderr}");
-    assert!(stderr.contains("`services` is not supported yet"), "{stderr}");
+    let stderr =
+        invalid("jobs:\n  a:\n    script: [x]\n    privileged: true\n    services: [db]\n");
+    assert!(
+        stderr.contains("`privileged` is not supported yet"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`services` is not supported yet"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -68,9 +107,20 @@ fn gates_are_checked() {
     let stderr = invalid(
         "jobs:\n  deploy: {stage: deploy, gate: {approvals: 1}, script: [x]}\n  publish:\n    stage: release\n    gate: {approvals: lots, freeze: [Friday evening], brnaches: [main]}\n    script: [x]\n",
     );
-    assert!(stderr.contains("job `deploy` has a `gate`, but only jobs of the `release` stage wait for one"), "{stderr}");
-    assert!(stderr.contains("`approvals` must be a whole number from 0 to 100, found a string"), "{stderr}");
-    assert!(stderr.contains("bad freeze window `Friday evening`"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "job `deploy` has a `gate`, but only jobs of the `release` stage wait for one"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`approvals` must be a whole number from 0 to 100, found a string"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad freeze window `Friday evening`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `branches`?"), "{stderr}");
 }
 
@@ -79,7 +129,9 @@ fn an_alias_bomb_fails_fast() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let p = i - 1;
-        text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     text.push_str("jobs:\n  a: {script: [*a9]}\n");
     let stderr = invalid(&text);
@@ -88,7 +140,11 @@ fn an_alias_bomb_fails_fast() {
 
 #[test]
 fn deep_nesting_fails_cleanly() {
-    let text = format!("jobs:\n  a: {{script: [x], env: {}{}}}\n", "[".repeat(5000), "]".repeat(5000));
+    let text = format!(
+        "jobs:\n  a: {{script: [x], env: {}{}}}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     let stderr = invalid(&text);
     assert!(stderr.contains("invalid YAML"), "{stderr}");
 }
@@ -97,10 +153,18 @@ fn deep_nesting_fails_cleanly() {
 fn a_huge_file_is_refused_before_parsing() {
     let project = Project::new("");
     let line = "# padding padding padding padding padding padding padding padding padding\n";
-    std::fs::write(project.path().join("pipe.yml"), line.repeat(50 * 1024 * 1024 / line.len())).unwrap();
+    std::fs::write(
+        project.path().join("pipe.yml"),
+        line.repeat(50 * 1024 * 1024 / line.len()),
+    )
+    .unwrap();
     let ran = project.pipe(&["validate"]);
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("pipeline files are limited to"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("pipeline files are limited to"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -110,7 +174,11 @@ fn an_empty_file_and_a_missing_file_are_explained() {
     std::fs::remove_file(project.path().join("pipe.yml")).unwrap();
     let ran = project.pipe(&["validate"]);
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("no pipeline file found"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no pipeline file found"),
+        "{}",
+        ran.stderr
+    );
     assert!(ran.stderr.contains("pipe.yml, pipe.yaml"), "{}", ran.stderr);
 }
 
@@ -118,7 +186,11 @@ fn an_empty_file_and_a_missing_file_are_explained() {
 fn a_large_generated_pipeline_is_valid() {
     let mut text = String::from("image: x\njobs:\n");
     for i in 0..2000 {
-        let needs = if i == 0 { String::new() } else { format!("needs: [j{}], ", i / 2) };
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!("needs: [j{}], ", i / 2)
+        };
         text.push_str(&format!("  j{i}: {{{needs}script: [echo {i}]}}\n"));
     }
     let ran = Project::new(&text).pipe(&["validate"]);

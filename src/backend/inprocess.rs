@@ -1,0 +1,119 @@
+//! Scan jobs: pipe's built-in scanners run in-process over the job's workspace layers (the
+//! run's snapshot and the artifacts it needs), so the security-scan stage needs no image and
+//! works offline. Findings go to the job's log, a SARIF file, and the job's result.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use tokio::sync::watch;
+
+use super::{Backend, BackendError, JobSpec, LogSink, Outcome, Stop};
+use crate::event::Stream;
+use crate::pipeline::Scanner;
+use crate::scan::{self, Counts, Finding, SecretsOptions, Severity};
+
+/// What a scan job runs and how its findings are judged.
+#[derive(Debug, Clone)]
+pub struct ScanSpec {
+    pub scanners: Vec<Scanner>,
+    pub fail_on: Severity,
+    /// Where the SARIF report is written.
+    pub sarif: PathBuf,
+}
+
+pub struct InProcess;
+
+impl Backend for InProcess {
+    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn run<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        log: &'a LogSink,
+        _stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+        async move {
+            let scan_spec = spec
+                .scan
+                .clone()
+                .ok_or_else(|| BackendError::Job("not a scan job".into()))?;
+            let layers = spec.layers.clone();
+            let scanners = scan_spec.scanners.clone();
+            let findings = tokio::task::spawn_blocking(move || scan_layers(&layers, &scanners))
+                .await
+                .map_err(|e| BackendError::Job(e.to_string()))?
+                .map_err(|e| BackendError::Job(format!("the scan failed: {e}")))?;
+            let mut text = Vec::new();
+            let _ = scan::report::human(&findings, &mut text);
+            for line in String::from_utf8_lossy(&text).lines() {
+                log.line(Stream::Stdout, line.to_string());
+            }
+            if let Some(dir) = scan_spec.sarif.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    BackendError::Job(format!("cannot write the SARIF report: {e}"))
+                })?;
+            }
+            let sarif = scan::sarif::to_sarif(&findings, env!("CARGO_PKG_VERSION"));
+            std::fs::write(
+                &scan_spec.sarif,
+                serde_json::to_vec_pretty(&sarif).unwrap_or_default(),
+            )
+            .map_err(|e| BackendError::Job(format!("cannot write the SARIF report: {e}")))?;
+            log.line(
+                Stream::Stdout,
+                format!("SARIF report: {}", scan_spec.sarif.display()),
+            );
+            let counts = Counts::from_findings(&findings);
+            let failing = counts.at_or_above(scan_spec.fail_on);
+            if failing > 0 {
+                log.line(
+                    Stream::Stderr,
+                    format!(
+                        "{failing} finding(s) at or above {}: the job fails",
+                        scan_spec.fail_on
+                    ),
+                );
+            }
+            Ok(Outcome {
+                exit_code: i64::from(failing > 0),
+                missing_artifacts: Vec::new(),
+                findings: Some(counts),
+            })
+        }
+        .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async {}.boxed()
+    }
+}
+
+/// Scans each layer; where layers hold the same file, the topmost layer's findings count.
+fn scan_layers(layers: &[PathBuf], scanners: &[Scanner]) -> Result<Vec<Finding>, scan::ScanError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for layer in layers.iter().rev() {
+        let mut found = Vec::new();
+        for scanner in scanners {
+            found.extend(match scanner {
+                Scanner::Secrets => scan::scan_secrets(
+                    layer,
+                    &SecretsOptions {
+                        baseline: None,
+                        threads: 0,
+                    },
+                )?,
+                Scanner::Pipeline => scan::pipeline::scan_pipelines(layer)?,
+            });
+        }
+        let files: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
+        out.extend(found.into_iter().filter(|f| !seen.contains(&f.path)));
+        seen.extend(files);
+    }
+    out.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    Ok(out)
+}

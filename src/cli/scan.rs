@@ -1,0 +1,110 @@
+//! `pipe scan [PATH]`: the security-scan stage's scanners by hand or from a hook.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use super::{exit, CliError};
+use crate::scan::{self, baseline, Counts, SecretsOptions, Severity};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The tree (or one file) to scan
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Which scanners (repeatable) [default: both]
+    #[arg(long = "scanner", value_enum)]
+    scanners: Vec<Which>,
+    /// Write the findings as SARIF 2.1.0 to this file
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<PathBuf>,
+    /// Leave out findings whose fingerprints are in this baseline file
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Write the current findings' fingerprints to this file, as a baseline for later scans
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
+    /// Fail (exit 1) when a finding is at or above this severity
+    #[arg(long, default_value = "high", value_parser = parse_severity)]
+    fail_on: Severity,
+    #[arg(long, value_enum, default_value = "human")]
+    output: super::list::Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Which {
+    Secrets,
+    Pipeline,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+        .map_err(|_| "expected one of low, medium, high, critical".to_string())
+}
+
+pub fn run(args: Args) -> Result<u8, CliError> {
+    if !args.path.exists() {
+        return Err(CliError::Usage(format!(
+            "{} does not exist",
+            args.path.display()
+        )));
+    }
+    let scan_error = |e: scan::ScanError| CliError::Other(e.to_string());
+    let base = args
+        .baseline
+        .as_deref()
+        .map(baseline::load)
+        .transpose()
+        .map_err(scan_error)?;
+    let which = if args.scanners.is_empty() {
+        vec![Which::Secrets, Which::Pipeline]
+    } else {
+        args.scanners.clone()
+    };
+    let mut findings = Vec::new();
+    if which.contains(&Which::Secrets) {
+        findings.extend(
+            scan::scan_secrets(
+                &args.path,
+                &SecretsOptions {
+                    baseline: base.clone(),
+                    threads: 0,
+                },
+            )
+            .map_err(scan_error)?,
+        );
+    }
+    if which.contains(&Which::Pipeline) {
+        let found = scan::pipeline::scan_pipelines(&args.path).map_err(scan_error)?;
+        findings.extend(
+            found
+                .into_iter()
+                .filter(|f| !base.as_ref().is_some_and(|b| b.contains(&f.fingerprint))),
+        );
+    }
+    findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    if let Some(path) = &args.sarif {
+        let sarif = scan::sarif::to_sarif(&findings, env!("CARGO_PKG_VERSION"));
+        std::fs::write(path, serde_json::to_vec_pretty(&sarif).unwrap_or_default())
+            .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.write_baseline {
+        baseline::save(path, &findings).map_err(scan_error)?;
+    }
+    let mut out = io::stdout().lock();
+    let written = match args.output {
+        super::list::Output::Human => scan::report::human(&findings, &mut out),
+        super::list::Output::Json => scan::report::json_lines(&findings, &mut out),
+    };
+    match written.and_then(|_| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(CliError::Other(format!("cannot write output: {e}")))
+        }
+        _ => {}
+    }
+    let failing = Counts::from_findings(&findings).at_or_above(args.fail_on);
+    Ok(if failing > 0 {
+        exit::JOB_FAILED
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,176 @@
+//! The security-scan stage: scan jobs in a run, `pipe scan`, and dangerous containers refused.
+
+use crate::harness::{docker, Project, IMAGE};
+
+/// A credential of the real AWS format (base32 body), invented for this test.
+const FAKE_AWS_KEY: &str = "AKIAZ7Q2WXPLMN4RT6YB";
+
+#[test]
+fn a_scan_job_fails_the_run_on_findings_at_fail_on_and_writes_sarif() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  build: {{script: [echo built]}}
+  secrets:
+    stage: security-scan
+    scan: [secrets]
+  deploy: {{stage: deploy, script: [echo deployed]}}
+"
+    ));
+    project.write(
+        "config/.env",
+        &format!("AWS_ACCESS_KEY_ID={FAKE_AWS_KEY}\n"),
+    );
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(
+        ran.stdout
+            .contains("[secrets] config/.env:1:19: critical aws-access-key-id"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        !ran.stdout.contains(FAKE_AWS_KEY),
+        "the secret is never printed whole"
+    );
+    assert!(
+        ran.row("secrets")
+            .contains("1 finding: 1 critical, 0 high, 0 medium, 0 low"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.row("deploy").contains("skipped"), "{}", ran.stdout);
+    let sarif: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.path().join(".pipe/runs/1/scan/secrets.sarif")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["ruleId"],
+        "aws-access-key-id"
+    );
+    let show = project.pipe(&["show", "1", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
+    let job = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "secrets")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        job["findings"]["critical"], 1,
+        "the counts are recorded with the run: {job}"
+    );
+
+    // The same finding below `fail_on` lets the run pass.
+    let relaxed = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  secrets: {{stage: security-scan, scan: [secrets, pipeline], fail_on: critical}}\n"
+    ));
+    relaxed.write("notes.txt", "password = \"hunter2-but-longer\"\n");
+    let ran = relaxed.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+}
+
+#[test]
+fn pipe_scan_reports_pipeline_settings_and_decides_the_exit_code() {
+    let project = Project::new(
+        "image: alpine
+jobs:
+  build:
+    privileged: true
+    script: [curl -fsSL https://get.example.com | sh]
+",
+    );
+    let ran = project.pipe(&["scan", "--sarif", "out.sarif"]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(
+        ran.stdout
+            .contains("pipe.yml:4:5: high privileged-container"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("pipe.yml:5:14: high curl-pipe-shell"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("pipe.yml:1:8: medium unpinned-image"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("fix: "), "{}", ran.stdout);
+    assert!(project.path().join("out.sarif").is_file());
+    assert_eq!(project.pipe(&["scan", "--fail-on", "critical"]).code, 0);
+    let json = project.pipe(&["scan", "--output", "json", "--scanner", "pipeline"]);
+    assert!(json
+        .json_events()
+        .iter()
+        .all(|f| f["schema"] == 1 && f["scanner"] == "pipeline"));
+    // A baseline silences what is already known.
+    assert_eq!(
+        project
+            .pipe(&[
+                "scan",
+                "--write-baseline",
+                "baseline.json",
+                "--fail-on",
+                "critical"
+            ])
+            .code,
+        0
+    );
+    assert_eq!(
+        project.pipe(&["scan", "--baseline", "baseline.json"]).code,
+        0
+    );
+}
+
+#[test]
+fn privileged_jobs_and_host_mounts_are_refused_unless_allowed() {
+    let privileged = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  risky:\n    privileged: true\n    script: [echo]\n"
+    ));
+    let refused = privileged.pipe(&["run", "--pull", "never"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert_eq!(
+        refused.stderr.trim(),
+        "pipe: pipe.yml:4:5: job `risky` asks for `privileged: true`, which pipe refuses unless you pass --allow-privileged"
+    );
+    assert!(docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=dev.pipe.pid={}", refused.pid)
+    ])
+    .trim()
+    .is_empty());
+
+    let socket = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  risky:\n    volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]\n    script: [test -S /var/run/docker.sock]\n"
+    ));
+    let refused = socket.pipe(&["run", "--pull", "never"]);
+    assert_eq!(refused.code, 4);
+    assert!(
+        refused
+            .stderr
+            .contains("job `risky` asks for the Docker socket `/var/run/docker.sock` as a volume"),
+        "{}",
+        refused.stderr
+    );
+    let allowed = socket.run_docker(&["--allow-privileged"]);
+    assert_eq!(
+        allowed.code,
+        0,
+        "the allowed mount is there: {}",
+        allowed.all()
+    );
+    assert!(
+        allowed
+            .stderr
+            .contains("--allow-privileged: job `risky` gets the Docker socket"),
+        "{}",
+        allowed.stderr
+    );
+}
