@@ -216,17 +216,15 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
             print(&format!("==> {} <==\n", job.name))?;
         }
         let path = project.join(&job.log);
-        if job.log.is_empty() || !path.is_file() {
-            if !args.follow {
-                print(&format!(
-                    "(job `{}` has no log: it {})\n",
-                    job.name,
-                    job.status.replace('_', " ")
-                ))?;
-                continue;
-            }
+        if (job.log.is_empty() || !path.is_file()) && !args.follow {
+            print(&format!(
+                "(job `{}` has no log: it {})\n",
+                job.name,
+                job.status.replace('_', " ")
+            ))?;
+            continue;
         }
-        follow_log(&mut store, id, &job.name, &path, args.follow)?;
+        follow_log(&mut store, &project, id, &job.name, args.follow)?;
     }
     Ok(exit::OK)
 }
@@ -234,24 +232,28 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
 /// Prints a log; with `follow`, keeps printing what is appended until the job is over.
 fn follow_log(
     store: &mut dyn Store,
+    project: &std::path::Path,
     id: i64,
     job: &str,
-    path: &std::path::Path,
     follow: bool,
 ) -> Result<(), CliError> {
     let mut offset = 0u64;
     loop {
-        let still_running = follow && {
-            let status = store
-                .jobs(id)
-                .map_err(store_error)?
-                .into_iter()
-                .find(|j| j.name == job)
-                .map(|j| j.status);
-            matches!(status.as_deref(), Some("running" | "pending"))
-                && store.run(id).map_err(store_error)?.state.is_active()
-        };
-        if let Ok(mut f) = std::fs::File::open(path) {
+        // The record is read each time: a pending job gets its log file when it starts.
+        let record = store
+            .jobs(id)
+            .map_err(store_error)?
+            .into_iter()
+            .find(|j| j.name == job);
+        let still_running = follow
+            && record
+                .as_ref()
+                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending"))
+            && store.run(id).map_err(store_error)?.state.is_active();
+        let path = record
+            .filter(|j| !j.log.is_empty())
+            .map(|j| project.join(j.log));
+        if let Some(mut f) = path.and_then(|p| std::fs::File::open(p).ok()) {
             f.seek(SeekFrom::Start(offset))
                 .map_err(|e| CliError::Other(e.to_string()))?;
             let mut chunk = Vec::new();
