@@ -91,9 +91,9 @@ fn empty_scripts_and_bad_durations_are_refused() {
 #[test]
 fn keys_of_later_versions_are_refused_not_ignored() {
     let stderr =
-        invalid("jobs:\n  a:\n    script: [x]\n    privileged: true\n    services: [db]\n");
+        invalid("jobs:\n  a:\n    script: [x]\n    cache: {key: x}\n    services: [db]\n");
     assert!(
-        stderr.contains("`privileged` is not supported yet"),
+        stderr.contains("`cache` is not supported yet"),
         "{stderr}"
     );
     assert!(
