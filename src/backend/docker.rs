@@ -84,7 +84,11 @@ impl DockerBackend {
             docker,
             pull,
             grace,
-            overlay: AtomicBool::new(true),
+            // PIPE_NO_OVERLAY=1 forces copied workspaces, for engines whose overlay mounts
+            // misbehave without failing outright.
+            overlay: AtomicBool::new(
+                std::env::var_os("PIPE_NO_OVERLAY").is_none_or(|v| v.is_empty() || v == "0"),
+            ),
             unavailable: Mutex::new(HashMap::new()),
             teardowns: Teardowns::default(),
         }

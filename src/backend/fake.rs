@@ -20,10 +20,6 @@ pub struct FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        async { Ok(()) }.boxed()
-    }
-
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,
@@ -68,9 +64,5 @@ impl Backend for FakeBackend {
             })
         }
         .boxed()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        async {}.boxed()
     }
 }

@@ -26,10 +26,6 @@ pub struct ScanSpec {
 pub struct InProcess;
 
 impl Backend for InProcess {
-    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        async { Ok(()) }.boxed()
-    }
-
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,
@@ -85,10 +81,6 @@ impl Backend for InProcess {
             })
         }
         .boxed()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        async {}.boxed()
     }
 }
 

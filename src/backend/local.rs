@@ -35,10 +35,6 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        async { Ok(()) }.boxed()
-    }
-
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

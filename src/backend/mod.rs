@@ -11,6 +11,7 @@ pub mod local;
 use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{Event, EventKind, Stream};
@@ -82,7 +83,9 @@ pub enum BackendError {
 
 pub trait Backend: Send + Sync {
     /// Gets ready to run jobs on these images (checks and pulls images).
-    fn prepare<'a>(&'a self, images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async { Ok(()) }.boxed()
+    }
     /// Runs one attempt. Returns as soon as the job's process has exited and its artifacts are
     /// kept; tearing down what the attempt used may go on in the background.
     fn run<'a>(
@@ -92,7 +95,9 @@ pub trait Backend: Send + Sync {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>>;
     /// Waits until everything every attempt used is torn down.
-    fn shutdown(&self) -> BoxFuture<'_, ()>;
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async {}.boxed()
+    }
 }
 
 /// Teardown work that runs beside the scheduler and is awaited before the run ends, so that

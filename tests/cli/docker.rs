@@ -338,3 +338,47 @@ fn clean_removes_objects_of_dead_runs() {
     ]);
     assert!(!left.contains(&id), "{}", ran.stdout);
 }
+
+#[test]
+fn copied_workspaces_keep_the_same_semantics() {
+    // The fallback for engines that cannot mount overlays, forced.
+    let project = Project::new(&pipeline(
+        "  build: {script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt], artifacts: [out]}
+  other: {needs: [], script: [sleep 1, test ! -e out/app]}
+  test: {stage: test, needs: [build], script: [cat out/app, test ! -e notes.txt, cat src.txt]}
+",
+    ));
+    project.write("src.txt", "source file");
+    let mut cmd = project.command(&["run", "--pull", "never"]);
+    cmd.env("PIPE_NO_OVERLAY", "1");
+    docker_image();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[test] built") && stdout.contains("[test] source file"),
+        "{stdout}"
+    );
+    assert_no_leftovers(pid);
+}
+
+#[test]
+fn a_missing_image_that_cannot_be_pulled_fails_the_job() {
+    let project = Project::new("jobs:\n  a: {image: 'pipe-test/not-anywhere:0', script: [echo]}\n");
+    let ran = project.pipe(&["run", "--pull", "missing"]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(
+        ran.stdout
+            .contains("cannot pull image `pipe-test/not-anywhere:0`"),
+        "{}",
+        ran.stdout
+    );
+    assert_no_leftovers(ran.pid);
+}
