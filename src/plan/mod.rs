@@ -300,6 +300,15 @@ fn select(
                 message: format!("no job named `{name}`"),
                 hint: Some(hint),
             });
+        } else if roots.iter().all(|&r| !included[r] && jobs[r].gated) {
+            problems.push(Problem {
+                pos: Some(jobs[roots[0]].pos),
+                len: jobs[roots[0]].base.chars().count(),
+                message: format!("job `{name}` is behind the release gate"),
+                hint: Some(
+                    "`pipe run` stops at the gate; `pipe release RUN` runs the release jobs".into(),
+                ),
+            });
         }
         stack.extend(roots);
     }

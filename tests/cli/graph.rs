@@ -85,3 +85,17 @@ fn a_closed_pipe_ends_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_release_job_cannot_be_run_around_the_gate() {
+    let project = Project::new("image: x\njobs:\n  build: {script: [make]}\n  publish: {stage: release, script: [make release]}\n");
+    let ran = project.pipe(&["run", "--job", "publish"]);
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr
+            .contains("job `publish` is behind the release gate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("pipe.yml:4:3"), "{}", ran.stderr);
+}
