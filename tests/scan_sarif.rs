@@ -1,7 +1,8 @@
 //! SARIF output, validated against the published SARIF 2.1.0 JSON schema (draft-07).
 //!
-//! The schema is read from `shared/data/sarif-schema-2.1.0.json` next to the checkout (or
-//! from PIPE_SARIF_SCHEMA). No JSON-schema crate is a dependency, so this file carries a small
+//! The schema is the published one, kept in `tests/fixtures/sarif/` (a copy of
+//! `shared/data/sarif-schema-2.1.0.json`) so the tests run wherever the tree is copied, as in
+//! pipe's own pipeline; PIPE_SARIF_SCHEMA points elsewhere. No JSON-schema crate is a dependency, so this file carries a small
 //! validator for exactly the keywords that schema uses; it refuses any other keyword rather
 //! than skip it, and negative tests prove it rejects broken documents.
 
@@ -15,7 +16,7 @@ fn schema() -> Value {
     let path = std::env::var_os("PIPE_SARIF_SCHEMA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sarif-schema-2.1.0.json")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sarif/sarif-schema-2.1.0.json")
         });
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
