@@ -82,8 +82,14 @@ pub enum BackendError {
 }
 
 pub trait Backend: Send + Sync {
-    /// Gets ready to run jobs on these images (checks and pulls images).
-    fn prepare<'a>(&'a self, _images: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+    /// Gets ready to run jobs on these images (checks and pulls images), expecting up to
+    /// `parallel` of them at once in run `run_id`.
+    fn prepare<'a>(
+        &'a self,
+        _images: &'a [String],
+        _parallel: usize,
+        _run_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         async { Ok(()) }.boxed()
     }
     /// Runs one attempt. Returns as soon as the job's process has exited and its artifacts are

@@ -96,7 +96,14 @@ pub async fn run(
         .collect();
     images.sort();
     images.dedup();
-    backend.prepare(&images).await?;
+    // Network sandboxes for the later waves; starting more of them than there are cores
+    // slows the first wave they start beside (bench/run.sh: fan-out 1.01x the docker CLI with
+    // one per job of the widest level, 0.91x with one per core).
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parallel = widest_later_level(plan)
+        .min(opts.concurrency.max(1))
+        .min(cpus);
+    backend.prepare(&images, parallel, &opts.run.id).await?;
 
     let n = plan.jobs.len();
     let mut state: Vec<State> = (0..n).map(|_| State::Pending).collect();
@@ -225,6 +232,22 @@ pub async fn run(
         interrupted_by,
         jobs,
     })
+}
+
+/// How many jobs are likely to run at once after the first wave (the jobs that wait for
+/// nothing): the most jobs at one later depth of the graph.
+fn widest_later_level(plan: &Plan) -> usize {
+    let mut depth = vec![0usize; plan.jobs.len()];
+    let mut count = vec![0usize; plan.jobs.len() + 1];
+    for &j in &plan.order {
+        depth[j] = plan.deps[j]
+            .iter()
+            .map(|(d, _)| depth[*d] + 1)
+            .max()
+            .unwrap_or(0);
+        count[depth[j]] += 1;
+    }
+    count.into_iter().skip(1).max().unwrap_or(0)
 }
 
 /// Marks everything downstream of `failed_job` as skipped, each naming the job it needed.

@@ -382,3 +382,18 @@ fn a_missing_image_that_cannot_be_pulled_fails_the_job() {
     );
     assert_no_leftovers(ran.pid);
 }
+
+#[test]
+fn jobs_running_at_once_never_share_ports() {
+    // `b` and `c` run in network sandboxes (they come after the first wave) at the same time:
+    // each must find port 8080 free, take it, and hold it while the other looks.
+    let project = Project::new(&pipeline(
+        "  a: {script: [echo first]}
+  b: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
+  c: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
+  d: {stage: deploy, script: ['! netstat -ltn | grep -q :8080']}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+}

@@ -342,6 +342,7 @@ fn kill_9_leaves_the_run_interrupted_and_clean_removes_its_container() {
         "{}",
         clean.all()
     );
+    assert!(clean.code == 0, "{}", clean.all());
     crate::harness::assert_no_leftovers(child.id());
 }
 
