@@ -80,10 +80,19 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
-/// serde-saphyr's message carries its own snippet; we render ours, so keep the sentence only.
+/// serde-saphyr's message carries its own snippet and position; we render ours, so keep the
+/// sentence only, in words for a pipeline's author.
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or("invalid YAML").trim();
-    // Its messages end with " at line L column C"; our renderer already shows the position.
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    // "line 2 column 2: tabs disallowed …": the position is shown by the renderer.
+    let line = match line.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
+        _ => line,
+    };
+    if line.starts_with("multiple YAML documents detected") {
+        return "a pipeline file holds one YAML document, and a `---` here starts another".into();
+    }
     match line.find(" at line ") {
         Some(i) => line[..i].to_string(),
         None => line.to_string(),

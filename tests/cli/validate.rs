@@ -193,3 +193,13 @@ fn a_large_generated_pipeline_is_valid() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(ran.stdout.contains("2000 job(s)"), "{}", ran.stdout);
 }
+
+#[test]
+fn a_second_yaml_document_is_explained() {
+    let stderr = invalid("jobs: {a: {script: [x]}}\n---\nfoo: 1\n");
+    assert!(
+        stderr.contains("a pipeline file holds one YAML document"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[pipe.yml:3:1]"), "{stderr}");
+}
