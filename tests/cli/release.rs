@@ -375,3 +375,30 @@ fn two_processes_record_runs_at_once() {
         "{states:?}"
     );
 }
+
+#[test]
+fn logs_follow_a_running_job_to_its_end() {
+    docker_image();
+    let project = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  slow: {{script: [echo begin, sleep 2, echo end]}}\n"
+    ));
+    let (child, _) =
+        crate::harness::spawn_until(&project, &["run", "--pull", "never"], "[slow] begin");
+    let followed = project.pipe(&["logs", "last", "slow", "--follow"]);
+    assert_eq!(followed.code, 0, "{}", followed.all());
+    assert!(
+        followed.stdout.contains("begin") && followed.stdout.contains("end\n"),
+        "{}",
+        followed.stdout
+    );
+    assert!(child.wait_with_output().unwrap().status.success());
+    let all = project.pipe(&["logs", "1"]);
+    assert!(all.stdout.contains("$ sleep 2"), "{}", all.stdout);
+    let unknown = project.pipe(&["logs", "1", "slwo"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("did you mean `slow`?"),
+        "{}",
+        unknown.stderr
+    );
+}
