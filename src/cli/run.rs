@@ -160,13 +160,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
 }
 
 impl ExecArgs {
-    /// Docker jobs need an image, and may not be privileged or mount host paths unless the user
-    /// allows it: refuse before anything runs, pointing at the job.
+    /// Docker jobs need an answering engine and an image, and may not be privileged or mount
+    /// host paths unless the user allows it: refuse before anything runs or is recorded.
     pub fn check_jobs(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
         if self.backend != BackendKind::Docker {
             return Ok(());
         }
         self.check_privileges(file, pipeline)?;
+        // No engine: say so before a run is recorded that could never start.
+        runtime()?
+            .block_on(docker::connect())
+            .map_err(|e| CliError::Unavailable(e.to_string()))?;
         let missing: Vec<Problem> = pipeline
             .jobs
             .iter()

@@ -253,6 +253,11 @@ fn no_engine_is_one_line_and_exit_3() {
         stderr.contains("start Docker, or run with `--backend local`"),
         "{stderr}"
     );
+    let runs = project.pipe(&["runs"]);
+    assert_eq!(
+        runs.stdout, "no runs yet\n",
+        "nothing is recorded for a run that could not start"
+    );
 }
 
 #[test]
