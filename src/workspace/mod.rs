@@ -72,8 +72,9 @@ impl RunDir {
     }
 }
 
-/// Removes the snapshot and scratch space of runs whose pipe process is gone (killed before it
-/// could clean up). Logs and artifacts stay. Returns how many runs were cleaned.
+/// Removes the per-job scratch space of runs whose pipe process is gone (killed before it could
+/// clean up). Snapshots stay: a failed or interrupted run keeps its own for `pipe retry`.
+/// Returns how many runs were cleaned.
 pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Result<usize> {
     let runs = project.join(STATE_DIR).join("runs");
     let Ok(entries) = fs::read_dir(&runs) else {
@@ -85,13 +86,11 @@ pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Re
         let pid = fs::read_to_string(root.join(PID_FILE))
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok());
-        let leftovers = [root.join("source"), root.join("jobs")];
-        if pid.is_some_and(&is_alive) || !leftovers.iter().any(|p| p.exists()) {
+        let scratch = root.join("jobs");
+        if pid.is_some_and(&is_alive) || !scratch.exists() {
             continue;
         }
-        for dir in &leftovers {
-            remove(dir)?;
-        }
+        remove(&scratch)?;
         cleaned += 1;
     }
     Ok(cleaned)

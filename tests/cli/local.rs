@@ -52,3 +52,25 @@ fn ctrl_c_stops_local_jobs() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
 }
+
+#[test]
+fn clean_without_an_engine_removes_scratch_space_and_keeps_snapshots() {
+    let project = Project::new("jobs:\n  bad: {script: [exit 1]}\n");
+    assert_eq!(project.pipe(&["run", "--backend", "local"]).code, 1);
+    // What a pipe killed mid-job would leave: per-job scratch space.
+    project.write(".pipe/runs/1/jobs/bad/1/workspace/file", "x");
+    let mut cmd = project.command(&["clean"]);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("removed the scratch space of 1 run(s); no Docker engine answers"),
+        "{stdout}"
+    );
+    assert!(!project.path().join(".pipe/runs/1/jobs").exists());
+    assert!(
+        project.path().join(".pipe/runs/1/source").is_dir(),
+        "a failed run keeps its snapshot for retry"
+    );
+}
