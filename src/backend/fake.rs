@@ -1,5 +1,5 @@
 //! A scripted backend for scheduler tests: each script line is a step (`sleep 50`, `echo text`,
-//! `exit 3`, `hang`). It records when each job started and ended so tests can check ordering.
+//! `exit 3`, `hang`, `stubborn`). It records when each job started and ended so tests can check ordering.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -43,6 +43,12 @@ impl Backend for FakeBackend {
                             _ = tokio::time::sleep(d) => {}
                             _ = stop.wait_for(|s| *s != Stop::No) => { exit_code = 143; break; }
                         }
+                    }
+                    // Ignores SIGTERM, like a script that traps it: only a kill stops it.
+                    "stubborn" => {
+                        let _ = stop.wait_for(|s| *s == Stop::Kill).await;
+                        exit_code = 137;
+                        break;
                     }
                     "echo" => log.line(Stream::Stdout, arg.to_string()),
                     "exit" => {

@@ -21,6 +21,22 @@ async fn run_yaml(
     fail_fast: bool,
     interrupt_after: Option<Duration>,
 ) -> Ran {
+    run_yaml_interrupted(
+        yaml,
+        concurrency,
+        fail_fast,
+        interrupt_after.into_iter().collect(),
+    )
+    .await
+}
+
+/// Sends one interrupt after each of `interrupts` (each counted from the one before).
+async fn run_yaml_interrupted(
+    yaml: &str,
+    concurrency: usize,
+    fail_fast: bool,
+    interrupts: Vec<Duration>,
+) -> Ran {
     let pipeline = crate::pipeline::parse(yaml, "t").expect("valid");
     let plan = crate::plan::build(&pipeline, crate::plan::Selection::all()).expect("plans");
     let project = tempfile::tempdir().unwrap();
@@ -29,14 +45,12 @@ async fn run_yaml(
     let fake = Arc::new(FakeBackend::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (itx, irx) = mpsc::unbounded_channel();
-    if let Some(after) = interrupt_after {
-        tokio::spawn(async move {
+    tokio::spawn(async move {
+        for after in interrupts {
             tokio::time::sleep(after).await;
             let _ = itx.send(Interrupt::Interrupt);
-        });
-    } else {
-        drop(itx);
-    }
+        }
+    });
     let opts = RunOptions {
         run,
         concurrency,
@@ -240,4 +254,19 @@ async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
     let use_ = specs.iter().find(|s| s.job == "use").unwrap();
     // The fake produces no artifact directory, so only the source layer is there.
     assert_eq!(use_.layers.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_interrupt_kills_what_ignores_the_first() {
+    let ran = run_yaml_interrupted(
+        "jobs:\n  stubborn: {needs: [], script: [stubborn]}\n",
+        8,
+        false,
+        vec![Duration::from_secs(1), Duration::from_secs(1)],
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Interrupted);
+    let job = ran.result.jobs[0].as_ref().unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert_eq!(job.exit_code, Some(137));
 }
