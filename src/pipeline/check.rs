@@ -104,6 +104,9 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
                 env_pos = value_positions(value);
             }
             "jobs" => jobs_node = Some(*value),
+            // Extension fields hold YAML anchors for jobs to merge (`<<: *defaults`), as in
+            // Docker Compose (`x-…`) and GitLab CI (`.hidden`).
+            other if other.starts_with("x-") || other.starts_with('.') => {}
             other => unknown_key(key.node, other, TOP_KEYS, &[], probs),
         }
     }

@@ -53,8 +53,10 @@ pub struct SyntaxError {
 
 /// Nesting deeper than this is hostile or a mistake; a pipeline needs about six levels.
 const MAX_DEPTH: usize = 64;
-/// Bounds the work an alias bomb can cause: a real pipeline has a few thousand nodes.
-const MAX_NODES: usize = 2_000_000;
+/// Bounds the work and memory an alias bomb can cause: a 2,000-job pipeline is about 60,000
+/// parser events, and `<<: *defaults` in each of its jobs replays about 20,000.
+const MAX_EVENTS: usize = 500_000;
+const MAX_REPLAYED_EVENTS: usize = 200_000;
 
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut options = Options::default();
@@ -63,8 +65,12 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     options.strict_booleans = true;
     if let Some(budget) = options.budget.as_mut() {
         budget.max_depth = MAX_DEPTH;
-        budget.max_nodes = MAX_NODES;
+        budget.max_events = MAX_EVENTS;
+        // One `defaults` anchor merged into every job is the normal use; the limits on events
+        // are what stop alias bombs.
+        budget.enforce_alias_anchor_ratio = false;
     }
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
         Ok(Some(root)) => Ok(node(root)),
         Ok(None) => Ok(Node {
@@ -90,6 +96,11 @@ fn first_line(message: &str) -> String {
         Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
         _ => line,
     };
+    if line.starts_with("budget breached") || line.contains("replay limit") {
+        return format!(
+            "the document expands beyond pipe's limits ({MAX_EVENTS} values, {MAX_REPLAYED_EVENTS} repeated through aliases): aliases that multiply, or a file that is not a pipeline"
+        );
+    }
     if line.starts_with("multiple YAML documents detected") {
         return "a pipeline file holds one YAML document, and a `---` here starts another".into();
     }

@@ -203,3 +203,24 @@ fn a_second_yaml_document_is_explained() {
     );
     assert!(stderr.contains("[pipe.yml:3:1]"), "{stderr}");
 }
+
+#[test]
+fn anchors_in_extension_fields_merge_into_many_jobs() {
+    let mut text = String::from(
+        "x-defaults: &defaults\n  image: alpine:3.20\n  timeout: 5m\n  env: {A: '1'}\njobs:\n",
+    );
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "  j{i}:\n    <<: *defaults\n    script: [echo {i}]\n"
+        ));
+    }
+    let project = Project::new(&text);
+    let ran = project.pipe(&["validate"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let list = project.pipe(&["list"]);
+    assert!(
+        list.row("j1999").ends_with("alpine:3.20"),
+        "{}",
+        list.stdout
+    );
+}
