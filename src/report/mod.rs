@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::event::Event;
 
 pub use store::StoreSink;
-pub use summary::{Summary, SummaryRow};
+use summary::Summary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -57,12 +57,12 @@ trait Reporter: Send {
     fn event(&mut self, event: &Event) -> io::Result<()>;
 }
 
-/// Feeds every event to the chosen reporters until the sender side closes; returns the summary
-/// of what happened. Output that can no longer be written (a closed pipe) is dropped quietly.
+/// Feeds every event to the chosen reporters until the sender side closes, then prints the
+/// summary table. Output that can no longer be written (a closed pipe) is dropped quietly.
 pub fn spawn(
     options: Options,
     mut events: mpsc::UnboundedReceiver<Event>,
-) -> tokio::task::JoinHandle<Summary> {
+) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         let mut summary = Summary::default();
         let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
@@ -95,7 +95,6 @@ pub fn spawn(
                 .write_table(&mut out, options.color)
                 .and_then(|_| out.flush());
         }
-        summary
     })
 }
 
