@@ -183,7 +183,11 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
                     .map(|ms| duration(Duration::from_millis(ms)))
                     .unwrap_or_default(),
                 j.environment.clone().unwrap_or_default(),
-                j.note.clone().unwrap_or_default(),
+                // A scan job's findings say more than its exit code.
+                j.findings
+                    .map(|f| crate::scan::report::summary(&f))
+                    .or_else(|| j.note.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();

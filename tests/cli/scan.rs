@@ -49,6 +49,10 @@ jobs:
         sarif["runs"][0]["results"][0]["ruleId"],
         "aws-access-key-id"
     );
+    assert!(project
+        .pipe(&["show", "1"])
+        .row("secrets")
+        .contains("1 finding: 1 critical"));
     let show = project.pipe(&["show", "1", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
     let job = v["jobs"]
