@@ -14,12 +14,29 @@ use crate::event::Stream;
 
 #[derive(Default)]
 pub struct FakeBackend {
+    /// Makes `prepare` take an hour, like pulling a large image on a slow link.
+    pub slow_prepare: bool,
     /// (job, started, ended), in the order jobs ended.
     pub spans: Mutex<Vec<(String, Instant, Instant)>>,
     pub specs: Mutex<Vec<JobSpec>>,
 }
 
 impl Backend for FakeBackend {
+    fn prepare<'a>(
+        &'a self,
+        _images: &'a [String],
+        _parallel: usize,
+        _run_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            if self.slow_prepare {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

@@ -103,7 +103,12 @@ pub async fn run(
     let parallel = widest_later_level(plan)
         .min(opts.concurrency.max(1))
         .min(cpus);
-    backend.prepare(&images, parallel, &opts.run.id).await?;
+    // Pulling images can take minutes: an interrupt meanwhile stops the run before any job.
+    let mut interrupted_by = None;
+    tokio::select! {
+        prepared = backend.prepare(&images, parallel, &opts.run.id) => prepared?,
+        Some(kind) = interrupts.recv() => interrupted_by = Some(kind),
+    }
 
     let n = plan.jobs.len();
     let mut state: Vec<State> = (0..n).map(|_| State::Pending).collect();
@@ -116,8 +121,10 @@ pub async fn run(
     let inprocess: Arc<dyn Backend> = Arc::new(crate::backend::inprocess::InProcess);
     let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
     let mut failed = false;
-    let mut interrupted_by = None;
     let mut interrupts_open = true;
+    if interrupted_by.is_some() {
+        let _ = stop_tx.send(Stop::Graceful);
+    }
 
     loop {
         while *stop_tx.borrow() == Stop::No && running.len() < opts.concurrency.max(1) {

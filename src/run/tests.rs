@@ -37,12 +37,29 @@ async fn run_yaml_interrupted(
     fail_fast: bool,
     interrupts: Vec<Duration>,
 ) -> Ran {
+    run_with(
+        FakeBackend::default(),
+        yaml,
+        concurrency,
+        fail_fast,
+        interrupts,
+    )
+    .await
+}
+
+async fn run_with(
+    fake: FakeBackend,
+    yaml: &str,
+    concurrency: usize,
+    fail_fast: bool,
+    interrupts: Vec<Duration>,
+) -> Ran {
     let pipeline = crate::pipeline::parse(yaml, "t").expect("valid");
     let plan = crate::plan::build(&pipeline, crate::plan::Selection::all()).expect("plans");
     let project = tempfile::tempdir().unwrap();
     let run = RunDir::create(project.path(), 1).unwrap();
     std::fs::create_dir_all(run.source()).unwrap();
-    let fake = Arc::new(FakeBackend::default());
+    let fake = Arc::new(fake);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (itx, irx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -269,4 +286,26 @@ async fn a_second_interrupt_kills_what_ignores_the_first() {
     let job = ran.result.jobs[0].as_ref().unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert_eq!(job.exit_code, Some(137));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_while_images_are_pulled_stops_before_any_job() {
+    let slow = FakeBackend {
+        slow_prepare: true,
+        ..FakeBackend::default()
+    };
+    let ran = run_with(
+        slow,
+        "jobs:\n  a: {script: [echo x]}\n",
+        8,
+        false,
+        vec![Duration::from_secs(5)],
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Interrupted);
+    assert_eq!(
+        skipped(&ran),
+        [("a".to_string(), "the run was interrupted".to_string())]
+    );
+    assert!(ran.fake.spans.lock().unwrap().is_empty());
 }
