@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::run::{
-    actor, builtin_env, exit_code, open_store, project_dir, runtime, store_error, ExecArgs,
+    actor, builtin_env, exit_code, open_store, project_dir, recorded_facts, runtime, store_error,
+    ExecArgs,
 };
 use super::{exit, print, CliError};
 use crate::pipeline::gate::Gate;
@@ -127,11 +128,7 @@ pub fn release_now(
         .map_err(store_error)?;
 
     // The release runs for the run's own commit, on its own snapshot and artifacts.
-    let git = crate::git::Facts {
-        commit: record.commit.clone(),
-        branch: record.branch.clone(),
-        tags: record.tags.clone(),
-    };
+    let git = recorded_facts(&record);
     let result = runtime()?.block_on(exec.execute(
         project,
         &plan,

@@ -2,8 +2,8 @@
 //! run, only the jobs that did not pass, keeping the others' results and artifacts.
 
 use super::run::{
-    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, runtime,
-    store_error, ExecArgs,
+    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, recorded_facts,
+    recorded_jobs, runtime, store_error, ExecArgs,
 };
 use super::CliError;
 use crate::plan::{self, Phase, Selection};
@@ -36,11 +36,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
     let pipeline = super::gate::stored_pipeline(&old, &record)?;
     let gated = pipeline.jobs.iter().any(|j| j.gated);
-    let git = crate::git::Facts {
-        commit: record.commit.clone(),
-        branch: record.branch.clone(),
-        tags: record.tags.clone(),
-    };
+    let git = recorded_facts(&record);
     let jobs = store.jobs(id).map_err(store_error)?;
 
     let (run, plan, new_id) = if args.failed {
@@ -106,22 +102,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             trigger: format!("retry of run {id}"),
             actor: actor(),
         };
-        let jobs: Vec<_> = pipeline
-            .jobs
-            .iter()
-            .map(|j| {
-                (
-                    j.name.clone(),
-                    j.stage.clone(),
-                    if j.gated {
-                        store::Phase::Release
-                    } else {
-                        store::Phase::Main
-                    },
-                    j.environment.clone(),
-                )
-            })
-            .collect();
+        let jobs = recorded_jobs(pipeline.jobs.iter());
         let new_id = store.create_run(&new, &jobs).map_err(store_error)?;
         let run = RunDir::create(&project, new_id)
             .map_err(|e| CliError::Other(format!("cannot create the run directory: {e}")))?;

@@ -109,20 +109,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     } else {
         Vec::new()
     };
-    let jobs: Vec<_> = plan
-        .jobs
-        .iter()
-        .map(|j| (j, store::Phase::Main))
-        .chain(gated.iter().map(|j| (*j, store::Phase::Release)))
-        .map(|(j, phase)| {
-            (
-                j.name.clone(),
-                j.stage.clone(),
-                phase,
-                j.environment.clone(),
-            )
-        })
-        .collect();
+    let jobs = recorded_jobs(plan.jobs.iter().chain(gated.iter().copied()));
     let text = std::fs::read(&file)
         .map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
     let new = NewRun {
@@ -385,6 +372,36 @@ pub fn store_error(e: store::StoreError) -> CliError {
             CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs"))
         }
         other => CliError::Other(other.to_string()),
+    }
+}
+
+/// The store's rows for these jobs: name, stage, phase (gated jobs belong to the release) and
+/// environment.
+pub fn recorded_jobs<'a>(
+    jobs: impl Iterator<Item = &'a crate::pipeline::Job>,
+) -> Vec<(String, String, store::Phase, Option<String>)> {
+    jobs.map(|j| {
+        let phase = if j.gated {
+            store::Phase::Release
+        } else {
+            store::Phase::Main
+        };
+        (
+            j.name.clone(),
+            j.stage.clone(),
+            phase,
+            j.environment.clone(),
+        )
+    })
+    .collect()
+}
+
+/// The git facts a run was recorded with: later phases run for the run's commit, not today's.
+pub fn recorded_facts(record: &store::RunRecord) -> crate::git::Facts {
+    crate::git::Facts {
+        commit: record.commit.clone(),
+        branch: record.branch.clone(),
+        tags: record.tags.clone(),
     }
 }
 
