@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cli;
 pub mod event;
 pub mod git;
+pub mod owner;
 pub mod pipeline;
 pub mod plan;
 pub mod release;

@@ -35,6 +35,7 @@ use super::{
     Teardowns,
 };
 use crate::event::Stream;
+use crate::owner::Owner;
 use crate::workspace;
 
 /// Where the job sees its workspace.
@@ -43,9 +44,10 @@ pub const WORKSPACE: &str = "/workspace";
 pub const LABEL_MANAGED: &str = "dev.pipe.managed";
 pub const LABEL_RUN: &str = "dev.pipe.run";
 pub const LABEL_JOB: &str = "dev.pipe.job";
-/// The pid of the pipe process that owns the object: `pipe clean` removes objects whose owner
-/// is gone.
+/// The pid of the pipe process that owns the object, to find a run's objects by hand.
 pub const LABEL_PID: &str = "dev.pipe.pid";
+/// The owner as `PID@START` (see `owner`): `pipe clean` removes objects whose owner is gone.
+pub const LABEL_OWNER: &str = "dev.pipe.owner";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pull {
@@ -170,12 +172,14 @@ impl DockerBackend {
         Ok(())
     }
 
-    fn labels(spec: &JobSpec) -> HashMap<String, String> {
+    fn labels(run_id: &str, job: &str) -> HashMap<String, String> {
+        let owner = Owner::me();
         HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_RUN.to_string(), spec.run_id.clone()),
-            (LABEL_JOB.to_string(), spec.job.clone()),
-            (LABEL_PID.to_string(), std::process::id().to_string()),
+            (LABEL_RUN.to_string(), run_id.to_string()),
+            (LABEL_JOB.to_string(), job.to_string()),
+            (LABEL_PID.to_string(), owner.pid.to_string()),
+            (LABEL_OWNER.to_string(), owner.to_string()),
         ])
     }
 
@@ -220,7 +224,7 @@ impl DockerBackend {
             source: Some(name.clone()),
             typ: Some(MountType::VOLUME),
             volume_options: Some(MountVolumeOptions {
-                labels: Some(Self::labels(spec)),
+                labels: Some(Self::labels(&spec.run_id, &spec.job)),
                 driver_config: Some(MountVolumeOptionsDriverConfig {
                     name: Some("local".into()),
                     options: Some(HashMap::from([
@@ -272,7 +276,7 @@ impl DockerBackend {
                     .collect(),
             ),
             working_dir: Some(WORKSPACE.into()),
-            labels: Some(Self::labels(spec)),
+            labels: Some(Self::labels(&spec.run_id, &spec.job)),
             tty: Some(false),
             open_stdin: Some(false),
             attach_stdout: Some(true),
@@ -309,12 +313,7 @@ impl DockerBackend {
                 self.sandboxes.clone(),
                 image.to_string(),
             );
-            let labels = HashMap::from([
-                (LABEL_MANAGED.to_string(), "true".to_string()),
-                (LABEL_RUN.to_string(), run_id.to_string()),
-                (LABEL_JOB.to_string(), "(network sandbox)".to_string()),
-                (LABEL_PID.to_string(), std::process::id().to_string()),
-            ]);
+            let labels = Self::labels(run_id, "(network sandbox)");
             self.sandboxes.available.fetch_add(1, Ordering::AcqRel);
             self.sandboxes.creating.spawn(async move {
                 let body = ContainerCreateBody {
@@ -637,10 +636,7 @@ impl DockerBackend {
     }
 
     /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
-    pub async fn clean(
-        &self,
-        is_alive: impl Fn(u32) -> bool,
-    ) -> Result<(usize, usize), BackendError> {
+    pub async fn clean(&self) -> Result<(usize, usize), BackendError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
         let containers = self
             .docker
@@ -652,10 +648,10 @@ impl DockerBackend {
             .await
             .map_err(job_error("cannot list containers"))?;
         let dead = |labels: Option<&HashMap<String, String>>| {
-            let pid = labels
-                .and_then(|l| l.get(LABEL_PID))
-                .and_then(|p| p.parse::<u32>().ok());
-            !pid.is_some_and(&is_alive)
+            !labels
+                .and_then(|l| l.get(LABEL_OWNER))
+                .and_then(|o| Owner::parse(o))
+                .is_some_and(|o| o.is_alive())
         };
         let mut removed = (0, 0);
         for c in containers {

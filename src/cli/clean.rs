@@ -1,9 +1,6 @@
 //! `pipe clean`: removes what runs whose pipe process is gone left behind — containers and
 //! volumes found by label, and per-job scratch space under `.pipe/runs`.
 
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-
 use super::{exit, print, CliError};
 use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::BackendError;
@@ -14,15 +11,13 @@ pub fn run() -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
-    let alive =
-        |pid: u32| pid == std::process::id() || kill(Pid::from_raw(pid as i32), None).is_ok();
     let project = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
-    let dirs = workspace::clean_dead_runs(&project, alive)
+    let dirs = workspace::clean_dead_runs(&project)
         .map_err(|e| CliError::Other(format!("cannot clean .pipe/runs: {e}")))?;
     let docker = runtime.block_on(async {
         let docker = docker::connect().await?;
         DockerBackend::new(docker, Pull::Never, std::time::Duration::ZERO)
-            .clean(alive)
+            .clean()
             .await
     });
     let text = match docker {

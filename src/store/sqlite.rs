@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::*;
+use crate::owner::Owner;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,21 +70,6 @@ pub struct SqliteStore {
     db: Connection,
 }
 
-/// This process as the owner of a run: its pid and when it started, so that a reused pid is not
-/// mistaken for the owner.
-fn me() -> (u32, String) {
-    let pid = std::process::id();
-    (pid, process_start(pid).unwrap_or_default())
-}
-
-/// The start time of a process (field 22 of /proc/PID/stat), or None if it is gone.
-fn process_start(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: count fields after it.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19).map(str::to_string)
-}
-
 fn now() -> String {
     time(Utc::now())
 }
@@ -131,7 +117,13 @@ impl SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (id, state, pid, start) = row?;
-                let alive = pid.is_some_and(|p| process_start(p).is_some_and(|s| Some(s) == start));
+                let alive = pid.is_some_and(|pid| {
+                    Owner {
+                        pid,
+                        start: start.unwrap_or_default(),
+                    }
+                    .is_alive()
+                });
                 if !alive {
                     out.push((id, state));
                 }
@@ -194,7 +186,7 @@ impl Store for SqliteStore {
         run: &NewRun,
         jobs: &[(String, String, Phase, Option<String>)],
     ) -> Result<RunId, StoreError> {
-        let (pid, start) = me();
+        let Owner { pid, start } = Owner::me();
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -235,7 +227,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
-        let (pid, start) = me();
+        let Owner { pid, start } = Owner::me();
         let n = self.db.execute(
             "UPDATE runs SET state = ?1, owner_pid = ?2, owner_start = ?3, ended_at = NULL WHERE id = ?4",
             params![state.as_str(), pid, start, id],

@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::owner::Owner;
+
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
 
-/// Holds the pid of the pipe process that owns a run directory.
-const PID_FILE: &str = "pid";
+/// Names the pipe process that owns a run directory (`PID@START`, see `owner`).
+const OWNER_FILE: &str = "owner";
 
 /// One run's directory.
 #[derive(Debug, Clone)]
@@ -32,7 +34,7 @@ impl RunDir {
         let root = Self::path(project, id);
         remove(&root)?;
         fs::create_dir_all(&root)?;
-        fs::write(root.join(PID_FILE), std::process::id().to_string())?;
+        fs::write(root.join(OWNER_FILE), Owner::me().to_string())?;
         Ok(RunDir {
             id: id.to_string(),
             root,
@@ -42,7 +44,7 @@ impl RunDir {
     /// The directory of an existing run, now owned by this process.
     pub fn open(project: &Path, id: i64) -> io::Result<RunDir> {
         let root = Self::path(project, id);
-        fs::write(root.join(PID_FILE), std::process::id().to_string())?;
+        fs::write(root.join(OWNER_FILE), Owner::me().to_string())?;
         Ok(RunDir {
             id: id.to_string(),
             root,
@@ -75,7 +77,7 @@ impl RunDir {
 /// Removes the per-job scratch space of runs whose pipe process is gone (killed before it could
 /// clean up). Snapshots stay: a failed or interrupted run keeps its own for `pipe retry`.
 /// Returns how many runs were cleaned.
-pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Result<usize> {
+pub fn clean_dead_runs(project: &Path) -> io::Result<usize> {
     let runs = project.join(STATE_DIR).join("runs");
     let Ok(entries) = fs::read_dir(&runs) else {
         return Ok(0);
@@ -83,11 +85,11 @@ pub fn clean_dead_runs(project: &Path, is_alive: impl Fn(u32) -> bool) -> io::Re
     let mut cleaned = 0;
     for entry in entries {
         let root = entry?.path();
-        let pid = fs::read_to_string(root.join(PID_FILE))
+        let owner = fs::read_to_string(root.join(OWNER_FILE))
             .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
+            .and_then(|o| Owner::parse(&o));
         let scratch = root.join("jobs");
-        if pid.is_some_and(&is_alive) || !scratch.exists() {
+        if owner.is_some_and(|o| o.is_alive()) || !scratch.exists() {
             continue;
         }
         remove(&scratch)?;

@@ -402,3 +402,43 @@ fn jobs_running_at_once_never_share_ports() {
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
 }
+
+/// The kernel's start time of this test process, as pipe records its own.
+fn own_start() -> String {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(19).unwrap().to_string()
+}
+
+#[test]
+fn clean_tells_a_reused_pid_from_a_live_owner() {
+    docker_image();
+    let project = Project::new(&pipeline("  a: {script: [true]}\n"));
+    let me = std::process::id();
+    let labelled = |owner: String| {
+        docker(&[
+            "create",
+            "--label",
+            "dev.pipe.managed=true",
+            "--label",
+            &format!("dev.pipe.owner={owner}"),
+            IMAGE,
+            "true",
+        ])
+        .trim()
+        .to_string()
+    };
+    // A process with this pid is alive, but it is not the one that made the container.
+    let reused = labelled(format!("{me}@1"));
+    let live = labelled(format!("{me}@{}", own_start()));
+    let clean = project.pipe(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    let exists = |id: &str| {
+        !docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
+            .trim()
+            .is_empty()
+    };
+    assert!(!exists(&reused), "the leftover of a dead owner is removed");
+    assert!(exists(&live), "a live owner's container stays");
+    docker(&["rm", "-f", &live]);
+}
