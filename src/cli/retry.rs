@@ -2,8 +2,8 @@
 //! run, only the jobs that did not pass, keeping the others' results and artifacts.
 
 use super::run::{
-    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, recorded_facts,
-    recorded_jobs, runtime, store_error, ExecArgs,
+    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, prune_snapshots,
+    recorded_facts, recorded_jobs, runtime, store_error, ExecArgs, KEPT_SNAPSHOTS,
 };
 use super::CliError;
 use crate::plan::{self, Phase, Selection};
@@ -32,7 +32,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let old = RunDir::open(&project, id)
         .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
     if !old.source().is_dir() {
-        return Err(CliError::Other(format!("the source snapshot of run {id} is gone (it passed, so it was not kept); start a new run with `pipe run`")));
+        return Err(CliError::Other(format!(
+            "the source snapshot of run {id} is gone: pipe keeps those of the {KEPT_SNAPSHOTS} newest runs and of runs that reached the release gate; start a new run with `pipe run`"
+        )));
     }
     let pipeline = super::gate::stored_pipeline(&old, &record)?;
     let gated = pipeline.jobs.iter().any(|j| j.gated);
@@ -120,6 +122,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         builtin_env(&run, &git),
     ))?;
     let state = finish_main(&mut store, new_id, &result, gated)?;
-    announce(&mut store, &run, new_id, state)?;
+    prune_snapshots(&project, &mut store)?;
+    announce(&mut store, new_id, state)?;
     Ok(exit_code(&result))
 }

@@ -139,10 +139,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         env.clone(),
     ))?;
     let state = finish_main(&mut store, id, &result, !gated.is_empty())?;
+    prune_snapshots(&project, &mut store)?;
     if state == RunState::AwaitingRelease && args.release {
         return gate::release_now(&project, &mut store, id, &args.exec, false, true);
     }
-    announce(&mut store, &run, id, state)?;
+    announce(&mut store, id, state)?;
     Ok(exit_code(&result))
 }
 
@@ -323,17 +324,27 @@ pub fn finish_main(
     Ok(state)
 }
 
-/// Says what happens next, and drops the snapshot when nothing can use it any more: a run that
-/// awaits its release or may be retried keeps it.
-pub fn announce(
-    store: &mut dyn Store,
-    run: &RunDir,
-    id: RunId,
-    state: RunState,
-) -> Result<(), CliError> {
-    if state == RunState::Passed {
-        let _ = workspace::remove(&run.source());
+/// How many of the newest runs keep their snapshot for `pipe retry`, whatever their state.
+pub const KEPT_SNAPSHOTS: usize = 10;
+
+/// Drops the snapshots nothing can use any more, so `.pipe` does not grow by a copy of the tree
+/// per run. A run that reached the gate keeps its own: its release, or a release `--again` to
+/// roll back, runs on it. Any other run keeps it while it is one of the `KEPT_SNAPSHOTS` newest.
+pub fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(), CliError> {
+    let runs = store.runs(None, usize::MAX).map_err(store_error)?;
+    for record in runs.iter().skip(KEPT_SNAPSHOTS) {
+        if matches!(
+            record.state,
+            RunState::Passed | RunState::Failed | RunState::Interrupted
+        ) {
+            let _ = workspace::remove(&RunDir::at(project, record.id).source());
+        }
     }
+    Ok(())
+}
+
+/// Says what happens next.
+pub fn announce(store: &mut dyn Store, id: RunId, state: RunState) -> Result<(), CliError> {
     if state == RunState::AwaitingRelease {
         let line = gate::next_step(store, id)?;
         eprintln!("{line}");

@@ -491,10 +491,14 @@ fn string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
     match &node.kind {
         Kind::Str(s) => Some(s.clone()),
         other => {
-            probs.at(
+            let problem = probs.at(
                 node,
                 format!("{what} must be a string, found {}", other.describe()),
             );
+            // `- true` or `- 8080` is a string to the user but not to YAML.
+            if let Some(text) = scalar_text(node) {
+                problem.hint = Some(format!("quote it to mean the text: '{text}'"));
+            }
             None
         }
     }
@@ -599,10 +603,17 @@ fn needs_list(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<Need>>
 fn script_lines(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<String>> {
     let lines: Vec<String> = match &node.kind {
         Kind::Str(s) => vec![s.clone()],
-        Kind::Seq(items) => items
-            .iter()
-            .filter_map(|i| string(i, "a script line", probs))
-            .collect(),
+        Kind::Seq(items) => {
+            let lines: Vec<String> = items
+                .iter()
+                .filter_map(|i| string(i, "a script line", probs))
+                .collect();
+            // A line of the wrong type is reported already; "empty" would only add noise.
+            if lines.len() < items.len() {
+                return None;
+            }
+            lines
+        }
         Kind::Null => vec![],
         other => {
             probs.at(

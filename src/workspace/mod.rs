@@ -43,12 +43,17 @@ impl RunDir {
 
     /// The directory of an existing run, now owned by this process.
     pub fn open(project: &Path, id: i64) -> io::Result<RunDir> {
-        let root = Self::path(project, id);
-        fs::write(root.join(OWNER_FILE), Owner::me().to_string())?;
-        Ok(RunDir {
+        let run = Self::at(project, id);
+        fs::write(run.root.join(OWNER_FILE), Owner::me().to_string())?;
+        Ok(run)
+    }
+
+    /// Where run `id`'s directory is, to look at without taking it over.
+    pub fn at(project: &Path, id: i64) -> RunDir {
+        RunDir {
             id: id.to_string(),
-            root,
-        })
+            root: Self::path(project, id),
+        }
     }
 
     fn path(project: &Path, id: i64) -> PathBuf {

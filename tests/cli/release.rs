@@ -411,3 +411,50 @@ fn logs_follow_a_running_job_to_its_end() {
         unknown.stderr
     );
 }
+
+#[test]
+fn recent_runs_can_be_retried_and_older_snapshots_are_dropped_unless_gated() {
+    let project = Project::new("jobs:\n  check: {script: [cat input.txt]}\n");
+    project.write(
+        "gated.yml",
+        "jobs:\n  check: {script: [echo ok]}\n  ship: {stage: release, gate: {approvals: 1}, script: [echo ok]}\n",
+    );
+    let local = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--backend", "local"]);
+        project.pipe(&all)
+    };
+    assert_eq!(local(&["run", "gated.yml"]).code, 0);
+    project.write("input.txt", "first\n");
+    assert_eq!(local(&["run"]).code, 0);
+    project.write("input.txt", "changed\n");
+    let retry = local(&["retry", "2"]);
+    assert_eq!(
+        retry.code,
+        0,
+        "a passed run can be retried: {}",
+        retry.all()
+    );
+    assert!(
+        retry.stdout.contains("[check] first"),
+        "the retry runs on run 2's snapshot: {}",
+        retry.stdout
+    );
+    for _ in 0..10 {
+        assert_eq!(local(&["run"]).code, 0);
+    }
+    // Runs 4 to 13 are the ten newest.
+    let source = |run: u32| project.path().join(format!(".pipe/runs/{run}/source"));
+    assert!(source(1).is_dir(), "a run at the gate keeps its snapshot");
+    assert!(!source(2).exists() && !source(3).exists());
+    assert!(source(4).is_dir());
+    let gone = local(&["retry", "2"]);
+    assert_ne!(gone.code, 0);
+    assert!(
+        gone.stderr.contains(
+            "the source snapshot of run 2 is gone: pipe keeps those of the 10 newest runs"
+        ),
+        "{}",
+        gone.all()
+    );
+}

@@ -65,6 +65,24 @@ fn wrong_types_say_what_was_expected() {
 }
 
 #[test]
+fn a_script_line_yaml_reads_as_a_boolean_gets_one_error_with_a_fix() {
+    let stderr = invalid("jobs:\n  a: {script: [true]}\n");
+    assert!(
+        stderr.contains("a script line must be a string, found a boolean"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[pipe.yml:2:16]"), "{stderr}");
+    assert!(
+        stderr.contains("quote it to mean the text: 'true'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 problem found") && !stderr.contains("empty `script`"),
+        "the line is not also called empty: {stderr}"
+    );
+}
+
+#[test]
 fn a_need_on_a_later_stage_is_refused() {
     let stderr = invalid(
         "jobs:\n  a: {stage: build, needs: [b], script: [x]}\n  b: {stage: test, script: [x]}\n",
