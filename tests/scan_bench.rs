@@ -63,6 +63,7 @@ fn secrets_throughput() {
     let opts = SecretsOptions {
         baseline: None,
         threads: env_usize("PIPE_SCAN_BENCH_THREADS", 0),
+        parent_ignores: true,
     };
     if std::env::var_os("PIPE_SCAN_BENCH_EXTERNAL").is_some() {
         let findings = scan_secrets(root, &opts).unwrap();

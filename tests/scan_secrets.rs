@@ -245,6 +245,37 @@ fn gitignored_binary_oversized_and_git_files_are_skipped() {
 }
 
 #[test]
+fn ignore_files_above_the_root_apply_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Like a scan job's workspace inside `.pipe`, whose own .gitignore says `*`.
+    fs::write(dir.path().join(".gitignore"), "*\n").unwrap();
+    let root = dir.path().join("workspace");
+    fs::create_dir(&root).unwrap();
+    fs::write(
+        root.join("app.env"),
+        format!("TOKEN={}\n", github_token('B')),
+    )
+    .unwrap();
+    let with = |parent_ignores| {
+        scan::scan_secrets(
+            &root,
+            &SecretsOptions {
+                parent_ignores,
+                ..SecretsOptions::default()
+            },
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(with(false), 1, "a scan job sees its whole workspace");
+    assert_eq!(
+        with(true),
+        0,
+        "`pipe scan DIR` honours the repository's ignores, as git does"
+    );
+}
+
+#[test]
 fn allow_marker_skips_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
@@ -318,6 +349,7 @@ fn baseline_drops_known_findings_only() {
     let opts = SecretsOptions {
         baseline: Some(loaded),
         threads: 0,
+        parent_ignores: true,
     };
     // Moving the known secret does not resurface it; a new secret is still reported.
     fs::write(
@@ -369,6 +401,7 @@ fn thread_count_does_not_change_results() {
         &SecretsOptions {
             baseline: None,
             threads: 1,
+            parent_ignores: true,
         },
     )
     .unwrap();

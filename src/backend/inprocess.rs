@@ -97,6 +97,7 @@ fn scan_layers(layers: &[PathBuf], scanners: &[Scanner]) -> Result<Vec<Finding>,
                     &SecretsOptions {
                         baseline: None,
                         threads: 0,
+                        parent_ignores: false,
                     },
                 )?,
                 Scanner::Pipeline => scan::pipeline::scan_pipelines(layer)?,

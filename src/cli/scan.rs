@@ -68,6 +68,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 &SecretsOptions {
                     baseline: base.clone(),
                     threads: 0,
+                    parent_ignores: true,
                 },
             )
             .map_err(scan_error)?,

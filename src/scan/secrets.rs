@@ -40,6 +40,9 @@ pub struct SecretsOptions {
     pub baseline: Option<Baseline>,
     /// Walker threads; 0 picks a number from the available cores.
     pub threads: usize,
+    /// Whether ignore files in the directories above `root` apply, as in git and ripgrep. Not for
+    /// a scan job: its workspace lies inside `.pipe`, whose ignore file is pipe's, not the project's.
+    pub parent_ignores: bool,
 }
 
 /// Scans every file under `root` (or `root` itself if it is a file), honouring `.gitignore`
@@ -57,7 +60,7 @@ pub fn scan_secrets(root: &Path, opts: &SecretsOptions) -> Result<Vec<Finding>, 
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         engine.scan_path(root, &rel, &mut Vec::new())?
     } else {
-        walk(engine, root, opts.threads)?
+        walk(engine, root, opts)?
     };
     if let Some(baseline) = &opts.baseline {
         findings.retain(|f| !baseline.contains(&f.fingerprint));
@@ -78,7 +81,7 @@ pub fn rule_info(id: &str) -> Option<RuleInfo> {
     rules().find(|r| r.id == id)
 }
 
-fn walk(engine: &Engine, root: &Path, threads: usize) -> Result<Vec<Finding>, ScanError> {
+fn walk(engine: &Engine, root: &Path, opts: &SecretsOptions) -> Result<Vec<Finding>, ScanError> {
     let found = Mutex::new(Vec::new());
     let failure = Mutex::new(None);
     let fail = |err: ScanError| {
@@ -93,8 +96,9 @@ fn walk(engine: &Engine, root: &Path, threads: usize) -> Result<Vec<Finding>, Sc
         .hidden(false)
         // A tree that is not (yet) a git repository still has meaningful .gitignore files.
         .require_git(false)
+        .parents(opts.parent_ignores)
         .filter_entry(|entry| entry.file_name() != ".git")
-        .threads(threads)
+        .threads(opts.threads)
         .build_parallel()
         .run(|| {
             let mut buf = Vec::new();

@@ -87,8 +87,7 @@ fn parse_time(s: &str) -> DateTime<Utc> {
 impl SqliteStore {
     /// Opens (creating if needed) the store of the project at `project`.
     pub fn open(project: &Path) -> Result<SqliteStore, StoreError> {
-        let dir = project.join(crate::workspace::STATE_DIR);
-        std::fs::create_dir_all(&dir)?;
+        let dir = crate::workspace::state_dir(project)?;
         let db = Connection::open(dir.join("pipe.db"))?;
         db.busy_timeout(Duration::from_secs(30))?;
         db.pragma_update(None, "journal_mode", "WAL")?;

@@ -17,6 +17,21 @@ use crate::owner::Owner;
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
 
+/// Creates the project's `.pipe`, with a `.gitignore` of its own so that runs, logs and the store
+/// never show up in `git status` or get committed, whatever the project's own ignore rules say.
+pub fn state_dir(project: &Path) -> io::Result<PathBuf> {
+    let dir = project.join(STATE_DIR);
+    fs::create_dir_all(&dir)?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        fs::write(
+            ignore,
+            "# Written by pipe: runs, logs and the run store stay local.\n*\n",
+        )?;
+    }
+    Ok(dir)
+}
+
 /// Names the pipe process that owns a run directory (`PID@START`, see `owner`).
 const OWNER_FILE: &str = "owner";
 

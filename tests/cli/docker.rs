@@ -190,7 +190,18 @@ fn the_workspace_is_the_tree_as_git_sees_it() {
     let repo = git2::Repository::init(project.path()).unwrap();
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    drop(repo);
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true);
+    let untracked: Vec<String> = repo
+        .statuses(Some(&mut options))
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().map(str::to_string))
+        .collect();
+    assert!(
+        !untracked.iter().any(|p| p.starts_with(".pipe")),
+        "pipe's own state stays out of git status: {untracked:?}"
+    );
 }
 
 #[test]
