@@ -117,7 +117,8 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
         return None;
     };
     let job_entries = mapping(jobs_node, "`jobs`", probs)?;
-    if job_entries.is_empty() {
+    // Entries with bad keys are reported already; "empty" is only for a mapping with none.
+    if matches!(&jobs_node.kind, Kind::Map(entries) if entries.is_empty()) {
         probs.at(jobs_node, "`jobs` is empty").hint = Some("define at least one job".into());
     }
     let ctx = JobContext {

@@ -242,3 +242,16 @@ fn anchors_in_extension_fields_merge_into_many_jobs() {
         list.stdout
     );
 }
+
+#[test]
+fn a_job_name_that_is_a_list_is_one_problem() {
+    let stderr = invalid("jobs:\n  ? [a, b]\n  : {script: [x]}\n");
+    assert!(
+        stderr.contains("keys in `jobs` must be strings, found a list"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 problem found") && !stderr.contains("is empty"),
+        "{stderr}"
+    );
+}
