@@ -128,7 +128,11 @@ pub fn slug(name: &str) -> String {
             out.push('-');
         }
     }
-    let out = out.trim_matches('-').to_string();
+    // No leading dot: `..` or `.` must never become a path component, nor a hidden file.
+    let out = out
+        .trim_start_matches(['-', '.'])
+        .trim_end_matches('-')
+        .to_string();
     if out.is_empty() {
         "job".into()
     } else {
@@ -284,6 +288,10 @@ mod tests {
             "unit-TARGET-x86_64-OS-linux"
         );
         assert_eq!(slug("///"), "job");
+        assert_eq!(slug(".."), "job", "never a path out of the run directory");
+        assert_eq!(slug("."), "job");
+        assert_eq!(slug(".hidden/x"), "hidden-x");
+        assert_eq!(slug("v1.2"), "v1.2");
     }
 
     #[test]

@@ -32,6 +32,20 @@ fn artifacts_failures_and_skips_work_as_on_docker() {
 }
 
 #[test]
+fn a_job_named_dot_dot_stays_in_its_own_directories() {
+    let project = Project::new(
+        "jobs:
+  \"..\": {script: [echo dots > f.txt], artifacts: [f.txt]}
+  after: {stage: test, script: [cat f.txt]}
+",
+    );
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.stdout.contains("[after] dots"), "{}", ran.stdout);
+    assert!(!project.path().join(".pipe/runs/1/f.txt").exists());
+}
+
+#[test]
 fn timeout_kills_the_whole_process_group() {
     let project =
         Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
