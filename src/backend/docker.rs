@@ -583,9 +583,10 @@ impl DockerBackend {
         spec: &JobSpec,
     ) -> Result<Vec<String>, BackendError> {
         let mut missing = Vec::new();
-        for path in &spec.artifacts {
+        for artifact in &spec.artifacts {
+            let base = artifact.base();
             let options = DownloadFromContainerOptions {
-                path: format!("{WORKSPACE}/{path}"),
+                path: Path::new(WORKSPACE).join(base).display().to_string(),
             };
             let mut stream = self.docker.download_from_container(id, Some(options));
             let tar_path = spec.scratch.join("artifact.tar");
@@ -613,24 +614,42 @@ impl DockerBackend {
                 .map_err(io_error("cannot write the artifact"))?;
             drop(file);
             if !found {
-                missing.push(path.clone());
+                missing.push(artifact.to_string());
                 continue;
             }
-            // The archive's root is the artifact's last component: unpack it beside its parent.
-            let parent = Path::new(path)
-                .parent()
-                .map(|p| spec.artifacts_dest.join(p))
-                .unwrap_or_else(|| spec.artifacts_dest.clone());
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::create_dir_all(&parent)?;
+            // The archive's root is the last component of what was fetched (`workspace` for the
+            // whole of it). A plain path is unpacked beside its parent under the artifacts; a
+            // glob's base is unpacked into a staging copy of the workspace, and what the glob
+            // selects is taken from there.
+            let staging = spec.scratch.join("artifact-staging");
+            let (unpack_into, glob_root) = match (artifact.is_glob(), base.parent()) {
+                (false, parent) => (
+                    spec.artifacts_dest.join(parent.unwrap_or(Path::new(""))),
+                    None,
+                ),
+                (true, Some(parent)) => (staging.join(parent), Some(staging.clone())),
+                (true, None) => (staging.clone(), Some(staging.join("workspace"))),
+            };
+            let (selected, dest) = (artifact.clone(), spec.artifacts_dest.clone());
+            let matched = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+                std::fs::create_dir_all(&unpack_into)?;
                 let mut archive = tar::Archive::new(std::fs::File::open(&tar_path)?);
                 archive.set_preserve_permissions(true);
-                archive.unpack(&parent)?;
-                std::fs::remove_file(&tar_path)
+                archive.unpack(&unpack_into)?;
+                std::fs::remove_file(&tar_path)?;
+                let Some(root) = glob_root else {
+                    return Ok(true);
+                };
+                let missing = workspace::collect_artifacts(&root, &[selected], &dest)?;
+                workspace::remove(&staging)?;
+                Ok(missing.is_empty())
             })
             .await
             .map_err(|e| BackendError::Job(e.to_string()))?
             .map_err(io_error("cannot unpack the artifact"))?;
+            if !matched {
+                missing.push(artifact.to_string());
+            }
         }
         Ok(missing)
     }

@@ -15,6 +15,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{Event, EventKind, Stream};
+use crate::pipeline::ArtifactPath;
 
 /// Everything a backend needs to run one attempt of one job.
 #[derive(Debug, Clone)]
@@ -33,8 +34,9 @@ pub struct JobSpec {
     /// A directory private to this attempt, for its writable workspace. The backend removes it
     /// when it tears the attempt down.
     pub scratch: PathBuf,
-    /// Workspace-relative paths to keep when the job passes, copied under `artifacts_dest`.
-    pub artifacts: Vec<String>,
+    /// Workspace-relative paths or globs to keep when the job passes, copied under
+    /// `artifacts_dest`.
+    pub artifacts: Vec<ArtifactPath>,
     pub artifacts_dest: PathBuf,
     /// Dangerous settings the user allowed explicitly (`--allow-privileged`).
     pub privileged: bool,

@@ -252,7 +252,7 @@ impl ExecArgs {
                         (
                             j.stage.clone(),
                             log.display().to_string(),
-                            j.artifacts.clone(),
+                            j.artifacts.iter().map(ToString::to_string).collect(),
                         ),
                     )
                 })

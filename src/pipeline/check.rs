@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::artifact::ArtifactPath;
 use super::duration;
 use super::gate::{Freeze, Gate};
 use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
@@ -280,9 +281,18 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
             Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
     }
+    let expanded: Vec<Vec<ArtifactPath>> = matrix
+        .iter()
+        .map(|values| {
+            let mut env = env.clone();
+            env.extend(values.iter().cloned());
+            artifact_paths_for(&artifacts, &env, values, probs)
+        })
+        .collect();
     matrix
         .into_iter()
-        .map(|values| {
+        .zip(expanded)
+        .map(|(values, artifacts)| {
             let mut env = env.clone();
             env.extend(values.iter().cloned());
             let full = if values.is_empty() {
@@ -304,7 +314,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 timeout,
                 retry,
                 allow_failure,
-                artifacts: artifacts.iter().map(|a| expand(a, &env)).collect(),
+                artifacts,
                 env,
                 environment: environment.clone(),
                 gated,
@@ -913,7 +923,8 @@ fn retry_of(node: &Node, probs: &mut Problems) -> u32 {
     }
 }
 
-fn artifact_paths(node: &Node, probs: &mut Problems) -> Vec<String> {
+/// The `artifacts` entries as written, each checked on its own.
+fn artifact_paths<'a>(node: &'a Node, probs: &mut Problems) -> Vec<(String, &'a Node)> {
     let Some(items) = list(node, "`artifacts`", probs) else {
         return vec![];
     };
@@ -922,17 +933,41 @@ fn artifact_paths(node: &Node, probs: &mut Problems) -> Vec<String> {
         let Some(path) = non_empty_string(item, "an artifact path", probs) else {
             continue;
         };
-        let p = std::path::Path::new(&path);
-        if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
-            probs
-                .at(
-                    item,
-                    format!("artifact path `{path}` must stay inside the workspace"),
-                )
-                .hint = Some("use a path relative to the project, without `..`".into());
+        if let Err(why) = ArtifactPath::parse(&path) {
+            probs.at(item, why).hint = Some(ARTIFACT_HINT.into());
             continue;
         }
-        out.push(path.trim_end_matches('/').to_string());
+        out.push((path, item));
+    }
+    out
+}
+
+const ARTIFACT_HINT: &str =
+    "use a path relative to the project, without `..`; `*` and `**` select several files";
+
+/// One job's (or matrix expansion's) artifacts with `$VAR` expanded: a value may still lead the
+/// path out of the workspace, which is reported where the path is written.
+fn artifact_paths_for(
+    written: &[(String, &Node)],
+    env: &[(String, String)],
+    values: &[(String, String)],
+    probs: &mut Problems,
+) -> Vec<ArtifactPath> {
+    let mut out = Vec::new();
+    for (path, node) in written {
+        let full = expand(path, env);
+        match ArtifactPath::parse(&full) {
+            Ok(artifact) => out.push(artifact),
+            Err(why) => {
+                let with: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let message = if with.is_empty() {
+                    why
+                } else {
+                    format!("with {}: {why}", with.join(", "))
+                };
+                probs.at(node, message).hint = Some(ARTIFACT_HINT.into());
+            }
+        }
     }
     out
 }

@@ -2,6 +2,7 @@
 //! that `pipe validate` can report all of them at once. Nothing here does I/O beyond reading the
 //! file, and nothing downstream has to check the pipeline again.
 
+mod artifact;
 mod check;
 mod duration;
 pub mod gate;
@@ -10,6 +11,7 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
+pub use artifact::ArtifactPath;
 pub use check::suggest;
 pub use model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 

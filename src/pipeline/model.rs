@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::artifact::ArtifactPath;
 use super::gate::Gate;
 use super::Pos;
 use crate::scan::Severity;
@@ -53,8 +54,8 @@ pub struct Job {
     pub timeout: Option<Duration>,
     pub retry: u32,
     pub allow_failure: bool,
-    /// Paths relative to the workspace, handed to the jobs that need this one.
-    pub artifacts: Vec<String>,
+    /// Paths or globs relative to the workspace, handed to the jobs that need this one.
+    pub artifacts: Vec<ArtifactPath>,
     /// Where the job deploys to (`staging`, `production`), recorded with the run.
     pub environment: Option<String>,
     /// Set on jobs of the release stage (and after it): they wait for the gate.

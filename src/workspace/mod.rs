@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::owner::Owner;
+use crate::pipeline::ArtifactPath;
 
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
@@ -254,19 +255,49 @@ pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
 /// Returns the paths that did not exist.
 pub fn collect_artifacts(
     workspace: &Path,
-    paths: &[String],
+    artifacts: &[ArtifactPath],
     dest: &Path,
 ) -> io::Result<Vec<String>> {
     let mut missing = Vec::new();
-    for path in paths {
-        let from = workspace.join(path);
-        if fs::symlink_metadata(&from).is_err() {
-            missing.push(path.clone());
-            continue;
+    for artifact in artifacts {
+        let found = if artifact.is_glob() {
+            collect_glob(workspace, artifact, dest)?
+        } else {
+            let from = workspace.join(artifact.base());
+            let found = fs::symlink_metadata(&from).is_ok();
+            if found {
+                copy_tree(&from, &dest.join(artifact.base()))?;
+            }
+            found
+        };
+        if !found {
+            missing.push(artifact.to_string());
         }
-        copy_tree(&from, &dest.join(path))?;
     }
     Ok(missing)
+}
+
+/// Copies what a glob selects under its base directory: a matching directory whole, without
+/// looking into it. Symbolic links are kept as links, never followed. Whether anything matched.
+fn collect_glob(workspace: &Path, artifact: &ArtifactPath, dest: &Path) -> io::Result<bool> {
+    let mut found = false;
+    let mut stack = vec![artifact.base().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(workspace.join(&dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry?;
+            let rel = dir.join(entry.file_name());
+            if artifact.matches(&rel) {
+                copy_tree(&entry.path(), &dest.join(&rel))?;
+                found = true;
+            } else if entry.file_type()?.is_dir() {
+                stack.push(rel);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Removes a directory tree, ignoring that it may already be gone.

@@ -134,6 +134,31 @@ fn retry_reruns_and_timeout_kills() {
 }
 
 #[test]
+fn glob_artifacts_keep_only_what_they_select() {
+    let project = Project::new(&pipeline(
+        "  build:
+    script: [mkdir -p d/sub r/a/b, echo a > d/a.txt, echo b > d/b.log, echo c > d/sub/c.txt, echo x > r/a/b/j.xml, echo top > top.log]
+    artifacts: ['d/*.txt', 'r/**/*.xml', '*.log', 'none/*.zip']
+  use: {stage: test, script: [cat d/a.txt r/a/b/j.xml top.log, test ! -e d/b.log, test ! -e d/sub/c.txt]}
+",
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        ran.stdout
+            .contains("[build] pipe: artifact `none/*.zip` was not produced"),
+        "{}",
+        ran.stdout
+    );
+    assert!(project.artifact("1", "build", "r/a/b/j.xml").is_file());
+    assert!(!project.artifact("1", "build", "pipe.yml").exists());
+    assert!(
+        !project.path().join(".pipe/runs/1/jobs").exists(),
+        "the staging copy goes with the job's scratch space"
+    );
+}
+
+#[test]
 fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
     let project = Project::new(&pipeline(
         "  build:

@@ -7,9 +7,9 @@ fn artifacts_failures_and_skips_work_as_on_docker() {
     let project = Project::new(
         "jobs:
   build:
-    script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt]
-    artifacts: [out/app]
-  check: {stage: test, needs: [build], script: [cat out/app, test ! -e notes.txt, 'echo \"$PIPE_JOB $CI\"']}
+    script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt, echo kept > report.md]
+    artifacts: [out/app, '*.md']
+  check: {stage: test, needs: [build], script: [cat out/app, cat report.md, test ! -e notes.txt, 'echo \"$PIPE_JOB $CI\"']}
   broken: {stage: test, needs: [], script: [exit 4]}
   after-broken: {stage: deploy, needs: [broken], script: [echo never]}
 ",
@@ -17,6 +17,11 @@ fn artifacts_failures_and_skips_work_as_on_docker() {
     let ran = project.pipe(&["run", "--backend", "local"]);
     assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.stdout.contains("[check] built"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("[check] kept"),
+        "a glob artifact: {}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("[check] check true"), "{}", ran.stdout);
     assert!(
         ran.row("after-broken")

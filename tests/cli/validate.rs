@@ -255,3 +255,24 @@ fn a_job_name_that_is_a_list_is_one_problem() {
         "{stderr}"
     );
 }
+
+#[test]
+fn artifact_paths_stay_inside_the_workspace_even_after_expansion() {
+    let stderr = invalid(
+        "jobs:\n  a:\n    matrix: {T: [ok, ../up]}\n    script: [x]\n    artifacts: ['out/$T', 'logs/[a-', /etc]\n",
+    );
+    assert!(
+        stderr.contains("with T=../up: artifact path `out/../up` must stay inside the workspace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("artifact path `logs/[a-` is not a valid glob"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("artifact path `/etc` must stay inside the workspace"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[pipe.yml:5:17]"), "at the path: {stderr}");
+    assert!(stderr.contains("3 problems found"), "{stderr}");
+}
