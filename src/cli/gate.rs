@@ -75,8 +75,7 @@ pub fn release_now(
 ) -> Result<u8, CliError> {
     let record = store.run(id).map_err(store_error)?;
     refuse_unless_releasable(store, &record, again, &actor(), "release refused")?;
-    let run = RunDir::open(project, id)
-        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+    let run = RunDir::at(project, id);
     let pipeline = stored_pipeline(&run, &record)?;
     let gate = pipeline.gate().unwrap_or_default();
     let jobs = store.jobs(id).map_err(store_error)?;
@@ -116,8 +115,11 @@ pub fn release_now(
     })?;
     exec.check_jobs(&run.pipeline_file(), &pipeline)?;
     store
-        .claim_run(id, RunState::Releasing)
+        .claim_run(id, record.state, RunState::Releasing)
         .map_err(store_error)?;
+    // Only the process that took the run over owns its directory.
+    let run = RunDir::open(project, id)
+        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
     let how = if record.state == RunState::Released {
         "released again (--again)"
     } else {
@@ -195,9 +197,9 @@ pub fn stored_pipeline(
 
 fn gate_of(project: &Path, record: &RunRecord) -> Result<Gate, CliError> {
     let id = record.id;
-    let run = RunDir::open(project, id)
-        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
-    Ok(stored_pipeline(&run, record)?.gate().unwrap_or_default())
+    Ok(stored_pipeline(&RunDir::at(project, id), record)?
+        .gate()
+        .unwrap_or_default())
 }
 
 /// One line that says what the gate waits for and what to type next.

@@ -29,8 +29,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     if record.state.is_active() {
         return Err(CliError::Refused(format!("run {id} is still running")));
     }
-    let old = RunDir::open(&project, id)
-        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+    let old = RunDir::at(&project, id);
     if !old.source().is_dir() {
         return Err(CliError::Other(format!(
             "the source snapshot of run {id} is gone: pipe keeps those of the {KEPT_SNAPSHOTS} newest runs and of runs that reached the release gate; start a new run with `pipe run`"
@@ -67,10 +66,13 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         })?;
         args.exec.check_jobs(&old.pipeline_file(), &pipeline)?;
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
-        store.reset_jobs(id, &again).map_err(store_error)?;
         store
-            .claim_run(id, RunState::Running)
+            .claim_run(id, record.state, RunState::Running)
             .map_err(store_error)?;
+        // Only the process that took the run over owns its directory and resets its jobs.
+        let old = RunDir::open(&project, id)
+            .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+        store.reset_jobs(id, &again).map_err(store_error)?;
         store
             .audit(
                 id,

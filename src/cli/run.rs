@@ -382,6 +382,7 @@ pub fn store_error(e: store::StoreError) -> CliError {
         store::StoreError::NoSuchRun(run) => {
             CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs"))
         }
+        taken @ store::StoreError::TakenOver { .. } => CliError::Refused(taken.to_string()),
         other => CliError::Other(other.to_string()),
     }
 }

@@ -17,6 +17,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("no run {0}")]
     NoSuchRun(String),
+    /// Another pipe process changed the run between reading it and taking it over.
+    #[error("run {id} is {} now: another pipe process took it over first", .now.as_str().replace('_', " "))]
+    TakenOver { id: RunId, now: RunState },
 }
 
 pub type RunId = i64;
@@ -159,8 +162,10 @@ pub trait Store: Send {
         run: &NewRun,
         jobs: &[(String, String, Phase, Option<String>)],
     ) -> Result<RunId, StoreError>;
-    /// Takes a run over for a later phase (release, retry) by this process.
-    fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
+    /// Takes a run over for a later phase (release, retry) by this process, moving it from
+    /// `from` (the state the caller judged) to `to` in one step, so that of two processes
+    /// releasing the same run only one does.
+    fn claim_run(&mut self, id: RunId, from: RunState, to: RunState) -> Result<(), StoreError>;
     fn set_state(&mut self, id: RunId, state: RunState, ended: bool) -> Result<(), StoreError>;
     fn job_started(
         &mut self,

@@ -225,14 +225,15 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    fn claim_run(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
+    fn claim_run(&mut self, id: RunId, from: RunState, to: RunState) -> Result<(), StoreError> {
         let Owner { pid, start } = Owner::me();
         let n = self.db.execute(
-            "UPDATE runs SET state = ?1, owner_pid = ?2, owner_start = ?3, ended_at = NULL WHERE id = ?4",
-            params![state.as_str(), pid, start, id],
+            "UPDATE runs SET state = ?1, owner_pid = ?2, owner_start = ?3, ended_at = NULL WHERE id = ?4 AND state = ?5",
+            params![to.as_str(), pid, start, id, from.as_str()],
         )?;
         if n == 0 {
-            return Err(StoreError::NoSuchRun(id.to_string()));
+            let now = self.run(id)?.state;
+            return Err(StoreError::TakenOver { id, now });
         }
         Ok(())
     }
@@ -490,6 +491,28 @@ mod tests {
         assert_eq!(
             s.audit_trail(id).unwrap().last().unwrap().action,
             "interrupted"
+        );
+    }
+
+    #[test]
+    fn only_one_process_takes_a_run_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = SqliteStore::open(dir.path()).unwrap();
+        let id = first.create_run(&new_run(), &[]).unwrap();
+        first
+            .set_state(id, RunState::AwaitingRelease, false)
+            .unwrap();
+        // Both read "awaiting release" before either takes the run over.
+        let mut second = SqliteStore::open(dir.path()).unwrap();
+        first
+            .claim_run(id, RunState::AwaitingRelease, RunState::Releasing)
+            .unwrap();
+        let lost = second
+            .claim_run(id, RunState::AwaitingRelease, RunState::Releasing)
+            .unwrap_err();
+        assert_eq!(
+            lost.to_string(),
+            format!("run {id} is releasing now: another pipe process took it over first")
         );
     }
 

@@ -458,3 +458,37 @@ fn recent_runs_can_be_retried_and_older_snapshots_are_dropped_unless_gated() {
         gone.all()
     );
 }
+
+#[test]
+fn two_releases_of_one_run_at_once_release_it_once() {
+    let project = Project::new(
+        "jobs:\n  build: {script: [echo built]}\n  ship: {stage: release, gate: {approvals: 0}, script: [sleep 1, echo shipped]}\n",
+    );
+    assert_eq!(project.pipe(&["run", "--backend", "local"]).code, 0);
+    let start = || {
+        project
+            .command(&["release", "1", "--backend", "local"])
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(4)],
+        "one releases, the other is refused:\n{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(
+        project
+            .log("1", "ship")
+            .lines()
+            .filter(|l| *l == "shipped")
+            .count(),
+        1,
+        "the release jobs ran once"
+    );
+}
