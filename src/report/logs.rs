@@ -66,4 +66,8 @@ impl Reporter for LogFiles {
             _ => Ok(()),
         }
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.open.values_mut().try_for_each(|f| f.flush())
+    }
 }

@@ -55,6 +55,10 @@ pub struct Options {
 /// Something that reacts to events, in order.
 trait Reporter: Send {
     fn event(&mut self, event: &Event) -> io::Result<()>;
+    /// Writes out what is buffered; called whenever no event is waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Feeds every event to the chosen reporters until the sender side closes, then prints the
@@ -78,16 +82,33 @@ pub fn spawn(
             Mode::Json => Box::new(json::JsonLines::new(Box::new(io::stdout()))),
         };
         reporters.push((screen, true));
-        while let Some(event) = events.blocking_recv() {
-            summary.event(&event);
+        let deliver = |reporters: &mut Vec<(Box<dyn Reporter>, bool)>,
+                       call: &dyn Fn(&mut dyn Reporter) -> io::Result<()>| {
             for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
-                if let Err(e) = reporter.event(&event) {
+                if let Err(e) = call(reporter.as_mut()) {
                     if e.kind() != io::ErrorKind::BrokenPipe {
                         tracing::warn!("stopped recording the run: {e}");
                     }
                     *alive = false;
                 }
             }
+        };
+        loop {
+            // Buffers are written out whenever the queue runs dry: cheap under a flood of
+            // output, and live (for `pipe logs --follow`, or a `kill -9`) otherwise.
+            let event = match events.try_recv() {
+                Ok(event) => event,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    deliver(&mut reporters, &|r| r.flush());
+                    match events.blocking_recv() {
+                        Some(event) => event,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            summary.event(&event);
+            deliver(&mut reporters, &|r| r.event(&event));
         }
         if options.mode != Mode::Json {
             let mut out = io::stdout().lock();

@@ -393,6 +393,16 @@ fn logs_follow_a_running_job_to_its_end() {
     ));
     let (child, _) =
         crate::harness::spawn_until(&project, &["run", "--pull", "never"], "[slow] begin");
+    // The log is written as the job goes, not when it ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while !project.log("1", "slow").contains("begin") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let so_far = project.log("1", "slow");
+    assert!(
+        so_far.contains("begin") && !so_far.contains("end"),
+        "while the job sleeps: {so_far:?}"
+    );
     let followed = project.pipe(&["logs", "last", "slow", "--follow"]);
     assert_eq!(followed.code, 0, "{}", followed.all());
     assert!(
