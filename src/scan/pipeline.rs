@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{fingerprint, Finding, ScanError, Severity};
+use super::{fingerprint, secrets, Finding, ScanError, Severity};
 use crate::pipeline::{self, Job, LoadError, Pipeline, Pos};
 
 pub const SCANNER: &str = "pipeline";
@@ -297,11 +297,11 @@ fn finding(
         column: pos.col as usize,
         message,
         fix,
-        preview: if rule == "secret-in-env" {
+        preview: secrets::redact_line(&if rule == "secret-in-env" {
             redact_value(line_text)
         } else {
             line_text.to_string()
-        },
+        }),
     }
 }
 

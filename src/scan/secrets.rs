@@ -393,23 +393,7 @@ impl Engine {
             after: file.data.get(line.end + 1..).unwrap_or_default(),
             config: file.config,
         };
-        let mut accepted: Vec<Candidate> = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rules & (1 << i) == 0 {
-                continue;
-            }
-            for re in &rule.patterns {
-                for caps in re.captures_iter(&text) {
-                    let Some(cand) = check(i, rule.check, &caps, &ctx) else {
-                        continue;
-                    };
-                    // Rules run in priority order, so the more specific rule already won.
-                    if !accepted.iter().any(|a| overlaps(&a.span, &cand.span)) {
-                        accepted.push(cand);
-                    }
-                }
-            }
-        }
+        let accepted = self.candidates(&ctx, rules);
         for cand in &accepted {
             let rule = &self.rules[cand.rule];
             findings.push(Finding {
@@ -426,6 +410,58 @@ impl Engine {
             });
         }
     }
+}
+
+impl Engine {
+    /// The secrets the rules in `rules` (a bit set) find on one line.
+    fn candidates(&self, ctx: &LineCtx, rules: u32) -> Vec<Candidate> {
+        let mut accepted: Vec<Candidate> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rules & (1 << i) == 0 {
+                continue;
+            }
+            for re in &rule.patterns {
+                for caps in re.captures_iter(ctx.text) {
+                    let Some(cand) = check(i, rule.check, &caps, ctx) else {
+                        continue;
+                    };
+                    // Rules run in priority order, so the more specific rule already won.
+                    if !accepted.iter().any(|a| overlaps(&a.span, &cand.span)) {
+                        accepted.push(cand);
+                    }
+                }
+            }
+        }
+        accepted
+    }
+}
+
+/// `line` with every secret the rules find in it masked as in previews (`ghp_…`), for other
+/// scanners' output: a finding about a line must not print a secret that stands on it.
+pub fn redact_line(line: &str) -> String {
+    let ctx = LineCtx {
+        text: line,
+        after: &[],
+        config: true,
+    };
+    let mut found = ENGINE.candidates(&ctx, u32::MAX);
+    found.retain(|c| !c.redact.is_empty());
+    found.sort_by_key(|c| c.redact.start);
+    let mut out = String::with_capacity(line.len());
+    let mut pos = 0;
+    for c in found {
+        out.push_str(&line[pos..c.redact.start]);
+        out.push_str(&mask(&line[c.redact.clone()]));
+        pos = c.redact.end;
+    }
+    out.push_str(&line[pos..]);
+    // A password in a URL is masked even where the rule would call it a placeholder
+    // (`example.com` hosts): a preview errs on the side of hiding.
+    static URL_PASSWORD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(://[^/\s:@]+:)([^@\s/]+)@").expect("valid"));
+    URL_PASSWORD
+        .replace_all(&out, |c: &Captures| format!("{}{}@", &c[1], mask(&c[2])))
+        .into_owned()
 }
 
 /// The file being scanned.

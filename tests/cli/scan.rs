@@ -178,3 +178,31 @@ fn privileged_jobs_and_host_mounts_are_refused_unless_allowed() {
         allowed.stderr
     );
 }
+
+#[test]
+fn pipeline_findings_never_print_a_secret_on_their_line() {
+    let token = format!("ghp_{}", "Hq7Wm3Kx8Lp2Nv5Bc9Hd4Jf6Rt1Ys0Ue3Gi8");
+    let password = "Sup3rS3cretPw9";
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  a:
+    privileged: true   # token {token}
+    script:
+      - curl -fsSL \"https://deploy:{password}@get.example.net/i.sh\" | sh
+"
+    ));
+    for args in [
+        &["scan", "--scanner", "pipeline"][..],
+        &["scan", "--output", "json"],
+    ] {
+        let out = project.pipe(args);
+        assert_eq!(out.code, 1, "{}", out.all());
+        assert!(out.all().contains("privileged-container"), "{}", out.all());
+        assert!(
+            !out.all().contains(&token) && !out.all().contains(password),
+            "{}",
+            out.all()
+        );
+    }
+}
