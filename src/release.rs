@@ -8,12 +8,19 @@ use crate::store::{Approval, JobRecord, Phase, RunRecord};
 
 /// The time the gate is judged at. `PIPE_NOW` (RFC 3339) stands in for the clock, so tests and
 /// rehearsals can stand inside or outside a freeze window.
-pub fn now() -> DateTime<Utc> {
-    std::env::var("PIPE_NOW")
-        .ok()
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now)
+/// A `PIPE_NOW` that cannot be read is an error, never the real clock: a typo in a rehearsal
+/// must not release.
+pub fn now() -> Result<DateTime<Utc>, String> {
+    match std::env::var("PIPE_NOW") {
+        Err(_) => Ok(Utc::now()),
+        Ok(text) => DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                format!(
+                    "PIPE_NOW `{text}` is not an RFC 3339 time ({e}), e.g. 2026-11-27T17:30:00Z"
+                )
+            }),
+    }
 }
 
 /// A condition of the gate that does not hold, as one sentence.

@@ -43,7 +43,7 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
     let by = args.by.unwrap_or_else(actor);
     refuse_unless_releasable(&mut store, &record, false, &by, "approve refused")?;
     let new = store
-        .approve(id, &by, args.comment.as_deref(), release::now())
+        .approve(id, &by, args.comment.as_deref(), clock()?)
         .map_err(store_error)?;
     let gate = gate_of(&project, &record)?;
     let count = store.approvals(id).map_err(store_error)?.len();
@@ -80,7 +80,7 @@ pub fn release_now(
     let gate = pipeline.gate().unwrap_or_default();
     let jobs = store.jobs(id).map_err(store_error)?;
     let approvals = store.approvals(id).map_err(store_error)?;
-    if let Some(first) = release::unmet(&gate, &record, &jobs, &approvals, release::now())
+    if let Some(first) = release::unmet(&gate, &record, &jobs, &approvals, clock()?)
         .into_iter()
         .next()
     {
@@ -202,6 +202,10 @@ fn gate_of(project: &Path, record: &RunRecord) -> Result<Gate, CliError> {
         .unwrap_or_default())
 }
 
+fn clock() -> Result<chrono::DateTime<chrono::Utc>, CliError> {
+    release::now().map_err(CliError::Usage)
+}
+
 /// One line that says what the gate waits for and what to type next.
 pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     let project = project_dir()?;
@@ -210,7 +214,7 @@ pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     let approvals = store.approvals(id).map_err(store_error)?;
     let jobs = store.jobs(id).map_err(store_error)?;
     let missing = (gate.approvals as usize).saturating_sub(approvals.len());
-    let unmet = release::unmet(&gate, &record, &jobs, &approvals, release::now());
+    let unmet = release::unmet(&gate, &record, &jobs, &approvals, clock()?);
     Ok(if unmet.is_empty() {
         format!("release {id} is ready: pipe release {id}")
     } else if unmet.len() == 1 && missing > 0 {

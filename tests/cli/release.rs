@@ -211,6 +211,19 @@ fn each_unmet_condition_is_named() {
         "{}",
         frozen.stderr
     );
+    // A clock that cannot be read is an error, not the real time.
+    let typo = pipe_at(
+        &project,
+        "2026-11-28",
+        &["release", "last", "--pull", "never"],
+    );
+    assert_eq!(typo.code, 2, "{}", typo.all());
+    assert!(
+        typo.stderr
+            .contains("PIPE_NOW `2026-11-28` is not an RFC 3339 time"),
+        "{}",
+        typo.stderr
+    );
 
     // A ref the gate does not allow.
     let project = gated_project("{branches: [main, 'release/*'], tags: ['v*']}");
