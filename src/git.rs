@@ -43,11 +43,13 @@ pub fn facts(dir: &Path) -> Facts {
 }
 
 /// git's `user.name`, from the global configuration.
-pub fn user_name() -> Option<String> {
-    git2::Config::open_default()
-        .ok()?
-        .get_string("user.name")
-        .ok()
+pub fn user_name(project: &Path) -> Option<String> {
+    let config = match git2::Repository::discover(project) {
+        // The repository's own settings first, then the user's and the system's.
+        Ok(repo) => repo.config().ok()?,
+        Err(_) => git2::Config::open_default().ok()?,
+    };
+    config.get_string("user.name").ok()
 }
 
 #[cfg(test)]

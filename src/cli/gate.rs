@@ -17,7 +17,8 @@ use crate::workspace::RunDir;
 pub struct ApproveArgs {
     /// The run: its number, or `last`
     run: String,
-    /// Who approves [default: $PIPE_USER, else the login name]
+    /// Who approves [default: $PIPE_USER, else the login name]; names differing only in case
+    /// are one person
     #[arg(long)]
     by: Option<String>,
     #[arg(long)]
@@ -40,7 +41,12 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
     let mut store = open_store(&project)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     let record = store.run(id).map_err(store_error)?;
-    let by = args.by.unwrap_or_else(actor);
+    let by = args.by.map_or_else(actor, |by| by.trim().to_string());
+    if by.is_empty() {
+        return Err(CliError::Usage(
+            "an approval needs the approver's name: `--by NAME`".into(),
+        ));
+    }
     refuse_unless_releasable(&mut store, &record, false, &by, "approve refused")?;
     let new = store
         .approve(id, &by, args.comment.as_deref(), clock()?)

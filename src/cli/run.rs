@@ -420,10 +420,15 @@ pub fn recorded_facts(record: &store::RunRecord) -> crate::git::Facts {
 /// Who is acting, for approvals and the audit trail: PIPE_USER, else the login name, else
 /// git's user.name.
 pub fn actor() -> String {
+    let named = |name: Option<String>| name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     ["PIPE_USER", "USER", "LOGNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(crate::git::user_name)
+        .find_map(|v| named(std::env::var(v).ok()))
+        .or_else(|| {
+            let user = nix::unistd::User::from_uid(nix::unistd::getuid());
+            named(user.ok().flatten().map(|u| u.name))
+        })
+        .or_else(|| named(crate::git::user_name(&std::env::current_dir().ok()?)))
         .unwrap_or_else(|| "unknown".into())
 }
 

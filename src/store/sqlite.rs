@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS approvals (
     run_id INTEGER NOT NULL REFERENCES runs(id),
-    approver TEXT NOT NULL,
+    approver TEXT NOT NULL COLLATE NOCASE,
     comment TEXT,
     at TEXT NOT NULL,
     PRIMARY KEY (run_id, approver)

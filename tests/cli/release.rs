@@ -515,3 +515,31 @@ fn two_releases_of_one_run_at_once_release_it_once() {
         "the release jobs ran once"
     );
 }
+
+#[test]
+fn approvers_are_named_and_counted_once_whatever_the_case() {
+    let project = Project::new(
+        "jobs:\n  build: {script: [echo built]}\n  ship: {stage: release, gate: {approvals: 2}, script: [echo shipped]}\n",
+    );
+    assert_eq!(project.pipe(&["run", "--backend", "local"]).code, 0);
+    let first = project.pipe(&["approve", "1", "--by", "ann"]);
+    assert!(first.stdout.contains("1 of 2"), "{}", first.all());
+    let same = project.pipe(&["approve", "1", "--by", " ANN "]);
+    assert!(
+        same.stdout.contains("(already counted): 1 of 2"),
+        "{}",
+        same.all()
+    );
+    let nameless = project.pipe(&["approve", "1", "--by", "  "]);
+    assert_eq!(nameless.code, 2, "{}", nameless.all());
+    assert!(nameless.stderr.contains("needs the approver's name"));
+    // A blank PIPE_USER falls back to the login name rather than counting as someone.
+    let mut blank = project.command(&["approve", "1"]);
+    blank.env("PIPE_USER", "   ");
+    let out = blank.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2 of 2") && !stdout.contains("approved by  "),
+        "{stdout}"
+    );
+}
