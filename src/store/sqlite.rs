@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     log TEXT NOT NULL DEFAULT '',
     artifacts TEXT NOT NULL DEFAULT '[]',
     findings TEXT,
+    finished_at TEXT,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS approvals (
@@ -93,6 +94,15 @@ impl SqliteStore {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.execute_batch(SCHEMA)?;
+        // Stores made before jobs recorded when they finished.
+        let has_finished_at: bool = db.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'finished_at'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_finished_at {
+            db.execute("ALTER TABLE jobs ADD COLUMN finished_at TEXT", [])?;
+        }
         let mut store = SqliteStore { db };
         store.reap()?;
         Ok(store)
@@ -264,7 +274,7 @@ impl Store for SqliteStore {
     fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError> {
         self.db.execute(
             "UPDATE jobs SET status = ?1, attempts = MAX(attempts, ?2), exit_code = ?3, duration_ms = ?4, note = ?5, artifacts = ?6,
-             findings = ?9 WHERE run_id = ?7 AND name = ?8",
+             findings = ?9, finished_at = ?10 WHERE run_id = ?7 AND name = ?8",
             params![
                 job.status,
                 job.attempts,
@@ -274,7 +284,8 @@ impl Store for SqliteStore {
                 serde_json::to_string(&job.artifacts).unwrap_or_default(),
                 id,
                 job.name,
-                job.findings.map(|f| serde_json::to_string(&f).unwrap_or_default())
+                job.findings.map(|f| serde_json::to_string(&f).unwrap_or_default()),
+                now()
             ],
         )?;
         Ok(())
@@ -329,7 +340,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RunRecord>, StoreError> {
         let mut q = self.db.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id
-             AND jobs.environment = ?1 AND jobs.status = 'passed') ORDER BY id DESC LIMIT ?2"
+             AND jobs.environment = ?1 AND jobs.status = 'passed')
+             -- For an environment, the run deployed there last comes first: after a rollback
+             -- (`pipe release N --again`) that is the older run, and it is what is live.
+             ORDER BY (SELECT MAX(finished_at) FROM jobs WHERE jobs.run_id = runs.id
+                 AND jobs.environment = ?1 AND jobs.status = 'passed') DESC, id DESC LIMIT ?2"
         ))?;
         let rows = q.query_map(params![environment, limit as i64], Self::run_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -492,6 +507,28 @@ mod tests {
             s.audit_trail(id).unwrap().last().unwrap().action,
             "interrupted"
         );
+    }
+
+    #[test]
+    fn a_store_from_before_finish_times_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(crate::workspace::STATE_DIR);
+        std::fs::create_dir_all(&state).unwrap();
+        Connection::open(state.join("pipe.db"))
+            .unwrap()
+            .execute_batch(&SCHEMA.replace("    finished_at TEXT,\n", ""))
+            .unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let id = s
+            .create_run(
+                &new_run(),
+                &[("j".into(), "build".into(), Phase::Main, None)],
+            )
+            .unwrap();
+        let mut job = s.jobs(id).unwrap().remove(0);
+        job.status = "passed".into();
+        s.job_finished(id, &job).unwrap();
+        assert_eq!(s.jobs(id).unwrap()[0].status, "passed");
     }
 
     #[test]

@@ -543,3 +543,25 @@ fn approvers_are_named_and_counted_once_whatever_the_case() {
         "{stdout}"
     );
 }
+
+#[test]
+fn after_a_rollback_the_older_run_is_what_is_live() {
+    let project = Project::new(
+        "jobs:\n  build: {script: [echo built]}\n  publish: {stage: release, environment: production, gate: {approvals: 0}, script: [echo shipped]}\n",
+    );
+    for _ in 0..2 {
+        let ran = project.pipe(&["run", "--release", "--backend", "local"]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    }
+    let live = |project: &Project| {
+        let runs = project.pipe(&["runs", "--environment", "production", "--output", "json"]);
+        // One JSON object per run, the live one first.
+        let first = runs.stdout.lines().next().expect("a run");
+        let v: serde_json::Value = serde_json::from_str(first).unwrap();
+        v["id"].as_i64().unwrap()
+    };
+    assert_eq!(live(&project), 2);
+    let rollback = project.pipe(&["release", "1", "--again", "--backend", "local"]);
+    assert_eq!(rollback.code, 0, "{}", rollback.all());
+    assert_eq!(live(&project), 1, "run 1 was deployed last");
+}
