@@ -1,6 +1,6 @@
 //! Facts from git, through git2: the commit and branch a run is built from.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
@@ -42,7 +42,28 @@ pub fn facts(dir: &Path) -> Facts {
     }
 }
 
-/// git's `user.name`, from the global configuration.
+/// The files git tracks under `dir`, relative to it (empty outside a repository). Some of them
+/// may match `.gitignore` (added with `git add -f`): they are still part of the tree.
+pub fn tracked_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(repo) = git2::Repository::discover(dir) else {
+        return Vec::new();
+    };
+    let (Some(workdir), Ok(index)) = (repo.workdir(), repo.index()) else {
+        return Vec::new();
+    };
+    let (Ok(workdir), Ok(dir)) = (workdir.canonicalize(), dir.canonicalize()) else {
+        return Vec::new();
+    };
+    index
+        .iter()
+        .filter_map(|entry| {
+            let path = workdir.join(std::str::from_utf8(&entry.path).ok()?);
+            path.strip_prefix(&dir).ok().map(Path::to_path_buf)
+        })
+        .collect()
+}
+
+/// git's `user.name`: the repository's own setting, else the user's.
 pub fn user_name(project: &Path) -> Option<String> {
     let config = match git2::Repository::discover(project) {
         // The repository's own settings first, then the user's and the system's.

@@ -147,8 +147,8 @@ pub struct CopyStats {
     pub bytes: u64,
 }
 
-/// Copies the project's working tree as git would see it — tracked and untracked files, not
-/// ignored ones — into `dest`. `.git` and pipe's own state are left out. Walks and copies in
+/// Copies the project's working tree as git would see it — tracked files, and untracked ones that
+/// are not ignored — into `dest`. `.git` and pipe's own state are left out. Walks and copies in
 /// parallel.
 pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
     fs::create_dir_all(dest)?;
@@ -199,10 +199,26 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
     if let Some(e) = first_error.into_inner().expect("no panics while held") {
         return Err(e);
     }
-    Ok(CopyStats {
+    let mut stats = CopyStats {
         files: files.into_inner(),
         bytes: bytes.into_inner(),
-    })
+    };
+    // Files that git tracks although they match an ignore rule are part of the tree too.
+    for rel in crate::git::tracked_files(project) {
+        let internal = matches!(
+            rel.components().next().and_then(|c| c.as_os_str().to_str()),
+            Some(".git" | STATE_DIR)
+        );
+        let (from, to) = (project.join(&rel), dest.join(&rel));
+        if internal || fs::symlink_metadata(&to).is_ok() || fs::symlink_metadata(&from).is_err() {
+            continue;
+        }
+        if let Some(n) = copy_entry(&from, &to)? {
+            stats.files += 1;
+            stats.bytes += n;
+        }
+    }
+    Ok(stats)
 }
 
 /// Copies one file, symlink or directory (not its contents). Returns the bytes of a file copied.

@@ -1,5 +1,7 @@
 //! `pipe run` on a real Docker engine. Every run is checked to leave no container or volume.
 
+use std::path::Path;
+
 use crate::harness::{assert_no_leftovers, docker, docker_image, spawn_until, Project, IMAGE};
 
 fn pipeline(jobs: &str) -> String {
@@ -206,13 +208,18 @@ fn parallel_jobs_never_see_each_others_writes() {
 #[test]
 fn the_workspace_is_the_tree_as_git_sees_it() {
     let project = Project::new(&pipeline(
-        "  look: {script: [test -f kept.txt, test ! -e build/out.o, test ! -e .git]}\n",
+        "  look: {script: [test -f kept.txt, test ! -e build/out.o, test -f build/forced.o, test ! -e .git]}\n",
     ));
     project
         .write(".gitignore", "build/\n")
         .write("kept.txt", "x")
-        .write("build/out.o", "x");
+        .write("build/out.o", "x")
+        .write("build/forced.o", "x");
     let repo = git2::Repository::init(project.path()).unwrap();
+    // `git add -f`: tracked although ignored, so part of the tree.
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new("build/forced.o")).unwrap();
+    index.write().unwrap();
     let ran = project.run_docker(&[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     let mut options = git2::StatusOptions::new();
