@@ -1,7 +1,13 @@
 //! Jobs as host processes, for machines without Docker. Each job gets its own copy of the
 //! workspace (source plus the artifacts it needs) and runs `sh -e` in its own process group, so
 //! that stopping it stops everything it started. The image is ignored.
+//!
+//! The copy lives outside the project, in the temporary directory: inside it, `git` in a job
+//! would find the project's `.git` (and `git reset --hard` or `git clean` would act on the
+//! developer's tree), and tools would apply the project's ignore files to the workspace.
 
+use std::io;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,7 +23,67 @@ use super::{
     shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns,
 };
 use crate::event::Stream;
+use crate::owner::Owner;
 use crate::workspace;
+
+/// Where this user's local job workspaces live.
+fn scratch_root() -> PathBuf {
+    std::env::temp_dir().join(format!("pipe-{}", nix::unistd::getuid()))
+}
+
+/// A job attempt's workspace: named for its owner first (`PID@START.`), so that `clean` can
+/// tell the leftovers of a pipe that was killed.
+fn workspace_dir(spec: &JobSpec) -> PathBuf {
+    let attempt = spec
+        .scratch
+        .file_name()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    scratch_root().join(format!(
+        "{}.run{}.{}.{attempt}",
+        Owner::me(),
+        spec.run_id,
+        spec.slug
+    ))
+}
+
+/// Processes still working in `dir` (their current directory is in it): what a job of a pipe
+/// that was killed left running.
+fn processes_in(dir: &std::path::Path) -> Vec<Pid> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
+            cwd.starts_with(dir).then(|| Pid::from_raw(pid))
+        })
+        .collect()
+}
+
+/// Removes the job workspaces of pipe processes that are gone, stopping what still runs in
+/// them. Returns how many.
+pub fn clean() -> io::Result<usize> {
+    let Ok(entries) = std::fs::read_dir(scratch_root()) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name.split_once('.').and_then(|(o, _)| Owner::parse(o));
+        if !owner.is_some_and(|o| o.is_alive()) {
+            for pid in processes_in(&entry.path()) {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+            workspace::remove(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
 
 pub struct LocalBackend {
     /// How long a job may take to exit after SIGTERM before it gets SIGKILL.
@@ -45,6 +111,7 @@ impl Backend for LocalBackend {
             let result = self.run_job(spec, log, stop).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
+            self.teardowns.spawn(super::remove_dir(workspace_dir(spec)));
             result
         }
         .boxed()
@@ -62,10 +129,16 @@ impl LocalBackend {
         log: &LogSink,
         mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
-        let dir = spec.scratch.join("workspace");
+        let dir = workspace_dir(spec);
         let prepare = {
             let (layers, dir) = (spec.layers.clone(), dir.clone());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                // Private to this user: the temporary directory is shared.
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    0o700,
+                )
+                .create(scratch_root())?;
                 workspace::remove(&dir)?;
                 for layer in &layers {
                     workspace::copy_tree(layer, &dir)?;

@@ -1,8 +1,9 @@
 //! `pipe clean`: removes what runs whose pipe process is gone left behind — containers and
-//! volumes found by label, and per-job scratch space under `.pipe/runs`.
+//! volumes found by label, local job workspaces, and per-job scratch space under `.pipe/runs`.
 
 use super::{exit, print, CliError};
 use crate::backend::docker::{self, DockerBackend, Pull};
+use crate::backend::local;
 use crate::backend::BackendError;
 use crate::workspace;
 
@@ -14,6 +15,8 @@ pub fn run() -> Result<u8, CliError> {
     let project = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
     let dirs = workspace::clean_dead_runs(&project)
         .map_err(|e| CliError::Other(format!("cannot clean .pipe/runs: {e}")))?;
+    let local = local::clean()
+        .map_err(|e| CliError::Other(format!("cannot clean local job workspaces: {e}")))?;
     let docker = runtime.block_on(async {
         let docker = docker::connect().await?;
         DockerBackend::new(docker, Pull::Never, std::time::Duration::ZERO)
@@ -22,11 +25,11 @@ pub fn run() -> Result<u8, CliError> {
     });
     let text = match docker {
         Ok((containers, volumes)) => format!(
-            "removed {containers} container(s), {volumes} volume(s) and the scratch space of {dirs} run(s)\n"
+            "removed {containers} container(s), {volumes} volume(s), {local} local job workspace(s) and the scratch space of {dirs} run(s)\n"
         ),
         // Without an engine there are no containers to look for; the files are done.
         Err(BackendError::Unavailable(_)) => {
-            format!("removed the scratch space of {dirs} run(s); no Docker engine answers, so no containers were looked for\n")
+            format!("removed {local} local job workspace(s) and the scratch space of {dirs} run(s); no Docker engine answers, so no containers were looked for\n")
         }
         Err(e) => return Err(CliError::Other(e.to_string())),
     };

@@ -51,6 +51,55 @@ fn a_job_named_dot_dot_stays_in_its_own_directories() {
 }
 
 #[test]
+fn a_job_cannot_reach_the_project_through_its_parents() {
+    let project = Project::new("jobs:\n  where: {script: [pwd]}\n");
+    git2::Repository::init(project.path()).unwrap();
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("[where] /"))
+        .unwrap_or_else(|| panic!("{}", ran.stdout));
+    let dir = std::path::Path::new(line.trim_start_matches("[where] "));
+    // Above the project lies its .git: `git reset --hard` in a job would reach the tree.
+    let root = project.path().canonicalize().unwrap();
+    assert!(
+        !dir.starts_with(&root) && !dir.starts_with(project.path()),
+        "the job runs in {}",
+        dir.display()
+    );
+    assert!(!dir.exists(), "the workspace is removed after the job");
+}
+
+#[test]
+fn kill_9_leaves_a_local_workspace_that_clean_removes() {
+    let project = Project::new("jobs:\n  long: {script: [pwd, sleep 300]}\n");
+    let (mut child, seen) = spawn_until(&project, &["run", "--backend", "local"], "$ sleep 300");
+    let dir = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("[long] /"))
+        .map(|d| std::path::PathBuf::from(format!("/{}", d.trim())))
+        .expect("pwd printed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        dir.is_dir(),
+        "a killed pipe cannot remove {}",
+        dir.display()
+    );
+    let clean = project.pipe(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(!dir.exists(), "{}", clean.stdout);
+    let still_there = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read_link(p.path().join("cwd")).ok())
+        .any(|cwd| cwd.starts_with(&dir));
+    assert!(!still_there, "the job's `sleep 300` is stopped too");
+}
+
+#[test]
 fn timeout_kills_the_whole_process_group() {
     let project =
         Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
@@ -84,7 +133,9 @@ fn clean_without_an_engine_removes_scratch_space_and_keeps_snapshots() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("removed the scratch space of 1 run(s); no Docker engine answers"),
+        stdout.contains(
+            "local job workspace(s) and the scratch space of 1 run(s); no Docker engine answers"
+        ),
         "{stdout}"
     );
     assert!(!project.path().join(".pipe/runs/1/jobs").exists());
