@@ -103,7 +103,8 @@ pub enum CliError {
 impl CliError {
     fn code(&self) -> u8 {
         match self {
-            CliError::Load(LoadError::Read { .. }) | CliError::Other(_) => exit::JOB_FAILED,
+            CliError::Other(_) => exit::JOB_FAILED,
+            // A pipeline file that cannot be read is a bad argument as much as a bad file.
             CliError::Load(_) | CliError::Plan { .. } | CliError::Usage(_) => exit::INVALID,
             CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
             CliError::Refused(_) => exit::REFUSED,

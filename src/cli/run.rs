@@ -456,21 +456,29 @@ fn default_concurrency() -> usize {
 }
 
 /// Ctrl-C and SIGTERM become requests to the scheduler: the first stops gracefully, the next kills.
+/// SIGHUP (the terminal closed, an SSH session dropped) counts as SIGTERM: without it the run
+/// would die on the spot and leave its containers running.
 async fn forward_signals(tx: mpsc::UnboundedSender<Interrupt>) {
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         return;
     };
-    loop {
+    for count in 0.. {
         let kind = tokio::select! {
             _ = int.recv() => Interrupt::Interrupt,
             _ = term.recv() => Interrupt::Terminate,
+            _ = hup.recv() => Interrupt::Terminate,
         };
         if tx.send(kind).is_err() {
             return;
         }
-        eprintln!("pipe: stopping jobs (press Ctrl-C again to kill them)");
+        if count == 0 {
+            eprintln!("pipe: stopping jobs (press Ctrl-C again to kill them)");
+        } else {
+            eprintln!("pipe: killing jobs");
+        }
     }
 }

@@ -129,9 +129,24 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
         env_pos: &env_pos,
         image_pos,
     };
-    let mut jobs = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for (key, value) in &job_entries {
-        jobs.extend(job(key.as_str(), key.node, value, &ctx, probs));
+        for new in job(key.as_str(), key.node, value, &ctx, probs) {
+            // `t [P=1]` written out next to `t` with `matrix: {P: [1]}`, or a matrix value
+            // listed twice: two jobs of one name cannot be told apart in the run.
+            if jobs.iter().any(|j| j.name == new.name) {
+                probs.add(
+                    Problem::at(
+                        key.node.pos,
+                        key.as_str().chars().count(),
+                        format!("two jobs would be named `{}`", new.name),
+                    )
+                    .hint("rename one of them, or drop the repeated matrix value"),
+                );
+                continue;
+            }
+            jobs.push(new);
+        }
     }
     check_needs(
         &jobs,

@@ -101,6 +101,32 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
     for (i, job) in jobs.iter().enumerate() {
         by_stage[job.stage_index].push(i);
     }
+    // Without `needs`, a job waits for every job of every earlier stage: the dependencies grow
+    // with the product of the stages' sizes. Past a budget the plan is refused rather than
+    // built in unbounded memory.
+    let before: Vec<usize> = by_stage
+        .iter()
+        .scan(0, |sum, stage| {
+            let jobs_before = *sum;
+            *sum += stage.len();
+            Some(jobs_before)
+        })
+        .collect();
+    let stage_edges: usize = jobs
+        .iter()
+        .filter(|j| j.needs.is_none())
+        .map(|j| before[j.stage_index])
+        .sum();
+    if stage_edges > MAX_STAGE_EDGES {
+        return Err(vec![Problem {
+            pos: None,
+            len: 1,
+            message: format!(
+                "jobs without `needs` wait for every job of every earlier stage, which makes {stage_edges} dependencies here; pipe plans at most {MAX_STAGE_EDGES}"
+            ),
+            hint: Some("give the jobs `needs:` lists of what they really wait for".into()),
+        }]);
+    }
     for (i, job) in jobs.iter().enumerate() {
         match &job.needs {
             Some(needs) => {
@@ -170,6 +196,9 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
         tail,
     })
 }
+
+/// Dependencies through stage order that a plan may hold (each a few dozen bytes).
+const MAX_STAGE_EDGES: usize = 2_000_000;
 
 /// Slugs are unique within a run even when two job names differ only in punctuation.
 fn unique_slugs(jobs: &[Job]) -> Vec<String> {
@@ -403,6 +432,25 @@ mod tests {
         .unwrap();
         assert_eq!(p.deps[2], vec![(0, Why::Stage), (1, Why::Stage)]);
         assert_eq!(p.deps[3], vec![(0, Why::Needs)]);
+    }
+
+    #[test]
+    fn stage_order_past_the_budget_is_refused_not_built() {
+        // 1,500 jobs of `test` each waiting for 1,500 of `build`: 2.25 million dependencies.
+        let mut yaml = String::from("jobs:\n");
+        for stage in ["build", "test"] {
+            for i in 0..1500 {
+                yaml.push_str(&format!("  {stage}{i}: {{stage: {stage}, script: [x]}}\n"));
+            }
+        }
+        let Err(problems) = plan(&yaml) else {
+            panic!("a plan past the budget")
+        };
+        assert!(
+            problems[0].message.contains("2250000 dependencies here"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

@@ -334,19 +334,20 @@ fn ctrl_c_stops_the_run_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn sigterm_exits_143_and_leaves_nothing_behind() {
+fn sigterm_and_sighup_exit_143_and_leave_nothing_behind() {
     docker_image();
     let project = Project::new(&pipeline("  long: {script: [sleep 300]}\n"));
-    let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
-    let pid = child.id();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
+    for signal in [
         nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143));
-    assert_no_leftovers(pid);
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let (child, _) = spawn_until(&project, &["run", "--pull", "never"], "$ sleep 300");
+        let pid = child.id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(143), "after {signal}");
+        assert_no_leftovers(pid);
+    }
 }
 
 #[test]

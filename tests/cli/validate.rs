@@ -194,6 +194,15 @@ fn an_empty_file_and_a_missing_file_are_explained() {
         ran.stderr
     );
     assert!(ran.stderr.contains("pipe.yml, pipe.yaml"), "{}", ran.stderr);
+    for args in [&["validate", "nope.yml"][..], &["run", "nope.yml"]] {
+        let named = project.pipe(args);
+        assert_eq!(named.code, 2, "a file named but missing: {}", named.all());
+        assert!(
+            named.stderr.contains("cannot read nope.yml"),
+            "{}",
+            named.stderr
+        );
+    }
 }
 
 #[test]
@@ -275,4 +284,20 @@ fn artifact_paths_stay_inside_the_workspace_even_after_expansion() {
     );
     assert!(stderr.contains("[pipe.yml:5:17]"), "at the path: {stderr}");
     assert!(stderr.contains("3 problems found"), "{stderr}");
+}
+
+#[test]
+fn two_jobs_of_one_name_are_refused() {
+    let stderr = invalid(
+        "jobs:\n  u: {matrix: {A: [x, x]}, script: [echo]}\n  t: {matrix: {P: [1]}, script: [echo]}\n  \"t [P=1]\": {script: [echo]}\n",
+    );
+    assert!(
+        stderr.contains("two jobs would be named `u [A=x]`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("two jobs would be named `t [P=1]`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[pipe.yml:4:3]"), "{stderr}");
 }
