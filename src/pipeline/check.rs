@@ -543,6 +543,7 @@ fn non_empty_string(node: &Node, what: &str, probs: &mut Problems) -> Option<Str
 fn scalar_text(node: &Node) -> Option<String> {
     match &node.kind {
         Kind::Str(s) => Some(s.clone()),
+        Kind::Int(_) | Kind::Float(_) if node.written.is_some() => node.written.clone(),
         Kind::Int(i) => Some(i.to_string()),
         Kind::Float(f) => Some(f.to_string()),
         Kind::Bool(b) => Some(b.to_string()),

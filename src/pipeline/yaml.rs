@@ -15,6 +15,9 @@ use super::Pos;
 pub struct Node {
     pub pos: Pos,
     pub kind: Kind,
+    /// A number as written (`3.10`, `0755`): in `env` and `matrix` it is text to the user, and
+    /// YAML would turn `3.10` into 3.1.
+    pub written: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,10 +75,15 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
     options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
-        Ok(Some(root)) => Ok(node(root)),
+        Ok(Some(root)) => {
+            let mut root = node(root);
+            keep_written_numbers(&mut root, &text.lines().collect::<Vec<_>>());
+            Ok(root)
+        }
         Ok(None) => Ok(Node {
             pos: Pos::new(1, 1),
             kind: Kind::Null,
+            written: None,
         }),
         Err(err) => Err(SyntaxError {
             pos: err
@@ -115,6 +123,35 @@ fn node(spanned: Spanned<Kind>) -> Node {
     Node {
         pos: Pos::new(loc.line() as u32, loc.column() as u32),
         kind: spanned.value,
+        written: None,
+    }
+}
+
+/// Reads each number's text back from the file at its position. A number reached through an
+/// alias points at the alias, whose text is no number: it keeps YAML's reading.
+fn keep_written_numbers(node: &mut Node, lines: &[&str]) {
+    match &mut node.kind {
+        Kind::Int(_) | Kind::Float(_) => {
+            let token: String = lines
+                .get(node.pos.line.saturating_sub(1) as usize)
+                .into_iter()
+                .flat_map(|l| l.chars().skip(node.pos.col.saturating_sub(1) as usize))
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+                .collect();
+            if token.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
+                && token.contains(|c: char| c.is_ascii_digit())
+            {
+                node.written = Some(token);
+            }
+        }
+        Kind::Seq(items) => items
+            .iter_mut()
+            .for_each(|n| keep_written_numbers(n, lines)),
+        Kind::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            keep_written_numbers(k, lines);
+            keep_written_numbers(v, lines);
+        }),
+        _ => {}
     }
 }
 

@@ -144,3 +144,22 @@ fn clean_without_an_engine_removes_scratch_space_and_keeps_snapshots() {
         "a failed run keeps its snapshot for retry"
     );
 }
+
+#[test]
+fn numbers_in_env_and_matrix_mean_what_is_written() {
+    let project = Project::new(
+        "env: {V: 3.10, MODE: 0755, HEX: 0x1F}\njobs:\n  t: {matrix: {PY: [3.10, 3.1]}, script: ['echo \"$PY $V $MODE $HEX\"']}\n",
+    );
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        ran.stdout.contains("[t [PY=3.10]] 3.10 3.10 0755 0x1F"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("[t [PY=3.1]] 3.1 3.10"),
+        "{}",
+        ran.stdout
+    );
+}
