@@ -269,6 +269,31 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "a scan job runs pipe's built-in scanners; put commands in a job of their own".into(),
         );
     }
+    // Keys that mean nothing for this kind of job would be silently ignored: say so.
+    let meaningless: &[&str] = if scan_node.is_some() {
+        &["image", "artifacts", "privileged", "volumes"]
+    } else {
+        &["fail_on"]
+    };
+    for (k, _) in entries
+        .iter()
+        .filter(|(k, _)| meaningless.contains(&k.as_str()))
+    {
+        let (what, hint) = if scan_node.is_some() {
+            (
+                "a scan job",
+                "scan jobs run in pipe itself, on the job's workspace",
+            )
+        } else {
+            (
+                "a job without `scan`",
+                "`fail_on` sets when a scan job fails",
+            )
+        };
+        probs
+            .at(k.node, format!("`{}` has no effect on {what}", k.as_str()))
+            .hint = Some(hint.into());
+    }
     if !has_script
         && scan_node.is_none()
         && !entries

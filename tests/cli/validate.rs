@@ -301,3 +301,22 @@ fn two_jobs_of_one_name_are_refused() {
     );
     assert!(stderr.contains("[pipe.yml:4:3]"), "{stderr}");
 }
+
+#[test]
+fn keys_that_mean_nothing_for_the_kind_of_job_are_refused() {
+    let stderr = invalid(
+        "jobs:\n  build: {script: [x], fail_on: low}\n  audit: {stage: security-scan, scan: [secrets], image: alpine:3, artifacts: [out]}\n",
+    );
+    assert!(
+        stderr.contains("`fail_on` has no effect on a job without `scan`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`image` has no effect on a scan job"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`artifacts` has no effect on a scan job"),
+        "{stderr}"
+    );
+}
