@@ -119,7 +119,7 @@ pub fn release_now(
         file: run.pipeline_file(),
         problems,
     })?;
-    exec.check_jobs(&run.pipeline_file(), &pipeline)?;
+    exec.check_jobs(&run.pipeline_file(), &plan.jobs)?;
     store
         .claim_run(id, record.state, RunState::Releasing)
         .map_err(store_error)?;

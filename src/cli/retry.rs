@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             file: old.pipeline_file(),
             problems,
         })?;
-        args.exec.check_jobs(&old.pipeline_file(), &pipeline)?;
+        args.exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
         store
             .claim_run(id, record.state, RunState::Running)
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             file: old.pipeline_file(),
             problems,
         })?;
-        args.exec.check_jobs(&old.pipeline_file(), &pipeline)?;
+        args.exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
         let new = NewRun {
             pipeline_name: record.pipeline_name.clone(),
             pipeline_file: record.pipeline_file.clone(),

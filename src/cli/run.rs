@@ -16,7 +16,7 @@ use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
-use crate::pipeline::{Pipeline, Problem};
+use crate::pipeline::{Job, Problem};
 use crate::plan::{Phase, Plan, Selection};
 use crate::report::{self, Mode, StoreSink};
 use crate::run::{self as scheduler, Interrupt, RunOptions, RunResult};
@@ -99,7 +99,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         print(&list::render(&plan, output))?;
         return Ok(exit::OK);
     }
-    args.exec.check_jobs(&file, &pipeline)?;
+    args.exec.check_jobs(&file, &plan.jobs)?;
     let project = project_dir()?;
     let git = crate::git::facts(&project);
     let mut store = open_store(&project)?;
@@ -150,17 +150,18 @@ pub fn run(args: Args) -> Result<u8, CliError> {
 impl ExecArgs {
     /// Docker jobs need an answering engine and an image, and may not be privileged or mount
     /// host paths unless the user allows it: refuse before anything runs or is recorded.
-    pub fn check_jobs(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
+    /// Checks the jobs about to run (not the whole pipeline: a job left out by `--job`, or a
+    /// release job while the run stops at the gate, is checked when it runs).
+    pub fn check_jobs(&self, file: &Path, jobs: &[Job]) -> Result<(), CliError> {
         if self.backend != BackendKind::Docker {
             return Ok(());
         }
-        self.check_privileges(file, pipeline)?;
+        self.check_privileges(file, jobs)?;
         // No engine: say so before a run is recorded that could never start.
         runtime()?
             .block_on(docker::connect())
             .map_err(|e| CliError::Unavailable(e.to_string()))?;
-        let missing: Vec<Problem> = pipeline
-            .jobs
+        let missing: Vec<Problem> = jobs
             .iter()
             .filter(|j| j.image.is_none() && j.scan.is_empty())
             .map(|j| {
@@ -178,9 +179,9 @@ impl ExecArgs {
         }
     }
 
-    fn check_privileges(&self, file: &Path, pipeline: &Pipeline) -> Result<(), CliError> {
+    fn check_privileges(&self, file: &Path, jobs: &[Job]) -> Result<(), CliError> {
         let mut asks = Vec::new();
-        for job in &pipeline.jobs {
+        for job in jobs {
             if let (true, Some(pos)) = (job.privileged, job.spans.privileged) {
                 asks.push((job, pos, "`privileged: true`".to_string()));
             }

@@ -177,6 +177,24 @@ fn privileged_jobs_and_host_mounts_are_refused_unless_allowed() {
         "{}",
         allowed.stderr
     );
+
+    // Only the jobs that run are judged: not one left out by --job, nor a release job while
+    // the run stops at the gate (it is judged by `pipe release`).
+    let later = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  ok: {{script: [echo ok]}}
+  risky: {{privileged: true, script: [echo]}}
+  ship: {{stage: release, gate: {{approvals: 0}}, volumes: ['/tmp:/host-tmp'], script: [echo]}}
+"
+    ));
+    assert_eq!(later.run_docker(&["--job", "ok"]).code, 0);
+    let whole = later.pipe(&["run", "--pull", "never"]);
+    assert!(
+        whole.stderr.contains("job `risky` asks for") && !whole.stderr.contains("`ship`"),
+        "{}",
+        whole.stderr
+    );
 }
 
 #[test]
