@@ -21,6 +21,9 @@ pub struct ScanSpec {
     pub fail_on: Severity,
     /// Where the SARIF report is written.
     pub sarif: PathBuf,
+    /// The run's own pipeline: the run's copy of it, and its name in reports. The `pipeline`
+    /// scanner audits it even when it is not among the names it looks for in the workspace.
+    pub pipeline: (PathBuf, PathBuf),
 }
 
 pub struct InProcess;
@@ -39,10 +42,24 @@ impl Backend for InProcess {
                 .ok_or_else(|| BackendError::Job("not a scan job".into()))?;
             let layers = spec.layers.clone();
             let scanners = scan_spec.scanners.clone();
-            let findings = tokio::task::spawn_blocking(move || scan_layers(&layers, &scanners))
-                .await
-                .map_err(|e| BackendError::Job(e.to_string()))?
-                .map_err(|e| BackendError::Job(format!("the scan failed: {e}")))?;
+            let own = scan_spec.pipeline.clone();
+            let findings = tokio::task::spawn_blocking(move || {
+                let mut found = scan_layers(&layers, &scanners)?;
+                // The pipeline being run, under whatever name it has (`deploy/prod.yml`).
+                let (copy, name) = own;
+                let name = name.strip_prefix(".").unwrap_or(&name).to_path_buf();
+                if scanners.contains(&Scanner::Pipeline)
+                    && !scan::pipeline::pipeline_files(&layers[0])
+                        .iter()
+                        .any(|p| p.strip_prefix(&layers[0]).is_ok_and(|rel| rel == name))
+                {
+                    found.extend(scan::pipeline::scan_pipeline_as(&copy, &name)?);
+                }
+                Ok::<_, scan::ScanError>(found)
+            })
+            .await
+            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(|e| BackendError::Job(format!("the scan failed: {e}")))?;
             let mut text = Vec::new();
             let _ = scan::report::human(&findings, &mut text);
             for line in String::from_utf8_lossy(&text).lines() {

@@ -143,6 +143,7 @@ pub fn release_now(
         &run,
         store::Phase::Release,
         builtin_env(&run, &git),
+        &record.pipeline_file,
     ))?;
     let state = match result.status {
         crate::event::RunStatus::Passed => RunState::Released,

@@ -122,6 +122,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         &run,
         store::Phase::Main,
         builtin_env(&run, &git),
+        &record.pipeline_file,
     ))?;
     let state = finish_main(&mut store, new_id, &result, gated)?;
     prune_snapshots(&project, &mut store)?;

@@ -137,6 +137,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         &run,
         store::Phase::Main,
         env.clone(),
+        &new.pipeline_file,
     ))?;
     let state = finish_main(&mut store, id, &result, !gated.is_empty())?;
     prune_snapshots(&project, &mut store)?;
@@ -217,6 +218,7 @@ impl ExecArgs {
         run: &RunDir,
         phase: store::Phase,
         env: Vec<(String, String)>,
+        pipeline_file: &str,
     ) -> Result<RunResult, CliError> {
         let backend: Arc<dyn Backend> = match self.backend {
             BackendKind::Docker => {
@@ -286,6 +288,7 @@ impl ExecArgs {
             concurrency,
             fail_fast: self.fail_fast,
             env,
+            pipeline_file: PathBuf::from(pipeline_file),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         signals.abort();

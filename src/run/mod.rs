@@ -4,6 +4,7 @@
 //! reports everything as [`Event`]s. It never prints and never picks exit codes.
 
 use std::collections::BinaryHeap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Environment every job gets before its own (run id, commit, …).
     pub env: Vec<(String, String)>,
+    /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
+    pub pipeline_file: PathBuf,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -330,6 +333,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
                 .root
                 .join("scan")
                 .join(format!("{}.sarif", slugs[i])),
+            pipeline: (opts.run.pipeline_file(), opts.pipeline_file.clone()),
         }),
         privileged: job.privileged,
         binds: job

@@ -73,6 +73,7 @@ async fn run_with(
         concurrency,
         fail_fast,
         env: vec![],
+        pipeline_file: "pipe.yml".into(),
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await

@@ -73,29 +73,34 @@ pub fn scan_pipelines(root: &Path) -> Result<Vec<Finding>, ScanError> {
         } else {
             file.strip_prefix(root).unwrap_or(&file).to_path_buf()
         };
-        let source = std::fs::read_to_string(&file).map_err(ScanError::io(&file))?;
-        match pipeline::load(&file) {
-            Ok(p) => findings.extend(audit(&p, &source, &rel)),
-            Err(LoadError::Invalid(invalid)) => {
-                let problem = &invalid.problems[0];
-                let pos = problem.pos.unwrap_or(Pos::new(1, 1));
-                let mut f = finding(
-                    &rel,
-                    &source,
-                    pos,
-                    "invalid-pipeline",
-                    Severity::Low,
-                    "",
-                    format!("not a valid pipeline: {}", problem.message),
-                    "run `pipe validate` on it".into(),
-                );
-                f.fingerprint = fingerprint(&f.rule_id, &rel.to_string_lossy(), &problem.message);
-                findings.push(f);
-            }
-            Err(_) => {}
-        }
+        findings.extend(scan_pipeline_as(&file, &rel)?);
     }
     Ok(findings)
+}
+
+/// Audits one pipeline file, reporting it as `rel`.
+pub fn scan_pipeline_as(file: &Path, rel: &Path) -> Result<Vec<Finding>, ScanError> {
+    let source = std::fs::read_to_string(file).map_err(ScanError::io(file))?;
+    Ok(match pipeline::load(file) {
+        Ok(p) => audit(&p, &source, rel),
+        Err(LoadError::Invalid(invalid)) => {
+            let problem = &invalid.problems[0];
+            let pos = problem.pos.unwrap_or(Pos::new(1, 1));
+            let mut f = finding(
+                rel,
+                &source,
+                pos,
+                "invalid-pipeline",
+                Severity::Low,
+                "",
+                format!("not a valid pipeline: {}", problem.message),
+                "run `pipe validate` on it".into(),
+            );
+            f.fingerprint = fingerprint(&f.rule_id, &rel.to_string_lossy(), &problem.message);
+            vec![f]
+        }
+        Err(_) => Vec::new(),
+    })
 }
 
 /// The findings of one checked pipeline; `source` is its text, `rel` its path in the report.

