@@ -64,6 +64,7 @@ fn secrets_throughput() {
         baseline: None,
         threads: env_usize("PIPE_SCAN_BENCH_THREADS", 0),
         parent_ignores: true,
+        shown_as: None,
     };
     if std::env::var_os("PIPE_SCAN_BENCH_EXTERNAL").is_some() {
         let findings = scan_secrets(root, &opts).unwrap();

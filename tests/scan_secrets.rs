@@ -350,6 +350,7 @@ fn baseline_drops_known_findings_only() {
         baseline: Some(loaded),
         threads: 0,
         parent_ignores: true,
+        shown_as: None,
     };
     // Moving the known secret does not resurface it; a new secret is still reported.
     fs::write(
@@ -402,6 +403,7 @@ fn thread_count_does_not_change_results() {
             baseline: None,
             threads: 1,
             parent_ignores: true,
+            shown_as: None,
         },
     )
     .unwrap();

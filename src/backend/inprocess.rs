@@ -115,9 +115,10 @@ fn scan_layers(layers: &[PathBuf], scanners: &[Scanner]) -> Result<Vec<Finding>,
                         baseline: None,
                         threads: 0,
                         parent_ignores: false,
+                        shown_as: None,
                     },
                 )?,
-                Scanner::Pipeline => scan::pipeline::scan_pipelines(layer)?,
+                Scanner::Pipeline => scan::pipeline::scan_pipelines(layer, None)?,
             });
         }
         let files: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();

@@ -49,12 +49,24 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         )));
     }
     let scan_error = |e: scan::ScanError| CliError::Other(e.to_string());
+    // A baseline that cannot be read is a bad argument, not a finding (exit 2, not 1).
     let base = args
         .baseline
         .as_deref()
         .map(baseline::load)
         .transpose()
-        .map_err(scan_error)?;
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    // Findings name files as seen from here (`src/a.env` for `pipe scan src`), so a baseline
+    // written at the top still matches a scan of a part of the tree.
+    let here = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
+    let shown: PathBuf = args
+        .path
+        .strip_prefix(&here)
+        .unwrap_or(&args.path)
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    let shown_as = (!shown.as_os_str().is_empty()).then_some(shown);
     let which = if args.scanners.is_empty() {
         vec![Which::Secrets, Which::Pipeline]
     } else {
@@ -69,13 +81,15 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     baseline: base.clone(),
                     threads: 0,
                     parent_ignores: true,
+                    shown_as: shown_as.clone(),
                 },
             )
             .map_err(scan_error)?,
         );
     }
     if which.contains(&Which::Pipeline) {
-        let found = scan::pipeline::scan_pipelines(&args.path).map_err(scan_error)?;
+        let found =
+            scan::pipeline::scan_pipelines(&args.path, shown_as.as_deref()).map_err(scan_error)?;
         findings.extend(
             found
                 .into_iter()

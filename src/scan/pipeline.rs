@@ -63,15 +63,19 @@ pub fn pipeline_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Audits every pipeline file under `root`. A file that is not a valid pipeline is reported as a
-/// finding rather than stopping the scan.
-pub fn scan_pipelines(root: &Path) -> Result<Vec<Finding>, ScanError> {
+/// Audits every pipeline file under `root`, naming `root` `shown_as` in findings (see
+/// `SecretsOptions::shown_as`). A file that is not a valid pipeline is reported as a finding
+/// rather than stopping the scan.
+pub fn scan_pipelines(root: &Path, shown_as: Option<&Path>) -> Result<Vec<Finding>, ScanError> {
     let mut findings = Vec::new();
     for file in pipeline_files(root) {
-        let rel = if root.is_file() {
-            PathBuf::from(file.file_name().unwrap_or_default())
-        } else {
-            file.strip_prefix(root).unwrap_or(&file).to_path_buf()
+        let rel = match (root.is_file(), shown_as) {
+            (true, Some(shown)) => shown.to_path_buf(),
+            (true, None) => PathBuf::from(file.file_name().unwrap_or_default()),
+            (false, shown) => {
+                let rel = file.strip_prefix(root).unwrap_or(&file);
+                shown.map_or_else(|| rel.to_path_buf(), |s| s.join(rel))
+            }
         };
         findings.extend(scan_pipeline_as(&file, &rel)?);
     }

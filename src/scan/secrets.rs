@@ -43,6 +43,10 @@ pub struct SecretsOptions {
     /// Whether ignore files in the directories above `root` apply, as in git and ripgrep. Not for
     /// a scan job: its workspace lies inside `.pipe`, whose ignore file is pipe's, not the project's.
     pub parent_ignores: bool,
+    /// How findings name `root`: a path under it is reported as `shown_as/rel` (`src/a.env` for
+    /// `pipe scan src`), so that fingerprints, and baselines, do not depend on where a scan
+    /// starts. None: paths relative to `root` (a file: its name).
+    pub shown_as: Option<PathBuf>,
 }
 
 /// Scans every file under `root` (or `root` itself if it is a file), honouring `.gitignore`
@@ -55,9 +59,12 @@ pub fn scan_secrets(root: &Path, opts: &SecretsOptions) -> Result<Vec<Finding>, 
     let engine = &*ENGINE;
     let meta = std::fs::metadata(root).map_err(ScanError::io(root))?;
     let mut findings = if meta.is_file() {
-        let rel = root
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let rel = match &opts.shown_as {
+            Some(shown) => slashed(shown),
+            None => root
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        };
         engine.scan_path(root, &rel, &mut Vec::new())?
     } else {
         walk(engine, root, opts)?
@@ -115,7 +122,7 @@ fn walk(engine: &Engine, root: &Path, opts: &SecretsOptions) -> Result<Vec<Findi
                 if !entry.file_type().is_some_and(|t| t.is_file()) {
                     return WalkState::Continue;
                 }
-                let rel = relative_path(root, entry.path());
+                let rel = relative_path(root, entry.path(), opts.shown_as.as_deref());
                 match engine.scan_path(entry.path(), &rel, &mut buf) {
                     Ok(hits) if hits.is_empty() => WalkState::Continue,
                     Ok(hits) => {
@@ -132,11 +139,19 @@ fn walk(engine: &Engine, root: &Path, opts: &SecretsOptions) -> Result<Vec<Findi
     }
 }
 
-/// `path` relative to `root`, with `/` separators whatever the platform.
-fn relative_path(root: &Path, path: &Path) -> String {
+/// `path` relative to `root` (under `shown_as`, if given), with `/` separators.
+fn relative_path(root: &Path, path: &Path, shown_as: Option<&Path>) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let parts: Vec<_> = rel
+    match shown_as {
+        Some(shown) => slashed(&shown.join(rel)),
+        None => slashed(rel),
+    }
+}
+
+fn slashed(path: &Path) -> String {
+    let parts: Vec<_> = path
         .components()
+        .filter(|c| *c != std::path::Component::CurDir)
         .map(|c| c.as_os_str().to_string_lossy())
         .collect();
     parts.join("/")

@@ -129,6 +129,35 @@ jobs:
         project.pipe(&["scan", "--baseline", "baseline.json"]).code,
         0
     );
+    // Paths, and so fingerprints, are named from where pipe runs: the same baseline holds for a
+    // scan of part of the tree.
+    project.write(
+        "src/keys.env",
+        &format!("AWS_ACCESS_KEY_ID={FAKE_AWS_KEY}\n"),
+    );
+    let part = project.pipe(&["scan", "src"]);
+    assert!(
+        part.stdout.contains("src/keys.env:1:19: critical"),
+        "{}",
+        part.stdout
+    );
+    project.pipe(&["scan", "--write-baseline", "baseline.json"]);
+    for args in [
+        &["scan", "src"][..],
+        &["scan", "src/keys.env"],
+        &["scan", "./src"],
+    ] {
+        let mut with = args.to_vec();
+        with.extend(["--baseline", "baseline.json"]);
+        let ran = project.pipe(&with);
+        assert!(
+            ran.stdout.contains("no findings"),
+            "{args:?}: {}",
+            ran.all()
+        );
+    }
+    let missing = project.pipe(&["scan", "--baseline", "nope.json"]);
+    assert_eq!(missing.code, 2, "a bad argument: {}", missing.all());
 }
 
 #[test]
