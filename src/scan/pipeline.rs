@@ -20,6 +20,19 @@ static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid")
 });
+/// Names about a secret rather than holding one: `PASSWORD_FILE: /run/secrets/db` is the
+/// recommended way to pass a password, `API_KEY_HEADER` names a header.
+static NOT_A_SECRET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)_(file|path|dir|url|uri|endpoint|header|name|id|user|username|type|length|len|ttl|expiry|expires|version|enabled|required)$",
+    )
+    .expect("valid")
+});
+
+fn secret_name(name: &str) -> bool {
+    SECRET_NAME.is_match(name) && !NOT_A_SECRET.is_match(name)
+}
+
 /// `curl … | sh`, `wget -O- … | sudo bash` and the like.
 static PIPE_TO_SHELL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(env\s+)?(ba|da|z|k)?sh\b").expect("valid")
@@ -178,7 +191,7 @@ pub fn audit(p: &Pipeline, source: &str, rel: &Path) -> Vec<Finding> {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
                 .unwrap_or("");
-            if SECRET_NAME.is_match(name) && looks_like_a_literal_secret(value) {
+            if secret_name(name) && looks_like_a_literal_secret(value) {
                 add(*pos, "secret-in-env", Severity::High, name, format!("`{name}` holds a secret written in plain text in the pipeline"), "remove the value from the file and pass it in from the runner's environment or a secret store");
             }
         }
@@ -196,7 +209,7 @@ pub fn audit(p: &Pipeline, source: &str, rel: &Path) -> Vec<Finding> {
             if let Some(var) = PRINTS_VAR
                 .captures_iter(line)
                 .map(|c| c[2].to_string())
-                .find(|v| SECRET_NAME.is_match(v))
+                .find(|v| secret_name(v))
             {
                 add(
                     *pos,
@@ -275,6 +288,9 @@ fn looks_like_a_literal_secret(value: &str) -> bool {
     ];
     v.len() >= 6
         && !v.starts_with('$')
+        // A path to a secret (a mounted file), not the secret.
+        && !v.starts_with('/')
+        && !v.starts_with("./")
         && !v.contains("${")
         && !placeholder.iter().any(|p| v.to_lowercase().contains(p))
 }
@@ -390,9 +406,9 @@ jobs:
     fn safe_settings_are_quiet() {
         let found = rules(
             "image: alpine:3.20
-env: {TOKEN: $CI_TOKEN, PASSWORD: changeme}
+env: {TOKEN: $CI_TOKEN, PASSWORD: changeme, PASSWORD_FILE: /run/secrets/db, API_KEY_HEADER: X-Api-Key, TOKEN_URL: https://auth.example.com/token}
 jobs:
-  test: {script: [echo $HOME, curl -o install.sh https://example.com/i.sh]}
+  test: {script: [echo $HOME, curl -o install.sh https://example.com/i.sh, echo \"$TOKEN_URL\"]}
   publish:
     stage: release
     image: alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
