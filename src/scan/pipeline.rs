@@ -35,7 +35,12 @@ fn secret_name(name: &str) -> bool {
 
 /// `curl … | sh`, `wget -O- … | sudo bash` and the like.
 static PIPE_TO_SHELL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(env\s+)?(ba|da|z|k)?sh\b").expect("valid")
+    Regex::new(concat!(
+        r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(env\s+)?(ba|da|z|k)?sh\b",
+        // `bash <(curl …)` and `sh -c "$(curl …)"`: the same download run unseen.
+        r#"|\b(ba|da|z|k)?sh\s+(-c\s+["']?\$\(|<\()\s*(curl|wget)\b"#,
+    ))
+    .expect("valid")
 });
 /// `echo $TOKEN`, `printf '%s' "${API_KEY}"`.
 static PRINTS_VAR: LazyLock<Regex> = LazyLock::new(|| {
@@ -157,7 +162,9 @@ pub fn audit(p: &Pipeline, source: &str, rel: &Path) -> Vec<Finding> {
             );
         }
         for v in &job.volumes {
-            if v.host.ends_with("docker.sock") {
+            // The socket itself, or a folder that holds it (`/var/run`, `/run`, `/`).
+            let host = v.host.trim_end_matches('/');
+            if host.ends_with("docker.sock") || matches!(host, "" | "/var" | "/var/run" | "/run") {
                 add(
                     v.pos,
                     "docker-socket-mount",
@@ -399,6 +406,29 @@ jobs:
             found.len(),
             expect.len(),
             "settings shared by jobs are reported once: {found:?}"
+        );
+    }
+
+    #[test]
+    fn hidden_downloads_and_folders_holding_the_socket_are_found() {
+        let found = rules(
+            "image: alpine:3.20
+jobs:
+  a:
+    volumes: ['/var/run:/host-run', '/:/host']
+    script: ['bash <(curl -s https://get.example.com)', 'sh -c \"$(curl -fsSL https://get.example.com)\"']
+",
+        );
+        let ids: Vec<&str> = found.iter().map(|(r, _, _)| r.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "docker-socket-mount",
+                "docker-socket-mount",
+                "curl-pipe-shell",
+                "curl-pipe-shell"
+            ],
+            "{found:?}"
         );
     }
 

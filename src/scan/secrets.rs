@@ -1198,8 +1198,13 @@ fn builtin_rules() -> Vec<Rule> {
             title: "Slack token",
             message: "A Slack API token is committed.",
             fix: "Revoke the token in the Slack app settings, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxe-"],
-            patterns: &[r"(?P<secret>xox[abposre]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{16,64}))"],
+            keywords: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxe-", "xoxe.", "xapp-"],
+            patterns: &[
+                r"(?P<secret>xox[abposre]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{16,64}))",
+                // Refresh tokens (`xoxe.xoxp-1-…`) and app-level tokens (`xapp-1-A…-…-…`).
+                r"(?P<secret>xoxe\.xox[bp]-[0-9]-(?P<body>[0-9A-Za-z]{30,180}))",
+                r"(?P<secret>xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-(?P<body>[0-9a-f]{40,80}))",
+            ],
             check: Token,
             scope: All,
         },
@@ -1429,6 +1434,21 @@ mod tests {
             assert!(!f.preview.contains("AKIAQ3EGRT7ZL5MXW2PA"), "{}", f.preview);
             assert!(!f.preview.contains("Tq8Wn2Lx5Rz7Kp3Vb9Mc"), "{}", f.preview);
         }
+    }
+
+    #[test]
+    fn slack_refresh_and_app_tokens_are_found() {
+        // Built at run time, so this file holds no token literal.
+        let refresh = format!(
+            "xoxe.xoxp-1-{}",
+            "Mi0yLTEyMzQ1Njc4OTAxMi0xMjM0NTY3ODkwMTIzLTc4OTAxMjM0NTY"
+        );
+        let app = format!(
+            "xapp-1-A0123BCDEF4-1234567890123-{}",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        let found = scan("slack.env", &format!("REFRESH={refresh}\nAPP={app}\n"));
+        assert_eq!(ids(&found), ["slack-token", "slack-token"]);
     }
 
     #[test]
