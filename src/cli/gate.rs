@@ -82,6 +82,7 @@ pub fn release_now(
     let record = store.run(id).map_err(store_error)?;
     refuse_unless_releasable(store, &record, again, &actor(), "release refused")?;
     let run = RunDir::at(project, id);
+    let exec = &exec.following(&run);
     let pipeline = stored_pipeline(&run, &record)?;
     let gate = pipeline.gate().unwrap_or_default();
     let jobs = store.jobs(id).map_err(store_error)?;

@@ -30,6 +30,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         return Err(CliError::Refused(format!("run {id} is still running")));
     }
     let old = RunDir::at(&project, id);
+    let exec = args.exec.following(&old);
     if !old.source().is_dir() {
         return Err(CliError::Other(format!(
             "the source snapshot of run {id} is gone: pipe keeps those of the {KEPT_SNAPSHOTS} newest runs and of runs that reached the release gate; start a new run with `pipe run`"
@@ -64,7 +65,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             file: old.pipeline_file(),
             problems,
         })?;
-        args.exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
+        exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
         store
             .claim_run(id, record.state, RunState::Running)
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             file: old.pipeline_file(),
             problems,
         })?;
-        args.exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
+        exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
         let new = NewRun {
             pipeline_name: record.pipeline_name.clone(),
             pipeline_file: record.pipeline_file.clone(),
@@ -116,7 +117,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .map_err(|e| CliError::Other(format!("cannot copy the snapshot: {e}")))?;
         (run, plan, new_id)
     };
-    let result = runtime()?.block_on(args.exec.execute(
+    let result = runtime()?.block_on(exec.execute(
         &project,
         &plan,
         &run,

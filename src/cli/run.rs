@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -50,9 +51,9 @@ pub struct ExecArgs {
     /// At most N jobs at once [default: 4 × CPUs]
     #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
-    /// Where jobs run
-    #[arg(long, value_enum, default_value = "docker")]
-    backend: BackendKind,
+    /// Where jobs run [default: docker; for release and retry, where the run ran]
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
     /// When to pull images
     #[arg(long, value_enum, default_value = "missing")]
     pull: Pull,
@@ -73,6 +74,27 @@ pub struct ExecArgs {
 enum BackendKind {
     Docker,
     Local,
+}
+
+/// The file in a run's directory that says where its jobs ran.
+const BACKEND_FILE: &str = "backend";
+
+impl ExecArgs {
+    fn backend(&self) -> BackendKind {
+        self.backend.unwrap_or(BackendKind::Docker)
+    }
+
+    /// These settings for a later phase of `run` (release, retry): without `--backend`, its jobs
+    /// run where the run's jobs ran, so a run made with `--backend local` releases locally too.
+    pub fn following(&self, run: &RunDir) -> ExecArgs {
+        let recorded = std::fs::read_to_string(run.root.join(BACKEND_FILE))
+            .ok()
+            .and_then(|name| BackendKind::from_str(name.trim(), true).ok());
+        ExecArgs {
+            backend: self.backend.or(recorded),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,7 +176,7 @@ impl ExecArgs {
     /// Checks the jobs about to run (not the whole pipeline: a job left out by `--job`, or a
     /// release job while the run stops at the gate, is checked when it runs).
     pub fn check_jobs(&self, file: &Path, jobs: &[Job]) -> Result<(), CliError> {
-        if self.backend != BackendKind::Docker {
+        if self.backend() != BackendKind::Docker {
             return Ok(());
         }
         self.check_privileges(file, jobs)?;
@@ -220,7 +242,11 @@ impl ExecArgs {
         env: Vec<(String, String)>,
         pipeline_file: &str,
     ) -> Result<RunResult, CliError> {
-        let backend: Arc<dyn Backend> = match self.backend {
+        let kind = self.backend();
+        if let Some(name) = kind.to_possible_value() {
+            let _ = std::fs::write(run.root.join(BACKEND_FILE), name.get_name());
+        }
+        let backend: Arc<dyn Backend> = match kind {
             BackendKind::Docker => {
                 let docker = docker::connect()
                     .await

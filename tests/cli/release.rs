@@ -565,3 +565,21 @@ fn after_a_rollback_the_older_run_is_what_is_live() {
     assert_eq!(rollback.code, 0, "{}", rollback.all());
     assert_eq!(live(&project), 1, "run 1 was deployed last");
 }
+
+#[test]
+fn release_and_retry_run_where_the_run_ran() {
+    // No image: on Docker these jobs could not run at all.
+    let project = Project::new(
+        "jobs:\n  build: {script: [echo built]}\n  ship: {stage: release, gate: {approvals: 0}, script: [echo shipped]}\n",
+    );
+    assert_eq!(project.pipe(&["run", "--backend", "local"]).code, 0);
+    let released = project.pipe(&["release", "1"]);
+    assert_eq!(released.code, 0, "{}", released.all());
+    assert!(
+        released.stdout.contains("[ship] shipped"),
+        "{}",
+        released.stdout
+    );
+    let retried = project.pipe(&["retry", "1"]);
+    assert_eq!(retried.code, 0, "{}", retried.all());
+}
