@@ -291,7 +291,8 @@ impl ExecArgs {
         let mode = Mode::choose(
             self.output == Output::Json,
             io::stdout().is_terminal(),
-            std::env::var_os("CI").is_some(),
+            // `CI=false` or an empty CI is a developer saying "not CI".
+            std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "False")),
         );
         let reporter = report::spawn(
             report::Options {

@@ -419,11 +419,10 @@ fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
         for need in job.needs.iter().flatten() {
             let len = need.name.chars().count();
             if need.name == job.base {
-                probs.add(Problem::at(
-                    need.pos,
-                    len,
-                    format!("job `{}` needs itself", job.base),
-                ));
+                probs.add(
+                    Problem::at(need.pos, len, format!("job `{}` needs itself", job.base))
+                        .hint(format!("remove `{}` from its own `needs`", job.base)),
+                );
             } else if let Some((index, stage)) = stage_of.get(need.name.as_str()) {
                 if *index > job.stage_index {
                     probs.add(

@@ -221,8 +221,8 @@ fn unique_slugs(jobs: &[Job]) -> Vec<String> {
 fn cycle_problems(graph: &DiGraph<usize, Why>, jobs: &[Job]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for mut scc in tarjan_scc(graph) {
-        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
-        if scc.len() < 2 && !self_loop {
+        // A job that needs itself is reported by the checker, in those words.
+        if scc.len() < 2 {
             continue;
         }
         scc.sort_by_key(|n| graph[*n]);
