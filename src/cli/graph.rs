@@ -107,13 +107,21 @@ fn dot(plan: &Plan) -> String {
     out
 }
 
+/// Text inside a quoted Mermaid label, where `"`, `<`, `>` and `&` would be markup.
+fn mermaid_text(text: &str) -> String {
+    text.replace('&', "#amp;")
+        .replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+}
+
 fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for (i, job) in plan.jobs.iter().enumerate() {
         out.push_str(&format!(
             "  j{i}[\"{}<br/>{}\"]\n",
-            job.name.replace('"', "#quot;"),
-            job.stage
+            mermaid_text(&job.name),
+            mermaid_text(&job.stage)
         ));
     }
     for (i, deps) in plan.deps.iter().enumerate() {

@@ -34,6 +34,12 @@ fn dot_and_mermaid_formats() {
     assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
     assert!(mermaid.contains("j0 -->|needs| j1"), "{mermaid}");
     assert!(mermaid.contains("class j0,j1,j3 critical"), "{mermaid}");
+    let odd = Project::new("jobs:\n  'a<b> & \"c\"': {script: [x]}\n");
+    let label = odd.pipe(&["graph", "--format", "mermaid"]).stdout;
+    assert!(
+        label.contains("j0[\"a#lt;b#gt; #amp; #quot;c#quot;<br/>build\"]"),
+        "markup in a name is escaped: {label}"
+    );
 }
 
 #[test]
