@@ -521,10 +521,27 @@ fn unknown_key(node: &Node, key: &str, known: &[&str], later: &[&str], probs: &m
         return;
     }
     let p = probs.at(node, format!("unknown key `{key}`"));
-    p.hint = Some(match suggest(key, known.iter().chain(later).copied()) {
-        Some(s) => format!("did you mean `{s}`?"),
-        None => format!("expected one of: {}", known.join(", ")),
-    });
+    // What GitLab CI and GitHub Actions call it, where pipe has it under another name.
+    let other_tools = [
+        ("variables", "env"),
+        ("steps", "script"),
+        ("run", "script"),
+        ("dependencies", "needs"),
+        ("container", "image"),
+        ("strategy", "matrix"),
+        ("timeout-minutes", "timeout"),
+        ("continue-on-error", "allow_failure"),
+    ];
+    let renamed = other_tools
+        .iter()
+        .find(|(theirs, ours)| *theirs == key && known.contains(ours))
+        .map(|(_, ours)| *ours);
+    p.hint = Some(
+        match renamed.or_else(|| suggest(key, known.iter().chain(later).copied())) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("expected one of: {}", known.join(", ")),
+        },
+    );
 }
 
 /// The closest candidate, if it is close enough to be what the user meant.

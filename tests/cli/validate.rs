@@ -320,3 +320,25 @@ fn keys_that_mean_nothing_for_the_kind_of_job_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn keys_from_gitlab_and_github_actions_point_at_pipes_names() {
+    let stderr = invalid(
+        "variables: {A: b}\njobs:\n  a:\n    steps: [x]\n    dependencies: [b]\n    continue-on-error: true\n",
+    );
+    for (theirs, ours) in [
+        ("variables", "env"),
+        ("steps", "script"),
+        ("dependencies", "needs"),
+        ("continue-on-error", "allow_failure"),
+    ] {
+        assert!(
+            stderr.contains(&format!("unknown key `{theirs}`")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("did you mean `{ours}`?")),
+            "{stderr}"
+        );
+    }
+}
