@@ -165,7 +165,11 @@ fn check(source: &str, default_name: &str) -> (Option<Pipeline>, Vec<Problem>) {
                 pos: e.pos,
                 len: 1,
                 message: format!("invalid YAML: {}", e.message),
-                hint: None,
+                hint: Some(if e.message.contains("tab") {
+                    "indent with spaces: YAML does not allow tabs there".into()
+                } else {
+                    "check the indentation, colons and quotes at and just before this spot".into()
+                }),
             }],
         ),
     }
@@ -178,6 +182,9 @@ fn invalid(
     partial: Option<Pipeline>,
 ) -> LoadError {
     problems.sort_by_key(|p| p.pos);
+    // A mistake in an anchor merged into several jobs is one mistake.
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert((p.pos, p.message.clone())));
     LoadError::Invalid(Box::new(Invalid {
         file: file.to_path_buf(),
         source,

@@ -104,6 +104,11 @@ fn first_line(message: &str) -> String {
         Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
         _ => line,
     };
+    if line.starts_with("budget breached: Depth") || line.contains("recursion limit") {
+        return format!(
+            "the document nests deeper than {MAX_DEPTH} levels, far deeper than a pipeline does"
+        );
+    }
     if line.starts_with("budget breached") || line.contains("replay limit") {
         return format!(
             "the document expands beyond pipe's limits ({MAX_EVENTS} values, {MAX_REPLAYED_EVENTS} repeated through aliases): aliases that multiply, or a file that is not a pipeline"
@@ -119,7 +124,9 @@ fn first_line(message: &str) -> String {
 }
 
 fn node(spanned: Spanned<Kind>) -> Node {
-    let loc = spanned.referenced;
+    // Where the value is written: for a value reached through an alias (`<<: *defaults`), the
+    // anchor's definition, which is where a mistake in it is fixed.
+    let loc = spanned.defined;
     Node {
         pos: Pos::new(loc.line() as u32, loc.column() as u32),
         kind: spanned.value,

@@ -149,7 +149,10 @@ fn an_alias_bomb_fails_fast() {
     }
     text.push_str("jobs:\n  a: {script: [*a9]}\n");
     let stderr = invalid(&text);
-    assert!(stderr.contains("invalid YAML"), "{stderr}");
+    assert!(
+        stderr.contains("invalid YAML: the document expands beyond pipe's limits"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -160,7 +163,28 @@ fn deep_nesting_fails_cleanly() {
         "]".repeat(5000)
     );
     let stderr = invalid(&text);
-    assert!(stderr.contains("invalid YAML"), "{stderr}");
+    assert!(
+        stderr.contains("invalid YAML: the document nests deeper than 64 levels"),
+        "{stderr}"
+    );
+    let mut block = String::from("jobs:\n");
+    for depth in 1..200 {
+        block.push_str(&format!("{}k{depth}:\n", "  ".repeat(depth)));
+    }
+    let stderr = invalid(&block);
+    assert!(
+        stderr.contains("invalid YAML: the document nests deeper than 64 levels"),
+        "block style too: {stderr}"
+    );
+}
+
+#[test]
+fn a_mistake_in_an_anchor_is_reported_once_where_it_is_written() {
+    let stderr = invalid(
+        "x-defaults: &defaults {timeout: 20m, retyr: 2}\njobs:\n  a: {<<: *defaults, script: [x]}\n  b: {<<: *defaults, script: [x]}\n",
+    );
+    assert!(stderr.contains("[pipe.yml:1:38]"), "{stderr}");
+    assert!(stderr.contains("1 problem found"), "{stderr}");
 }
 
 #[test]
