@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::run::{
-    actor, builtin_env, exit_code, open_store, project_dir, recorded_facts, runtime, store_error,
-    ExecArgs,
+    actor, builtin_env, exit_code, project_dir, recorded_facts, recorded_store, runtime,
+    store_error, ExecArgs,
 };
 use super::{exit, print, CliError};
 use crate::pipeline::gate::Gate;
@@ -38,7 +38,7 @@ pub struct ReleaseArgs {
 
 pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
     let project = project_dir()?;
-    let mut store = open_store(&project)?;
+    let mut store = recorded_store(&project, &args.run)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     let record = store.run(id).map_err(store_error)?;
     let by = args.by.map_or_else(actor, |by| by.trim().to_string());
@@ -64,7 +64,7 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let project = project_dir()?;
-    let mut store = open_store(&project)?;
+    let mut store = recorded_store(&project, &args.run)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     release_now(&project, &mut store, id, &args.exec, args.again, false)
 }

@@ -2,8 +2,8 @@
 //! run, only the jobs that did not pass, keeping the others' results and artifacts.
 
 use super::run::{
-    actor, announce, builtin_env, exit_code, finish_main, open_store, project_dir, prune_snapshots,
-    recorded_facts, recorded_jobs, runtime, store_error, ExecArgs, KEPT_SNAPSHOTS,
+    actor, announce, builtin_env, exit_code, finish_main, project_dir, prune_snapshots,
+    recorded_facts, recorded_jobs, recorded_store, runtime, store_error, ExecArgs, KEPT_SNAPSHOTS,
 };
 use super::CliError;
 use crate::plan::{self, Phase, Selection};
@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8, CliError> {
     let project = project_dir()?;
-    let mut store = open_store(&project)?;
+    let mut store = recorded_store(&project, &args.run)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     let record = store.run(id).map_err(store_error)?;
     if record.state.is_active() {

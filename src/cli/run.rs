@@ -408,6 +408,15 @@ pub fn open_store(project: &Path) -> Result<SqliteStore, CliError> {
     SqliteStore::open(project).map_err(store_error)
 }
 
+/// The store, for a command about the recorded run `run`: where nothing was ever recorded there
+/// is no such run, and no `.pipe` is created for saying so.
+pub fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, CliError> {
+    if !SqliteStore::exists(project) {
+        return Err(store_error(store::StoreError::NoSuchRun(run.to_string())));
+    }
+    open_store(project)
+}
+
 pub fn store_error(e: store::StoreError) -> CliError {
     match e {
         store::StoreError::NoSuchRun(run) => {

@@ -3,11 +3,11 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use super::run::{open_store, project_dir, store_error};
+use super::run::{open_store, project_dir, recorded_store, store_error};
 use super::{exit, gate, print, table, CliError};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
-use crate::store::{JobRecord, RunRecord, RunState, Store};
+use crate::store::{JobRecord, RunRecord, RunState, SqliteStore, Store};
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
@@ -41,10 +41,15 @@ pub struct LogsArgs {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
-    let mut store = open_store(&project_dir()?)?;
-    let runs = store
-        .runs(args.environment.as_deref(), args.limit)
-        .map_err(store_error)?;
+    let project = project_dir()?;
+    // Listing creates nothing: a directory where pipe never ran has no runs.
+    let runs = if SqliteStore::exists(&project) {
+        open_store(&project)?
+            .runs(args.environment.as_deref(), args.limit)
+            .map_err(store_error)?
+    } else {
+        Vec::new()
+    };
     if matches!(args.output, super::list::Output::Json) {
         let lines: String = runs
             .iter()
@@ -109,7 +114,7 @@ fn record_json(r: &RunRecord) -> serde_json::Value {
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
-    let mut store = open_store(&project_dir()?)?;
+    let mut store = recorded_store(&project_dir()?, &args.run)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     let run = store.run(id).map_err(store_error)?;
     let jobs = store.jobs(id).map_err(store_error)?;
@@ -199,7 +204,7 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
 
 pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
     let project = project_dir()?;
-    let mut store = open_store(&project)?;
+    let mut store = recorded_store(&project, &args.run)?;
     let id = store.resolve(&args.run).map_err(store_error)?;
     let jobs = store.jobs(id).map_err(store_error)?;
     let chosen: Vec<&JobRecord> = match &args.job {

@@ -67,6 +67,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
 
+const DB_FILE: &str = "pipe.db";
+
 pub struct SqliteStore {
     db: Connection,
 }
@@ -86,10 +88,18 @@ fn parse_time(s: &str) -> DateTime<Utc> {
 }
 
 impl SqliteStore {
+    /// Whether the project at `project` has recorded anything yet.
+    pub fn exists(project: &Path) -> bool {
+        project
+            .join(crate::workspace::STATE_DIR)
+            .join(DB_FILE)
+            .is_file()
+    }
+
     /// Opens (creating if needed) the store of the project at `project`.
     pub fn open(project: &Path) -> Result<SqliteStore, StoreError> {
         let dir = crate::workspace::state_dir(project)?;
-        let db = Connection::open(dir.join("pipe.db"))?;
+        let db = Connection::open(dir.join(DB_FILE))?;
         db.busy_timeout(Duration::from_secs(30))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;

@@ -583,3 +583,20 @@ fn release_and_retry_run_where_the_run_ran() {
     let retried = project.pipe(&["retry", "1"]);
     assert_eq!(retried.code, 0, "{}", retried.all());
 }
+
+#[test]
+fn asking_about_runs_where_none_were_made_creates_nothing() {
+    let project = Project::new("jobs:\n  a: {script: [echo]}\n");
+    assert_eq!(project.pipe(&["runs"]).stdout, "no runs yet\n");
+    for args in [
+        &["show", "1"][..],
+        &["logs", "last"],
+        &["approve", "1"],
+        &["release", "1"],
+    ] {
+        let ran = project.pipe(args);
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.all());
+        assert!(ran.stderr.contains("no run "), "{}", ran.stderr);
+    }
+    assert!(!project.path().join(".pipe").exists());
+}
