@@ -127,20 +127,26 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
             hint: Some("give the jobs `needs:` lists of what they really wait for".into()),
         }]);
     }
+    // Every job's dependencies, in file order. Only `needs` edges go into the graph searched for
+    // cycles: a stage edge always leads to a later stage and a `needs` edge never to an earlier
+    // one, so no cycle can hold a stage edge, and the graph stays small when stages are wide.
+    let mut all_deps: Vec<Vec<(usize, Why)>> = vec![Vec::new(); jobs.len()];
     for (i, job) in jobs.iter().enumerate() {
         match &job.needs {
             Some(needs) => {
                 for need in needs {
                     for &d in by_base.get(need.name.as_str()).into_iter().flatten() {
                         graph.add_edge(nodes[d], nodes[i], Why::Needs);
+                        all_deps[i].push((d, Why::Needs));
                     }
                 }
             }
-            None => {
-                for &d in by_stage[..job.stage_index].iter().flatten() {
-                    graph.add_edge(nodes[d], nodes[i], Why::Stage);
-                }
-            }
+            None => all_deps[i].extend(
+                by_stage[..job.stage_index]
+                    .iter()
+                    .flatten()
+                    .map(|&d| (d, Why::Stage)),
+            ),
         }
     }
     let cycles = cycle_problems(&graph, jobs);
@@ -158,7 +164,7 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
             in_phase && !selection.done.contains(&j.name)
         })
         .collect();
-    let selected = select(pipeline, &graph, &nodes, &by_base, only, &included)?;
+    let selected = select(pipeline, &all_deps, &by_base, only, &included)?;
     let all_slugs = unique_slugs(jobs);
     // Renumber the selected jobs, keeping file order.
     let keep: Vec<usize> = (0..jobs.len()).filter(|i| selected[*i]).collect();
@@ -166,19 +172,19 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
     let mut deps = vec![Vec::new(); keep.len()];
     let mut dependents = vec![Vec::new(); keep.len()];
     let mut prior = vec![Vec::new(); keep.len()];
-    for edge in graph.raw_edges() {
-        let (from, to) = (graph[edge.source()], graph[edge.target()]);
-        match (new_id.get(&from), new_id.get(&to)) {
-            (Some(&f), Some(&t)) => {
-                deps[t].push((f, edge.weight));
-                dependents[f].push(t);
+    for (t, &to) in keep.iter().enumerate() {
+        for &(from, why) in &all_deps[to] {
+            match new_id.get(&from) {
+                Some(&f) => {
+                    deps[t].push((f, why));
+                    dependents[f].push(t);
+                }
+                None => prior[t].push(Prior {
+                    name: jobs[from].name.clone(),
+                    slug: all_slugs[from].clone(),
+                    has_artifacts: !jobs[from].artifacts.is_empty(),
+                }),
             }
-            (None, Some(&t)) => prior[t].push(Prior {
-                name: jobs[from].name.clone(),
-                slug: all_slugs[from].clone(),
-                has_artifacts: !jobs[from].artifacts.is_empty(),
-            }),
-            _ => {}
         }
     }
     let order = stable_topological_order(&deps, &dependents);
@@ -301,8 +307,7 @@ fn quoted(names: &[&str]) -> String {
 /// Which jobs run: the selected ones and everything they (transitively) wait for.
 fn select(
     pipeline: &Pipeline,
-    graph: &DiGraph<usize, Why>,
-    nodes: &[NodeIndex],
+    all_deps: &[Vec<(usize, Why)>],
     by_base: &HashMap<&str, Vec<usize>>,
     only: &[String],
     included: &[bool],
@@ -343,11 +348,7 @@ fn select(
     }
     while let Some(i) = stack.pop() {
         if included[i] && !std::mem::replace(&mut selected[i], true) {
-            stack.extend(
-                graph
-                    .neighbors_directed(nodes[i], Direction::Incoming)
-                    .map(|n| graph[n]),
-            );
+            stack.extend(all_deps[i].iter().map(|&(d, _)| d));
         }
     }
     if problems.is_empty() {
