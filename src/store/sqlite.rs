@@ -496,16 +496,19 @@ mod tests {
         assert_eq!(names, ["b", "a"]);
     }
 
+    fn one_job_run(s: &mut SqliteStore) -> RunId {
+        s.create_run(
+            &new_run(),
+            &[("j".into(), "build".into(), Phase::Main, None)],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_run_whose_process_died_is_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        let id = s
-            .create_run(
-                &new_run(),
-                &[("j".into(), "build".into(), Phase::Main, None)],
-            )
-            .unwrap();
+        let id = one_job_run(&mut s);
         // A pid that cannot be running.
         s.db.execute("UPDATE runs SET owner_pid = 4194999 WHERE id = ?1", [id])
             .unwrap();
@@ -524,17 +527,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join(crate::workspace::STATE_DIR);
         std::fs::create_dir_all(&state).unwrap();
-        Connection::open(state.join("pipe.db"))
+        Connection::open(state.join(DB_FILE))
             .unwrap()
             .execute_batch(&SCHEMA.replace("    finished_at TEXT,\n", ""))
             .unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        let id = s
-            .create_run(
-                &new_run(),
-                &[("j".into(), "build".into(), Phase::Main, None)],
-            )
-            .unwrap();
+        let id = one_job_run(&mut s);
         let mut job = s.jobs(id).unwrap().remove(0);
         job.status = "passed".into();
         s.job_finished(id, &job).unwrap();
