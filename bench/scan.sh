@@ -41,8 +41,10 @@ gen "$LARGE" 20000 200
 # pipe_jsonl TREE FILE: writes pipe's findings on TREE as JSON lines.
 if [ -n "${PIPE:-}" ]; then
   PIPE=$(realpath "$PIPE")
-  pipe_cmd() { echo "$PIPE scan $1"; }
-  pipe_jsonl() { "$PIPE" scan --output json "$1" >"$2" || [ $? = 1 ]; }
+  # From inside the tree, so findings name paths relative to it, as the recall script expects
+  # (`pipe scan DIR` names them from the current directory: DIR/…).
+  pipe_cmd() { echo "cd $1 && $PIPE scan ."; }
+  pipe_jsonl() { (cd "$1" && "$PIPE" scan --output json .) >"$2" || [ $? = 1 ]; }
   pipe_label="pipe scan ($PIPE)"
 else
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
