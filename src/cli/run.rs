@@ -79,24 +79,6 @@ enum BackendKind {
 /// The file in a run's directory that says where its jobs ran.
 const BACKEND_FILE: &str = "backend";
 
-impl ExecArgs {
-    fn backend(&self) -> BackendKind {
-        self.backend.unwrap_or(BackendKind::Docker)
-    }
-
-    /// These settings for a later phase of `run` (release, retry): without `--backend`, its jobs
-    /// run where the run's jobs ran, so a run made with `--backend local` releases locally too.
-    pub fn following(&self, run: &RunDir) -> ExecArgs {
-        let recorded = std::fs::read_to_string(run.root.join(BACKEND_FILE))
-            .ok()
-            .and_then(|name| BackendKind::from_str(name.trim(), true).ok());
-        ExecArgs {
-            backend: self.backend.or(recorded),
-            ..self.clone()
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Human,
@@ -171,6 +153,22 @@ pub fn run(args: Args) -> Result<u8, CliError> {
 }
 
 impl ExecArgs {
+    fn backend(&self) -> BackendKind {
+        self.backend.unwrap_or(BackendKind::Docker)
+    }
+
+    /// These settings for a later phase of `run` (release, retry): without `--backend`, its jobs
+    /// run where the run's jobs ran, so a run made with `--backend local` releases locally too.
+    pub fn following(&self, run: &RunDir) -> ExecArgs {
+        let recorded = std::fs::read_to_string(run.root.join(BACKEND_FILE))
+            .ok()
+            .and_then(|name| BackendKind::from_str(name.trim(), true).ok());
+        ExecArgs {
+            backend: self.backend.or(recorded),
+            ..self.clone()
+        }
+    }
+
     /// Docker jobs need an answering engine and an image, and may not be privileged or mount
     /// host paths unless the user allows it: refuse before anything runs or is recorded.
     /// Checks the jobs about to run (not the whole pipeline: a job left out by `--job`, or a

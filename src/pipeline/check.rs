@@ -130,11 +130,12 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
         image_pos,
     };
     let mut jobs: Vec<Job> = Vec::new();
+    let mut names = HashSet::new();
     for (key, value) in &job_entries {
         for new in job(key.as_str(), key.node, value, &ctx, probs) {
             // `t [P=1]` written out next to `t` with `matrix: {P: [1]}`, or a matrix value
             // listed twice: two jobs of one name cannot be told apart in the run.
-            if jobs.iter().any(|j| j.name == new.name) {
+            if !names.insert(new.name.clone()) {
                 probs.add(
                     Problem::at(
                         key.node.pos,
@@ -321,20 +322,19 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
             Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
     }
-    let expanded: Vec<Vec<ArtifactPath>> = matrix
-        .iter()
+    // Each expansion's environment, and its artifact paths checked with `$VAR` expanded.
+    let expansions: Vec<_> = matrix
+        .into_iter()
         .map(|values| {
             let mut env = env.clone();
             env.extend(values.iter().cloned());
-            artifact_paths_for(&artifacts, &env, values, probs)
+            let artifacts = artifact_paths_for(&artifacts, &env, &values, probs);
+            (values, env, artifacts)
         })
         .collect();
-    matrix
+    expansions
         .into_iter()
-        .zip(expanded)
-        .map(|(values, artifacts)| {
-            let mut env = env.clone();
-            env.extend(values.iter().cloned());
+        .map(|(values, env, artifacts)| {
             let full = if values.is_empty() {
                 name.to_string()
             } else {
