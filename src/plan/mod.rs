@@ -296,12 +296,19 @@ fn walk_cycle(graph: &DiGraph<usize, Why>, scc: &[NodeIndex], jobs: &[Job]) -> S
         .join(" → ")
 }
 
+/// At most `MAX_NAMED` names: a knot of a thousand jobs is not read one by one.
 fn quoted(names: &[&str]) -> String {
-    names
+    const MAX_NAMED: usize = 8;
+    let shown = names
         .iter()
+        .take(MAX_NAMED)
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    match names.len().checked_sub(MAX_NAMED) {
+        Some(more) if more > 0 => format!("{shown} and {more} more"),
+        _ => shown,
+    }
 }
 
 /// Which jobs run: the selected ones and everything they (transitively) wait for.
@@ -452,6 +459,16 @@ mod tests {
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_large_knot_names_its_first_members_and_counts_the_rest() {
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        assert_eq!(
+            quoted(&names),
+            "`a`, `b`, `c`, `d`, `e`, `f`, `g`, `h` and 2 more"
+        );
+        assert_eq!(quoted(&names[..2]), "`a`, `b`");
     }
 
     #[test]
