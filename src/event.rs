@@ -84,6 +84,12 @@ pub enum EventKind {
         #[serde(serialize_with = "seconds", rename = "duration_s")]
         duration: Duration,
     },
+    /// After `run_finished`: everything before the gate passed and the run stops there; `next`
+    /// says what the gate waits for and what to type.
+    AwaitingRelease {
+        run_id: String,
+        next: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::run::{
-    actor, builtin_env, exit_code, project_dir, recorded_facts, recorded_store, runtime,
+    actor, announce, builtin_env, exit_code, project_dir, recorded_facts, recorded_store, runtime,
     store_error, ExecArgs,
 };
 use super::{exit, print, CliError};
@@ -92,7 +92,7 @@ pub fn release_now(
         .next()
     {
         if automatic {
-            eprintln!("{}", next_step(store, id)?);
+            announce(store, id, RunState::AwaitingRelease, exec.output)?;
             return Ok(exit::OK);
         }
         store

@@ -127,6 +127,6 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     ))?;
     let state = finish_main(&mut store, new_id, &result, gated)?;
     prune_snapshots(&project, &mut store)?;
-    announce(&mut store, new_id, state)?;
+    announce(&mut store, new_id, state, exec.output)?;
     Ok(exit_code(&result))
 }

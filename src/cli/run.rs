@@ -148,7 +148,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     if state == RunState::AwaitingRelease && args.release {
         return gate::release_now(&project, &mut store, id, &args.exec, false, true);
     }
-    announce(&mut store, id, state)?;
+    announce(&mut store, id, state, args.exec.output)?;
     Ok(exit_code(&result))
 }
 
@@ -373,10 +373,27 @@ pub fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(), CliE
 }
 
 /// Says what happens next.
-pub fn announce(store: &mut dyn Store, id: RunId, state: RunState) -> Result<(), CliError> {
+/// With `--output json` the line is one more event on stdout, for automation to read.
+pub fn announce(
+    store: &mut dyn Store,
+    id: RunId,
+    state: RunState,
+    output: Output,
+) -> Result<(), CliError> {
     if state == RunState::AwaitingRelease {
-        let line = gate::next_step(store, id)?;
-        eprintln!("{line}");
+        let next = gate::next_step(store, id)?;
+        if output == Output::Json {
+            let event = crate::event::Event::now(crate::event::EventKind::AwaitingRelease {
+                run_id: id.to_string(),
+                next,
+            });
+            print(&format!(
+                "{}\n",
+                serde_json::to_string(&event).unwrap_or_default()
+            ))?;
+        } else {
+            eprintln!("{next}");
+        }
     }
     Ok(())
 }

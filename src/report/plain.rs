@@ -72,7 +72,7 @@ impl Reporter for Plain {
             EventKind::JobSkipped { job, reason } => {
                 writeln!(self.out, "[{job}] skipped: {reason}")?
             }
-            EventKind::RunFinished { .. } => {}
+            EventKind::RunFinished { .. } | EventKind::AwaitingRelease { .. } => {}
         }
         self.out.flush()
     }

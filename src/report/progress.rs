@@ -89,7 +89,9 @@ impl Reporter for Progress {
             EventKind::JobSkipped { job, reason } => {
                 self.multi.println(format!("- {job} skipped: {reason}"))?
             }
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => {}
+            EventKind::RunStarted { .. }
+            | EventKind::RunFinished { .. }
+            | EventKind::AwaitingRelease { .. } => {}
         }
         Ok(())
     }

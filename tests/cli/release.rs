@@ -600,3 +600,21 @@ fn asking_about_runs_where_none_were_made_creates_nothing() {
     }
     assert!(!project.path().join(".pipe").exists());
 }
+
+#[test]
+fn json_output_says_when_a_run_stops_at_the_gate() {
+    let project = Project::new(
+        "jobs:\n  build: {script: [echo built]}\n  ship: {stage: release, gate: {approvals: 1}, script: [echo shipped]}\n",
+    );
+    let ran = project.pipe(&["run", "--backend", "local", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let events = ran.json_events();
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "awaiting_release", "{}", ran.stdout);
+    assert_eq!(last["run_id"], "1");
+    assert_eq!(
+        last["next"],
+        "release 1 awaits 1 approval: pipe approve 1, then pipe release 1"
+    );
+    assert_eq!(events[events.len() - 2]["event"], "run_finished");
+}
