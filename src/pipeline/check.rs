@@ -407,9 +407,13 @@ fn expand(path: &str, env: &[(String, String)]) -> String {
 
 /// Unknown `needs`, needs on itself or on a later stage. Cycles are the plan's to find.
 fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
+    // A need names a job as written, or one expansion of a matrix job (`build [OS=linux]`).
     let stage_of: HashMap<&str, (usize, &str)> = jobs
         .iter()
-        .map(|j| (j.base.as_str(), (j.stage_index, j.stage.as_str())))
+        .flat_map(|j| {
+            let at = (j.stage_index, j.stage.as_str());
+            [(j.base.as_str(), at), (j.name.as_str(), at)]
+        })
         .collect();
     let mut seen = HashSet::new();
     for job in jobs {
@@ -418,7 +422,7 @@ fn check_needs(jobs: &[Job], names: &[&str], probs: &mut Problems) {
         }
         for need in job.needs.iter().flatten() {
             let len = need.name.chars().count();
-            if need.name == job.base {
+            if need.name == job.base || need.name == job.name {
                 probs.add(
                     Problem::at(need.pos, len, format!("job `{}` needs itself", job.base))
                         .hint(format!("remove `{}` from its own `needs`", job.base)),

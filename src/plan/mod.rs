@@ -96,6 +96,17 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
     for (i, job) in jobs.iter().enumerate() {
         by_base.entry(job.base.as_str()).or_default().push(i);
     }
+    // What a `needs` entry names: every expansion of a job, or one expansion by its full name.
+    let needed = |name: &str| -> Vec<usize> {
+        match by_base.get(name) {
+            Some(all) => all.clone(),
+            None => jobs
+                .iter()
+                .position(|j| j.name == name)
+                .into_iter()
+                .collect(),
+        }
+    };
     // Jobs grouped by stage, so stage edges are built without scanning every pair.
     let mut by_stage: Vec<Vec<usize>> = vec![Vec::new(); pipeline.stages.len()];
     for (i, job) in jobs.iter().enumerate() {
@@ -135,7 +146,7 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
         match &job.needs {
             Some(needs) => {
                 for need in needs {
-                    for &d in by_base.get(need.name.as_str()).into_iter().flatten() {
+                    for d in needed(&need.name) {
                         graph.add_edge(nodes[d], nodes[i], Why::Needs);
                         all_deps[i].push((d, Why::Needs));
                     }

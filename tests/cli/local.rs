@@ -163,3 +163,20 @@ fn numbers_in_env_and_matrix_mean_what_is_written() {
         ran.stdout
     );
 }
+
+#[test]
+fn a_job_can_need_one_expansion_of_a_matrix() {
+    let project = Project::new(
+        "jobs:
+  build: {matrix: {OS: [linux, mac]}, script: ['echo built for $OS > out-$OS'], artifacts: [out-$OS]}
+  pack: {stage: test, needs: ['build [OS=linux]'], script: [cat out-linux, test ! -e out-mac]}
+",
+    );
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        ran.stdout.contains("[pack] built for linux"),
+        "{}",
+        ran.stdout
+    );
+}
