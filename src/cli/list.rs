@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{exit, load_plan, print, table, CliError};
+use super::{exit, load_plan, print, table, CliError, Output};
 use crate::event::SCHEMA_VERSION;
 use crate::plan::Plan;
 
@@ -15,12 +15,6 @@ pub struct Args {
     jobs: Vec<String>,
     #[arg(long, value_enum, default_value = "human")]
     output: Output,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Output {
-    Human,
-    Json,
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {

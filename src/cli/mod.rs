@@ -112,6 +112,13 @@ impl CliError {
     }
 }
 
+/// How a command prints: for people, or one JSON object per line for programs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use super::{color_on, exit, gate, list, load_plan, print, CliError};
+use super::{color_on, exit, gate, list, load_plan, print, CliError, Output};
 use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
@@ -79,12 +79,6 @@ enum BackendKind {
 /// The file in a run's directory that says where its jobs ran.
 const BACKEND_FILE: &str = "backend";
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Human,
-    Json,
-}
-
 pub fn run(args: Args) -> Result<u8, CliError> {
     let (file, pipeline, plan) = load_plan(
         args.file.as_deref(),
@@ -95,12 +89,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         },
     )?;
     if args.dry_run {
-        let output = if args.exec.output == Output::Json {
-            list::Output::Json
-        } else {
-            list::Output::Human
-        };
-        print(&list::render(&plan, output))?;
+        print(&list::render(&plan, args.exec.output))?;
         return Ok(exit::OK);
     }
     args.exec.check_jobs(&file, &plan.jobs)?;

@@ -18,7 +18,7 @@ pub struct RunsArgs {
     #[arg(long, default_value_t = 20)]
     limit: usize,
     #[arg(long, value_enum, default_value = "human")]
-    output: super::list::Output,
+    output: super::Output,
 }
 
 #[derive(clap::Args)]
@@ -26,7 +26,7 @@ pub struct ShowArgs {
     /// The run: its number, or `last`
     run: String,
     #[arg(long, value_enum, default_value = "human")]
-    output: super::list::Output,
+    output: super::Output,
 }
 
 #[derive(clap::Args)]
@@ -50,7 +50,7 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
     } else {
         Vec::new()
     };
-    if matches!(args.output, super::list::Output::Json) {
+    if matches!(args.output, super::Output::Json) {
         let lines: String = runs
             .iter()
             .map(|r| format!("{}\n", record_json(r)))
@@ -129,7 +129,7 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     } else {
         None
     };
-    if matches!(args.output, super::list::Output::Json) {
+    if matches!(args.output, super::Output::Json) {
         let mut v = record_json(&run);
         v["jobs"] = serde_json::to_value(&jobs).unwrap_or_default();
         v["approvals"] = serde_json::to_value(&approvals).unwrap_or_default();

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value = "high", value_parser = parse_severity)]
     fail_on: Severity,
     #[arg(long, value_enum, default_value = "human")]
-    output: super::list::Output,
+    output: super::Output,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -107,8 +107,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
     let mut out = io::stdout().lock();
     let written = match args.output {
-        super::list::Output::Human => scan::report::human(&findings, &mut out),
-        super::list::Output::Json => scan::report::json_lines(&findings, &mut out),
+        super::Output::Human => scan::report::human(&findings, &mut out),
+        super::Output::Json => scan::report::json_lines(&findings, &mut out),
     };
     match written.and_then(|_| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
