@@ -33,7 +33,14 @@ impl LogFiles {
                 fs::create_dir_all(dir)?;
             }
             let file = File::options().create(true).append(true).open(path)?;
-            self.open.insert(job.to_string(), BufWriter::new(file));
+            let earlier = file.metadata()?.len() > 0;
+            let mut file = BufWriter::new(file);
+            // A log that already holds a run of this job (`pipe retry --failed`, a release
+            // `--again`): mark where the new one starts.
+            if earlier {
+                writeln!(file, "--- run again ---")?;
+            }
+            self.open.insert(job.to_string(), file);
         }
         Ok(self.open.get_mut(job).expect("just inserted"))
     }

@@ -327,6 +327,12 @@ fn retry_failed_reruns_only_what_did_not_pass() {
         "the log keeps both runs of the job: {}",
         logs.stdout
     );
+    assert_eq!(
+        logs.stdout.matches("--- run again ---").count(),
+        1,
+        "and marks where the second starts: {}",
+        logs.stdout
+    );
 }
 
 #[test]
