@@ -119,7 +119,12 @@ pub fn scan_pipeline_as(file: &Path, rel: &Path) -> Result<Vec<Finding>, ScanErr
                 "run `pipe validate` on it".into(),
             );
             f.fingerprint = fingerprint(&f.rule_id, &rel.to_string_lossy(), &problem.message);
-            vec![f]
+            // What could be read is still audited: one typo must not hide a socket mount.
+            let mut found = vec![f];
+            if let Some(partial) = &invalid.partial {
+                found.extend(audit(partial, &source, rel));
+            }
+            found
         }
         Err(_) => Vec::new(),
     })
@@ -330,27 +335,32 @@ fn finding(
         message,
         fix,
         preview: secrets::redact_line(&if rule == "secret-in-env" {
-            redact_value(line_text)
+            mask_secret_values(line_text)
         } else {
             line_text.to_string()
         }),
     }
 }
 
-/// `TOKEN: abcd1234secret` → `TOKEN: abcd…`: a preview never shows a whole secret.
-fn redact_value(line: &str) -> String {
-    match line.split_once(':') {
-        Some((key, value)) => {
-            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-            let shown: String = value.chars().take(4).collect();
-            if value.chars().count() > 4 {
-                format!("{key}: {shown}…")
-            } else {
-                format!("{key}: ****")
-            }
+/// `TOKEN: abcd1234secret` → `TOKEN: abcd…`, for every secret-like key on the line, also inside
+/// a flow mapping (`env: {DEBUG: 1, TOKEN: abcd…}`): a preview never shows a whole secret.
+fn mask_secret_values(line: &str) -> String {
+    static KEY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"([A-Za-z_][A-Za-z0-9_]*):[ \t]*([^,{}]*)").expect("valid"));
+    KEY.replace_all(line, |c: &regex::Captures| {
+        let (name, value) = (&c[1], c[2].trim_end());
+        if !secret_name(name) || value.is_empty() {
+            return c[0].to_string();
         }
-        None => "****".into(),
-    }
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        let shown: String = value.chars().take(4).collect();
+        if value.chars().count() > 4 {
+            format!("{name}: {shown}…")
+        } else {
+            format!("{name}: ****")
+        }
+    })
+    .into_owned()
 }
 
 #[cfg(test)]
@@ -430,6 +440,34 @@ jobs:
             ],
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn secret_values_are_masked_in_block_and_flow_style() {
+        assert_eq!(mask_secret_values("TOKEN: abcd1234secret"), "TOKEN: abcd…");
+        assert_eq!(
+            mask_secret_values("env: {DEBUG: 1, TOKEN: 'abcd1234secret', X: y}"),
+            "env: {DEBUG: 1, TOKEN: abcd…, X: y}"
+        );
+        assert_eq!(mask_secret_values("PASSWORD: hunt"), "PASSWORD: ****");
+        assert_eq!(
+            mask_secret_values("env: {GH_TOKEN: 1234567, TOKEN: abcdefgh}"),
+            "env: {GH_TOKEN: 1234…, TOKEN: abcd…}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_file_is_still_audited_as_far_as_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pipe.yml");
+        std::fs::write(
+            &file,
+            "image: alpine:3\njobs:\n  a:\n    volumes: [/var/run/docker.sock:/var/run/docker.sock, ./cache:/cache]\n    script: [echo]\n",
+        )
+        .unwrap();
+        let found = scan_pipeline_as(&file, Path::new("pipe.yml")).unwrap();
+        let rules: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
+        assert_eq!(rules, ["invalid-pipeline", "docker-socket-mount"]);
     }
 
     #[test]
