@@ -63,10 +63,9 @@ pub fn tracked_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// git's `user.name`: the repository's own setting, else the user's.
+/// git's `user.name`: the repository's own setting, else the user's or the system's.
 pub fn user_name(project: &Path) -> Option<String> {
     let config = match git2::Repository::discover(project) {
-        // The repository's own settings first, then the user's and the system's.
         Ok(repo) => repo.config().ok()?,
         Err(_) => git2::Config::open_default().ok()?,
     };
