@@ -3,7 +3,7 @@
 //! wait for each other instead of failing).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -99,23 +99,44 @@ impl SqliteStore {
     /// Opens (creating if needed) the store of the project at `project`.
     pub fn open(project: &Path) -> Result<SqliteStore, StoreError> {
         let dir = crate::workspace::state_dir(project)?;
-        let db = Connection::open(dir.join(DB_FILE))?;
+        let mut db = Connection::open(dir.join(DB_FILE))?;
         db.busy_timeout(Duration::from_secs(30))?;
+        // Several pipe processes may set up a new store at once. Some of SQLite's answers to
+        // that (switching to WAL while another process does) are "busy" at once, without the
+        // busy handler: the whole setup, which can be repeated, is tried again for a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::set_up(&mut db) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                done => break done?,
+            }
+        }
+        let mut store = SqliteStore { db };
+        store.reap()?;
+        Ok(store)
+    }
+
+    /// WAL, the schema, and the upgrade of older stores, in one transaction so that two
+    /// processes never both add a column.
+    fn set_up(db: &mut Connection) -> rusqlite::Result<()> {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.execute_batch(SCHEMA)?;
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
         // Stores made before jobs recorded when they finished.
-        let has_finished_at: bool = db.query_row(
+        let has_finished_at: bool = tx.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'finished_at'",
             [],
             |r| r.get(0),
         )?;
         if !has_finished_at {
-            db.execute("ALTER TABLE jobs ADD COLUMN finished_at TEXT", [])?;
+            tx.execute("ALTER TABLE jobs ADD COLUMN finished_at TEXT", [])?;
         }
-        let mut store = SqliteStore { db };
-        store.reap()?;
-        Ok(store)
+        tx.commit()
     }
 
     /// Runs whose owning process is gone are interrupted, never running forever.

@@ -389,7 +389,13 @@ fn two_processes_record_runs_at_once() {
         })
         .collect();
     for child in children {
-        assert!(child.wait_with_output().unwrap().status.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let runs = project.pipe(&["runs", "--output", "json"]);
     let states: Vec<serde_json::Value> = runs.json_events();
