@@ -17,12 +17,12 @@ use std::time::Duration;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions,
-    MountVolumeOptionsDriverConfig,
+    MountVolumeOptionsDriverConfig, NetworkCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateImageOptions, DownloadFromContainerOptions, KillContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -48,6 +48,13 @@ pub const LABEL_JOB: &str = "dev.pipe.job";
 pub const LABEL_PID: &str = "dev.pipe.pid";
 /// The owner as `PID@START` (see `owner`): `pipe clean` removes objects whose owner is gone.
 pub const LABEL_OWNER: &str = "dev.pipe.owner";
+/// The network every job and sandbox is on. Its bridge drops traffic between its containers
+/// (inter-container communication off), so no job can reach another, of its run or any other,
+/// while each still reaches the outside world. One network for all runs: creating and removing
+/// one per run would cost about 0.4 s a run here, and the engine's address pools hold only
+/// about 30 networks.
+pub const NETWORK: &str = "pipe-jobs";
+const ICC: &str = "com.docker.network.bridge.enable_icc";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pull {
@@ -66,6 +73,8 @@ pub struct DockerBackend {
     unavailable: Mutex<HashMap<String, String>>,
     teardowns: Teardowns,
     sandboxes: Arc<Sandboxes>,
+    /// The id of the jobs' network, once `prepare` has found it.
+    network: Mutex<String>,
 }
 
 /// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
@@ -145,6 +154,7 @@ impl DockerBackend {
             unavailable: Mutex::new(HashMap::new()),
             teardowns: Teardowns::default(),
             sandboxes: Arc::default(),
+            network: Mutex::default(),
         }
     }
 
@@ -172,6 +182,77 @@ impl DockerBackend {
         Ok(())
     }
 
+    /// Finds or makes the jobs' network and checks that it isolates its containers; its id.
+    /// Engines before API 1.44 let two pipes starting at once both create one of the same name:
+    /// then the oldest is the network, which every pipe picks alike (whoever saw one before saw
+    /// that one), and a younger one made here is removed.
+    async fn ensure_network(&self) -> Result<String, BackendError> {
+        let refused = |e: DockerError| {
+            BackendError::Unavailable(format!(
+                "the Docker engine cannot make pipe's job network `{NETWORK}`: {}",
+                short(&e)
+            ))
+        };
+        let mut made: Option<String> = None;
+        for _ in 0..3 {
+            let filters = HashMap::from([("name".to_string(), vec![NETWORK.to_string()])]);
+            let mut found: Vec<_> = self
+                .docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(refused)?
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(NETWORK))
+                .filter_map(|n| {
+                    let created =
+                        chrono::DateTime::parse_from_rfc3339(n.created.as_deref()?).ok()?;
+                    Some((created, n.id?, n.options))
+                })
+                .collect();
+            found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            if let Some((_, id, options)) = found.first() {
+                if let Some(mine) = made.as_ref().filter(|m| *m != id) {
+                    let _ = self.docker.remove_network(mine).await;
+                }
+                let isolated = options
+                    .as_ref()
+                    .and_then(|o| o.get(ICC))
+                    .is_some_and(|v| v == "false");
+                if !isolated {
+                    return Err(BackendError::Unavailable(format!(
+                        "the Docker network `{NETWORK}` lets its containers reach each other, so \
+                         jobs would not be isolated: remove it (`docker network rm {NETWORK}`) \
+                         and pipe makes it anew"
+                    )));
+                }
+                return Ok(id.clone());
+            }
+            let request = NetworkCreateRequest {
+                name: NETWORK.into(),
+                driver: Some("bridge".into()),
+                options: Some(HashMap::from([(ICC.to_string(), "false".to_string())])),
+                labels: Some(HashMap::from([(
+                    LABEL_MANAGED.to_string(),
+                    "true".to_string(),
+                )])),
+                ..Default::default()
+            };
+            match self.docker.create_network(request).await {
+                Ok(created) => made = Some(created.id),
+                // A newer engine refuses a second network of the name: look again.
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => return Err(refused(e)),
+            }
+        }
+        Err(BackendError::Unavailable(format!(
+            "the Docker network `{NETWORK}` could not be made or found"
+        )))
+    }
+
     fn labels(run_id: &str, job: &str) -> HashMap<String, String> {
         let owner = Owner::me();
         HashMap::from([
@@ -186,29 +267,33 @@ impl DockerBackend {
     /// The workspace mount as an overlay volume, or `None` when overlays are off or the paths
     /// cannot be written in mount options. The engine creates the volume together with the
     /// container, which saves a round trip on every job's critical path.
-    fn overlay_mount(&self, spec: &JobSpec) -> Result<Option<(String, Mount)>, BackendError> {
+    async fn overlay_mount(&self, spec: &JobSpec) -> Result<Option<(String, Mount)>, BackendError> {
         if !self.overlay.load(Ordering::Relaxed) {
             return Ok(None);
         }
         let (upper, work) = (spec.scratch.join("upper"), spec.scratch.join("work"));
-        let mut lowers: Vec<String> = Vec::new();
-        for dir in spec.layers.iter().rev() {
-            lowers.push(absolute(dir)?);
-        }
-        let paths = [absolute(&upper)?, absolute(&work)?];
-        if lowers.iter().chain(&paths).any(|p| p.contains([',', ':'])) {
-            return Ok(None);
-        }
         for dir in [&upper, &work] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            paths[0],
-            paths[1]
-        );
+        let Some(mut options) = overlay_options(&spec.layers, &upper, &work)? else {
+            return Ok(None);
+        };
+        if options.len() > MAX_MOUNT_OPTIONS || spec.layers.len() > MAX_LOWER_LAYERS {
+            // More layers than one mount takes: the artifacts are laid into one layer above the
+            // snapshot (the large one, which stays as it is).
+            let merged = spec.scratch.join("merged");
+            let (artifacts, dest) = (spec.layers[1..].to_vec(), merged.clone());
+            tokio::task::spawn_blocking(move || workspace::lay_layers(&artifacts, &dest))
+                .await
+                .map_err(|e| BackendError::Job(e.to_string()))?
+                .map_err(io_error("cannot merge the artifacts of the needed jobs"))?;
+            let layers = [spec.layers[0].clone(), merged];
+            let Some(merged) = overlay_options(&layers, &upper, &work)? else {
+                return Ok(None);
+            };
+            options = merged;
+        }
         let name = format!(
             "pipe-{}-{}-{}",
             std::process::id(),
@@ -245,17 +330,10 @@ impl DockerBackend {
         let dir = spec.scratch.join("workspace");
         let layers = spec.layers.clone();
         let target = dir.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            workspace::remove(&target)?;
-            std::fs::create_dir_all(&target)?;
-            for layer in &layers {
-                workspace::copy_tree(layer, &target)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| BackendError::Job(e.to_string()))?
-        .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+        tokio::task::spawn_blocking(move || workspace::lay_layers(&layers, &target))
+            .await
+            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
         Ok(dir)
     }
 
@@ -292,7 +370,10 @@ impl DockerBackend {
                 init: Some(true),
                 // Only ever true when the user passed --allow-privileged.
                 privileged: Some(spec.privileged),
-                network_mode: sandbox.map(|id| format!("container:{id}")),
+                network_mode: Some(sandbox.map_or_else(
+                    || self.network.lock().expect("not poisoned").clone(),
+                    |id| format!("container:{id}"),
+                )),
                 ..Default::default()
             }),
             ..Default::default()
@@ -314,6 +395,7 @@ impl DockerBackend {
                 image.to_string(),
             );
             let labels = Self::labels(run_id, "(network sandbox)");
+            let network = self.network.lock().expect("not poisoned").clone();
             self.sandboxes.available.fetch_add(1, Ordering::AcqRel);
             self.sandboxes.creating.spawn(async move {
                 let body = ContainerCreateBody {
@@ -325,6 +407,7 @@ impl DockerBackend {
                     labels: Some(labels),
                     host_config: Some(HostConfig {
                         init: Some(true),
+                        network_mode: Some(network),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -400,7 +483,7 @@ impl DockerBackend {
             return Err(BackendError::Job(why));
         }
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
-        match self.overlay_mount(spec) {
+        match self.overlay_mount(spec).await {
             Ok(Some((volume, mount))) => {
                 let (container, result) = self.run_container(spec, mount, log, stop.clone()).await;
                 match result {
@@ -707,7 +790,14 @@ impl Backend for DockerBackend {
             let checks = images
                 .iter()
                 .map(|image| async move { (image, self.ensure_image(image).await) });
-            for (image, result) in futures_util::future::join_all(checks).await {
+            let (network, checked) = futures_util::future::join(
+                self.ensure_network(),
+                futures_util::future::join_all(checks),
+            )
+            .await;
+            let network = network?;
+            *self.network.lock().expect("not poisoned") = network;
+            for (image, result) in checked {
                 if let Err(why) = result {
                     self.unavailable
                         .lock()
@@ -778,6 +868,35 @@ fn bind_mount(bind: &super::Bind) -> Mount {
         read_only: Some(bind.read_only),
         ..Default::default()
     }
+}
+
+/// The longest mount options the kernel takes are one page; a little is kept spare.
+const MAX_MOUNT_OPTIONS: usize = 4000;
+/// Overlayfs stacks at most 500 lower layers.
+const MAX_LOWER_LAYERS: usize = 500;
+
+/// Overlay mount options for `layers` (bottom first), or `None` when a path holds a character
+/// that mount options cannot carry.
+fn overlay_options(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<Option<String>, BackendError> {
+    let lowers = layers
+        .iter()
+        .rev()
+        .map(|dir| absolute(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let paths = [absolute(upper)?, absolute(work)?];
+    if lowers.iter().chain(&paths).any(|p| p.contains([',', ':'])) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        paths[0],
+        paths[1]
+    )))
 }
 
 fn is_mount_error(message: &str) -> bool {

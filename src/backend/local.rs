@@ -139,11 +139,7 @@ impl LocalBackend {
                     0o700,
                 )
                 .create(scratch_root())?;
-                workspace::remove(&dir)?;
-                for layer in &layers {
-                    workspace::copy_tree(layer, &dir)?;
-                }
-                std::fs::create_dir_all(&dir)
+                workspace::lay_layers(&layers, &dir).map(drop)
             })
         };
         prepare

@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .map_err(|e| CliError::Other(format!("cannot create the run directory: {e}")))?;
         std::fs::copy(old.pipeline_file(), run.pipeline_file())
             .map_err(|e| CliError::Other(format!("cannot copy the pipeline: {e}")))?;
-        workspace::copy_tree(&old.source(), &run.source())
+        workspace::lay(&old.source(), &run.source(), std::path::Path::new(""))
             .map_err(|e| CliError::Other(format!("cannot copy the snapshot: {e}")))?;
         (run, plan, new_id)
     };

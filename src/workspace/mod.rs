@@ -15,6 +15,9 @@ use std::sync::Mutex;
 use crate::owner::Owner;
 use crate::pipeline::ArtifactPath;
 
+mod lay;
+pub use lay::lay;
+
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
 
@@ -244,31 +247,23 @@ fn copy_entry(src: &Path, dest: &Path) -> io::Result<Option<u64>> {
     }
 }
 
-/// Copies a whole tree into `dest`, merging with (and overriding) what is there.
-pub fn copy_tree(src: &Path, dest: &Path) -> io::Result<CopyStats> {
+/// Makes `dest` afresh from `layers` laid bottom first, as an overlay mount of them would look.
+/// Layers hold what jobs made: no link in them is followed.
+pub fn lay_layers(layers: &[PathBuf], dest: &Path) -> io::Result<CopyStats> {
+    remove(dest)?;
+    fs::create_dir_all(dest)?;
     let mut stats = CopyStats::default();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        // Joining an empty path would add a trailing slash, which fails on a file.
-        let (from, to) = if rel.as_os_str().is_empty() {
-            (src.to_path_buf(), dest.to_path_buf())
-        } else {
-            (src.join(&rel), dest.join(&rel))
-        };
-        if let Some(n) = copy_entry(&from, &to)? {
-            stats.files += 1;
-            stats.bytes += n;
-        } else if fs::symlink_metadata(&from)?.is_dir() {
-            for entry in fs::read_dir(&from)? {
-                stack.push(rel.join(entry?.file_name()));
-            }
+    for layer in layers {
+        if let Some(laid) = lay(layer, dest, Path::new(""))? {
+            stats.files += laid.files;
+            stats.bytes += laid.bytes;
         }
     }
     Ok(stats)
 }
 
-/// Copies each declared artifact path of a finished job from its workspace into `dest`.
-/// Returns the paths that did not exist.
+/// Copies each declared artifact path of a finished job from its workspace into `dest`, never
+/// following a link the job made. Returns the paths that did not exist.
 pub fn collect_artifacts(
     workspace: &Path,
     artifacts: &[ArtifactPath],
@@ -279,12 +274,7 @@ pub fn collect_artifacts(
         let found = if artifact.is_glob() {
             collect_glob(workspace, artifact, dest)?
         } else {
-            let from = workspace.join(artifact.base());
-            let found = fs::symlink_metadata(&from).is_ok();
-            if found {
-                copy_tree(&from, &dest.join(artifact.base()))?;
-            }
-            found
+            lay(workspace, dest, artifact.base())?.is_some()
         };
         if !found {
             missing.push(artifact.to_string());
@@ -294,21 +284,19 @@ pub fn collect_artifacts(
 }
 
 /// Copies what a glob selects under its base directory: a matching directory whole, without
-/// looking into it. Symbolic links are kept as links, never followed. Whether anything matched.
+/// looking into it. Whether anything matched.
 fn collect_glob(workspace: &Path, artifact: &ArtifactPath, dest: &Path) -> io::Result<bool> {
     let mut found = false;
     let mut stack = vec![artifact.base().to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(workspace.join(&dir)) else {
+        let Some(entries) = lay::list(workspace, &dir)? else {
             continue;
         };
-        for entry in entries {
-            let entry = entry?;
-            let rel = dir.join(entry.file_name());
+        for (name, is_dir) in entries {
+            let rel = dir.join(name);
             if artifact.matches(&rel) {
-                copy_tree(&entry.path(), &dest.join(&rel))?;
-                found = true;
-            } else if entry.file_type()?.is_dir() {
+                found |= lay(workspace, dest, &rel)?.is_some();
+            } else if is_dir {
                 stack.push(rel);
             }
         }
@@ -364,11 +352,12 @@ mod tests {
     }
 
     #[test]
-    fn copy_tree_copies_a_single_file_too() {
+    fn lay_copies_a_single_file_too() {
         let src = tempfile::tempdir().unwrap();
-        fs::write(src.path().join("f"), "x").unwrap();
+        fs::create_dir(src.path().join("a")).unwrap();
+        fs::write(src.path().join("a/f"), "x").unwrap();
         let dest = tempfile::tempdir().unwrap();
-        copy_tree(&src.path().join("f"), &dest.path().join("a/f")).unwrap();
+        lay(src.path(), dest.path(), Path::new("a/f")).unwrap();
         assert_eq!(fs::read_to_string(dest.path().join("a/f")).unwrap(), "x");
     }
 }

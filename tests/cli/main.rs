@@ -5,6 +5,7 @@ mod harness;
 
 mod docker;
 mod graph;
+mod isolation;
 mod local;
 mod release;
 mod scan;
