@@ -200,8 +200,9 @@ impl DockerBackend {
             return Ok(None);
         }
         for dir in [&upper, &work] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BackendError::Internal(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let options = format!(
             "lowerdir={},upperdir={},workdir={}",
@@ -254,8 +255,8 @@ impl DockerBackend {
             Ok(())
         })
         .await
-        .map_err(|e| BackendError::Job(e.to_string()))?
-        .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+        .map_err(|e| BackendError::Internal(e.to_string()))?
+        .map_err(|e| BackendError::Internal(format!("cannot prepare the workspace: {e}")))?;
         Ok(dir)
     }
 
@@ -645,7 +646,7 @@ impl DockerBackend {
                 Ok(missing.is_empty())
             })
             .await
-            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(|e| BackendError::Internal(e.to_string()))?
             .map_err(io_error("cannot unpack the artifact"))?;
             if !matched {
                 missing.push(artifact.to_string());
@@ -736,7 +737,12 @@ impl Backend for DockerBackend {
         log: &'a LogSink,
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
-        self.run_job(spec, log, stop).boxed()
+        async move {
+            let result = self.run_job(spec, log, stop).await;
+            super::drop_partial_artifacts(spec, &result).await;
+            result
+        }
+        .boxed()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
@@ -798,8 +804,9 @@ fn job_error(what: &'static str) -> impl Fn(DockerError) -> BackendError {
     move |e| BackendError::Job(format!("{what}: {}", short(&e)))
 }
 
+/// pipe's own files failed (the artifacts, a full disk): no fault of the job.
 fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
-    move |e| BackendError::Job(format!("{what}: {e}"))
+    move |e| BackendError::Internal(format!("{what}: {e}"))
 }
 
 fn absolute(path: &Path) -> Result<String, BackendError> {

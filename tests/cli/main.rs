@@ -8,4 +8,5 @@ mod graph;
 mod local;
 mod release;
 mod scan;
+mod store;
 mod validate;
