@@ -93,6 +93,34 @@ fn a_lost_store_never_reuses_a_run_directory() {
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, [2]);
+
+    // Lost again, and three processes start runs at once: each gets a number of its own.
+    for file in ["pipe.db", "pipe.db-wal", "pipe.db-shm"] {
+        let _ = std::fs::remove_file(project.path().join(".pipe").join(file));
+    }
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            project
+                .command(&["run", "--backend", "local"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for run in ["3", "4", "5"] {
+        let log = project.log(run, "a");
+        let said: Vec<&str> = log.lines().filter(|l| l.starts_with("run ")).collect();
+        assert_eq!(said, [format!("run {run}")], "{log}");
+    }
+    assert!(project.log("1", "a").contains("run 1"));
 }
 
 #[test]
