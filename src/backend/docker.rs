@@ -273,8 +273,9 @@ impl DockerBackend {
         }
         let (upper, work) = (spec.scratch.join("upper"), spec.scratch.join("work"));
         for dir in [&upper, &work] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| BackendError::Job(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BackendError::Internal(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let Some(mut options) = overlay_options(&spec.layers, &upper, &work)? else {
             return Ok(None);
@@ -286,7 +287,7 @@ impl DockerBackend {
             let (artifacts, dest) = (spec.layers[1..].to_vec(), merged.clone());
             tokio::task::spawn_blocking(move || workspace::lay_layers(&artifacts, &dest))
                 .await
-                .map_err(|e| BackendError::Job(e.to_string()))?
+                .map_err(|e| BackendError::Internal(e.to_string()))?
                 .map_err(io_error("cannot merge the artifacts of the needed jobs"))?;
             let layers = [spec.layers[0].clone(), merged];
             let Some(merged) = overlay_options(&layers, &upper, &work)? else {
@@ -332,8 +333,8 @@ impl DockerBackend {
         let target = dir.clone();
         tokio::task::spawn_blocking(move || workspace::lay_layers(&layers, &target))
             .await
-            .map_err(|e| BackendError::Job(e.to_string()))?
-            .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+            .map_err(|e| BackendError::Internal(e.to_string()))?
+            .map_err(|e| BackendError::Internal(format!("cannot prepare the workspace: {e}")))?;
         Ok(dir)
     }
 
@@ -728,7 +729,7 @@ impl DockerBackend {
                 Ok(missing.is_empty())
             })
             .await
-            .map_err(|e| BackendError::Job(e.to_string()))?
+            .map_err(|e| BackendError::Internal(e.to_string()))?
             .map_err(io_error("cannot unpack the artifact"))?;
             if !matched {
                 missing.push(artifact.to_string());
@@ -826,7 +827,12 @@ impl Backend for DockerBackend {
         log: &'a LogSink,
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
-        self.run_job(spec, log, stop).boxed()
+        async move {
+            let result = self.run_job(spec, log, stop).await;
+            super::drop_partial_artifacts(spec, &result).await;
+            result
+        }
+        .boxed()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
@@ -917,8 +923,9 @@ fn job_error(what: &'static str) -> impl Fn(DockerError) -> BackendError {
     move |e| BackendError::Job(format!("{what}: {}", short(&e)))
 }
 
+/// pipe's own files failed (the artifacts, a full disk): no fault of the job.
 fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
-    move |e| BackendError::Job(format!("{what}: {e}"))
+    move |e| BackendError::Internal(format!("{what}: {e}"))
 }
 
 fn absolute(path: &Path) -> Result<String, BackendError> {

@@ -1,5 +1,5 @@
 //! A scripted backend for scheduler tests: each script line is a step (`sleep 50`, `echo text`,
-//! `exit 3`, `hang`, `stubborn`). It records when each job started and ended so tests can check ordering.
+//! `exit 3`, `hang`, `stubborn`, `error why`, `broken why` for pipe's own failure). It records when each job started and ended so tests can check ordering.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,6 +73,7 @@ impl Backend for FakeBackend {
                         break;
                     }
                     "error" => return Err(BackendError::Job(arg.to_string())),
+                    "broken" => return Err(BackendError::Internal(arg.to_string())),
                     other => panic!("unknown fake step {other}"),
                 }
             }

@@ -65,17 +65,20 @@ impl Backend for InProcess {
             for line in String::from_utf8_lossy(&text).lines() {
                 log.line(Stream::Stdout, line.to_string());
             }
-            if let Some(dir) = scan_spec.sarif.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    BackendError::Job(format!("cannot write the SARIF report: {e}"))
-                })?;
-            }
             let sarif = scan::sarif::to_sarif(&findings, env!("CARGO_PKG_VERSION"));
-            std::fs::write(
-                &scan_spec.sarif,
-                serde_json::to_vec_pretty(&sarif).unwrap_or_default(),
-            )
-            .map_err(|e| BackendError::Job(format!("cannot write the SARIF report: {e}")))?;
+            scan_spec
+                .sarif
+                .parent()
+                .map_or(Ok(()), crate::workspace::private::dir)
+                .and_then(|_| {
+                    crate::workspace::private::write(
+                        &scan_spec.sarif,
+                        serde_json::to_vec_pretty(&sarif).unwrap_or_default(),
+                    )
+                })
+                .map_err(|e| {
+                    BackendError::Internal(format!("cannot write the SARIF report: {e}"))
+                })?;
             log.line(
                 Stream::Stdout,
                 format!("SARIF report: {}", scan_spec.sarif.display()),

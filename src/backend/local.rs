@@ -109,6 +109,7 @@ impl Backend for LocalBackend {
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
             let result = self.run_job(spec, log, stop).await;
+            super::drop_partial_artifacts(spec, &result).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
             self.teardowns.spawn(super::remove_dir(workspace_dir(spec)));
@@ -144,8 +145,13 @@ impl LocalBackend {
         };
         prepare
             .await
-            .map_err(|e| BackendError::Job(e.to_string()))?
-            .map_err(|e| BackendError::Job(format!("cannot prepare the workspace: {e}")))?;
+            .map_err(|e| BackendError::Internal(e.to_string()))?
+            .map_err(|e| {
+                BackendError::Internal(format!(
+                    "cannot prepare the workspace {}: {e}",
+                    dir.display()
+                ))
+            })?;
 
         let mut child = Command::new("sh")
             .arg("-ec")
@@ -216,10 +222,16 @@ impl LocalBackend {
                 spec.artifacts.clone(),
                 spec.artifacts_dest.clone(),
             );
+            let into = dest.clone();
             tokio::task::spawn_blocking(move || workspace::collect_artifacts(&dir, &paths, &dest))
                 .await
-                .map_err(|e| BackendError::Job(e.to_string()))?
-                .map_err(|e| BackendError::Job(format!("cannot keep the artifacts: {e}")))?
+                .map_err(|e| BackendError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    BackendError::Internal(format!(
+                        "cannot keep the artifacts in {}: {e}",
+                        into.display()
+                    ))
+                })?
         } else {
             Vec::new()
         };

@@ -81,6 +81,10 @@ pub enum BackendError {
     /// This job could not be run (image missing, engine refused): the job errors, others go on.
     #[error("{0}")]
     Job(String),
+    /// pipe's own work for the job failed, through no fault of the job: its workspace or its
+    /// artifacts could not be written (a full disk). The run stops; pipe exits 5.
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub trait Backend: Send + Sync {
@@ -128,6 +132,14 @@ impl Teardowns {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// An attempt that failed keeps no artifacts: a copy cut short (a full disk) must not be left
+/// behind, nor handed to a later attempt or a dependent.
+pub async fn drop_partial_artifacts(spec: &JobSpec, result: &Result<Outcome, BackendError>) {
+    if result.is_err() {
+        remove_dir(spec.artifacts_dest.clone()).await;
     }
 }
 

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use super::run::{
-    actor, announce, builtin_env, exit_code, project_dir, recorded_facts, recorded_store, runtime,
-    store_error, ExecArgs,
+    actor, announce, builtin_env, exit_code, pipe_failed, privileges_asked, project_dir,
+    recorded_facts, recorded_store, runs_on_docker, runtime, store_error, ExecArgs,
 };
-use super::{exit, print, CliError};
+use super::{exit, print, CliError, Internal};
 use crate::pipeline::gate::Gate;
 use crate::plan::{self, Phase, Selection};
 use crate::release;
@@ -104,7 +104,7 @@ pub fn release_now(
         )));
     }
     if !run.source().is_dir() {
-        return Err(CliError::Other(format!(
+        return Err(CliError::Refused(format!(
             "the source snapshot of run {id} is gone, so it cannot be released"
         )));
     }
@@ -126,7 +126,7 @@ pub fn release_now(
         .map_err(store_error)?;
     // Only the process that took the run over owns its directory.
     let run = RunDir::open(project, id)
-        .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+        .map_err(Internal::io(format!("open the directory of run {id}")))?;
     let how = if record.state == RunState::Released {
         "released again (--again)"
     } else {
@@ -155,9 +155,14 @@ pub fn release_now(
     store
         .set_state(id, state, state != RunState::AwaitingRelease)
         .map_err(store_error)?;
+    let detail = match &result.pipe_failure {
+        Some(why) => format!("pipe failed: {why}"),
+        None => "release jobs finished".into(),
+    };
     store
-        .audit(id, &actor(), state.as_str(), "release jobs finished")
+        .audit(id, &actor(), state.as_str(), &detail)
         .map_err(store_error)?;
+    pipe_failed(id, &result)?;
     Ok(exit_code(&result))
 }
 
@@ -219,20 +224,37 @@ fn clock() -> Result<chrono::DateTime<chrono::Utc>, CliError> {
 pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     let project = project_dir()?;
     let record = store.run(id).map_err(store_error)?;
-    let gate = gate_of(&project, &record)?;
+    let run = RunDir::at(&project, id);
+    let pipeline = stored_pipeline(&run, &record)?;
+    let gate = pipeline.gate().unwrap_or_default();
     let approvals = store.approvals(id).map_err(store_error)?;
     let jobs = store.jobs(id).map_err(store_error)?;
     let missing = (gate.approvals as usize).saturating_sub(approvals.len());
     let unmet = release::unmet(&gate, &record, &jobs, &approvals, clock()?);
+    // A release job that Docker would refuse as privileged: the command to type says so.
+    let asks = privileges_asked(pipeline.jobs.iter().filter(|j| j.gated));
+    let (flag, why) = match asks.first().filter(|_| runs_on_docker(&run)) {
+        Some((job, _, what)) => (
+            " --allow-privileged",
+            format!(
+                " (release job `{}` asks for {what}, which pipe refuses without --allow-privileged)",
+                job.name
+            ),
+        ),
+        None => ("", String::new()),
+    };
     Ok(if unmet.is_empty() {
-        format!("release {id} is ready: pipe release {id}")
+        format!("release {id} is ready: pipe release {id}{flag}{why}")
     } else if unmet.len() == 1 && missing > 0 {
         format!(
-            "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}",
+            "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",
             if missing == 1 { "" } else { "s" }
         )
     } else {
         let reasons: Vec<String> = unmet.into_iter().map(|u| u.0).collect();
-        format!("release {id} waits at the gate: {}", reasons.join("; "))
+        format!(
+            "release {id} waits at the gate: {}{why}",
+            reasons.join("; ")
+        )
     })
 }

@@ -28,6 +28,8 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     pub const BACKEND_UNAVAILABLE: u8 = 3;
     pub const REFUSED: u8 = 4;
+    /// pipe itself failed: its own files, the run store, a bug. Never a job's result.
+    pub const INTERNAL: u8 = 5;
     pub const SIGINT: u8 = 130;
     pub const SIGTERM: u8 = 143;
 }
@@ -96,14 +98,49 @@ pub enum CliError {
     /// The gate's conditions do not hold, or the run is in no state for it.
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+/// pipe's own failures, each saying what pipe was doing: they are never a job's result, and
+/// exit 5 so that automation can tell "the build is broken" from "pipe could not work".
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// The run store (its messages name `.pipe/pipe.db`).
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+    /// An I/O error on pipe's own files or streams.
+    #[error("cannot {doing}: {source}")]
+    Io {
+        doing: String,
+        source: std::io::Error,
+    },
+    /// A run that pipe had to stop (after recording it failed with the reason, if it could).
+    #[error("run {run} failed because pipe could not go on: {why}")]
+    Run {
+        run: crate::store::RunId,
+        why: String,
+    },
+    /// The backend failed in a way that is no job's fault.
     #[error("{0}")]
-    Other(String),
+    Backend(String),
+    /// The built-in scanners could not read what they scan.
+    #[error("cannot scan: {0}")]
+    Scan(#[from] crate::scan::ScanError),
+}
+
+impl Internal {
+    /// `Internal::io("write the log")` as an error mapper.
+    pub fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+        let doing = doing.into();
+        move |source| CliError::Internal(Internal::Io { doing, source })
+    }
 }
 
 impl CliError {
     fn code(&self) -> u8 {
         match self {
-            CliError::Other(_) => exit::JOB_FAILED,
+            CliError::Internal(_) => exit::INTERNAL,
             // A pipeline file that cannot be read is a bad argument as much as a bad file.
             CliError::Load(_) | CliError::Plan { .. } | CliError::Usage(_) => exit::INVALID,
             CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
@@ -169,6 +206,8 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // Warnings go to logs and CI as often as to a terminal: colours only where they show.
+        .with_ansi(color_on(&io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -211,9 +250,7 @@ fn load_plan(
 fn print(text: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(CliError::Other(format!("cannot write output: {e}")))
-        }
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Internal::io("write output")(e)),
         _ => Ok(()),
     }
 }

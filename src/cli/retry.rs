@@ -2,10 +2,11 @@
 //! run, only the jobs that did not pass, keeping the others' results and artifacts.
 
 use super::run::{
-    actor, announce, builtin_env, exit_code, finish_main, project_dir, prune_snapshots,
-    recorded_facts, recorded_jobs, recorded_store, runtime, store_error, ExecArgs, KEPT_SNAPSHOTS,
+    actor, announce, builtin_env, exit_code, fail_run, finish_main, new_run_dir, pipe_failed,
+    project_dir, prune_snapshots, recorded_facts, recorded_jobs, recorded_store, runtime,
+    store_error, ExecArgs, KEPT_SNAPSHOTS,
 };
-use super::CliError;
+use super::{CliError, Internal};
 use crate::plan::{self, Phase, Selection};
 use crate::store::{self, NewRun, RunState, Store};
 use crate::workspace::{self, RunDir};
@@ -32,7 +33,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let old = RunDir::at(&project, id);
     let exec = args.exec.following(&old);
     if !old.source().is_dir() {
-        return Err(CliError::Other(format!(
+        return Err(CliError::Refused(format!(
             "the source snapshot of run {id} is gone: pipe keeps those of the {KEPT_SNAPSHOTS} newest runs and of runs that reached the release gate; start a new run with `pipe run`"
         )));
     }
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .map_err(store_error)?;
         // Only the process that took the run over owns its directory and resets its jobs.
         let old = RunDir::open(&project, id)
-            .map_err(|e| CliError::Other(format!("cannot open the directory of run {id}: {e}")))?;
+            .map_err(Internal::io(format!("open the directory of run {id}")))?;
         store.reset_jobs(id, &again).map_err(store_error)?;
         store
             .audit(
@@ -108,25 +109,35 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             actor: actor(),
         };
         let jobs = recorded_jobs(pipeline.jobs.iter());
+        let text = std::fs::read(old.pipeline_file())
+            .map_err(Internal::io(format!("read the pipeline file of run {id}")))?;
         let new_id = store.create_run(&new, &jobs).map_err(store_error)?;
-        let run = RunDir::create(&project, new_id)
-            .map_err(|e| CliError::Other(format!("cannot create the run directory: {e}")))?;
-        std::fs::copy(old.pipeline_file(), run.pipeline_file())
-            .map_err(|e| CliError::Other(format!("cannot copy the pipeline: {e}")))?;
-        workspace::lay(&old.source(), &run.source(), std::path::Path::new(""))
-            .map_err(|e| CliError::Other(format!("cannot copy the snapshot: {e}")))?;
+        let run = new_run_dir(&project, new_id, &text, |run| {
+            workspace::lay(&old.source(), &run.source(), std::path::Path::new(""))
+                .map(|_| ())
+                .map_err(|e| {
+                    let _ = workspace::remove(&run.source());
+                    Internal::io(format!("copy the snapshot of run {id}"))(e)
+                })
+        })
+        .map_err(|e| fail_run(&mut store, new_id, e))?;
         (run, plan, new_id)
     };
-    let result = runtime()?.block_on(exec.execute(
-        &project,
-        &plan,
-        &run,
-        store::Phase::Main,
-        builtin_env(&run, &git),
-        &record.pipeline_file,
-    ))?;
+    let result = runtime()
+        .and_then(|rt| {
+            rt.block_on(exec.execute(
+                &project,
+                &plan,
+                &run,
+                store::Phase::Main,
+                builtin_env(&run, &git),
+                &record.pipeline_file,
+            ))
+        })
+        .map_err(|e| fail_run(&mut store, new_id, e))?;
     let state = finish_main(&mut store, new_id, &result, gated)?;
     prune_snapshots(&project, &mut store)?;
+    pipe_failed(new_id, &result)?;
     announce(&mut store, new_id, state, exec.output)?;
     Ok(exit_code(&result))
 }

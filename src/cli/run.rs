@@ -12,17 +12,17 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use super::{color_on, exit, gate, list, load_plan, print, CliError, Output};
+use super::{color_on, exit, gate, list, load_plan, print, CliError, Internal, Output};
 use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
-use crate::pipeline::{Job, Problem};
+use crate::pipeline::{Job, Pos, Problem};
 use crate::plan::{Phase, Plan, Selection};
 use crate::report::{self, Mode, StoreSink};
 use crate::run::{self as scheduler, Interrupt, RunOptions, RunResult};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
-use crate::workspace::{self, RunDir};
+use crate::workspace::{self, private, RunDir};
 
 /// How long a job has to exit after SIGTERM (first Ctrl-C, `--fail-fast`) before SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
@@ -103,8 +103,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Vec::new()
     };
     let jobs = recorded_jobs(plan.jobs.iter().chain(gated.iter().copied()));
-    let text = std::fs::read(&file)
-        .map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
+    let text = std::fs::read(&file).map_err(Internal::io(format!("read {}", file.display())))?;
     let new = NewRun {
         pipeline_name: pipeline.name.clone(),
         pipeline_file: file.display().to_string(),
@@ -116,24 +115,25 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         actor: actor(),
     };
     let id = store.create_run(&new, &jobs).map_err(store_error)?;
-    let run = RunDir::create(&project, id).map_err(|e| {
-        CliError::Other(format!("cannot create the run directory under .pipe: {e}"))
-    })?;
-    std::fs::write(run.pipeline_file(), &text)
-        .map_err(|e| CliError::Other(format!("cannot keep the pipeline file: {e}")))?;
-    snapshot(&project, &run)?;
+    let run = new_run_dir(&project, id, &text, |run| snapshot(&project, run))
+        .map_err(|e| fail_run(&mut store, id, e))?;
 
     let env = builtin_env(&run, &git);
-    let result = runtime()?.block_on(args.exec.execute(
-        &project,
-        &plan,
-        &run,
-        store::Phase::Main,
-        env.clone(),
-        &new.pipeline_file,
-    ))?;
+    let result = runtime()
+        .and_then(|rt| {
+            rt.block_on(args.exec.execute(
+                &project,
+                &plan,
+                &run,
+                store::Phase::Main,
+                env.clone(),
+                &new.pipeline_file,
+            ))
+        })
+        .map_err(|e| fail_run(&mut store, id, e))?;
     let state = finish_main(&mut store, id, &result, !gated.is_empty())?;
     prune_snapshots(&project, &mut store)?;
+    pipe_failed(id, &result)?;
     if state == RunState::AwaitingRelease && args.release {
         return gate::release_now(&project, &mut store, id, &args.exec, false, true);
     }
@@ -190,20 +190,7 @@ impl ExecArgs {
     }
 
     fn check_privileges(&self, file: &Path, jobs: &[Job]) -> Result<(), CliError> {
-        let mut asks = Vec::new();
-        for job in jobs {
-            if let (true, Some(pos)) = (job.privileged, job.spans.privileged) {
-                asks.push((job, pos, "`privileged: true`".to_string()));
-            }
-            for v in &job.volumes {
-                let what = if v.host.ends_with("docker.sock") {
-                    "the Docker socket"
-                } else {
-                    "the host path"
-                };
-                asks.push((job, v.pos, format!("{what} `{}` as a volume", v.host)));
-            }
-        }
+        let asks = privileges_asked(jobs.iter());
         if let Some((job, pos, what)) = asks.first().filter(|_| !self.allow_privileged) {
             return Err(CliError::Refused(format!(
                 "{}:{}:{}: job `{}` asks for {what}, which pipe refuses unless you pass --allow-privileged",
@@ -231,7 +218,8 @@ impl ExecArgs {
     ) -> Result<RunResult, CliError> {
         let kind = self.backend();
         if let Some(name) = kind.to_possible_value() {
-            let _ = std::fs::write(run.root.join(BACKEND_FILE), name.get_name());
+            private::write(&run.root.join(BACKEND_FILE), name.get_name())
+                .map_err(Internal::io("record where the jobs run"))?;
         }
         let backend: Arc<dyn Backend> = match kind {
             BackendKind::Docker => {
@@ -307,12 +295,48 @@ impl ExecArgs {
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         signals.abort();
         let _ = workspace::remove(&run.root.join("jobs"));
-        let _ = reporter.await;
-        result.map_err(|e| match e {
+        let unrecorded = reporter.await.unwrap_or_else(|e| Some(e.to_string()));
+        let mut result = result.map_err(|e| match e {
             BackendError::Unavailable(m) => CliError::Unavailable(m),
-            BackendError::Job(m) => CliError::Other(m),
-        })
+            BackendError::Job(m) | BackendError::Internal(m) => Internal::Backend(m).into(),
+        })?;
+        // A run that could not be recorded whole (a log on a full disk) failed on pipe's side.
+        if let (None, Some(why)) = (&result.pipe_failure, unrecorded) {
+            result.pipe_failure = Some(why);
+            if result.status == RunStatus::Passed {
+                result.status = RunStatus::Failed;
+            }
+        }
+        Ok(result)
     }
+}
+
+/// What jobs ask for that the Docker backend refuses without `--allow-privileged`, each with
+/// where it is written.
+pub fn privileges_asked<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<(&'a Job, Pos, String)> {
+    let mut asks = Vec::new();
+    for job in jobs {
+        if let (true, Some(pos)) = (job.privileged, job.spans.privileged) {
+            asks.push((job, pos, "`privileged: true`".to_string()));
+        }
+        for v in &job.volumes {
+            let what = if v.host.ends_with("docker.sock") {
+                "the Docker socket"
+            } else {
+                "the host path"
+            };
+            asks.push((job, v.pos, format!("{what} `{}` as a volume", v.host)));
+        }
+    }
+    asks
+}
+
+/// Whether the later phases of a run (its release) run on Docker, as recorded when it ran.
+pub fn runs_on_docker(run: &RunDir) -> bool {
+    std::fs::read_to_string(run.root.join(BACKEND_FILE))
+        .ok()
+        .and_then(|name| BackendKind::from_str(name.trim(), true).ok())
+        .is_none_or(|kind| kind == BackendKind::Docker)
 }
 
 /// Records how the jobs before the gate went; returns the run's new state.
@@ -323,6 +347,7 @@ pub fn finish_main(
     gated: bool,
 ) -> Result<RunState, CliError> {
     let state = match result.status {
+        _ if result.pipe_failure.is_some() => RunState::Failed,
         RunStatus::Passed if gated => RunState::AwaitingRelease,
         RunStatus::Passed => RunState::Passed,
         RunStatus::Failed => RunState::Failed,
@@ -331,15 +356,53 @@ pub fn finish_main(
     store
         .set_state(id, state, state != RunState::AwaitingRelease)
         .map_err(store_error)?;
+    let detail = match &result.pipe_failure {
+        Some(why) => format!("pipe failed: {why}"),
+        None => "jobs before the gate finished".into(),
+    };
     store
-        .audit(
-            id,
-            &actor(),
-            state.as_str(),
-            "jobs before the gate finished",
-        )
+        .audit(id, &actor(), state.as_str(), &detail)
         .map_err(store_error)?;
     Ok(state)
+}
+
+/// After the run is recorded: a run that pipe itself had to stop ends pipe with exit code 5.
+pub fn pipe_failed(id: RunId, result: &RunResult) -> Result<(), CliError> {
+    match &result.pipe_failure {
+        Some(why) => Err(Internal::Run {
+            run: id,
+            why: why.clone(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Records a run that pipe could not carry on with as failed, with the reason, where the store
+/// still takes writes (if it does not, the run shows as interrupted once its process is gone).
+/// Returns the error to report.
+pub fn fail_run(store: &mut dyn Store, id: RunId, err: CliError) -> CliError {
+    if let CliError::Internal(why) = &err {
+        let _ = store.set_state(id, RunState::Failed, true);
+        let _ = store.audit(id, &actor(), "failed", &format!("pipe failed: {why}"));
+    }
+    err
+}
+
+/// The directory of new run `id`, with the pipeline file it runs and its source, as `fill` lays
+/// it (a snapshot of the tree, or the snapshot of the run retried).
+pub fn new_run_dir(
+    project: &Path,
+    id: RunId,
+    pipeline: &[u8],
+    fill: impl FnOnce(&RunDir) -> Result<(), CliError>,
+) -> Result<RunDir, CliError> {
+    let run = RunDir::create(project, id)
+        .map_err(Internal::io(format!("create the directory of run {id}")))?;
+    private::write(&run.pipeline_file(), pipeline)
+        .map_err(Internal::io("keep the pipeline file"))?;
+    fill(&run)?;
+    Ok(run)
 }
 
 /// How many of the newest runs keep their snapshot for `pipe retry`, whatever their state.
@@ -400,12 +463,11 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))
+        .map_err(Internal::io("start the runtime"))
 }
 
 pub fn project_dir() -> Result<PathBuf, CliError> {
-    std::env::current_dir()
-        .map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))
+    std::env::current_dir().map_err(Internal::io("read the current directory"))
 }
 
 pub fn open_store(project: &Path) -> Result<SqliteStore, CliError> {
@@ -427,7 +489,7 @@ pub fn store_error(e: store::StoreError) -> CliError {
             CliError::Usage(format!("no run {run}: `pipe runs` lists the recorded runs"))
         }
         taken @ store::StoreError::TakenOver { .. } => CliError::Refused(taken.to_string()),
-        other => CliError::Other(other.to_string()),
+        other => Internal::Store(other).into(),
     }
 }
 
@@ -476,11 +538,14 @@ pub fn actor() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Copies the working tree into the run's snapshot.
+/// Copies the working tree into the run's snapshot; a copy cut short (a full disk) is removed.
 pub fn snapshot(project: &Path, run: &RunDir) -> Result<(), CliError> {
     workspace::snapshot(project, &run.source())
         .map(|_| ())
-        .map_err(|e| CliError::Other(format!("cannot snapshot the working tree: {e}")))
+        .map_err(|e| {
+            let _ = workspace::remove(&run.source());
+            Internal::io("snapshot the working tree")(e)
+        })
 }
 
 pub fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {

@@ -4,7 +4,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use super::run::{open_store, project_dir, recorded_store, store_error};
-use super::{exit, gate, print, table, CliError};
+use super::{exit, gate, print, table, CliError, Internal};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
 use crate::store::{JobRecord, RunRecord, RunState, SqliteStore, Store};
@@ -263,11 +263,10 @@ fn follow_log(
             .filter(|j| !j.log.is_empty())
             .map(|j| project.join(j.log));
         if let Some(mut f) = path.and_then(|p| std::fs::File::open(p).ok()) {
-            f.seek(SeekFrom::Start(offset))
-                .map_err(|e| CliError::Other(e.to_string()))?;
             let mut chunk = Vec::new();
-            f.read_to_end(&mut chunk)
-                .map_err(|e| CliError::Other(e.to_string()))?;
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_to_end(&mut chunk))
+                .map_err(Internal::io(format!("read the log of job `{job}`")))?;
             offset += chunk.len() as u64;
             print(&String::from_utf8_lossy(&chunk))?;
         }

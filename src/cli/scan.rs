@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::{exit, CliError};
+use super::{exit, CliError, Internal};
 use crate::scan::{self, baseline, Counts, SecretsOptions, Severity};
 
 #[derive(clap::Args)]
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             args.path.display()
         )));
     }
-    let scan_error = |e: scan::ScanError| CliError::Other(e.to_string());
+    let scan_error = |e: scan::ScanError| CliError::Internal(e.into());
     // A baseline that cannot be read is a bad argument, not a finding (exit 2, not 1).
     let base = args
         .baseline
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         .map_err(|e| CliError::Usage(e.to_string()))?;
     // Findings name files as seen from here (`src/a.env` for `pipe scan src`), so a baseline
     // written at the top still matches a scan of a part of the tree.
-    let here = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
+    let here = super::run::project_dir()?;
     let shown: PathBuf = args
         .path
         .strip_prefix(&here)
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     if let Some(path) = &args.sarif {
         let sarif = scan::sarif::to_sarif(&findings, env!("CARGO_PKG_VERSION"));
         std::fs::write(path, serde_json::to_vec_pretty(&sarif).unwrap_or_default())
-            .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(Internal::io(format!("write {}", path.display())))?;
     }
     if let Some(path) = &args.write_baseline {
         baseline::save(path, &findings).map_err(scan_error)?;
@@ -112,7 +112,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     match written.and_then(|_| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            return Err(CliError::Other(format!("cannot write output: {e}")))
+            return Err(Internal::io("write output")(e))
         }
         _ => {}
     }

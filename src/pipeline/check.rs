@@ -41,6 +41,9 @@ const LATER_JOB_KEYS: &[&str] = &[
     "concurrency",
 ];
 const MAX_RETRY: i64 = 10;
+/// Job names (matrix values included) become file names and Docker object names: a longer one
+/// is a mistake (or an attack) that would only fail at run time.
+const MAX_JOB_NAME: usize = 200;
 /// A matrix larger than this is almost certainly a mistake, and would flood the scheduler.
 const MAX_MATRIX: usize = 256;
 
@@ -171,6 +174,10 @@ struct JobContext<'a> {
 fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Problems) -> Vec<Job> {
     if name.trim().is_empty() {
         probs.at(key, "a job name cannot be empty");
+        return vec![];
+    }
+    if let Some(problem) = too_long(name, None, key) {
+        probs.add(problem);
         return vec![];
     }
     if value.kind == Kind::Null {
@@ -332,7 +339,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             (values, env, artifacts)
         })
         .collect();
-    expansions
+    let named: Vec<_> = expansions
         .into_iter()
         .map(|(values, env, artifacts)| {
             let full = if values.is_empty() {
@@ -341,32 +348,75 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 let inner: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{name} [{}]", inner.join(", "))
             };
-            Job {
-                name: full,
-                base: name.to_string(),
-                pos: key.pos,
-                stage: stage.clone(),
-                stage_index,
-                needs: needs.clone(),
-                image: image.clone(),
-                script: script.clone().unwrap_or_default(),
-                matrix: values,
-                timeout,
-                retry,
-                allow_failure,
-                artifacts,
-                env,
-                environment: environment.clone(),
-                gated,
-                gate: gate.clone(),
-                privileged,
-                volumes: volumes.clone(),
-                scan: scan.clone(),
-                fail_on,
-                spans: spans.clone(),
-            }
+            (full, values, env, artifacts)
+        })
+        .collect();
+    // Matrix values lengthen the name: one problem for the first expansion that is too long.
+    if let Some(problem) = named
+        .iter()
+        .find_map(|(full, ..)| too_long(full, Some(name), key))
+    {
+        probs.add(problem);
+        return vec![];
+    }
+    named
+        .into_iter()
+        .map(|(full, values, env, artifacts)| Job {
+            name: full,
+            base: name.to_string(),
+            pos: key.pos,
+            stage: stage.clone(),
+            stage_index,
+            needs: needs.clone(),
+            image: image.clone(),
+            script: script.clone().unwrap_or_default(),
+            matrix: values,
+            timeout,
+            retry,
+            allow_failure,
+            artifacts,
+            env,
+            environment: environment.clone(),
+            gated,
+            gate: gate.clone(),
+            privileged,
+            volumes: volumes.clone(),
+            scan: scan.clone(),
+            fail_on,
+            spans: spans.clone(),
         })
         .collect()
+}
+
+/// A problem if the job name `full` (the expansion of `base` by its matrix values, if given)
+/// is longer than names may be. The message shows only the start of it.
+fn too_long(full: &str, base: Option<&str>, key: &Node) -> Option<Problem> {
+    let n = full.chars().count();
+    if n <= MAX_JOB_NAME {
+        return None;
+    }
+    let start: String = full.chars().take(40).collect();
+    let message = match base {
+        None => format!("the job name `{start}…` has {n} characters; at most {MAX_JOB_NAME} are allowed"),
+        Some(_) => format!("with its matrix values, the job name `{start}…` has {n} characters; at most {MAX_JOB_NAME} are allowed"),
+    };
+    let width = base.unwrap_or(full).chars().count().min(40);
+    Some(
+        Problem::at(key.pos, width, message)
+            .hint("shorten it: job names become file names and container names"),
+    )
+}
+
+/// A problem if `text`, which ends up in a process's arguments or environment, holds a NUL
+/// character: no process can be given one, so the job would fail to start.
+fn has_nul(text: &str, node: &Node, what: &str, probs: &mut Problems) -> bool {
+    if !text.contains('\0') {
+        return false;
+    }
+    probs
+        .at(node, format!("{what} contains a NUL character"))
+        .hint = Some("remove it: no environment variable or command line can hold one".into());
+    true
 }
 
 /// `$NAME` and `${NAME}` in an artifact path, from the job's environment (matrix values
@@ -674,11 +724,15 @@ fn needs_list(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<Need>>
 
 fn script_lines(node: &Node, job: &str, probs: &mut Problems) -> Option<Vec<String>> {
     let lines: Vec<String> = match &node.kind {
+        Kind::Str(s) if has_nul(s, node, "the script", probs) => return None,
         Kind::Str(s) => vec![s.clone()],
         Kind::Seq(items) => {
             let lines: Vec<String> = items
                 .iter()
-                .filter_map(|i| string(i, "a script line", probs))
+                .filter_map(|i| {
+                    string(i, "a script line", probs)
+                        .filter(|l| !has_nul(l, i, "a script line", probs))
+                })
                 .collect();
             // A line of the wrong type is reported already; "empty" would only add noise.
             if lines.len() < items.len() {
@@ -723,7 +777,12 @@ fn env_map(node: &Node, probs: &mut Problems) -> Vec<(String, String)> {
             continue;
         }
         match scalar_text(v) {
-            Some(text) => out.push((k.text, text)),
+            Some(text) => {
+                let what = format!("the value of `{}`", k.as_str());
+                if !has_nul(&text, v, &what, probs) {
+                    out.push((k.text, text));
+                }
+            }
             None => {
                 probs.at(
                     v,
@@ -782,7 +841,7 @@ fn matrix_of(node: &Node, probs: &mut Problems) -> Vec<Vec<(String, String)>> {
                         ),
                     );
                 }
-                t
+                t.filter(|t| !has_nul(t, i, "a matrix value", probs))
             })
             .collect();
         if combos.len() * values.len() > MAX_MATRIX {
@@ -811,6 +870,15 @@ fn duration_of(node: &Node, probs: &mut Problems) -> Option<std::time::Duration>
     let text = match &node.kind {
         Kind::Str(s) => s.clone(),
         Kind::Int(i) if *i > 0 => i.to_string(),
+        Kind::Int(i) => {
+            probs
+                .at(
+                    node,
+                    format!("`timeout` must be longer than zero, found {i}"),
+                )
+                .hint = Some("a number is seconds; or write a duration like `90s` or `10m`".into());
+            return None;
+        }
         _ => {
             probs.at(
                 node,

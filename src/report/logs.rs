@@ -1,12 +1,14 @@
 //! Every job's full log, one file per job under the run's directory, kept after the run.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use std::path::PathBuf;
 
 use super::Reporter;
 use crate::event::{Event, EventKind};
+use crate::workspace::private;
 
 pub struct LogFiles {
     paths: HashMap<String, PathBuf>,
@@ -29,10 +31,11 @@ impl LogFiles {
                 .paths
                 .get(job)
                 .ok_or_else(|| io::Error::other(format!("no log file for job `{job}`")))?;
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            let file = File::options().create(true).append(true).open(path)?;
+            let path = path.clone();
+            let file = path
+                .parent()
+                .map_or(Ok(()), private::dir)
+                .and_then(|_| private::open(&path, File::options().create(true).append(true)))?;
             let earlier = file.metadata()?.len() > 0;
             let mut file = BufWriter::new(file);
             // A log that already holds a run of this job (`pipe retry --failed`, a release
@@ -47,7 +50,33 @@ impl LogFiles {
 }
 
 impl Reporter for LogFiles {
+    /// Errors name the log that could not be written.
     fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.write(event).map_err(|e| {
+            let job = match &event.kind {
+                EventKind::JobStarted { job, .. }
+                | EventKind::JobOutput { job, .. }
+                | EventKind::JobRetrying { job, .. }
+                | EventKind::JobFinished { job, .. } => Some(job),
+                _ => None,
+            };
+            match job.and_then(|j| self.paths.get(j)) {
+                Some(path) => cannot_write(path, e),
+                None => e,
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.open
+            .values_mut()
+            .try_for_each(|f| f.flush())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write the job logs: {e}")))
+    }
+}
+
+impl LogFiles {
+    fn write(&mut self, event: &Event) -> io::Result<()> {
         match &event.kind {
             EventKind::JobStarted { job, attempt } if *attempt > 1 => {
                 writeln!(self.file(job)?, "--- attempt {attempt} ---")
@@ -73,8 +102,8 @@ impl Reporter for LogFiles {
             _ => Ok(()),
         }
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.open.values_mut().try_for_each(|f| f.flush())
-    }
+fn cannot_write(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
 }

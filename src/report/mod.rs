@@ -62,12 +62,15 @@ trait Reporter: Send {
 }
 
 /// Feeds every event to the chosen reporters until the sender side closes, then prints the
-/// summary table. Output that can no longer be written (a closed pipe) is dropped quietly.
+/// summary table. Output that can no longer be written (a closed pipe) is dropped quietly; any
+/// other failure to record or show the run (a log on a full disk, the store) stops that reporter
+/// and is returned, the first one, for the run to fail with.
 pub fn spawn(
     options: Options,
     mut events: mpsc::UnboundedReceiver<Event>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Option<String>> {
     tokio::task::spawn_blocking(move || {
+        let mut failure: Option<String> = None;
         let mut summary = Summary::default();
         let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
         if !options.log_files.is_empty() {
@@ -83,11 +86,13 @@ pub fn spawn(
         };
         reporters.push((screen, true));
         let deliver = |reporters: &mut Vec<(Box<dyn Reporter>, bool)>,
+                       failure: &mut Option<String>,
                        call: &dyn Fn(&mut dyn Reporter) -> io::Result<()>| {
             for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
                 if let Err(e) = call(reporter.as_mut()) {
                     if e.kind() != io::ErrorKind::BrokenPipe {
                         tracing::warn!("stopped recording the run: {e}");
+                        failure.get_or_insert_with(|| e.to_string());
                     }
                     *alive = false;
                 }
@@ -99,7 +104,7 @@ pub fn spawn(
             let event = match events.try_recv() {
                 Ok(event) => event,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    deliver(&mut reporters, &|r| r.flush());
+                    deliver(&mut reporters, &mut failure, &|r| r.flush());
                     match events.blocking_recv() {
                         Some(event) => event,
                         None => break,
@@ -108,7 +113,7 @@ pub fn spawn(
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
             summary.event(&event);
-            deliver(&mut reporters, &|r| r.event(&event));
+            deliver(&mut reporters, &mut failure, &|r| r.event(&event));
         }
         if options.mode != Mode::Json {
             let mut out = io::stdout().lock();
@@ -116,6 +121,7 @@ pub fn spawn(
                 .write_table(&mut out, options.color)
                 .and_then(|_| out.flush());
         }
+        failure
     })
 }
 

@@ -55,7 +55,7 @@ impl Reporter for StoreSink {
             }
             _ => Ok(()),
         };
-        result.map_err(io::Error::other)
+        result.map_err(|e| io::Error::other(format!("cannot record the run: {e}")))
     }
 }
 

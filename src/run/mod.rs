@@ -44,6 +44,8 @@ pub struct JobResult {
     pub duration: Duration,
     pub message: Option<String>,
     pub findings: Option<crate::scan::Counts>,
+    /// pipe itself failed at this job (see `BackendError::Internal`), saying how.
+    pub pipe_failure: Option<String>,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub struct RunResult {
     pub status: RunStatus,
     /// The first interrupt received, if the run was interrupted.
     pub interrupted_by: Option<Interrupt>,
+    /// The first failure of pipe itself (not of a job): the run was stopped, and failed.
+    pub pipe_failure: Option<String>,
     /// Per job (plan order): what came of it, or why it was skipped.
     pub jobs: Vec<Result<JobResult, String>>,
 }
@@ -124,6 +128,7 @@ pub async fn run(
     let inprocess: Arc<dyn Backend> = Arc::new(crate::backend::inprocess::InProcess);
     let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
     let mut failed = false;
+    let mut pipe_failure: Option<String> = None;
     let mut interrupts_open = true;
     if interrupted_by.is_some() {
         let _ = stop_tx.send(Stop::Graceful);
@@ -157,6 +162,13 @@ pub async fn run(
             joined = running.join_next() => {
                 let (i, result) = joined.expect("not empty").expect("job tasks do not panic");
                 let job = &plan.jobs[i];
+                // pipe cannot go on (a full disk): stop the other jobs as `--fail-fast` would.
+                if let (Some(why), None) = (&result.pipe_failure, &pipe_failure) {
+                    pipe_failure = Some(format!("job `{}`: {why}", job.name));
+                    if *stop_tx.borrow() == Stop::No {
+                        let _ = stop_tx.send(Stop::Graceful);
+                    }
+                }
                 let ok = result.status == JobStatus::Passed;
                 let allowed = !ok && job.allow_failure && result.status != JobStatus::Cancelled;
                 emit(EventKind::JobFinished {
@@ -206,6 +218,8 @@ pub async fn run(
     // Whatever never became ready was held back by a stop.
     let reason = if interrupted_by.is_some() {
         "the run was interrupted"
+    } else if pipe_failure.is_some() {
+        "pipe stopped the run after failing itself"
     } else {
         "cancelled by --fail-fast after a failure"
     };
@@ -220,7 +234,7 @@ pub async fn run(
     }
     let status = if interrupted_by.is_some() {
         RunStatus::Interrupted
-    } else if failed {
+    } else if failed || pipe_failure.is_some() {
         RunStatus::Failed
     } else {
         RunStatus::Passed
@@ -240,6 +254,7 @@ pub async fn run(
     Ok(RunResult {
         status,
         interrupted_by,
+        pipe_failure,
         jobs,
     })
 }
@@ -362,6 +377,7 @@ impl JobTask {
     async fn run(mut self, spec: JobSpec) -> JobResult {
         let started = Instant::now();
         let mut attempt = 0;
+        let mut pipe_failure = None;
         let result = loop {
             attempt += 1;
             let _ = self.events.send(Event::now(EventKind::JobStarted {
@@ -372,8 +388,16 @@ impl JobTask {
                 scratch: spec.scratch.join(attempt.to_string()),
                 ..spec.clone()
             };
-            let (status, exit_code, message, findings) = self.attempt(&spec).await;
-            let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled);
+            let (status, exit_code, message, findings) = match self.attempt(&spec).await {
+                Err(why) => {
+                    pipe_failure = Some(why.clone());
+                    (JobStatus::Errored, None, Some(why), None)
+                }
+                Ok(attempted) => attempted,
+            };
+            // Another attempt would fail on pipe's side again (and a full disk stays full).
+            let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled)
+                && pipe_failure.is_none();
             if retryable && attempt <= self.retry && *self.stop.borrow() == Stop::No {
                 let reason = message
                     .clone()
@@ -392,22 +416,27 @@ impl JobTask {
                 duration: started.elapsed(),
                 message,
                 findings,
+                pipe_failure,
             };
         };
         result
     }
 
+    /// How the attempt went, or `Err` with how pipe itself failed at it.
     async fn attempt(
         &mut self,
         spec: &JobSpec,
-    ) -> (
-        JobStatus,
-        Option<i64>,
-        Option<String>,
-        Option<crate::scan::Counts>,
-    ) {
+    ) -> Result<
+        (
+            JobStatus,
+            Option<i64>,
+            Option<String>,
+            Option<crate::scan::Counts>,
+        ),
+        String,
+    > {
         if *self.stop.borrow() != Stop::No {
-            return (JobStatus::Cancelled, None, None, None);
+            return Ok((JobStatus::Cancelled, None, None, None));
         }
         let (tx, rx) = watch::channel(Stop::No);
         let mut job = self.backend.run(spec, &self.log, rx);
@@ -456,9 +485,10 @@ impl JobTask {
                 (JobStatus::Passed, Some(0), None)
             }
             Ok(o) => (JobStatus::Failed, Some(o.exit_code), None),
+            Err(BackendError::Internal(why)) => return Err(why),
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
         };
-        (status, code, message, findings)
+        Ok((status, code, message, findings))
     }
 }
 

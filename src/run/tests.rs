@@ -217,6 +217,35 @@ async fn fail_fast_cancels_running_jobs_and_skips_the_rest() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_of_pipe_itself_stops_the_run_and_is_not_retried() {
+    let ran = run_yaml(
+        "jobs:\n  full: {needs: [], retry: 2, script: [sleep 5, broken disk full]}\n  long: {needs: [], script: [hang]}\n  later: {needs: [long], script: [echo x]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Failed);
+    assert_eq!(
+        ran.result.pipe_failure.as_deref(),
+        Some("job `full`: disk full")
+    );
+    let full = ran.result.jobs[0].as_ref().unwrap();
+    assert_eq!((full.status, full.attempts), (JobStatus::Errored, 1));
+    assert_eq!(
+        ran.result.jobs[1].as_ref().unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        skipped(&ran),
+        [(
+            "later".to_string(),
+            "needs `long`, which was cancelled".to_string()
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn timeout_kills_and_retry_reruns() {
     let ran = run_yaml(
         "jobs:\n  stuck: {needs: [], timeout: 1s, retry: 2, script: [hang]}\n",

@@ -334,11 +334,9 @@ fn finding(
         column: pos.col as usize,
         message,
         fix,
-        preview: secrets::redact_line(&if rule == "secret-in-env" {
-            mask_secret_values(line_text)
-        } else {
-            line_text.to_string()
-        }),
+        // Whatever the finding is about, the line may hold a secret (a job written in flow
+        // style, or an invalid file's first problem beside a token): every preview is masked.
+        preview: secrets::redact_line(&mask_secret_values(line_text)),
     }
 }
 
@@ -454,6 +452,28 @@ jobs:
             mask_secret_values("env: {GH_TOKEN: 1234567, TOKEN: abcdefgh}"),
             "env: {GH_TOKEN: 1234…, TOKEN: abcd…}"
         );
+    }
+
+    #[test]
+    fn no_preview_shows_a_secret_whatever_the_finding_is_about() {
+        // A token the secrets rules do not take for one (too regular), on a line that other
+        // rules report too.
+        let token = "ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let yaml = format!(
+            "jobs:\n  a: {{image: alpine, env: {{GITHUB_TOKEN: \"{token}\"}}, script: [echo]}}\n  b: {{stage: nope, env: {{GITHUB_TOKEN: {token}}}, script: [echo]}}\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pipe.yml");
+        std::fs::write(&file, &yaml).unwrap();
+        let found = scan_pipeline_as(&file, Path::new("pipe.yml")).unwrap();
+        let rules: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
+        assert!(
+            rules.contains(&"unpinned-image") && rules.contains(&"invalid-pipeline"),
+            "{rules:?}"
+        );
+        for f in &found {
+            assert!(!f.preview.contains(token), "{}: {}", f.rule_id, f.preview);
+        }
     }
 
     #[test]

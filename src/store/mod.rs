@@ -9,12 +9,20 @@ use serde::Serialize;
 
 pub use sqlite::SqliteStore;
 
+/// Where the embedded store lives in a project, as messages name it.
+pub const DB_PATH: &str = ".pipe/pipe.db";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the run store failed: {0}")]
+    #[error("the run store {DB_PATH} failed: {0}")]
     Db(#[from] rusqlite::Error),
-    #[error("cannot open the run store: {0}")]
+    /// The store could not be opened or set up: not a database, a disk that is full, …
+    #[error("cannot open the run store {DB_PATH}: {0}")]
+    Open(rusqlite::Error),
+    #[error("cannot open the run store {DB_PATH}: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot read the run directories in .pipe/runs: {0}")]
+    RunDirs(std::io::Error),
     #[error("no run {0}")]
     NoSuchRun(String),
     /// Another pipe process changed the run between reading it and taking it over.
@@ -120,7 +128,8 @@ pub struct JobRecord {
     pub phase: Phase,
     pub environment: Option<String>,
     /// `pending`, `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
-    /// `skipped`, `allowed_failure`, or `interrupted` when its process died.
+    /// `skipped`, `allowed_failure`, or when its process died `interrupted` (it was running)
+    /// or `not_started`.
     pub status: String,
     pub attempts: u32,
     pub exit_code: Option<i64>,
@@ -156,7 +165,8 @@ pub struct AuditEntry {
 
 /// The recorded runs of one project.
 pub trait Store: Send {
-    /// Records a new run owned by this process and returns its id (1, 2, 3, … per project).
+    /// Records a new run owned by this process and returns its id (1, 2, 3, … per project),
+    /// never one that a run directory of the project has already.
     fn create_run(
         &mut self,
         run: &NewRun,

@@ -2,7 +2,7 @@
 //! moment leaves the last committed state, and two pipe processes can share a project (writers
 //! wait for each other instead of failing).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -10,6 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::*;
 use crate::owner::Owner;
+use crate::workspace::private;
+use std::fs::OpenOptions;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -71,6 +73,7 @@ const DB_FILE: &str = "pipe.db";
 
 pub struct SqliteStore {
     db: Connection,
+    project: PathBuf,
 }
 
 fn now() -> String {
@@ -99,8 +102,21 @@ impl SqliteStore {
     /// Opens (creating if needed) the store of the project at `project`.
     pub fn open(project: &Path) -> Result<SqliteStore, StoreError> {
         let dir = crate::workspace::state_dir(project)?;
-        let mut db = Connection::open(dir.join(DB_FILE))?;
-        db.busy_timeout(Duration::from_secs(30))?;
+        let path = dir.join(DB_FILE);
+        // SQLite makes a new database 0644 and gives its -wal and -shm the database's mode:
+        // the file is made (or tightened) here first, so all three are the user's alone.
+        private::open(
+            &path,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
+        for journal in ["-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(journal);
+            private::file_if_exists(Path::new(&name))?;
+        }
+        let mut db = Connection::open(&path).map_err(StoreError::Open)?;
+        db.busy_timeout(Duration::from_secs(30))
+            .map_err(StoreError::Open)?;
         // Several pipe processes may set up a new store at once. Some of SQLite's answers to
         // that (switching to WAL while another process does) are "busy" at once, without the
         // busy handler: the whole setup, which can be repeated, is tried again for a while.
@@ -112,10 +128,13 @@ impl SqliteStore {
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                done => break done?,
+                done => break done.map_err(StoreError::Open)?,
             }
         }
-        let mut store = SqliteStore { db };
+        let mut store = SqliteStore {
+            db,
+            project: project.to_path_buf(),
+        };
         store.reap()?;
         Ok(store)
     }
@@ -182,7 +201,9 @@ impl SqliteStore {
                 "UPDATE runs SET state = ?1, ended_at = COALESCE(ended_at, ?2) WHERE id = ?3",
                 params![new_state.as_str(), now(), id],
             )?;
-            tx.execute("UPDATE jobs SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('running', 'pending')", params![id])?;
+            // A job that had not started was not interrupted: it never ran.
+            tx.execute("UPDATE jobs SET status = CASE status WHEN 'running' THEN 'interrupted' ELSE 'not_started' END
+                        WHERE run_id = ?1 AND status IN ('running', 'pending')", params![id])?;
             tx.execute(
                 "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, 'pipe', 'interrupted', ?3)",
                 params![id, now(), format!("the pipe process working on the run ({state}) is gone")],
@@ -230,9 +251,19 @@ impl Store for SqliteStore {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Past every number the store ever gave and every run directory on disk: a store that
+        // was lost or emptied must not hand out a number whose logs are still there. Read while
+        // holding the write lock, so two processes never pick one number.
+        let given: RunId = tx.query_row(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0), COALESCE((SELECT MAX(id) FROM runs), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        let on_disk = crate::workspace::highest_run(&self.project).map_err(StoreError::RunDirs)?;
+        let id = given.max(on_disk) + 1;
         tx.execute(
-            "INSERT INTO runs (pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
+            "INSERT INTO runs (id, pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start)
+             VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
             params![
                 run.pipeline_name,
                 run.pipeline_file,
@@ -243,10 +274,10 @@ impl Store for SqliteStore {
                 run.trigger,
                 now(),
                 pid,
-                start
+                start,
+                id
             ],
         )?;
-        let id = tx.last_insert_rowid();
         for (position, (name, stage, phase, environment)) in jobs.iter().enumerate() {
             let phase = if *phase == Phase::Main {
                 "main"
@@ -526,17 +557,39 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_store_numbers_runs_past_the_run_directories_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".pipe/runs/7")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".pipe/runs/not-a-run")).unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(one_job_run(&mut s), 8);
+        assert_eq!(one_job_run(&mut s), 9, "and past its own numbers");
+        std::fs::create_dir_all(dir.path().join(".pipe/runs/20")).unwrap();
+        assert_eq!(one_job_run(&mut s), 21);
+    }
+
+    #[test]
     fn a_run_whose_process_died_is_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        let id = one_job_run(&mut s);
+        let id = s
+            .create_run(
+                &new_run(),
+                &[
+                    ("j".into(), "build".into(), Phase::Main, None),
+                    ("later".into(), "test".into(), Phase::Main, None),
+                ],
+            )
+            .unwrap();
+        s.job_started(id, "j", 1, "j.log").unwrap();
         // A pid that cannot be running.
         s.db.execute("UPDATE runs SET owner_pid = 4194999 WHERE id = ?1", [id])
             .unwrap();
         drop(s);
         let mut s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.run(id).unwrap().state, RunState::Interrupted);
-        assert_eq!(s.jobs(id).unwrap()[0].status, "interrupted");
+        let status: Vec<String> = s.jobs(id).unwrap().into_iter().map(|j| j.status).collect();
+        assert_eq!(status, ["interrupted", "not_started"]);
         assert_eq!(
             s.audit_trail(id).unwrap().last().unwrap().action,
             "interrupted"

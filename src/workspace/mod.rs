@@ -17,19 +17,21 @@ use crate::pipeline::ArtifactPath;
 
 mod lay;
 pub use lay::lay;
+pub mod private;
 
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
 
-/// Creates the project's `.pipe`, with a `.gitignore` of its own so that runs, logs and the store
-/// never show up in `git status` or get committed, whatever the project's own ignore rules say.
+/// Creates the project's `.pipe` (private to the user, see `private`), with a `.gitignore` of its
+/// own so that runs, logs and the store never show up in `git status` or get committed, whatever
+/// the project's own ignore rules say.
 pub fn state_dir(project: &Path) -> io::Result<PathBuf> {
     let dir = project.join(STATE_DIR);
-    fs::create_dir_all(&dir)?;
+    private::dir(&dir)?;
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
-        fs::write(
-            ignore,
+        private::write(
+            &ignore,
             "# Written by pipe: runs, logs and the run store stay local.\n*\n",
         )?;
     }
@@ -47,13 +49,24 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// The directory of run `id` (as numbered by the run store), created empty. Anything left
-    /// there by an earlier store of the same project is cleared.
+    /// The directory of run `id` (as numbered by the run store), created empty. One that exists
+    /// already is never taken over: it holds another run's logs and artifacts (the store numbers
+    /// new runs past [`highest_run`], so this is only an error).
     pub fn create(project: &Path, id: i64) -> io::Result<RunDir> {
         let root = Self::path(project, id);
-        remove(&root)?;
-        fs::create_dir_all(&root)?;
-        fs::write(root.join(OWNER_FILE), Owner::me().to_string())?;
+        state_dir(project)?;
+        private::dir(root.parent().expect("runs/N has a parent"))?;
+        private::new_dir(&root).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => io::Error::new(
+                e.kind(),
+                format!(
+                    "{} exists already and belongs to another run",
+                    root.display()
+                ),
+            ),
+            _ => e,
+        })?;
+        private::write(&root.join(OWNER_FILE), Owner::me().to_string())?;
         Ok(RunDir {
             id: id.to_string(),
             root,
@@ -63,7 +76,7 @@ impl RunDir {
     /// The directory of an existing run, now owned by this process.
     pub fn open(project: &Path, id: i64) -> io::Result<RunDir> {
         let run = Self::at(project, id);
-        fs::write(run.root.join(OWNER_FILE), Owner::me().to_string())?;
+        private::write(&run.root.join(OWNER_FILE), Owner::me().to_string())?;
         Ok(run)
     }
 
@@ -96,6 +109,24 @@ impl RunDir {
     pub fn log(&self, slug: &str) -> PathBuf {
         self.root.join("logs").join(format!("{slug}.log"))
     }
+}
+
+/// The highest run number with a directory under `.pipe/runs`, 0 if none. New runs are numbered
+/// past it, so that a store that was lost or emptied never hands out a number whose logs and
+/// artifacts are still there.
+pub fn highest_run(project: &Path) -> io::Result<i64> {
+    let entries = match fs::read_dir(project.join(STATE_DIR).join("runs")) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut highest = 0;
+    for entry in entries {
+        if let Some(n) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+            highest = highest.max(n);
+        }
+    }
+    Ok(highest)
 }
 
 /// Removes the per-job scratch space of runs whose pipe process is gone (killed before it could
@@ -139,10 +170,19 @@ pub fn slug(name: &str) -> String {
         .to_string();
     if out.is_empty() {
         "job".into()
+    } else if out.len() > MAX_SLUG {
+        // Kept short for file and Docker names; the hash of the whole name keeps it unique.
+        use sha2::{Digest, Sha256};
+        let hash = format!("{:x}", Sha256::digest(name.as_bytes()));
+        format!("{}-{}", &out[..MAX_SLUG - 9], &hash[..8])
     } else {
         out
     }
 }
+
+/// The longest slug: a job's log, artifacts and containers are named by it, with room to spare
+/// in a file name (255 bytes) and beside the run's other name parts.
+const MAX_SLUG: usize = 64;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CopyStats {
@@ -327,6 +367,14 @@ mod tests {
         assert_eq!(slug("."), "job");
         assert_eq!(slug(".hidden/x"), "hidden-x");
         assert_eq!(slug("v1.2"), "v1.2");
+        let long = slug(&format!("test [VERSION={}]", "9".repeat(300)));
+        assert_eq!(long.len(), MAX_SLUG);
+        assert!(long.starts_with("test-VERSION-999"), "{long}");
+        let other = slug(&format!("test [VERSION={}8]", "9".repeat(299)));
+        assert_ne!(
+            long, other,
+            "names that differ only past the cut stay apart"
+        );
     }
 
     #[test]

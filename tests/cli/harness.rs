@@ -28,6 +28,13 @@ impl Project {
         Project { dir }
     }
 
+    /// A project in a folder of `parent` (a file system the test set up).
+    pub fn new_in(parent: &Path, pipeline: &str) -> Project {
+        let dir = tempfile::tempdir_in(parent).expect("temp dir");
+        std::fs::write(dir.path().join("pipe.yml"), pipeline).expect("write pipeline");
+        Project { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -9,4 +9,5 @@ mod isolation;
 mod local;
 mod release;
 mod scan;
+mod store;
 mod validate;

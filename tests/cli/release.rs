@@ -630,3 +630,32 @@ fn json_output_says_when_a_run_stops_at_the_gate() {
     );
     assert_eq!(events[events.len() - 2]["event"], "run_finished");
 }
+
+#[test]
+fn a_run_says_when_its_release_will_need_allow_privileged() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  build: {{script: [echo built]}}
+  publish:
+    stage: release
+    gate: {{approvals: 0}}
+    privileged: true
+    script: [echo publishing]
+"
+    ));
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        ran.stderr.contains("release 1 is ready: pipe release 1 --allow-privileged (release job `publish` asks for `privileged: true`, which pipe refuses without --allow-privileged)"),
+        "{}",
+        ran.stderr
+    );
+    let refused = project.pipe(&["release", "1", "--pull", "never"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("--allow-privileged"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -366,3 +366,34 @@ fn keys_from_gitlab_and_github_actions_point_at_pipes_names() {
         );
     }
 }
+
+#[test]
+fn nul_characters_and_a_zero_timeout_are_refused_before_anything_runs() {
+    let stderr = invalid(
+        "jobs:\n  e:\n    env: {A: \"x\\0y\"}\n    matrix: {B: [\"1\\0\", \"2\"]}\n    timeout: 0\n    script: [\"echo \\0\"]\n",
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn job_names_too_long_for_file_names_are_refused_also_after_matrix_expansion() {
+    let stderr = invalid(&format!(
+        // An explicit key (`? …`): YAML allows implicit keys of up to 1024 characters only.
+        "jobs:\n  ? {}\n  : {{script: [echo]}}\n  m:\n    matrix: {{V: [short, \"{}\"]}}\n    script: [echo]\n  fine:\n    matrix: {{V: [\"{}\"]}}\n    script: [echo]\n",
+        "x".repeat(5000),
+        "v".repeat(300),
+        "v".repeat(150),
+    ));
+    assert!(
+        stderr.contains("the job name `xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…` has 5000 characters; at most 200 are allowed")
+            && stderr.contains("[pipe.yml:2:5]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("with its matrix values, the job name `m [V=vvv")
+            && stderr.contains("has 306 characters")
+            && stderr.contains("[pipe.yml:4:3]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problems found"), "{stderr}");
+}
