@@ -182,6 +182,12 @@ impl DockerBackend {
         Ok(())
     }
 
+    /// Whether the engine still answers.
+    async fn answers(&self) -> bool {
+        let ping = tokio::time::timeout(Duration::from_secs(5), self.docker.ping());
+        matches!(ping.await, Ok(Ok(_)))
+    }
+
     /// Finds or makes the jobs' network and checks that it isolates its containers; its id.
     /// Engines before API 1.44 let two pipes starting at once both create one of the same name:
     /// then the oldest is the network, which every pipe picks alike (whoever saw one before saw
@@ -828,7 +834,15 @@ impl Backend for DockerBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
-            let result = self.run_job(spec, log, stop).await;
+            let result = match self.run_job(spec, log, stop).await {
+                // A job that could not run because the engine is gone is no job's fault.
+                Err(BackendError::Job(why)) if !self.answers().await => {
+                    Err(BackendError::Unavailable(format!(
+                        "the Docker engine stopped answering during the run ({why})"
+                    )))
+                }
+                other => other,
+            };
             super::drop_partial_artifacts(spec, &result).await;
             result
         }

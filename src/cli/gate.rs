@@ -155,9 +155,10 @@ pub fn release_now(
     store
         .set_state(id, state, state != RunState::AwaitingRelease)
         .map_err(store_error)?;
-    let detail = match &result.pipe_failure {
-        Some(why) => format!("pipe failed: {why}"),
-        None => "release jobs finished".into(),
+    let detail = match (&result.pipe_failure, &result.backend_lost) {
+        (Some(why), _) => format!("pipe failed: {why}"),
+        (None, Some(why)) => format!("interrupted by its environment: {why}"),
+        (None, None) => "release jobs finished".into(),
     };
     store
         .audit(id, &actor(), state.as_str(), &detail)

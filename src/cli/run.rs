@@ -348,6 +348,7 @@ pub fn finish_main(
 ) -> Result<RunState, CliError> {
     let state = match result.status {
         _ if result.pipe_failure.is_some() => RunState::Failed,
+        _ if result.backend_lost.is_some() => RunState::Interrupted,
         RunStatus::Passed if gated => RunState::AwaitingRelease,
         RunStatus::Passed => RunState::Passed,
         RunStatus::Failed => RunState::Failed,
@@ -356,9 +357,10 @@ pub fn finish_main(
     store
         .set_state(id, state, state != RunState::AwaitingRelease)
         .map_err(store_error)?;
-    let detail = match &result.pipe_failure {
-        Some(why) => format!("pipe failed: {why}"),
-        None => "jobs before the gate finished".into(),
+    let detail = match (&result.pipe_failure, &result.backend_lost) {
+        (Some(why), _) => format!("pipe failed: {why}"),
+        (None, Some(why)) => format!("interrupted by its environment: {why}"),
+        (None, None) => "jobs before the gate finished".into(),
     };
     store
         .audit(id, &actor(), state.as_str(), &detail)
@@ -366,15 +368,20 @@ pub fn finish_main(
     Ok(state)
 }
 
-/// After the run is recorded: a run that pipe itself had to stop ends pipe with exit code 5.
+/// After the run is recorded: a run that pipe itself had to stop ends pipe with exit code 5,
+/// one whose backend went away with the no-engine code.
 pub fn pipe_failed(id: RunId, result: &RunResult) -> Result<(), CliError> {
-    match &result.pipe_failure {
-        Some(why) => Err(Internal::Run {
+    match (&result.pipe_failure, &result.backend_lost) {
+        (Some(why), _) => Err(Internal::Run {
             run: id,
             why: why.clone(),
         }
         .into()),
-        None => Ok(()),
+        (None, Some(why)) => Err(CliError::Unavailable(format!(
+            "{why}: run {id} is recorded as interrupted; what its jobs left on the engine is \
+             removed by the next run of this project or by `pipe clean`"
+        ))),
+        (None, None) => Ok(()),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct JobResult {
     pub findings: Option<crate::scan::Counts>,
     /// pipe itself failed at this job (see `BackendError::Internal`), saying how.
     pub pipe_failure: Option<String>,
+    /// The backend went away under this job (see `BackendError::Unavailable`), saying how.
+    pub backend_lost: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,8 +57,19 @@ pub struct RunResult {
     pub interrupted_by: Option<Interrupt>,
     /// The first failure of pipe itself (not of a job): the run was stopped, and failed.
     pub pipe_failure: Option<String>,
+    /// The backend went away during the run (the Docker engine stopped answering): the run was
+    /// stopped, interrupted by its environment.
+    pub backend_lost: Option<String>,
     /// Per job (plan order): what came of it, or why it was skipped.
     pub jobs: Vec<Result<JobResult, String>>,
+}
+
+/// Why an attempt has no result of the job's own.
+enum Abort {
+    /// pipe itself failed.
+    Pipe(String),
+    /// The backend went away.
+    Backend(String),
 }
 
 /// Why a job did not run, told to its dependents.
@@ -129,6 +142,7 @@ pub async fn run(
     let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
     let mut failed = false;
     let mut pipe_failure: Option<String> = None;
+    let mut backend_lost: Option<String> = None;
     let mut interrupts_open = true;
     if interrupted_by.is_some() {
         let _ = stop_tx.send(Stop::Graceful);
@@ -165,6 +179,13 @@ pub async fn run(
                 // pipe cannot go on (a full disk): stop the other jobs as `--fail-fast` would.
                 if let (Some(why), None) = (&result.pipe_failure, &pipe_failure) {
                     pipe_failure = Some(format!("job `{}`: {why}", job.name));
+                    if *stop_tx.borrow() == Stop::No {
+                        let _ = stop_tx.send(Stop::Graceful);
+                    }
+                }
+                // Nothing more can run where the jobs run.
+                if let (Some(why), None) = (&result.backend_lost, &backend_lost) {
+                    backend_lost = Some(why.clone());
                     if *stop_tx.borrow() == Stop::No {
                         let _ = stop_tx.send(Stop::Graceful);
                     }
@@ -218,6 +239,8 @@ pub async fn run(
     // Whatever never became ready was held back by a stop.
     let reason = if interrupted_by.is_some() {
         "the run was interrupted"
+    } else if backend_lost.is_some() {
+        "the run was interrupted: its jobs can no longer run"
     } else if pipe_failure.is_some() {
         "pipe stopped the run after failing itself"
     } else {
@@ -232,7 +255,7 @@ pub async fn run(
             *s = State::Skipped(reason.into());
         }
     }
-    let status = if interrupted_by.is_some() {
+    let status = if interrupted_by.is_some() || backend_lost.is_some() {
         RunStatus::Interrupted
     } else if failed || pipe_failure.is_some() {
         RunStatus::Failed
@@ -255,6 +278,7 @@ pub async fn run(
         status,
         interrupted_by,
         pipe_failure,
+        backend_lost,
         jobs,
     })
 }
@@ -377,7 +401,7 @@ impl JobTask {
     async fn run(mut self, spec: JobSpec) -> JobResult {
         let started = Instant::now();
         let mut attempt = 0;
-        let mut pipe_failure = None;
+        let (mut pipe_failure, mut backend_lost) = (None, None);
         let result = loop {
             attempt += 1;
             let _ = self.events.send(Event::now(EventKind::JobStarted {
@@ -389,15 +413,21 @@ impl JobTask {
                 ..spec.clone()
             };
             let (status, exit_code, message, findings) = match self.attempt(&spec).await {
-                Err(why) => {
+                Err(Abort::Pipe(why)) => {
                     pipe_failure = Some(why.clone());
+                    (JobStatus::Errored, None, Some(why), None)
+                }
+                Err(Abort::Backend(why)) => {
+                    backend_lost = Some(why.clone());
                     (JobStatus::Errored, None, Some(why), None)
                 }
                 Ok(attempted) => attempted,
             };
-            // Another attempt would fail on pipe's side again (and a full disk stays full).
+            // Another attempt would fail on pipe's side again (and a full disk stays full), or
+            // find no backend either.
             let retryable = !matches!(status, JobStatus::Passed | JobStatus::Cancelled)
-                && pipe_failure.is_none();
+                && pipe_failure.is_none()
+                && backend_lost.is_none();
             if retryable && attempt <= self.retry && *self.stop.borrow() == Stop::No {
                 let reason = message
                     .clone()
@@ -417,12 +447,13 @@ impl JobTask {
                 message,
                 findings,
                 pipe_failure,
+                backend_lost,
             };
         };
         result
     }
 
-    /// How the attempt went, or `Err` with how pipe itself failed at it.
+    /// How the attempt went, or `Err` with why it could not be a job's result.
     async fn attempt(
         &mut self,
         spec: &JobSpec,
@@ -433,7 +464,7 @@ impl JobTask {
             Option<String>,
             Option<crate::scan::Counts>,
         ),
-        String,
+        Abort,
     > {
         if *self.stop.borrow() != Stop::No {
             return Ok((JobStatus::Cancelled, None, None, None));
@@ -485,7 +516,8 @@ impl JobTask {
                 (JobStatus::Passed, Some(0), None)
             }
             Ok(o) => (JobStatus::Failed, Some(o.exit_code), None),
-            Err(BackendError::Internal(why)) => return Err(why),
+            Err(BackendError::Internal(why)) => return Err(Abort::Pipe(why)),
+            Err(BackendError::Unavailable(why)) => return Err(Abort::Backend(why)),
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
         };
         Ok((status, code, message, findings))

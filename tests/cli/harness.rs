@@ -182,7 +182,12 @@ pub fn assert_no_leftovers(pid: u32) {
 
 /// Starts pipe and waits until a line containing `marker` appears on its stdout.
 pub fn spawn_until(project: &Project, args: &[&str], marker: &str) -> (Child, Vec<String>) {
-    let mut child = project.command(args).spawn().expect("start pipe");
+    command_until(project.command(args), marker)
+}
+
+/// Starts a pipe command and waits until a line containing `marker` appears on its stdout.
+pub fn command_until(mut command: Command, marker: &str) -> (Child, Vec<String>) {
+    let mut child = command.spawn().expect("start pipe");
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut seen = Vec::new();

@@ -4,6 +4,7 @@
 mod harness;
 
 mod docker;
+mod engine;
 mod graph;
 mod isolation;
 mod local;
