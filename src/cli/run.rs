@@ -17,6 +17,7 @@ use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
+use crate::owner::project_key;
 use crate::pipeline::{Job, Problem};
 use crate::plan::{Phase, Plan, Selection};
 use crate::report::{self, Mode, StoreSink};
@@ -240,7 +241,13 @@ impl ExecArgs {
                     .map_err(|e| CliError::Unavailable(e.to_string()))?;
                 Arc::new(DockerBackend::new(docker, self.pull, GRACE))
             }
-            BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
+            // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
+            // where no cgroup can be had.
+            BackendKind::Local => Arc::new(LocalBackend::new(
+                GRACE,
+                project_key(project),
+                std::env::var_os("PIPE_NO_CGROUP").is_none_or(|v| v.is_empty() || v == "0"),
+            )),
         };
         let id: RunId = run.id.parse().expect("run ids are numbers");
         let log_files: HashMap<String, PathBuf> = plan
