@@ -48,6 +48,8 @@ pub const LABEL_JOB: &str = "dev.pipe.job";
 pub const LABEL_PID: &str = "dev.pipe.pid";
 /// The owner as `PID@START` (see `owner`): `pipe clean` removes objects whose owner is gone.
 pub const LABEL_OWNER: &str = "dev.pipe.owner";
+/// The project's `owner::project_key`: run numbers are per project.
+pub const LABEL_PROJECT: &str = "dev.pipe.project";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pull {
@@ -66,6 +68,8 @@ pub struct DockerBackend {
     unavailable: Mutex<HashMap<String, String>>,
     teardowns: Teardowns,
     sandboxes: Arc<Sandboxes>,
+    /// The `owner::project_key` that objects are labelled with.
+    project: Option<String>,
 }
 
 /// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
@@ -145,6 +149,15 @@ impl DockerBackend {
             unavailable: Mutex::new(HashMap::new()),
             teardowns: Teardowns::default(),
             sandboxes: Arc::default(),
+            project: None,
+        }
+    }
+
+    /// Labels what it makes as the project's (its `owner::project_key`).
+    pub fn in_project(self, project: String) -> Self {
+        DockerBackend {
+            project: Some(project),
+            ..self
         }
     }
 
@@ -172,15 +185,19 @@ impl DockerBackend {
         Ok(())
     }
 
-    fn labels(run_id: &str, job: &str) -> HashMap<String, String> {
+    fn labels(&self, run_id: &str, job: &str) -> HashMap<String, String> {
         let owner = Owner::me();
-        HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_RUN.to_string(), run_id.to_string()),
             (LABEL_JOB.to_string(), job.to_string()),
             (LABEL_PID.to_string(), owner.pid.to_string()),
             (LABEL_OWNER.to_string(), owner.to_string()),
-        ])
+        ]);
+        if let Some(project) = &self.project {
+            labels.insert(LABEL_PROJECT.to_string(), project.clone());
+        }
+        labels
     }
 
     /// The workspace mount as an overlay volume, or `None` when overlays are off or the paths
@@ -224,7 +241,7 @@ impl DockerBackend {
             source: Some(name.clone()),
             typ: Some(MountType::VOLUME),
             volume_options: Some(MountVolumeOptions {
-                labels: Some(Self::labels(&spec.run_id, &spec.job)),
+                labels: Some(self.labels(&spec.run_id, &spec.job)),
                 driver_config: Some(MountVolumeOptionsDriverConfig {
                     name: Some("local".into()),
                     options: Some(HashMap::from([
@@ -276,7 +293,7 @@ impl DockerBackend {
                     .collect(),
             ),
             working_dir: Some(WORKSPACE.into()),
-            labels: Some(Self::labels(&spec.run_id, &spec.job)),
+            labels: Some(self.labels(&spec.run_id, &spec.job)),
             tty: Some(false),
             open_stdin: Some(false),
             attach_stdout: Some(true),
@@ -313,7 +330,7 @@ impl DockerBackend {
                 self.sandboxes.clone(),
                 image.to_string(),
             );
-            let labels = Self::labels(run_id, "(network sandbox)");
+            let labels = self.labels(run_id, "(network sandbox)");
             self.sandboxes.available.fetch_add(1, Ordering::AcqRel);
             self.sandboxes.creating.spawn(async move {
                 let body = ContainerCreateBody {
@@ -652,6 +669,68 @@ impl DockerBackend {
             }
         }
         Ok(missing)
+    }
+
+    /// Removes the containers of run `run` of the project `project` (its `owner::project_key`)
+    /// whose pipe process is gone, and so stops their jobs, before another process takes the run
+    /// over. Returns how many.
+    pub async fn stop_orphans(&self, project: &str, run: &str) -> Result<usize, BackendError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_PROJECT}={project}"),
+                format!("{LABEL_RUN}={run}"),
+            ],
+        )]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(job_error("cannot list containers"))?;
+        let dead = |labels: Option<&HashMap<String, String>>| {
+            !labels
+                .and_then(|l| l.get(LABEL_OWNER))
+                .and_then(|o| Owner::parse(o))
+                .is_some_and(|o| o.is_alive())
+        };
+        let mut removed = 0;
+        for c in containers {
+            let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) else {
+                continue;
+            };
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            match self.docker.remove_container(&id, Some(options)).await {
+                // Gone already: what was wanted.
+                Ok(())
+                | Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => removed += 1,
+                Err(e) => return Err(job_error("cannot remove a container")(e)),
+            }
+        }
+        // Their workspaces, which nothing uses any more.
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(job_error("cannot list volumes"))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            if dead(Some(&v.labels)) {
+                Self::remove_volume(&self.docker, &v.name).await;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.

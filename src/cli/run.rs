@@ -150,13 +150,59 @@ impl ExecArgs {
     /// These settings for a later phase of `run` (release, retry): without `--backend`, its jobs
     /// run where the run's jobs ran, so a run made with `--backend local` releases locally too.
     pub fn following(&self, run: &RunDir) -> ExecArgs {
-        let recorded = std::fs::read_to_string(run.root.join(BACKEND_FILE))
-            .ok()
-            .and_then(|name| BackendKind::from_str(name.trim(), true).ok());
         ExecArgs {
-            backend: self.backend.or(recorded),
+            backend: self.backend.or(recorded_backend(run)),
             ..self.clone()
         }
+    }
+
+    /// Before this process takes run `id` over: stops the jobs of the run that pipe processes
+    /// which died while working on it left running (a `kill -9` of `pipe release` leaves its
+    /// job running), so that at most one release of a run is ever alive. Looks on the local
+    /// backend, and on Docker where the run's jobs ran last or are about to run. Refuses when
+    /// they cannot be stopped.
+    pub fn stop_orphans(
+        &self,
+        project: &Path,
+        store: &mut dyn Store,
+        id: RunId,
+    ) -> Result<(), CliError> {
+        let key = project_key(project);
+        let run = id.to_string();
+        let cannot = |e: String| {
+            CliError::Refused(format!("run {id} still has jobs left running by a pipe process that is gone, and they cannot be stopped: {e}"))
+        };
+        let mut stopped =
+            crate::backend::local::stop_orphans(&key, &run).map_err(|e| cannot(e.to_string()))?;
+        let recorded = recorded_backend(&RunDir::at(project, id));
+        if self.backend() == BackendKind::Docker || recorded == Some(BackendKind::Docker) {
+            stopped += runtime()?.block_on(async {
+                match docker::connect().await {
+                    Ok(docker) => {
+                        let backend = DockerBackend::new(docker, self.pull, GRACE);
+                        backend
+                            .stop_orphans(&key, &run)
+                            .await
+                            .map_err(|e| cannot(e.to_string()))
+                    }
+                    // No engine answers: no container of the run is running there.
+                    Err(_) => Ok(0),
+                }
+            })?;
+        }
+        if stopped > 0 {
+            store
+                .audit(
+                    id,
+                    &actor(),
+                    "stopped leftovers",
+                    &format!(
+                        "stopped {stopped} job(s) left running by a pipe process that is gone"
+                    ),
+                )
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 
     /// Docker jobs need an answering engine and an image, and may not be privileged or mount
@@ -239,7 +285,9 @@ impl ExecArgs {
                 let docker = docker::connect()
                     .await
                     .map_err(|e| CliError::Unavailable(e.to_string()))?;
-                Arc::new(DockerBackend::new(docker, self.pull, GRACE))
+                Arc::new(
+                    DockerBackend::new(docker, self.pull, GRACE).in_project(project_key(project)),
+                )
             }
             // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
             // where no cgroup can be had.
@@ -320,6 +368,13 @@ impl ExecArgs {
             BackendError::Job(m) => CliError::Other(m),
         })
     }
+}
+
+/// Where run `run`'s jobs ran last.
+fn recorded_backend(run: &RunDir) -> Option<BackendKind> {
+    std::fs::read_to_string(run.root.join(BACKEND_FILE))
+        .ok()
+        .and_then(|name| BackendKind::from_str(name.trim(), true).ok())
 }
 
 /// Records how the jobs before the gate went; returns the run's new state.
