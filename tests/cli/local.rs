@@ -233,16 +233,28 @@ fn cgroups_here() -> bool {
     made
 }
 
-/// Whether the daemon is held the way `mode` says (where this machine allows a cgroup).
+/// Whether the daemon is held the way `mode` says (where this machine allows a cgroup). This
+/// test may itself run in a job of pipe: only a cgroup or marker of the daemon's own counts.
 fn held(pid: i32, mode: Contain) -> Result<(), String> {
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let in_cgroup = cgroup
-        .lines()
-        .any(|l| l.starts_with("0::") && l.contains("/pipe-job."));
+    let cgroup_of = |pid: &str| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let cgroup = cgroup_of(&pid.to_string());
+    let in_cgroup = cgroup != cgroup_of("self")
+        && cgroup
+            .rsplit('/')
+            .next()
+            .is_some_and(|c| c.starts_with("pipe-job."));
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let marked = environ
-        .split(|&b| b == 0)
-        .any(|v| v.starts_with(b"PIPE_JOB_TAG="));
+    let own_tag = std::env::var("PIPE_JOB_TAG").unwrap_or_default();
+    let marked = environ.split(|&b| b == 0).any(|v| {
+        v.strip_prefix(b"PIPE_JOB_TAG=")
+            .is_some_and(|tag| tag != own_tag.as_bytes())
+    });
     let ok = if mode == Contain::Cgroup && cgroups_here() {
         in_cgroup && !marked
     } else {
