@@ -3,6 +3,9 @@
 //! reboot is never taken for the owner (which would keep leftovers, or a run "running", forever).
 
 use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
@@ -42,12 +45,28 @@ impl fmt::Display for Owner {
     }
 }
 
-/// The start time of a process, or None if it is gone.
+/// A short name for the project at `project`, for what a run leaves outside the project (local
+/// jobs' cgroups and markers, Docker labels): run numbers are per project, so "run 3" alone
+/// could be another project's.
+pub fn project_key(project: &Path) -> String {
+    let path = project
+        .canonicalize()
+        .unwrap_or_else(|_| project.to_path_buf());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The start time of a process, or None if it is gone. A zombie is gone too: killed, with only
+/// its exit status left until its parent (or an init that reaps late) collects it.
 fn start_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: count fields after it.
     let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19).map(str::to_string)
+    let mut fields = after.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -74,6 +93,13 @@ mod tests {
             pid: child.id(),
             start: start_of(child.id()).unwrap_or_default(),
         };
+        // Exited, not yet waited for: a zombie.
+        while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|s| !s.contains(") Z "))
+        {
+            std::thread::yield_now();
+        }
+        assert!(!owner.is_alive(), "a zombie is not alive");
         child.wait().unwrap();
         assert!(!owner.is_alive());
         assert_eq!(

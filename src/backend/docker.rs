@@ -55,6 +55,8 @@ pub const LABEL_OWNER: &str = "dev.pipe.owner";
 /// about 30 networks.
 pub const NETWORK: &str = "pipe-jobs";
 const ICC: &str = "com.docker.network.bridge.enable_icc";
+/// The project's `owner::project_key`: run numbers are per project.
+pub const LABEL_PROJECT: &str = "dev.pipe.project";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pull {
@@ -75,6 +77,8 @@ pub struct DockerBackend {
     sandboxes: Arc<Sandboxes>,
     /// The id of the jobs' network, once `prepare` has found it.
     network: Mutex<String>,
+    /// The `owner::project_key` that objects are labelled with.
+    project: Option<String>,
 }
 
 /// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
@@ -155,6 +159,15 @@ impl DockerBackend {
             teardowns: Teardowns::default(),
             sandboxes: Arc::default(),
             network: Mutex::default(),
+            project: None,
+        }
+    }
+
+    /// Labels what it makes as the project's (its `owner::project_key`).
+    pub fn in_project(self, project: String) -> Self {
+        DockerBackend {
+            project: Some(project),
+            ..self
         }
     }
 
@@ -259,15 +272,19 @@ impl DockerBackend {
         )))
     }
 
-    fn labels(run_id: &str, job: &str) -> HashMap<String, String> {
+    fn labels(&self, run_id: &str, job: &str) -> HashMap<String, String> {
         let owner = Owner::me();
-        HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_RUN.to_string(), run_id.to_string()),
             (LABEL_JOB.to_string(), job.to_string()),
             (LABEL_PID.to_string(), owner.pid.to_string()),
             (LABEL_OWNER.to_string(), owner.to_string()),
-        ])
+        ]);
+        if let Some(project) = &self.project {
+            labels.insert(LABEL_PROJECT.to_string(), project.clone());
+        }
+        labels
     }
 
     /// The workspace mount as an overlay volume, or `None` when overlays are off or the paths
@@ -316,7 +333,7 @@ impl DockerBackend {
             source: Some(name.clone()),
             typ: Some(MountType::VOLUME),
             volume_options: Some(MountVolumeOptions {
-                labels: Some(Self::labels(&spec.run_id, &spec.job)),
+                labels: Some(self.labels(&spec.run_id, &spec.job)),
                 driver_config: Some(MountVolumeOptionsDriverConfig {
                     name: Some("local".into()),
                     options: Some(HashMap::from([
@@ -361,7 +378,7 @@ impl DockerBackend {
                     .collect(),
             ),
             working_dir: Some(WORKSPACE.into()),
-            labels: Some(Self::labels(&spec.run_id, &spec.job)),
+            labels: Some(self.labels(&spec.run_id, &spec.job)),
             tty: Some(false),
             open_stdin: Some(false),
             attach_stdout: Some(true),
@@ -401,7 +418,7 @@ impl DockerBackend {
                 self.sandboxes.clone(),
                 image.to_string(),
             );
-            let labels = Self::labels(run_id, "(network sandbox)");
+            let labels = self.labels(run_id, "(network sandbox)");
             let network = self.network.lock().expect("not poisoned").clone();
             self.sandboxes.available.fetch_add(1, Ordering::AcqRel);
             self.sandboxes.creating.spawn(async move {
@@ -744,9 +761,28 @@ impl DockerBackend {
         Ok(missing)
     }
 
+    /// Removes the containers of run `run` of the project `project` (its `owner::project_key`)
+    /// whose pipe process is gone, and so stops their jobs, before another process takes the run
+    /// over. Returns how many.
+    pub async fn stop_orphans(&self, project: &str, run: &str) -> Result<usize, BackendError> {
+        let scope = [
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_RUN}={run}"),
+        ];
+        Ok(self.sweep(&scope).await?.0)
+    }
+
     /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
     pub async fn clean(&self) -> Result<(usize, usize), BackendError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        self.sweep(&[]).await
+    }
+
+    /// Removes the containers, then the volumes, that carry every label of `scope` and whose
+    /// pipe process is gone. Returns how many of each.
+    async fn sweep(&self, scope: &[String]) -> Result<(usize, usize), BackendError> {
+        let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+        labels.extend_from_slice(scope);
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -764,11 +800,24 @@ impl DockerBackend {
         };
         let mut removed = (0, 0);
         for c in containers {
-            if let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) {
-                Self::remove_container(&self.docker, &id).await;
-                removed.0 += 1;
+            let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) else {
+                continue;
+            };
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            match self.docker.remove_container(&id, Some(options)).await {
+                // Gone already: what was wanted.
+                Ok(())
+                | Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => removed.0 += 1,
+                Err(e) => return Err(job_error("cannot remove a container")(e)),
             }
         }
+        // Their workspaces, which nothing uses any more.
         let volumes = self
             .docker
             .list_volumes(Some(ListVolumesOptions {
@@ -797,9 +846,20 @@ impl Backend for DockerBackend {
             let checks = images
                 .iter()
                 .map(|image| async move { (image, self.ensure_image(image).await) });
-            let (network, checked) = futures_util::future::join(
+            // What a dead run of this project left on the engine (it was killed, or the engine
+            // went away under it) goes now, beside the checks, as GitHub's runner sweeps by label.
+            let sweep = async {
+                if let Some(project) = &self.project {
+                    let scope = [format!("{LABEL_PROJECT}={project}")];
+                    if let Err(e) = self.sweep(&scope).await {
+                        tracing::warn!("cannot remove what dead runs left: {e}");
+                    }
+                }
+            };
+            let (network, checked, ()) = futures_util::future::join3(
                 self.ensure_network(),
                 futures_util::future::join_all(checks),
+                sweep,
             )
             .await;
             let network = network?;

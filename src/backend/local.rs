@@ -1,6 +1,8 @@
 //! Jobs as host processes, for machines without Docker. Each job gets its own copy of the
-//! workspace (source plus the artifacts it needs) and runs `sh -e` in its own process group, so
-//! that stopping it stops everything it started. The image is ignored.
+//! workspace (source plus the artifacts it needs) and runs `sh -e` in its own process group and
+//! its own cgroup (or, where none can be had, with a marker in its environment: see
+//! [`contain`]), so that stopping it stops everything it started, daemons included. The image
+//! is ignored.
 //!
 //! The copy lives outside the project, in the temporary directory: inside it, `git` in a job
 //! would find the project's `.git` (and `git reset --hard` or `git clean` would act on the
@@ -25,6 +27,15 @@ use super::{
 use crate::event::Stream;
 use crate::owner::Owner;
 use crate::workspace;
+
+mod cgroup;
+mod contain;
+mod marker;
+
+use contain::{Containment, Tag};
+
+/// How long a job's output may go on once all its processes are stopped.
+const OUTPUT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where this user's local job workspaces live.
 fn scratch_root() -> PathBuf {
@@ -64,8 +75,9 @@ fn processes_in(dir: &std::path::Path) -> Vec<Pid> {
 }
 
 /// Removes the job workspaces of pipe processes that are gone, stopping what still runs in
-/// them. Returns how many.
+/// them and whatever else their jobs left running. Returns how many workspaces.
 pub fn clean() -> io::Result<usize> {
+    contain::stop_leftovers(|_| true)?;
     let Ok(entries) = std::fs::read_dir(scratch_root()) else {
         return Ok(0);
     };
@@ -85,16 +97,29 @@ pub fn clean() -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Stops what jobs of run `run` of the project `project` (its `owner::project_key`) still run
+/// for pipe processes that are gone, before another takes the run over. Returns how many jobs
+/// had something left. Blocks.
+pub fn stop_orphans(project: &str, run: &str) -> io::Result<usize> {
+    contain::stop_leftovers(|tag| tag.project == project && tag.run == run)
+}
+
 pub struct LocalBackend {
     /// How long a job may take to exit after SIGTERM before it gets SIGKILL.
     grace: Duration,
+    /// The project's `owner::project_key`, in the tag of each job.
+    project: String,
+    /// Whether jobs may get a cgroup of their own (else they are found by a marker).
+    cgroups: bool,
     teardowns: Teardowns,
 }
 
 impl LocalBackend {
-    pub fn new(grace: Duration) -> Self {
+    pub fn new(grace: Duration, project: String, cgroups: bool) -> Self {
         LocalBackend {
             grace,
+            project,
+            cgroups,
             teardowns: Teardowns::default(),
         }
     }
@@ -153,7 +178,9 @@ impl LocalBackend {
                 ))
             })?;
 
-        let mut child = Command::new("sh")
+        let contain = Containment::new(&Tag::next(&self.project, &spec.run_id), self.cgroups);
+        let mut command = Command::new("sh");
+        command
             .arg("-ec")
             .arg(shell_script(&spec.script))
             .current_dir(&dir)
@@ -163,9 +190,16 @@ impl LocalBackend {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| BackendError::Job(format!("cannot start sh: {e}")))?;
+            .kill_on_drop(true);
+        let spawned = contain.enclose(&mut command).and_then(|()| command.spawn());
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                // Nothing ran: this only removes the cgroup.
+                let _ = stop_all(&contain).await;
+                return Err(BackendError::Job(format!("cannot start sh: {e}")));
+            }
+        };
         let pgid = Pid::from_raw(child.id().expect("a just-spawned child has a pid") as i32);
         let out = pump(
             child.stdout.take().expect("piped"),
@@ -195,22 +229,41 @@ impl LocalBackend {
                         Stop::No => {}
                         Stop::Graceful if grace_deadline.is_none() => {
                             let _ = killpg(pgid, Signal::SIGTERM);
+                            contain.signal(Signal::SIGTERM);
                             grace_deadline = Some(tokio::time::Instant::now() + self.grace);
                         }
                         Stop::Graceful => {}
-                        Stop::Kill => { let _ = killpg(pgid, Signal::SIGKILL); }
+                        Stop::Kill => {
+                            let _ = killpg(pgid, Signal::SIGKILL);
+                            contain.signal(Signal::SIGKILL);
+                        }
                     }
                 }
                 _ = grace => {
                     let _ = killpg(pgid, Signal::SIGKILL);
+                    contain.signal(Signal::SIGKILL);
                     grace_deadline = None;
                 }
             }
-        }
-        .map_err(|e| BackendError::Job(format!("waiting for the job failed: {e}")))?;
-        // Processes the script left in the background would hold the pipes open: end them.
+        };
+        // Processes the script left behind (in the background, or daemons that left its process
+        // group) would hold the pipes open and outlive the job: end them all.
         let _ = killpg(pgid, Signal::SIGKILL);
-        let _ = tokio::join!(out, err);
+        if let Err(e) = stop_all(&contain).await {
+            tracing::warn!("a local job's processes are still running: {e}");
+        }
+        let status =
+            status.map_err(|e| BackendError::Job(format!("waiting for the job failed: {e}")))?;
+        // Only a process that escaped the job (possible without a cgroup) can still hold the
+        // pipes open: stop reading after a while rather than wait for it.
+        let (mut out, mut err) = (out, err);
+        let output = async {
+            let _ = tokio::join!(&mut out, &mut err);
+        };
+        if tokio::time::timeout(OUTPUT_LIMIT, output).await.is_err() {
+            out.abort();
+            err.abort();
+        }
 
         let exit_code = status.code().map(i64::from).unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
@@ -241,6 +294,14 @@ impl LocalBackend {
             findings: None,
         })
     }
+}
+
+/// Kills every process of a job and waits until they are gone, off the async threads.
+async fn stop_all(contain: &Containment) -> io::Result<()> {
+    let contain = contain.clone();
+    tokio::task::spawn_blocking(move || contain.kill())
+        .await
+        .map_err(io::Error::other)?
 }
 
 fn pump(

@@ -121,6 +121,7 @@ pub fn release_now(
         problems,
     })?;
     exec.check_jobs(&run.pipeline_file(), &plan.jobs)?;
+    exec.stop_orphans(project, store, id)?;
     store
         .claim_run(id, record.state, RunState::Releasing)
         .map_err(store_error)?;

@@ -68,6 +68,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         })?;
         exec.check_jobs(&old.pipeline_file(), &plan.jobs)?;
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+        exec.stop_orphans(&project, &mut store, id)?;
         store
             .claim_run(id, record.state, RunState::Running)
             .map_err(store_error)?;

@@ -17,6 +17,7 @@ use crate::backend::docker::{self, DockerBackend, Pull};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
+use crate::owner::project_key;
 use crate::pipeline::{Job, Pos, Problem};
 use crate::plan::{Phase, Plan, Selection};
 use crate::report::{self, Mode, StoreSink};
@@ -149,13 +150,59 @@ impl ExecArgs {
     /// These settings for a later phase of `run` (release, retry): without `--backend`, its jobs
     /// run where the run's jobs ran, so a run made with `--backend local` releases locally too.
     pub fn following(&self, run: &RunDir) -> ExecArgs {
-        let recorded = std::fs::read_to_string(run.root.join(BACKEND_FILE))
-            .ok()
-            .and_then(|name| BackendKind::from_str(name.trim(), true).ok());
         ExecArgs {
-            backend: self.backend.or(recorded),
+            backend: self.backend.or(recorded_backend(run)),
             ..self.clone()
         }
+    }
+
+    /// Before this process takes run `id` over: stops the jobs of the run that pipe processes
+    /// which died while working on it left running (a `kill -9` of `pipe release` leaves its
+    /// job running), so that at most one release of a run is ever alive. Looks on the local
+    /// backend, and on Docker where the run's jobs ran last or are about to run. Refuses when
+    /// they cannot be stopped.
+    pub fn stop_orphans(
+        &self,
+        project: &Path,
+        store: &mut dyn Store,
+        id: RunId,
+    ) -> Result<(), CliError> {
+        let key = project_key(project);
+        let run = id.to_string();
+        let cannot = |e: String| {
+            CliError::Refused(format!("run {id} still has jobs left running by a pipe process that is gone, and they cannot be stopped: {e}"))
+        };
+        let mut stopped =
+            crate::backend::local::stop_orphans(&key, &run).map_err(|e| cannot(e.to_string()))?;
+        let recorded = recorded_backend(&RunDir::at(project, id));
+        if self.backend() == BackendKind::Docker || recorded == Some(BackendKind::Docker) {
+            stopped += runtime()?.block_on(async {
+                match docker::connect().await {
+                    Ok(docker) => {
+                        let backend = DockerBackend::new(docker, self.pull, GRACE);
+                        backend
+                            .stop_orphans(&key, &run)
+                            .await
+                            .map_err(|e| cannot(e.to_string()))
+                    }
+                    // No engine answers: no container of the run is running there.
+                    Err(_) => Ok(0),
+                }
+            })?;
+        }
+        if stopped > 0 {
+            store
+                .audit(
+                    id,
+                    &actor(),
+                    "stopped leftovers",
+                    &format!(
+                        "stopped {stopped} job(s) left running by a pipe process that is gone"
+                    ),
+                )
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 
     /// Docker jobs need an answering engine and an image, and may not be privileged or mount
@@ -226,9 +273,17 @@ impl ExecArgs {
                 let docker = docker::connect()
                     .await
                     .map_err(|e| CliError::Unavailable(e.to_string()))?;
-                Arc::new(DockerBackend::new(docker, self.pull, GRACE))
+                Arc::new(
+                    DockerBackend::new(docker, self.pull, GRACE).in_project(project_key(project)),
+                )
             }
-            BackendKind::Local => Arc::new(LocalBackend::new(GRACE)),
+            // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
+            // where no cgroup can be had.
+            BackendKind::Local => Arc::new(LocalBackend::new(
+                GRACE,
+                project_key(project),
+                std::env::var_os("PIPE_NO_CGROUP").is_none_or(|v| v.is_empty() || v == "0"),
+            )),
         };
         let id: RunId = run.id.parse().expect("run ids are numbers");
         let log_files: HashMap<String, PathBuf> = plan
@@ -333,10 +388,14 @@ pub fn privileges_asked<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<(&'a Job
 
 /// Whether the later phases of a run (its release) run on Docker, as recorded when it ran.
 pub fn runs_on_docker(run: &RunDir) -> bool {
+    recorded_backend(run).is_none_or(|kind| kind == BackendKind::Docker)
+}
+
+/// Where run `run`'s jobs ran last.
+fn recorded_backend(run: &RunDir) -> Option<BackendKind> {
     std::fs::read_to_string(run.root.join(BACKEND_FILE))
         .ok()
         .and_then(|name| BackendKind::from_str(name.trim(), true).ok())
-        .is_none_or(|kind| kind == BackendKind::Docker)
 }
 
 /// Records how the jobs before the gate went; returns the run's new state.

@@ -84,12 +84,12 @@ fn the_engine_stopping_mid_run_exits_3_records_an_interruption_and_the_next_run_
         "image: {IMAGE}
 jobs:
   a: {{script: ['echo engine-test-ready', 'sleep 300']}}
-  b: {{stage: test, script: ['echo b']}}
+  b: {{needs: [], script: ['echo b']}}
 "
     ));
     let mut command = project.command(&["run", "--pull", "never"]);
     command.env("DOCKER_HOST", proxy.host());
-    let (child, _) = command_until(command, "engine-test-ready");
+    let (child, _) = spawn_command_until(command, "engine-test-ready");
     let pid = child.id();
     proxy.cut();
     let out = child.wait_with_output().unwrap();
@@ -110,7 +110,9 @@ jobs:
     );
     let filter = format!("label=dev.pipe.pid={pid}");
     assert!(
-        !docker(&["ps", "-aq", "--filter", &filter]).trim().is_empty(),
+        !docker(&["ps", "-aq", "--filter", &filter])
+            .trim()
+            .is_empty(),
         "the dead run's container is still on the engine, as after a real outage"
     );
 

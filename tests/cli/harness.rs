@@ -182,12 +182,13 @@ pub fn assert_no_leftovers(pid: u32) {
 
 /// Starts pipe and waits until a line containing `marker` appears on its stdout.
 pub fn spawn_until(project: &Project, args: &[&str], marker: &str) -> (Child, Vec<String>) {
-    command_until(project.command(args), marker)
+    spawn_command_until(project.command(args), marker)
 }
 
-/// Starts a pipe command and waits until a line containing `marker` appears on its stdout.
-pub fn command_until(mut command: Command, marker: &str) -> (Child, Vec<String>) {
-    let mut child = command.spawn().expect("start pipe");
+/// Starts `cmd` (pipe, as `Project::command` sets it up) and waits until a line containing
+/// `marker` appears on its stdout.
+pub fn spawn_command_until(mut cmd: Command, marker: &str) -> (Child, Vec<String>) {
+    let mut child = cmd.spawn().expect("start pipe");
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut seen = Vec::new();
@@ -205,4 +206,46 @@ pub fn command_until(mut command: Command, marker: &str) -> (Child, Vec<String>)
     // Keep draining so that pipe never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     (child, seen)
+}
+
+/// How pipe holds a local job's processes together: its own cgroup, or (`PIPE_NO_CGROUP=1`, and
+/// where no cgroup can be had) a marker in their environment.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Contain {
+    Cgroup,
+    Marker,
+}
+
+impl Project {
+    /// `command`, with local jobs held as `contain` says.
+    pub fn command_holding(&self, contain: Contain, args: &[&str]) -> Command {
+        let mut cmd = self.command(args);
+        if contain == Contain::Marker {
+            cmd.env("PIPE_NO_CGROUP", "1");
+        }
+        cmd
+    }
+}
+
+/// Whether process `pid` is gone: no such process, or a zombie (killed; only its exit status
+/// is left for a parent that may reap it late).
+pub fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Kills process `pid` when dropped, so that a failing test leaves nothing running.
+pub struct KillOnDrop(pub i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !gone(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }

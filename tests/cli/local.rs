@@ -1,6 +1,6 @@
 //! `pipe run --backend local`: the same semantics as host processes.
 
-use crate::harness::{spawn_until, Project};
+use crate::harness::{gone, spawn_until, Contain, KillOnDrop, Project};
 
 #[test]
 fn artifacts_failures_and_skips_work_as_on_docker() {
@@ -179,4 +179,172 @@ fn a_job_can_need_one_expansion_of_a_matrix() {
         "{}",
         ran.stdout
     );
+}
+
+/// A job that starts a daemon — its own session, so out of the job's process group, and out of
+/// its workspace — which writes its pid to `daemon` in `marks`, then runs `then`.
+fn daemon_job(marks: &std::path::Path, timeout: &str, then: &str) -> Project {
+    Project::new(&format!(
+        "env: {{MARKS: {}}}
+jobs:
+  d:
+    {timeout}
+    script:
+      - 'setsid sh -c \"cd /; echo \\$\\$ > $MARKS/tmp; mv $MARKS/tmp $MARKS/daemon; exec sleep 300\" > /dev/null 2>&1 &'
+      - 'while [ ! -e $MARKS/daemon ]; do sleep 0.05; done'
+      - echo daemon started
+      - {then}
+",
+        marks.display()
+    ))
+}
+
+/// The daemon's pid, killed when the test ends whatever happens.
+fn daemon(marks: &std::path::Path) -> (i32, KillOnDrop) {
+    let pid: i32 = std::fs::read_to_string(marks.join("daemon"))
+        .expect("the daemon wrote its pid")
+        .trim()
+        .parse()
+        .unwrap();
+    (pid, KillOnDrop(pid))
+}
+
+/// Whether this process could make a cgroup beneath its own, as pipe does for each local job.
+fn cgroups_here() -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = mounts.lines().find_map(|l| {
+        let (before, after) = l.split_once(" - ")?;
+        after
+            .starts_with("cgroup2 ")
+            .then(|| before.split_whitespace().nth(4).unwrap().to_string())
+    }) else {
+        return false;
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let probe = std::path::Path::new(&mount)
+        .join(own.trim_start_matches('/'))
+        .join(format!("pipe-test-probe.{}", std::process::id()));
+    let made = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    made
+}
+
+/// Whether the daemon is held the way `mode` says (where this machine allows a cgroup). This
+/// test may itself run in a job of pipe: only a cgroup or marker of the daemon's own counts.
+fn held(pid: i32, mode: Contain) -> Result<(), String> {
+    let cgroup_of = |pid: &str| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let cgroup = cgroup_of(&pid.to_string());
+    let in_cgroup = cgroup != cgroup_of("self")
+        && cgroup
+            .rsplit('/')
+            .next()
+            .is_some_and(|c| c.starts_with("pipe-job."));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let own_tag = std::env::var("PIPE_JOB_TAG").unwrap_or_default();
+    let marked = environ.split(|&b| b == 0).any(|v| {
+        v.strip_prefix(b"PIPE_JOB_TAG=")
+            .is_some_and(|tag| tag != own_tag.as_bytes())
+    });
+    let ok = if mode == Contain::Cgroup && cgroups_here() {
+        in_cgroup && !marked
+    } else {
+        marked && !in_cgroup
+    };
+    ok.then_some(()).ok_or(format!(
+        "held by cgroup {in_cgroup} and marker {marked}: {cgroup}"
+    ))
+}
+
+fn timeout_stops_a_daemon_the_job_started(mode: Contain) {
+    let marks = tempfile::tempdir().unwrap();
+    let project = daemon_job(marks.path(), "timeout: 3s", "sleep 300");
+    let out = project
+        .command_holding(mode, &["run", "--backend", "local"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (pid, _kill) = daemon(marks.path());
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("timed out after 3s"), "{stdout}");
+    assert!(gone(pid), "the daemon {pid} outlived its job's timeout");
+}
+
+#[test]
+fn timeout_stops_a_daemon_the_job_started_in_a_cgroup() {
+    timeout_stops_a_daemon_the_job_started(Contain::Cgroup);
+}
+
+#[test]
+fn timeout_stops_a_daemon_the_job_started_by_its_marker() {
+    timeout_stops_a_daemon_the_job_started(Contain::Marker);
+}
+
+fn a_daemon_ends_with_its_job(mode: Contain) {
+    let marks = tempfile::tempdir().unwrap();
+    let project = daemon_job(marks.path(), "", "echo done");
+    let out = project
+        .command_holding(mode, &["run", "--backend", "local"])
+        .output()
+        .unwrap();
+    let (pid, _kill) = daemon(marks.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(gone(pid), "the daemon {pid} outlived its job");
+}
+
+#[test]
+fn a_daemon_ends_with_its_job_in_a_cgroup() {
+    a_daemon_ends_with_its_job(Contain::Cgroup);
+}
+
+#[test]
+fn a_daemon_ends_with_its_job_by_its_marker() {
+    a_daemon_ends_with_its_job(Contain::Marker);
+}
+
+fn clean_stops_a_daemon_of_a_killed_pipe(mode: Contain) {
+    let marks = tempfile::tempdir().unwrap();
+    let project = daemon_job(marks.path(), "", "sleep 300");
+    let mut child = project
+        .command_holding(mode, &["run", "--backend", "local"])
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = std::io::BufRead::lines(stdout)
+        .map_while(Result::ok)
+        .any(|l| l == "[d] daemon started");
+    assert!(started, "the job started its daemon");
+    let (pid, _kill) = daemon(marks.path());
+    let held = held(pid, mode);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    held.unwrap();
+    // A killed pipe cannot stop the daemon (though another test's `clean` may, by now).
+    let clean = project.pipe(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(gone(pid), "`pipe clean` stops the daemon {pid}");
+}
+
+#[test]
+fn clean_stops_a_daemon_of_a_killed_pipe_in_a_cgroup() {
+    clean_stops_a_daemon_of_a_killed_pipe(Contain::Cgroup);
+}
+
+#[test]
+fn clean_stops_a_daemon_of_a_killed_pipe_by_its_marker() {
+    clean_stops_a_daemon_of_a_killed_pipe(Contain::Marker);
 }

@@ -3,7 +3,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{docker_image, Project, Ran, IMAGE};
+use crate::harness::{
+    assert_no_leftovers, docker, docker_image, gone, spawn_command_until, Contain, KillOnDrop,
+    Project, Ran, IMAGE,
+};
 
 /// A project in a git repository on `main`, with a release stage behind a gate.
 fn gated_project(gate: &str) -> Project {
@@ -658,4 +661,144 @@ jobs:
         "{}",
         refused.stderr
     );
+}
+
+/// A release job that, when released first, records its pid and a daemon's (its own session,
+/// out of the job's process group and workspace) in `pids` and waits; released again, it says
+/// whether any recorded process is still alive, and ends.
+fn lingering_release(marks: &Path) -> Project {
+    Project::new(&format!(
+        "env: {{MARKS: {}}}
+jobs:
+  build: {{script: [echo built]}}
+  ship:
+    stage: release
+    gate: {{approvals: 0}}
+    script:
+      - 'for p in $(cat $MARKS/pids 2>/dev/null); do grep -qs \"^State:.[^Z]\" /proc/$p/status && echo \"still alive: $p\"; done; true'
+      - 'if [ -e $MARKS/pids ]; then echo second release; exit 0; fi'
+      - 'echo $$ > $MARKS/pids'
+      - 'setsid sh -c \"cd /; echo \\$\\$ >> $MARKS/pids; exec sleep 300\" > /dev/null 2>&1 &'
+      - 'while [ $(wc -l < $MARKS/pids) -lt 2 ]; do sleep 0.05; done'
+      - echo first release waits
+      - sleep 300
+",
+        marks.display()
+    ))
+}
+
+fn a_killed_release_is_stopped_before_the_run_is_released_again(contain: Contain) {
+    let marks = tempfile::tempdir().unwrap();
+    let project = lingering_release(marks.path());
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let (mut first, _) = spawn_command_until(
+        project.command_holding(contain, &["release", "1", "--backend", "local"]),
+        "[ship] first release waits",
+    );
+    let pids: Vec<i32> = std::fs::read_to_string(marks.path().join("pids"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let _kill: Vec<KillOnDrop> = pids.iter().map(|&p| KillOnDrop(p)).collect();
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let out = project
+        .command_holding(contain, &["release", "1", "--backend", "local"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("[ship] second release"), "{stdout}");
+    assert!(
+        !stdout.contains("[ship] still alive"),
+        "the first release's job ran beside the second: {stdout}"
+    );
+    for pid in pids {
+        assert!(gone(pid), "{pid} of the first release is still running");
+    }
+}
+
+#[test]
+fn a_killed_release_is_stopped_before_the_run_is_released_again_in_a_cgroup() {
+    a_killed_release_is_stopped_before_the_run_is_released_again(Contain::Cgroup);
+}
+
+#[test]
+fn a_killed_release_is_stopped_before_the_run_is_released_again_by_its_marker() {
+    a_killed_release_is_stopped_before_the_run_is_released_again(Contain::Marker);
+}
+
+#[test]
+fn a_killed_release_container_is_removed_before_the_run_is_released_again() {
+    docker_image();
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  build: {{script: [echo built]}}
+  ship: {{stage: release, gate: {{approvals: 0}}, script: [echo release waits, 'trap \"exit 143\" TERM; sleep 300 & wait']}}
+"
+    ));
+    assert_eq!(project.run_docker(&[]).code, 0);
+    let unix_now = || {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+    };
+    let since = unix_now();
+    let release = || {
+        spawn_command_until(
+            project.command(&["release", "1", "--pull", "never"]),
+            "[ship] release waits",
+        )
+        .0
+    };
+    let mut first = release();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = release();
+    let until = unix_now();
+    let (one, two) = (first.id().to_string(), second.id().to_string());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(second.wait().unwrap().code(), Some(143));
+    assert_no_leftovers(second.id());
+
+    // The engine's own record: every container of the first release died before the second
+    // release made one.
+    let events = docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        // Label filters are all required: other tests' runs 1 are filtered out below.
+        "--filter",
+        "label=dev.pipe.run=1",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"dev.pipe.pid\"}}",
+    ]);
+    let events: Vec<(&str, &str)> = events
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|&(_, pid)| pid == one || pid == two)
+        .collect();
+    let second_starts = events
+        .iter()
+        .position(|&(_, pid)| pid == two)
+        .unwrap_or_else(|| panic!("the second release made a container: {events:?}"));
+    let first_died = events
+        .iter()
+        .rposition(|&(action, pid)| pid == one && action == "die")
+        .unwrap_or_else(|| panic!("the first release's container died: {events:?}"));
+    assert!(first_died < second_starts, "{events:?}");
+    assert_no_leftovers(first.id());
 }
