@@ -164,7 +164,12 @@ fn a_job_needing_100_jobs_gets_all_their_artifacts_on_an_overlay() {
         "image: {IMAGE}
 jobs:
   part: {{matrix: {{N: [{}]}}, script: ['mkdir -p out/$N', 'echo $N > out/$N/n'], artifacts: [out]}}
-  all: {{stage: test, script: ['test $(ls out | wc -l) -eq 100', 'cat out/*/n | sort -n | tail -1']}}
+  all:
+    stage: test
+    script:
+      - grep -q ' /workspace overlay ' /proc/mounts   # an overlay, not the copy pipe falls back to
+      - test $(ls out | wc -l) -eq 100
+      - cat out/*/n | sort -n | tail -1
 ",
         values.join(", ")
     ));
@@ -181,4 +186,80 @@ jobs:
         ran.stderr
     );
     assert_no_leftovers(ran.pid);
+}
+
+#[test]
+fn a_link_in_the_snapshot_is_replaced_not_followed_when_artifacts_are_laid() {
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("keep.txt"), "mine").unwrap();
+    let project = Project::new(
+        "jobs:
+  b: {script: ['rm out', 'mkdir out', 'echo pwned > out/keep.txt'], artifacts: [out]}
+  c: {stage: test, needs: [b], script: ['! test -L out', 'grep pwned out/keep.txt']}
+",
+    );
+    std::os::unix::fs::symlink(victim.path(), project.path().join("out")).unwrap();
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn five_hundred_artifact_layers_fit_one_overlay_mount() {
+    use pipe::backend::docker::{connect, DockerBackend, Pull};
+    use pipe::backend::{Backend, JobSpec, LogSink, Stop};
+
+    docker_image();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    std::fs::create_dir_all(source.join("src")).unwrap();
+    std::fs::write(source.join("src/main.c"), "int main(){}").unwrap();
+    let mut layers = vec![source];
+    for n in 0..500 {
+        let layer = dir.path().join(format!("artifacts/part-N-{n}"));
+        std::fs::create_dir_all(layer.join("out")).unwrap();
+        std::fs::write(layer.join(format!("out/{n}")), n.to_string()).unwrap();
+        layers.push(layer);
+    }
+    let spec = JobSpec {
+        run_id: format!("layers-{}", std::process::id()),
+        job: "all".into(),
+        slug: "all".into(),
+        image: Some(IMAGE.into()),
+        script: vec![
+            // An overlay, not the copy pipe falls back to when a mount fails.
+            "grep -q ' /workspace overlay ' /proc/mounts".into(),
+            "test $(ls out | wc -l) -eq 500".into(),
+            "test -f src/main.c".into(),
+        ],
+        env: Vec::new(),
+        layers,
+        scratch: dir.path().join("jobs/all/1"),
+        artifacts: Vec::new(),
+        artifacts_dest: dir.path().join("kept"),
+        privileged: false,
+        binds: Vec::new(),
+        scan: None,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (outcome, lines) = runtime.block_on(async {
+        let backend = DockerBackend::new(connect().await.unwrap(), Pull::Never, Duration::ZERO);
+        backend.prepare(&[IMAGE.into()], 0, &spec.run_id).await.unwrap();
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let (_stop, stop) = tokio::sync::watch::channel(Stop::No);
+        let outcome = backend
+            .run(&spec, &LogSink::new("all".into(), events), stop)
+            .await;
+        backend.shutdown().await;
+        let mut lines = Vec::new();
+        while let Ok(event) = received.try_recv() {
+            lines.push(format!("{event:?}"));
+        }
+        (outcome, lines)
+    });
+    assert_eq!(outcome.expect("the job ran").exit_code, 0, "{lines:#?}");
+    assert_no_leftovers(std::process::id());
 }
