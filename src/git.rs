@@ -1,4 +1,5 @@
-//! Facts from git, through git2: the commit and branch a run is built from.
+//! Facts from git, through git2: the commit and branch a run is built from, and whether the
+//! working tree it is copied from differs from that commit.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,10 @@ pub struct Facts {
     pub branch: Option<String>,
     /// Tags that point at the commit.
     pub tags: Vec<String>,
+    /// Paths under the project whose content in the working tree is not the commit's: tracked
+    /// files modified, added, deleted or renamed, and untracked files git does not ignore.
+    /// `None` without a commit to compare with, or when git could not tell.
+    pub changed_paths: Option<u32>,
 }
 
 /// The commit checked out in the repository that contains `dir`, and its branch; empty when
@@ -39,7 +44,39 @@ pub fn facts(dir: &Path) -> Facts {
             .then(|| head.shorthand().map(str::to_string))
             .flatten(),
         tags,
+        changed_paths: commit.and_then(|_| changed_paths(&repo, dir)),
     }
+}
+
+/// How many paths under `dir` differ from the commit checked out, as `git status` lists them
+/// (untracked directories counted file by file). Paths elsewhere in the repository are not
+/// part of a snapshot of `dir`, so they do not count. pipe's own `.pipe` is ignored by the
+/// `.gitignore` pipe writes into it, so it never counts either.
+fn changed_paths(repo: &git2::Repository, dir: &Path) -> Option<u32> {
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let dir = dir.canonicalize().ok()?;
+    let under = dir.strip_prefix(&workdir).ok()?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .include_unmodified(false);
+    let statuses = repo.statuses(Some(&mut opts)).ok()?;
+    let count = statuses
+        .iter()
+        .filter(|entry| entry.status() != git2::Status::CURRENT)
+        .filter(|entry| !entry.status().contains(git2::Status::IGNORED))
+        .filter(|entry| {
+            // Paths in a status are relative to the working directory, `/`-separated.
+            entry
+                .path_bytes()
+                .strip_prefix(under.as_os_str().as_encoded_bytes())
+                .is_some_and(|rest| {
+                    under.as_os_str().is_empty() || rest.is_empty() || rest.starts_with(b"/")
+                })
+        })
+        .count();
+    u32::try_from(count).ok()
 }
 
 /// The files git tracks under `dir`, relative to it (empty outside a repository). Some of them
@@ -84,6 +121,7 @@ mod tests {
         std::fs::write(dir.path().join("f"), "x").unwrap();
         let mut index = repo.index().unwrap();
         index.add_path(Path::new("f")).unwrap();
+        index.write().unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let sig = git2::Signature::now("t", "t@example.com").unwrap();
         let oid = repo
@@ -95,5 +133,22 @@ mod tests {
         assert_eq!(f.commit, Some(oid.to_string()));
         assert!(f.branch.is_some());
         assert_eq!(f.tags, ["v1.0"]);
+        assert_eq!(f.changed_paths, Some(0), "a tree just committed is clean");
+
+        // Modified, untracked (in a new folder) and deleted count; ignored files do not.
+        std::fs::write(dir.path().join(".gitignore"), "*.log\n").unwrap();
+        std::fs::write(dir.path().join("f"), "y").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/new"), "n").unwrap();
+        std::fs::write(dir.path().join("sub/out.log"), "l").unwrap();
+        assert_eq!(facts(dir.path()).changed_paths, Some(3)); // .gitignore, f, sub/new
+                                                              // Seen from the folder `sub` (a project inside the repository), only its own path.
+        assert_eq!(facts(&dir.path().join("sub")).changed_paths, Some(1));
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        assert_eq!(
+            facts(dir.path()).changed_paths,
+            Some(3),
+            "a deletion counts"
+        );
     }
 }

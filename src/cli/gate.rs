@@ -7,7 +7,6 @@ use super::run::{
     recorded_facts, recorded_store, runs_on_docker, runtime, store_error, ExecArgs,
 };
 use super::{exit, print, CliError, Internal};
-use crate::pipeline::gate::Gate;
 use crate::plan::{self, Phase, Selection};
 use crate::release;
 use crate::store::{self, RunId, RunRecord, RunState, Store};
@@ -51,12 +50,11 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
     let new = store
         .approve(id, &by, args.comment.as_deref(), clock()?)
         .map_err(store_error)?;
-    let gate = gate_of(&project, &record)?;
+    let needed = approvals_needed(&project, &record)?;
     let count = store.approvals(id).map_err(store_error)?.len();
     let again = if new { "" } else { " (already counted)" };
     print(&format!(
-        "run {id} approved by {by}{again}: {count} of {} approval(s)\n",
-        gate.approvals
+        "run {id} approved by {by}{again}: {count} of {needed} approval(s)\n"
     ))?;
     eprintln!("{}", next_step(&mut store, id)?);
     Ok(exit::OK)
@@ -84,10 +82,10 @@ pub fn release_now(
     let run = RunDir::at(project, id);
     let exec = &exec.following(&run);
     let pipeline = stored_pipeline(&run, &record)?;
-    let gate = pipeline.gate().unwrap_or_default();
+    let gates = pipeline.gates();
     let jobs = store.jobs(id).map_err(store_error)?;
     let approvals = store.approvals(id).map_err(store_error)?;
-    if let Some(first) = release::unmet(&gate, &record, &jobs, &approvals, clock()?)
+    if let Some(first) = release::unmet(&gates, &record, &jobs, &approvals, clock()?)
         .into_iter()
         .next()
     {
@@ -95,12 +93,12 @@ pub fn release_now(
             announce(store, id, RunState::AwaitingRelease, exec.output)?;
             return Ok(exit::OK);
         }
+        let why = first.to_string();
         store
-            .audit(id, &actor(), "release refused", &first.0)
+            .audit(id, &actor(), "release refused", &why)
             .map_err(store_error)?;
         return Err(CliError::Refused(format!(
-            "run {id} cannot be released: {}",
-            first.0
+            "run {id} cannot be released: {why}"
         )));
     }
     if !run.source().is_dir() {
@@ -211,11 +209,10 @@ pub fn stored_pipeline(
     Ok(pipeline)
 }
 
-fn gate_of(project: &Path, record: &RunRecord) -> Result<Gate, CliError> {
-    let id = record.id;
-    Ok(stored_pipeline(&RunDir::at(project, id), record)?
-        .gate()
-        .unwrap_or_default())
+/// The approvals the run's release needs: the most any of its release jobs asks for.
+fn approvals_needed(project: &Path, record: &RunRecord) -> Result<u32, CliError> {
+    let pipeline = stored_pipeline(&RunDir::at(project, record.id), record)?;
+    Ok(release::approvals_needed(&pipeline.gates()))
 }
 
 fn clock() -> Result<chrono::DateTime<chrono::Utc>, CliError> {
@@ -228,11 +225,11 @@ pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     let record = store.run(id).map_err(store_error)?;
     let run = RunDir::at(&project, id);
     let pipeline = stored_pipeline(&run, &record)?;
-    let gate = pipeline.gate().unwrap_or_default();
+    let gates = pipeline.gates();
     let approvals = store.approvals(id).map_err(store_error)?;
     let jobs = store.jobs(id).map_err(store_error)?;
-    let missing = (gate.approvals as usize).saturating_sub(approvals.len());
-    let unmet = release::unmet(&gate, &record, &jobs, &approvals, clock()?);
+    let missing = (release::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
+    let unmet = release::unmet(&gates, &record, &jobs, &approvals, clock()?);
     // A release job that Docker would refuse as privileged: the command to type says so.
     let asks = privileges_asked(pipeline.jobs.iter().filter(|j| j.gated));
     let (flag, why) = match asks.first().filter(|_| runs_on_docker(&run)) {
@@ -247,13 +244,16 @@ pub fn next_step(store: &mut dyn Store, id: RunId) -> Result<String, CliError> {
     };
     Ok(if unmet.is_empty() {
         format!("release {id} is ready: pipe release {id}{flag}{why}")
-    } else if unmet.len() == 1 && missing > 0 {
+    } else if unmet
+        .iter()
+        .all(|u| u.condition == release::Condition::Approvals)
+    {
         format!(
             "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",
             if missing == 1 { "" } else { "s" }
         )
     } else {
-        let reasons: Vec<String> = unmet.into_iter().map(|u| u.0).collect();
+        let reasons: Vec<String> = unmet.iter().map(ToString::to_string).collect();
         format!(
             "release {id} waits at the gate: {}{why}",
             reasons.join("; ")

@@ -106,6 +106,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             commit: record.commit.clone(),
             branch: record.branch.clone(),
             tags: record.tags.clone(),
+            // The same snapshot, so the same uncommitted changes.
+            changed_paths: record.changed_paths,
             trigger: format!("retry of run {id}"),
             actor: actor(),
         };

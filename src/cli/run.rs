@@ -112,6 +112,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         commit: git.commit.clone(),
         branch: git.branch.clone(),
         tags: git.tags.clone(),
+        changed_paths: git.changed_paths,
         trigger: "run".into(),
         actor: actor(),
     };
@@ -586,6 +587,7 @@ pub fn recorded_facts(record: &store::RunRecord) -> crate::git::Facts {
         commit: record.commit.clone(),
         branch: record.branch.clone(),
         tags: record.tags.clone(),
+        changed_paths: record.changed_paths,
     }
 }
 

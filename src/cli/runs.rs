@@ -75,7 +75,7 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
                 r.branch.clone().unwrap_or_else(|| "-".into()),
                 r.commit
                     .as_deref()
-                    .map(|c| c[..c.len().min(8)].to_string())
+                    .map(|c| format!("{}{}", &c[..c.len().min(8)], uncommitted(r, false)))
                     .unwrap_or_else(|| "-".into()),
                 r.started_at.format("%Y-%m-%d %H:%M").to_string(),
                 r.ended_at
@@ -110,7 +110,26 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
 fn record_json(r: &RunRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     v["schema"] = SCHEMA_VERSION.into();
+    // `null` where nothing was counted: no commit, or a run from before pipe counted.
+    v["dirty"] = r
+        .changed_paths
+        .map_or(serde_json::Value::Null, |n| (n > 0).into());
     v
+}
+
+/// What a run's snapshot holds besides its commit, said after the commit: nothing for a clean
+/// one. `long` for `pipe show`, short for the table of `pipe runs`.
+fn uncommitted(r: &RunRecord, long: bool) -> String {
+    match (r.changed_paths, long) {
+        (Some(0), _) => String::new(),
+        (Some(n), true) => format!(
+            " plus uncommitted changes to {n} path{}",
+            if n == 1 { "" } else { "s" }
+        ),
+        (Some(n), false) => format!(" (+{n} uncommitted)"),
+        (None, true) => " (its uncommitted changes were not counted)".into(),
+        (None, false) => " (not counted)".into(),
+    }
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
@@ -147,9 +166,12 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         run.state.as_str().replace('_', " ")
     );
     let on = run.branch.as_deref().unwrap_or("-");
-    let commit = run.commit.as_deref().unwrap_or("-");
+    let commit = match &run.commit {
+        Some(c) => format!("{c} on {on}{}", uncommitted(&run, true)),
+        None => format!("- on {on}"),
+    };
     out.push_str(&format!(
-        "  commit {commit} on {on}; {}; started {} UTC\n",
+        "  commit {commit}; {}; started {} UTC\n",
         run.trigger,
         run.started_at.format("%Y-%m-%d %H:%M:%S")
     ));

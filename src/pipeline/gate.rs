@@ -104,17 +104,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 impl Gate {
-    /// Combines the gates of several release jobs: every condition of each must hold.
-    pub fn merge(&mut self, other: &Gate) {
-        self.approvals = self.approvals.max(other.approvals);
-        self.branches.extend(other.branches.iter().cloned());
-        self.tags.extend(other.tags.iter().cloned());
-        self.freeze.extend(other.freeze.iter().cloned());
+    /// Whether the gate names refs: then only committed content may pass it.
+    pub fn limits_refs(&self) -> bool {
+        !(self.branches.is_empty() && self.tags.is_empty())
     }
 
     /// Whether a run on `branch` whose commit carries `tags` may be released.
     pub fn allows_ref(&self, branch: Option<&str>, tags: &[String]) -> bool {
-        if self.branches.is_empty() && self.tags.is_empty() {
+        if !self.limits_refs() {
             return true;
         }
         let branch_ok = branch.is_some_and(|b| self.branches.iter().any(|p| glob_match(p, b)));

@@ -20,17 +20,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The gate of the release stage: every release job's conditions combined.
-    pub fn gate(&self) -> Option<Gate> {
-        let mut gated = self.jobs.iter().filter(|j| j.gated).peekable();
-        gated.peek()?;
-        let mut gate = Gate::default();
-        for job in gated {
-            if let Some(g) = &job.gate {
-                gate.merge(g);
-            }
-        }
-        Some(gate)
+    /// Each release job with its own gate, in file order (a release job without `gate:` has no
+    /// conditions of its own). Empty when the pipeline has no release stage. Gates are never
+    /// combined: a release runs every release job, so each one's conditions must hold.
+    pub fn gates(&self) -> Vec<(&str, Gate)> {
+        self.jobs
+            .iter()
+            .filter(|j| j.gated)
+            .map(|j| (j.name.as_str(), j.gate.clone().unwrap_or_default()))
+            .collect()
     }
 }
 

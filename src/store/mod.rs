@@ -90,6 +90,9 @@ pub struct NewRun {
     pub commit: Option<String>,
     pub branch: Option<String>,
     pub tags: Vec<String>,
+    /// Uncommitted changes the run's snapshot carries: the paths that differ from `commit`
+    /// (`None`: no commit to compare with, or git could not tell).
+    pub changed_paths: Option<u32>,
     /// `run`, `hook`, `retry of 3`, …
     pub trigger: String,
     pub actor: String,
@@ -104,6 +107,8 @@ pub struct RunRecord {
     pub commit: Option<String>,
     pub branch: Option<String>,
     pub tags: Vec<String>,
+    /// As in [`NewRun`]; also `None` for runs recorded before pipe counted them.
+    pub changed_paths: Option<u32>,
     pub trigger: String,
     pub state: RunState,
     pub started_at: DateTime<Utc>,
@@ -111,6 +116,14 @@ pub struct RunRecord {
     /// Environments that a passed job of the run deployed to.
     pub environments: Vec<String>,
     pub releases: u32,
+}
+
+impl RunRecord {
+    /// The run's snapshot is not known to be its commit's content: it carries uncommitted
+    /// changes, or nobody counted them.
+    pub fn maybe_dirty(&self) -> bool {
+        self.changed_paths != Some(0)
+    }
 }
 
 /// Which part of a run a job belongs to.

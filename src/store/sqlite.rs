@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
     commit_sha TEXT,
     branch TEXT,
     tags TEXT NOT NULL DEFAULT '[]',
+    changed_paths INTEGER,
     trigger TEXT NOT NULL,
     state TEXT NOT NULL,
     started_at TEXT NOT NULL,
@@ -155,6 +156,16 @@ impl SqliteStore {
         if !has_finished_at {
             tx.execute("ALTER TABLE jobs ADD COLUMN finished_at TEXT", [])?;
         }
+        // Stores made before runs recorded their uncommitted changes: their runs get NULL,
+        // "not counted", which no gate takes for clean.
+        let has_changed_paths: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'changed_paths'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_changed_paths {
+            tx.execute("ALTER TABLE runs ADD COLUMN changed_paths INTEGER", [])?;
+        }
         tx.commit()
     }
 
@@ -224,6 +235,7 @@ impl SqliteStore {
             commit: r.get("commit_sha")?,
             branch: r.get("branch")?,
             tags: serde_json::from_str(&tags).unwrap_or_default(),
+            changed_paths: r.get("changed_paths")?,
             trigger: r.get("trigger")?,
             state: RunState::parse(&r.get::<_, String>("state")?),
             started_at: parse_time(&r.get::<_, String>("started_at")?),
@@ -262,8 +274,8 @@ impl Store for SqliteStore {
         let on_disk = crate::workspace::highest_run(&self.project).map_err(StoreError::RunDirs)?;
         let id = given.max(on_disk) + 1;
         tx.execute(
-            "INSERT INTO runs (id, pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start)
-             VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
+            "INSERT INTO runs (id, pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, tags, trigger, state, started_at, owner_pid, owner_start, changed_paths)
+             VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?12)",
             params![
                 run.pipeline_name,
                 run.pipeline_file,
@@ -275,7 +287,8 @@ impl Store for SqliteStore {
                 now(),
                 pid,
                 start,
-                id
+                id,
+                run.changed_paths
             ],
         )?;
         for (position, (name, stage, phase, environment)) in jobs.iter().enumerate() {
@@ -522,6 +535,7 @@ mod tests {
             commit: None,
             branch: Some("main".into()),
             tags: vec![],
+            changed_paths: Some(2),
             trigger: "run".into(),
             actor: "tester".into(),
         }
@@ -611,6 +625,32 @@ mod tests {
         job.status = "passed".into();
         s.job_finished(id, &job).unwrap();
         assert_eq!(s.jobs(id).unwrap()[0].status, "passed");
+    }
+
+    #[test]
+    fn a_store_from_before_uncommitted_changes_were_counted_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(crate::workspace::STATE_DIR);
+        std::fs::create_dir_all(&state).unwrap();
+        let old = Connection::open(state.join(DB_FILE)).unwrap();
+        old.execute_batch(&SCHEMA.replace("    changed_paths INTEGER,\n", ""))
+            .unwrap();
+        old.execute(
+            "INSERT INTO runs (pipeline_name, pipeline_file, pipeline_sha256, commit_sha, branch, trigger, state, started_at)
+             VALUES ('p', 'pipe.yml', '00', 'abc', 'main', 'run', 'awaiting_release', '2026-11-25T12:00:00Z')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let before = s.run(1).unwrap();
+        assert_eq!(before.changed_paths, None);
+        assert!(
+            before.maybe_dirty(),
+            "a run nobody counted is not taken for clean"
+        );
+        let id = one_job_run(&mut s);
+        assert_eq!(s.run(id).unwrap().changed_paths, Some(2));
     }
 
     #[test]

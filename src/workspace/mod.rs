@@ -203,7 +203,9 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
         .parents(true)
         .git_ignore(true)
         .git_exclude(true)
-        .git_global(false)
+        // git's own rules, the user's global excludes included: the same rules by which a run's
+        // uncommitted changes are counted (`git::facts`), so nothing is copied uncounted.
+        .git_global(true)
         .require_git(false)
         .follow_links(false)
         .filter_entry(|e| {

@@ -32,37 +32,27 @@ jobs:
     project
 }
 
+/// Runs git in `dir` as a user named t; returns its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes `dir` a repository on `branch` with everything in it committed.
 fn commit(dir: &Path, branch: &str) {
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q", "-b", branch]);
-    git(&[
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@example.com",
-        "add",
-        "-A",
-    ]);
-    git(&[
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@example.com",
-        "commit",
-        "-qm",
-        "init",
-    ]);
+    git(dir, &["init", "-q", "-b", branch]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "init"]);
 }
 
 fn pipe_at(project: &Project, now: &str, args: &[&str]) -> Ran {
@@ -111,7 +101,7 @@ fn a_run_stops_at_the_gate_and_releases_days_later_on_its_own_snapshot() {
     assert_eq!(refused.code, 4, "{}", refused.all());
     assert_eq!(
         refused.stderr.trim(),
-        "pipe: run 1 cannot be released: it needs 1 approval and has 0 (none yet): pipe approve 1"
+        "pipe: run 1 cannot be released: release job `publish`: it needs 1 approval and has 0 (none yet): pipe approve 1"
     );
 
     let approved = pipe_at(
@@ -239,9 +229,217 @@ fn each_unmet_condition_is_named() {
     let wrong_ref = pipe_at(&project, WEDNESDAY, &["release", "1", "--pull", "never"]);
     assert_eq!(wrong_ref.code, 4);
     assert!(
-        wrong_ref.stderr.contains("the run was built from branch `feature/x`, and the gate allows only branches main, release/* or tags v*"),
+        wrong_ref.stderr.contains("release job `publish`: the run was built from branch `feature/x`, and its gate allows only branches main, release/* or tags v*"),
         "{}",
         wrong_ref.stderr
+    );
+}
+
+/// A project in a git repository on `main` whose release jobs run as host processes and say
+/// what they ship.
+fn local_gated_project(release_jobs: &str) -> Project {
+    let project = Project::new(&format!(
+        "jobs:\n  build: {{script: [cat version.txt]}}\n{release_jobs}"
+    ));
+    project.write("version.txt", "v1\n");
+    commit(project.path(), "main");
+    project
+}
+
+fn local(project: &Project, args: &[&str]) -> Ran {
+    let mut all = args.to_vec();
+    all.extend(["--backend", "local"]);
+    pipe_at(project, WEDNESDAY, &all)
+}
+
+fn show_json(project: &Project, run: &str) -> serde_json::Value {
+    let show = project.pipe(&["show", run, "--output", "json"]);
+    assert_eq!(show.code, 0, "{}", show.all());
+    serde_json::from_str(show.stdout.trim()).unwrap()
+}
+
+fn refusals(v: &serde_json::Value) -> Vec<String> {
+    v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "release refused")
+        .map(|a| a["detail"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_release_job_s_own_gate_must_hold() {
+    let project = local_gated_project(
+        "  to-prod: {stage: release, gate: {approvals: 1, branches: [main]}, script: [echo shipped to prod]}
+  to-rc: {stage: release, gate: {approvals: 2, branches: ['release/*']}, script: [echo shipped to rc]}
+",
+    );
+    git(project.path(), &["checkout", "-qb", "release/1.0"]);
+    let ran = local(&project, &["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let refused_ref = "release job `to-prod`: the run was built from branch `release/1.0`, and its gate allows only branches main";
+    assert!(
+        ran.stderr
+            .contains(&format!("release 1 waits at the gate: {refused_ref}")),
+        "the next step names the job whose gate refuses: {}",
+        ran.stderr
+    );
+    // Approvals: the most any release job asks for.
+    for by in ["ann", "bob"] {
+        let approved = pipe_at(&project, WEDNESDAY, &["approve", "1", "--by", by]);
+        assert_eq!(approved.code, 0, "{}", approved.all());
+    }
+    let approved = pipe_at(&project, WEDNESDAY, &["approve", "1", "--by", "cid"]);
+    assert!(
+        approved.stdout.contains("3 of 2 approval(s)"),
+        "{}",
+        approved.all()
+    );
+    // `to-rc` allows this branch, `to-prod` does not: a release runs both, so it is refused.
+    let refused = local(&project, &["release", "1"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert_eq!(
+        refused.stderr.trim(),
+        format!("pipe: run 1 cannot be released: {refused_ref}")
+    );
+    assert!(project.log("1", "to-rc").is_empty() && project.log("1", "to-prod").is_empty());
+    let v = show_json(&project, "1");
+    assert_eq!(v["state"], "awaiting_release");
+    assert_eq!(refusals(&v), [refused_ref]);
+
+    // On main it is the other job's gate that refuses, whatever the approvals.
+    git(project.path(), &["checkout", "-q", "main"]);
+    assert_eq!(local(&project, &["run"]).code, 0);
+    let refused = local(&project, &["release", "2"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("release job `to-rc`: the run was built from branch `main`, and its gate allows only branches release/*"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn release_waits_for_the_approvals_of_the_job_that_asks_the_most() {
+    let project = local_gated_project(
+        "  a: {stage: release, gate: {approvals: 1}, script: [echo shipped a]}
+  b: {stage: release, gate: {approvals: 2}, script: [echo shipped b]}
+",
+    );
+    let ran = local(&project, &["run"]);
+    assert!(
+        ran.stderr
+            .contains("release 1 awaits 2 approvals: pipe approve 1, then pipe release 1"),
+        "{}",
+        ran.stderr
+    );
+    let approved = pipe_at(&project, WEDNESDAY, &["approve", "1", "--by", "ann"]);
+    assert!(
+        approved.stdout.contains("1 of 2 approval(s)"),
+        "{}",
+        approved.all()
+    );
+    let refused = local(&project, &["release", "1"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("release job `b`: it needs 2 approvals and has 1 (ann): pipe approve 1"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        pipe_at(&project, WEDNESDAY, &["approve", "1", "--by", "bob"]).code,
+        0
+    );
+    let released = local(&project, &["release", "1"]);
+    assert_eq!(released.code, 0, "{}", released.all());
+    assert!(released.stdout.contains("[a] shipped a") && released.stdout.contains("[b] shipped b"));
+}
+
+#[test]
+fn a_run_built_from_uncommitted_changes_is_not_released() {
+    let project = local_gated_project(
+        "  ship: {stage: release, gate: {branches: [main]}, script: ['echo \"shipped $(cat version.txt) of $PIPE_COMMIT\"']}\n",
+    );
+    let head = git(project.path(), &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    // A tracked file modified and an untracked one added: two paths.
+    project.write("version.txt", "v2-uncommitted\n");
+    project.write("notes/new.txt", "new\n");
+    let ran = local(&project, &["run", "--release"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let uncommitted = "run 1 was built from uncommitted changes on main; commit them and run again";
+    assert!(
+        !ran.stdout.contains("shipped") && ran.stderr.contains(uncommitted),
+        "`--release` stops at the gate: {}",
+        ran.all()
+    );
+    let row = project.pipe(&["runs"]).row("1");
+    assert!(
+        row.contains(&format!("{} (+2 uncommitted)", &head[..8])),
+        "{row}"
+    );
+    let v = show_json(&project, "1");
+    assert_eq!(
+        (v["dirty"].clone(), v["changed_paths"].clone()),
+        (true.into(), 2.into())
+    );
+    let show = project.pipe(&["show", "1"]);
+    assert!(
+        show.stdout.contains(&format!(
+            "commit {head} on main plus uncommitted changes to 2 paths;"
+        )),
+        "{}",
+        show.stdout
+    );
+
+    let refused = local(&project, &["release", "1"]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert_eq!(
+        refused.stderr.trim(),
+        format!("pipe: run 1 cannot be released: release job `ship`: {uncommitted}")
+    );
+    assert!(project.log("1", "ship").is_empty(), "nothing shipped");
+    assert_eq!(
+        refusals(&show_json(&project, "1")),
+        [format!("release job `ship`: {uncommitted}")]
+    );
+    // A retry runs the same snapshot, changes and all.
+    assert_eq!(local(&project, &["retry", "1"]).code, 0);
+    assert_eq!(show_json(&project, "2")["changed_paths"], 2);
+    assert_eq!(local(&project, &["release", "2"]).code, 4);
+
+    // Committed, the same content releases as before; pipe's own `.pipe` does not count.
+    git(project.path(), &["add", "-A"]);
+    git(project.path(), &["commit", "-qm", "v2"]);
+    let head = git(project.path(), &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    assert!(project.path().join(".pipe/runs/1").is_dir());
+    assert_eq!(local(&project, &["run"]).code, 0);
+    let v = show_json(&project, "3");
+    assert_eq!(
+        (v["dirty"].clone(), v["changed_paths"].clone()),
+        (false.into(), 0.into())
+    );
+    let released = local(&project, &["release", "3"]);
+    assert_eq!(released.code, 0, "{}", released.all());
+    assert!(
+        released
+            .stdout
+            .contains(&format!("[ship] shipped v2-uncommitted of {head}")),
+        "{}",
+        released.stdout
+    );
+    let show = project.pipe(&["show", "3"]);
+    assert!(show.stdout.contains("released"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains(&format!("commit {head} on main;")),
+        "a released run names the commit it shipped, and nothing else: {}",
+        show.stdout
     );
 }
 
