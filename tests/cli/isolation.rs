@@ -247,7 +247,10 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (outcome, lines) = runtime.block_on(async {
         let backend = DockerBackend::new(connect().await.unwrap(), Pull::Never, Duration::ZERO);
-        backend.prepare(&[IMAGE.into()], 0, &spec.run_id).await.unwrap();
+        backend
+            .prepare(&[IMAGE.into()], 0, &spec.run_id)
+            .await
+            .unwrap();
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (_stop, stop) = tokio::sync::watch::channel(Stop::No);
         let outcome = backend
