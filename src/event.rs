@@ -1,5 +1,6 @@
-//! The only thing that leaves the scheduler: what happened, when. Everything a user sees
-//! (progress lines, plain logs, JSON lines, log files) consumes these.
+//! What happened, when: all that leaves the scheduler, and what the engine says around a run
+//! (grants, stopping, the gate's next step). Everything a user sees (progress lines, plain
+//! logs, JSON lines, log files, the agent's pages) consumes these.
 
 use std::time::Duration;
 
@@ -89,6 +90,19 @@ pub enum EventKind {
     AwaitingRelease {
         run_id: String,
         next: String,
+    },
+    /// Before a run: a job gets what pipe refuses unless allowed (`--allow-privileged`); also
+    /// in the run's audit trail.
+    PrivilegeGranted {
+        job: String,
+        /// `` `privileged: true` ``, `` the Docker socket `/var/run/docker.sock` as a volume ``, …
+        what: String,
+    },
+    /// The run was asked to stop (`reason`: `interrupt` or `terminate`): the first time its
+    /// jobs are stopped gracefully, after that (`kill`) killed.
+    Stopping {
+        kill: bool,
+        reason: String,
     },
 }
 

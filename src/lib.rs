@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod engine;
 pub mod event;
 pub mod git;
 pub mod owner;

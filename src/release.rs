@@ -1,27 +1,10 @@
 //! The release gate's decision: may a run's release jobs run now, and if not, what is unmet.
-//! Shared by `pipe release`, `pipe show` and (later) the agent.
+//! Judged by the engine for `pipe release`, `pipe show` and the agent, at the time it is given.
 
 use chrono::{DateTime, Utc};
 
 use crate::pipeline::gate::Gate;
 use crate::store::{Approval, JobRecord, Phase, RunRecord};
-
-/// The time the gate is judged at. `PIPE_NOW` (RFC 3339) stands in for the clock, so tests and
-/// rehearsals can stand inside or outside a freeze window.
-/// A `PIPE_NOW` that cannot be read is an error, never the real clock: a typo in a rehearsal
-/// must not release.
-pub fn now() -> Result<DateTime<Utc>, String> {
-    match std::env::var("PIPE_NOW") {
-        Err(_) => Ok(Utc::now()),
-        Ok(text) => DateTime::parse_from_rfc3339(text.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                format!(
-                    "PIPE_NOW `{text}` is not an RFC 3339 time ({e}), e.g. 2026-11-27T17:30:00Z"
-                )
-            }),
-    }
-}
 
 /// Which condition does not hold, most fundamental first: what no approval can fix comes
 /// before what one can, and a freeze window only matters once everything else holds.

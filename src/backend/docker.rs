@@ -150,17 +150,20 @@ impl DockerBackend {
             docker,
             pull,
             grace,
-            // PIPE_NO_OVERLAY=1 forces copied workspaces, for engines whose overlay mounts
-            // misbehave without failing outright.
-            overlay: AtomicBool::new(
-                std::env::var_os("PIPE_NO_OVERLAY").is_none_or(|v| v.is_empty() || v == "0"),
-            ),
+            overlay: AtomicBool::new(true),
             unavailable: Mutex::new(HashMap::new()),
             teardowns: Teardowns::default(),
             sandboxes: Arc::default(),
             network: Mutex::default(),
             project: None,
         }
+    }
+
+    /// Off: workspaces are copied, for engines whose overlay mounts misbehave without failing
+    /// outright.
+    pub fn with_overlay(self, on: bool) -> Self {
+        self.overlay.store(on, Ordering::Relaxed);
+        self
     }
 
     /// Labels what it makes as the project's (its `owner::project_key`).

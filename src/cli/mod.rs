@@ -1,8 +1,10 @@
-//! The command line: argv (clap), rendering errors, exit codes. One file per subcommand; the
-//! logic they call lives in the library modules, so the agent can reuse it.
+//! The command line: argv (clap) → an engine request → rendering → exit code. One file per
+//! subcommand, none importing another's; what a run's life needs lives in [`crate::engine`],
+//! so a hook and the agent do exactly what the CLI does.
 
 mod clean;
 mod diagnostic;
+mod exec;
 mod gate;
 mod graph;
 mod list;
@@ -18,8 +20,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::pipeline::{self, LoadError, Pipeline, Problem};
-use crate::plan::{self, Plan, Selection};
+use crate::pipeline::{self, LoadError, Pipeline};
+use crate::plan::{Plan, Selection};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -79,73 +81,19 @@ enum Command {
     Scan(scan::Args),
 }
 
-/// What a command that failed before (or instead of) running jobs tells the user.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// Problems found after loading, e.g. by the planner.
-    #[error("invalid pipeline")]
-    Plan {
-        file: PathBuf,
-        problems: Vec<Problem>,
-    },
-    #[error("{0}")]
-    Unavailable(String),
-    /// A mistake on the command line that clap cannot see (an unknown run, say).
-    #[error("{0}")]
-    Usage(String),
-    /// The gate's conditions do not hold, or the run is in no state for it.
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Internal(#[from] Internal),
-}
+/// The CLI's failures are the engine's kinds: the user's input, no backend, a refusal, pipe's
+/// own failure.
+pub type CliError = crate::engine::EngineError;
+pub use crate::engine::Internal;
 
-/// pipe's own failures, each saying what pipe was doing: they are never a job's result, and
-/// exit 5 so that automation can tell "the build is broken" from "pipe could not work".
-#[derive(Debug, thiserror::Error)]
-pub enum Internal {
-    /// The run store (its messages name `.pipe/pipe.db`).
-    #[error(transparent)]
-    Store(crate::store::StoreError),
-    /// An I/O error on pipe's own files or streams.
-    #[error("cannot {doing}: {source}")]
-    Io {
-        doing: String,
-        source: std::io::Error,
-    },
-    /// A run that pipe had to stop (after recording it failed with the reason, if it could).
-    #[error("run {run} failed because pipe could not go on: {why}")]
-    Run {
-        run: crate::store::RunId,
-        why: String,
-    },
-    /// The backend failed in a way that is no job's fault.
-    #[error("{0}")]
-    Backend(String),
-    /// The built-in scanners could not read what they scan.
-    #[error("cannot scan: {0}")]
-    Scan(#[from] crate::scan::ScanError),
-}
-
-impl Internal {
-    /// `Internal::io("write the log")` as an error mapper.
-    pub fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
-        let doing = doing.into();
-        move |source| CliError::Internal(Internal::Io { doing, source })
-    }
-}
-
-impl CliError {
-    fn code(&self) -> u8 {
-        match self {
-            CliError::Internal(_) => exit::INTERNAL,
-            // A pipeline file that cannot be read is a bad argument as much as a bad file.
-            CliError::Load(_) | CliError::Plan { .. } | CliError::Usage(_) => exit::INVALID,
-            CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
-            CliError::Refused(_) => exit::REFUSED,
-        }
+/// The one place failures become exit codes.
+fn code(err: &CliError) -> u8 {
+    match err {
+        CliError::Internal(_) => exit::INTERNAL,
+        // A pipeline file that cannot be read is a bad argument as much as a bad file.
+        CliError::Load(_) | CliError::Plan { .. } | CliError::Invalid(_) => exit::INVALID,
+        CliError::Unavailable(_) => exit::BACKEND_UNAVAILABLE,
+        CliError::Refused(_) => exit::REFUSED,
     }
 }
 
@@ -177,7 +125,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let _ = io::stderr().write_all(render_error(&err).as_bytes());
-            ExitCode::from(err.code())
+            ExitCode::from(code(&err))
         }
     }
 }
@@ -217,33 +165,12 @@ fn color_on(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Finds, loads and plans a pipeline: what every subcommand starts with.
+/// Finds, loads and plans the pipeline of the project in the current directory.
 fn load_plan(
     file: Option<&Path>,
     selection: Selection,
 ) -> Result<(PathBuf, Pipeline, Plan), CliError> {
-    let file = pipeline::find(file)?;
-    let pipeline = match pipeline::load(&file) {
-        Ok(p) => p,
-        Err(LoadError::Invalid(mut invalid)) => {
-            // Report cycles among the jobs that could be read together with everything else.
-            if let Some(Err(cycles)) = invalid
-                .partial
-                .as_ref()
-                .map(|p| plan::build(p, Selection::all()))
-            {
-                invalid.problems.extend(cycles);
-                invalid.problems.sort_by_key(|p| p.pos);
-            }
-            return Err(LoadError::Invalid(invalid).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let plan = plan::build(&pipeline, selection).map_err(|problems| CliError::Plan {
-        file: file.clone(),
-        problems,
-    })?;
-    Ok((file, pipeline, plan))
+    crate::engine::load_plan(&exec::project_dir()?, file, selection)
 }
 
 /// Writes to stdout; a reader that went away (`pipe list | head -1`) ends output quietly.

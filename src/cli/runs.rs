@@ -1,13 +1,13 @@
 //! `pipe runs`, `pipe show` and `pipe logs`: what the store remembers.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use super::run::{open_store, project_dir, recorded_store, store_error};
-use super::{exit, gate, print, table, CliError, Internal};
+use super::exec::{context, project_dir};
+use super::{exit, print, table, CliError};
+use crate::engine::{self, LogChunk};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
-use crate::store::{JobRecord, RunRecord, RunState, SqliteStore, Store};
+use crate::store::{JobRecord, RunRecord};
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
@@ -41,15 +41,7 @@ pub struct LogsArgs {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
-    let project = project_dir()?;
-    // Listing creates nothing: a directory where pipe never ran has no runs.
-    let runs = if SqliteStore::exists(&project) {
-        open_store(&project)?
-            .runs(args.environment.as_deref(), args.limit)
-            .map_err(store_error)?
-    } else {
-        Vec::new()
-    };
+    let runs = engine::list_runs(&project_dir()?, args.environment.as_deref(), args.limit)?;
     if matches!(args.output, super::Output::Json) {
         let lines: String = runs
             .iter()
@@ -133,27 +125,20 @@ fn uncommitted(r: &RunRecord, long: bool) -> String {
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
-    let mut store = recorded_store(&project_dir()?, &args.run)?;
-    let id = store.resolve(&args.run).map_err(store_error)?;
-    let run = store.run(id).map_err(store_error)?;
-    let jobs = store.jobs(id).map_err(store_error)?;
-    let approvals = store.approvals(id).map_err(store_error)?;
-    let audit = store.audit_trail(id).map_err(store_error)?;
-    let waiting = matches!(
-        run.state,
-        RunState::AwaitingRelease | RunState::ReleaseFailed
-    );
-    let gate_line = if waiting {
-        Some(gate::next_step(&mut store, id)?)
-    } else {
-        None
-    };
+    let engine::Shown {
+        run,
+        jobs,
+        approvals,
+        audit,
+        gate,
+    } = engine::show(&context(None)?, &args.run)?;
+    let id = run.id;
     if matches!(args.output, super::Output::Json) {
         let mut v = record_json(&run);
         v["jobs"] = serde_json::to_value(&jobs).unwrap_or_default();
         v["approvals"] = serde_json::to_value(&approvals).unwrap_or_default();
         v["audit"] = serde_json::to_value(&audit).unwrap_or_default();
-        v["gate"] = gate_line
+        v["gate"] = gate
             .clone()
             .map(Into::into)
             .unwrap_or(serde_json::Value::Null);
@@ -177,7 +162,7 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     ));
     out.push('\n');
     out.push_str(&jobs_table(&jobs));
-    if let Some(line) = gate_line {
+    if let Some(line) = gate {
         out.push_str(&format!("\ngate: {line}\n"));
     }
     if !approvals.is_empty() {
@@ -225,76 +210,19 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
 }
 
 pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
-    let project = project_dir()?;
-    let mut store = recorded_store(&project, &args.run)?;
-    let id = store.resolve(&args.run).map_err(store_error)?;
-    let jobs = store.jobs(id).map_err(store_error)?;
-    let chosen: Vec<&JobRecord> = match &args.job {
-        Some(name) => {
-            let job = jobs.iter().find(|j| &j.name == name).ok_or_else(|| {
-                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                CliError::Usage(format!("run {id} has no job `{name}`{hint}"))
-            })?;
-            vec![job]
-        }
-        None => jobs.iter().filter(|j| !j.log.is_empty()).collect(),
-    };
-    let several = chosen.len() > 1;
-    for job in chosen {
-        if several {
-            print(&format!("==> {} <==\n", job.name))?;
-        }
-        let path = project.join(&job.log);
-        if (job.log.is_empty() || !path.is_file()) && !args.follow {
-            print(&format!(
-                "(job `{}` has no log: it {})\n",
-                job.name,
-                job.status.replace('_', " ")
-            ))?;
-            continue;
-        }
-        follow_log(&mut store, &project, id, &job.name, args.follow)?;
-    }
+    engine::job_log(
+        &project_dir()?,
+        &args.run,
+        args.job.as_deref(),
+        args.follow,
+        &mut |chunk| match chunk {
+            LogChunk::Job(name) => print(&format!("==> {name} <==\n")),
+            LogChunk::NoLog { job, status } => print(&format!(
+                "(job `{job}` has no log: it {})\n",
+                status.replace('_', " ")
+            )),
+            LogChunk::Text(text) => print(&String::from_utf8_lossy(text)),
+        },
+    )?;
     Ok(exit::OK)
-}
-
-/// Prints a log; with `follow`, keeps printing what is appended until the job is over.
-fn follow_log(
-    store: &mut dyn Store,
-    project: &std::path::Path,
-    id: i64,
-    job: &str,
-    follow: bool,
-) -> Result<(), CliError> {
-    let mut offset = 0u64;
-    loop {
-        // The record is read each time: a pending job gets its log file when it starts.
-        let record = store
-            .jobs(id)
-            .map_err(store_error)?
-            .into_iter()
-            .find(|j| j.name == job);
-        let still_running = follow
-            && record
-                .as_ref()
-                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending"))
-            && store.run(id).map_err(store_error)?.state.is_active();
-        let path = record
-            .filter(|j| !j.log.is_empty())
-            .map(|j| project.join(j.log));
-        if let Some(mut f) = path.and_then(|p| std::fs::File::open(p).ok()) {
-            let mut chunk = Vec::new();
-            f.seek(SeekFrom::Start(offset))
-                .and_then(|_| f.read_to_end(&mut chunk))
-                .map_err(Internal::io(format!("read the log of job `{job}`")))?;
-            offset += chunk.len() as u64;
-            print(&String::from_utf8_lossy(&chunk))?;
-        }
-        if !still_running {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

@@ -43,7 +43,7 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 
 pub fn run(args: Args) -> Result<u8, CliError> {
     if !args.path.exists() {
-        return Err(CliError::Usage(format!(
+        return Err(CliError::Invalid(format!(
             "{} does not exist",
             args.path.display()
         )));
@@ -55,10 +55,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         .as_deref()
         .map(baseline::load)
         .transpose()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
     // Findings name files as seen from here (`src/a.env` for `pipe scan src`), so a baseline
     // written at the top still matches a scan of a part of the tree.
-    let here = super::run::project_dir()?;
+    let here = super::exec::project_dir()?;
     let shown: PathBuf = args
         .path
         .strip_prefix(&here)

@@ -41,15 +41,12 @@ impl Mode {
     }
 }
 
+/// How a person or program watching the run sees it.
 pub struct Options {
     pub mode: Mode,
     /// Stream every output line, not only the last one of each job.
     pub verbose: bool,
     pub color: bool,
-    /// Where each job's full log is written.
-    pub log_files: HashMap<String, PathBuf>,
-    /// Where job results are recorded.
-    pub store: Option<StoreSink>,
 }
 
 /// Something that reacts to events, in order.
@@ -61,68 +58,136 @@ trait Reporter: Send {
     }
 }
 
-/// Feeds every event to the chosen reporters until the sender side closes, then prints the
-/// summary table. Output that can no longer be written (a closed pipe) is dropped quietly; any
-/// other failure to record or show the run (a log on a full disk, the store) stops that reporter
-/// and is returned, the first one, for the run to fail with.
-pub fn spawn(
-    options: Options,
-    mut events: mpsc::UnboundedReceiver<Event>,
+/// Records a phase of a run as its events come — each job's log file, then the store — and
+/// passes every event on to `forward`, until the sender side closes. Any failure to record
+/// (a log on a full disk, the store) stops that recorder and is returned, the first one, for
+/// the run to fail with.
+pub fn record(
+    log_files: HashMap<String, PathBuf>,
+    store: StoreSink,
+    forward: Option<mpsc::UnboundedSender<Event>>,
+    events: mpsc::UnboundedReceiver<Event>,
 ) -> tokio::task::JoinHandle<Option<String>> {
-    tokio::task::spawn_blocking(move || {
-        let mut failure: Option<String> = None;
-        let mut summary = Summary::default();
-        let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
-        if !options.log_files.is_empty() {
-            reporters.push((Box::new(logs::LogFiles::new(options.log_files)), true));
+    let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
+    if !log_files.is_empty() {
+        reporters.push((Box::new(logs::LogFiles::new(log_files)), true));
+    }
+    reporters.push((Box::new(store), true));
+    if let Some(forward) = forward {
+        reporters.push((Box::new(Forward(forward)), true));
+    }
+    tokio::task::spawn_blocking(move || deliver_all(reporters, events))
+}
+
+/// Shows every event of a request the way `options` say, with a summary table after each run
+/// or release (but in JSON), until the sender side closes. Output that can no longer be
+/// written (a closed pipe) is dropped quietly; any other failure is returned.
+pub fn show(
+    options: Options,
+    events: mpsc::UnboundedReceiver<Event>,
+) -> tokio::task::JoinHandle<Option<String>> {
+    let screen: Box<dyn Reporter> = match options.mode {
+        Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
+        Mode::Plain => Box::new(plain::Plain::new(Box::new(io::stdout()), options.color)),
+        Mode::Json => Box::new(json::JsonLines::new(Box::new(io::stdout()))),
+    };
+    let mut reporters: Vec<(Box<dyn Reporter>, bool)> = vec![(screen, true)];
+    if options.mode != Mode::Json {
+        reporters.push((
+            Box::new(SummaryTable {
+                summary: Summary::default(),
+                color: options.color,
+            }),
+            true,
+        ));
+    }
+    tokio::task::spawn_blocking(move || deliver_all(reporters, events))
+}
+
+fn deliver_all(
+    mut reporters: Vec<(Box<dyn Reporter>, bool)>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> Option<String> {
+    let mut failure: Option<String> = None;
+    let deliver = |reporters: &mut Vec<(Box<dyn Reporter>, bool)>,
+                   failure: &mut Option<String>,
+                   call: &dyn Fn(&mut dyn Reporter) -> io::Result<()>| {
+        for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
+            if let Err(e) = call(reporter.as_mut()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    tracing::warn!("stopped recording the run: {e}");
+                    failure.get_or_insert_with(|| e.to_string());
+                }
+                *alive = false;
+            }
         }
-        if let Some(sink) = options.store {
-            reporters.push((Box::new(sink), true));
-        }
-        let screen: Box<dyn Reporter> = match options.mode {
-            Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
-            Mode::Plain => Box::new(plain::Plain::new(Box::new(io::stdout()), options.color)),
-            Mode::Json => Box::new(json::JsonLines::new(Box::new(io::stdout()))),
-        };
-        reporters.push((screen, true));
-        let deliver = |reporters: &mut Vec<(Box<dyn Reporter>, bool)>,
-                       failure: &mut Option<String>,
-                       call: &dyn Fn(&mut dyn Reporter) -> io::Result<()>| {
-            for (reporter, alive) in reporters.iter_mut().filter(|(_, alive)| *alive) {
-                if let Err(e) = call(reporter.as_mut()) {
-                    if e.kind() != io::ErrorKind::BrokenPipe {
-                        tracing::warn!("stopped recording the run: {e}");
-                        failure.get_or_insert_with(|| e.to_string());
-                    }
-                    *alive = false;
+    };
+    loop {
+        // Buffers are written out whenever the queue runs dry: cheap under a flood of
+        // output, and live (for `pipe logs --follow`, or a `kill -9`) otherwise.
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                deliver(&mut reporters, &mut failure, &|r| r.flush());
+                match events.blocking_recv() {
+                    Some(event) => event,
+                    None => break,
                 }
             }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
-        loop {
-            // Buffers are written out whenever the queue runs dry: cheap under a flood of
-            // output, and live (for `pipe logs --follow`, or a `kill -9`) otherwise.
-            let event = match events.try_recv() {
-                Ok(event) => event,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    deliver(&mut reporters, &mut failure, &|r| r.flush());
-                    match events.blocking_recv() {
-                        Some(event) => event,
-                        None => break,
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-            };
-            summary.event(&event);
-            deliver(&mut reporters, &mut failure, &|r| r.event(&event));
-        }
-        if options.mode != Mode::Json {
+        deliver(&mut reporters, &mut failure, &|r| r.event(&event));
+    }
+    deliver(&mut reporters, &mut failure, &|r| r.flush());
+    failure
+}
+
+/// Passes events on, after the recorders have seen them.
+struct Forward(mpsc::UnboundedSender<Event>);
+
+impl Reporter for Forward {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        // A watcher that went away does not stop the run.
+        let _ = self.0.send(event.clone());
+        Ok(())
+    }
+}
+
+/// The table of what happened to each job, printed on stdout when a run (or release) ends.
+struct SummaryTable {
+    summary: Summary,
+    color: bool,
+}
+
+impl Reporter for SummaryTable {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.summary.event(event);
+        if let crate::event::EventKind::RunFinished { .. } = event.kind {
+            // As before events were shown live: a table that cannot be written is no failure.
             let mut out = io::stdout().lock();
-            let _ = summary
-                .write_table(&mut out, options.color)
+            let _ = self
+                .summary
+                .write_table(&mut out, self.color)
                 .and_then(|_| out.flush());
         }
-        failure
-    })
+        Ok(())
+    }
+}
+
+/// A notice that is no job's output, said on stderr so stdout stays the jobs' and the tables'.
+fn notice(event: &Event) -> Option<String> {
+    use crate::event::EventKind;
+    match &event.kind {
+        EventKind::PrivilegeGranted { job, what } => {
+            Some(format!("pipe: --allow-privileged: job `{job}` gets {what}"))
+        }
+        EventKind::AwaitingRelease { next, .. } => Some(next.clone()),
+        EventKind::Stopping { kill: false, .. } => {
+            Some("pipe: stopping jobs (press Ctrl-C again to kill them)".into())
+        }
+        EventKind::Stopping { kill: true, .. } => Some("pipe: killing jobs".into()),
+        _ => None,
+    }
 }
 
 /// `1.2s`, `2m03s`: short durations for tables and status lines.

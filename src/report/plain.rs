@@ -72,7 +72,15 @@ impl Reporter for Plain {
             EventKind::JobSkipped { job, reason } => {
                 writeln!(self.out, "[{job}] skipped: {reason}")?
             }
-            EventKind::RunFinished { .. } | EventKind::AwaitingRelease { .. } => {}
+            EventKind::RunFinished { .. } => {}
+            EventKind::PrivilegeGranted { .. }
+            | EventKind::AwaitingRelease { .. }
+            | EventKind::Stopping { .. } => {
+                if let Some(line) = super::notice(event) {
+                    // Stdout is the jobs' output: a notice there would be read as one.
+                    let _ = writeln!(io::stderr().lock(), "{line}");
+                }
+            }
         }
         self.out.flush()
     }

@@ -89,9 +89,14 @@ impl Reporter for Progress {
             EventKind::JobSkipped { job, reason } => {
                 self.multi.println(format!("- {job} skipped: {reason}"))?
             }
-            EventKind::RunStarted { .. }
-            | EventKind::RunFinished { .. }
-            | EventKind::AwaitingRelease { .. } => {}
+            EventKind::PrivilegeGranted { .. }
+            | EventKind::AwaitingRelease { .. }
+            | EventKind::Stopping { .. } => {
+                if let Some(line) = super::notice(event) {
+                    self.multi.println(line)?;
+                }
+            }
+            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => {}
         }
         Ok(())
     }

@@ -1,0 +1,204 @@
+//! What `run`, `release` and `retry` share: the flags for how jobs run, who acts and when
+//! (from the environment), signals as the request's cancel handle, and the screen.
+
+use std::future::Future;
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::{color_on, exit, CliError, Internal, Output};
+use crate::backend::docker::Pull;
+use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
+use crate::event::RunStatus;
+use crate::report;
+
+/// How jobs are run: shared by `run`, `release` and `retry`.
+#[derive(clap::Args, Clone)]
+pub struct ExecArgs {
+    /// At most N jobs at once [default: 4 × CPUs]
+    #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: Option<u32>,
+    /// Where jobs run [default: docker; for release and retry, where the run ran]
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// When to pull images
+    #[arg(long, value_enum, default_value = "missing")]
+    pull: Pull,
+    /// At the first failure, cancel running jobs and skip the rest
+    #[arg(long)]
+    fail_fast: bool,
+    /// Stream every line of every job's output
+    #[arg(short, long)]
+    verbose: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub output: Output,
+    /// Let jobs run privileged and mount host paths (including the Docker socket)
+    #[arg(long)]
+    allow_privileged: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    Docker,
+    Local,
+}
+
+impl ExecArgs {
+    pub fn options(&self) -> ExecOptions {
+        ExecOptions {
+            backend: self.backend.map(|kind| match kind {
+                BackendKind::Docker => engine::BackendKind::Docker,
+                BackendKind::Local => engine::BackendKind::Local,
+            }),
+            pull: self.pull,
+            concurrency: self.concurrency.map(|n| n as usize),
+            fail_fast: self.fail_fast,
+            allow_privileged: self.allow_privileged,
+            // PIPE_NO_OVERLAY=1 forces copied workspaces, for engines whose overlay mounts
+            // misbehave without failing outright.
+            overlay: !flag_set("PIPE_NO_OVERLAY"),
+            // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
+            // where no cgroup can be had.
+            cgroups: !flag_set("PIPE_NO_CGROUP"),
+        }
+    }
+
+    /// Runs an engine request that runs jobs: the screen shows its events, Ctrl-C, SIGTERM and
+    /// SIGHUP cancel it. Returns the exit code of its outcome.
+    pub fn drive<F, Fut>(&self, request: F) -> Result<u8, CliError>
+    where
+        F: FnOnce(Context, Cancel) -> Fut,
+        Fut: Future<Output = Result<Outcome, CliError>>,
+    {
+        let ctx = context(None)?;
+        let mode = report::Mode::choose(
+            self.output == Output::Json,
+            io::stdout().is_terminal(),
+            // `CI=false` or an empty CI is a developer saying "not CI".
+            std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "False")),
+        );
+        runtime()?.block_on(async {
+            let (events, shown) = mpsc::unbounded_channel();
+            let screen = report::show(
+                report::Options {
+                    mode,
+                    verbose: self.verbose,
+                    color: color_on(&io::stdout()),
+                },
+                shown,
+            );
+            let cancel = Cancel::new();
+            let signals = tokio::spawn(forward_signals(cancel.clone()));
+            let outcome = request(
+                Context {
+                    events: Some(events),
+                    ..ctx
+                },
+                cancel,
+            )
+            .await;
+            signals.abort();
+            // The request is over and its sink dropped: the screen has seen everything.
+            let unshown = screen.await.unwrap_or_else(|e| Some(e.to_string()));
+            let outcome = outcome?;
+            if let Some(why) = unshown {
+                return Err(CliError::Internal(Internal::Io {
+                    doing: "write output".into(),
+                    source: io::Error::other(why),
+                }));
+            }
+            Ok(exit_code(&outcome))
+        })
+    }
+}
+
+fn flag_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The project (the current directory), who acts (`by`, else [`actor`]) and the clock.
+pub fn context(by: Option<&str>) -> Result<Context, CliError> {
+    Ok(Context {
+        project: project_dir()?,
+        actor: by.map_or_else(actor, |by| by.trim().to_string()),
+        clock: clock()?,
+        events: None,
+    })
+}
+
+/// The project is the current directory.
+pub fn project_dir() -> Result<PathBuf, CliError> {
+    std::env::current_dir().map_err(Internal::io("read the current directory"))
+}
+
+/// `PIPE_NOW` (RFC 3339) stands in for the clock, so tests and rehearsals can stand inside or
+/// outside a freeze window. A `PIPE_NOW` that cannot be read is an error, never the real clock:
+/// a typo in a rehearsal must not release.
+fn clock() -> Result<Clock, CliError> {
+    match std::env::var("PIPE_NOW") {
+        Err(_) => Ok(Clock::System),
+        Ok(text) => DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| Clock::Fixed(t.with_timezone(&Utc)))
+            .map_err(|e| {
+                CliError::Invalid(format!(
+                    "PIPE_NOW `{text}` is not an RFC 3339 time ({e}), e.g. 2026-11-27T17:30:00Z"
+                ))
+            }),
+    }
+}
+
+/// Who is acting, for approvals and the audit trail: PIPE_USER, else the login name, else
+/// git's user.name.
+fn actor() -> String {
+    let named = |name: Option<String>| name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    ["PIPE_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| named(std::env::var(v).ok()))
+        .or_else(|| {
+            let user = nix::unistd::User::from_uid(nix::unistd::getuid());
+            named(user.ok().flatten().map(|u| u.name))
+        })
+        .or_else(|| named(crate::git::user_name(&std::env::current_dir().ok()?)))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn exit_code(outcome: &Outcome) -> u8 {
+    let result = &outcome.result;
+    match (result.status, result.interrupted_by) {
+        (RunStatus::Passed, _) => exit::OK,
+        (RunStatus::Failed, _) => exit::JOB_FAILED,
+        (RunStatus::Interrupted, Some(Interrupt::Terminate)) => exit::SIGTERM,
+        (RunStatus::Interrupted, _) => exit::SIGINT,
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Internal::io("start the runtime"))
+}
+
+/// Ctrl-C and SIGTERM become cancel requests: the first stops gracefully, the next kills.
+/// SIGHUP (the terminal closed, an SSH session dropped) counts as SIGTERM: without it the run
+/// would die on the spot and leave its containers running.
+async fn forward_signals(cancel: Cancel) {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        let kind = tokio::select! {
+            _ = int.recv() => Interrupt::Interrupt,
+            _ = term.recv() => Interrupt::Terminate,
+            _ = hup.recv() => Interrupt::Terminate,
+        };
+        cancel.request(kind);
+    }
+}

@@ -1,0 +1,171 @@
+//! A run's record: its directory, its state after each phase, and what is kept of it.
+
+use std::path::Path;
+
+use super::{Context, EngineError, Internal, Outcome};
+use crate::event::RunStatus;
+use crate::run::RunResult;
+use crate::store::{self, RunId, RunRecord, RunState, SqliteStore, Store, StoreError};
+use crate::workspace::{self, private, RunDir};
+
+/// How many of the newest runs keep their snapshot for a retry, whatever their state.
+pub const KEPT_SNAPSHOTS: usize = 10;
+
+/// The store, for a request about the recorded run `run`: where nothing was ever recorded
+/// there is no such run, and no `.pipe` is created for saying so.
+pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, EngineError> {
+    if !SqliteStore::exists(project) {
+        return Err(StoreError::NoSuchRun(run.to_string()).into());
+    }
+    Ok(SqliteStore::open(project)?)
+}
+
+/// The directory of new run `id`, with the pipeline file it runs and its source, as `fill` lays
+/// it (a snapshot of the tree, or the snapshot of the run retried).
+pub(super) fn new_run_dir(
+    project: &Path,
+    id: RunId,
+    pipeline: &[u8],
+    fill: impl FnOnce(&RunDir) -> Result<(), EngineError>,
+) -> Result<RunDir, EngineError> {
+    let run = RunDir::create(project, id)
+        .map_err(Internal::io(format!("create the directory of run {id}")))?;
+    private::write(&run.pipeline_file(), pipeline)
+        .map_err(Internal::io("keep the pipeline file"))?;
+    fill(&run)?;
+    Ok(run)
+}
+
+/// Copies the working tree into the run's snapshot; a copy cut short (a full disk) is removed.
+pub(super) fn snapshot(project: &Path, run: &RunDir) -> Result<(), EngineError> {
+    workspace::snapshot(project, &run.source())
+        .map(|_| ())
+        .map_err(|e| {
+            let _ = workspace::remove(&run.source());
+            Internal::io("snapshot the working tree")(e)
+        })
+}
+
+/// Records a run that pipe could not carry on with as failed, with the reason, where the store
+/// still takes writes (if it does not, the run shows as interrupted once its process is gone).
+/// Returns the error to report.
+pub(super) fn fail_run(
+    ctx: &Context,
+    store: &mut dyn Store,
+    id: RunId,
+    err: EngineError,
+) -> EngineError {
+    if let EngineError::Internal(why) = &err {
+        let _ = store.set_state(id, RunState::Failed, true);
+        let _ = store.audit(id, &ctx.actor, "failed", &format!("pipe failed: {why}"));
+    }
+    err
+}
+
+/// Records how a phase went (`release`: the release jobs; otherwise those before the gate) and
+/// the run's new state; then, for a run that pipe itself had to stop, the error to report.
+pub(super) fn finish(
+    ctx: &Context,
+    store: &mut dyn Store,
+    id: RunId,
+    result: RunResult,
+    release: bool,
+    gated: bool,
+) -> Result<Outcome, EngineError> {
+    let state = match (result.status, release) {
+        (_, false) if result.pipe_failure.is_some() => RunState::Failed,
+        (_, false) if result.backend_lost.is_some() => RunState::Interrupted,
+        (RunStatus::Passed, false) if gated => RunState::AwaitingRelease,
+        (RunStatus::Passed, false) => RunState::Passed,
+        (RunStatus::Failed, false) => RunState::Failed,
+        (RunStatus::Interrupted, false) => RunState::Interrupted,
+        (RunStatus::Passed, true) => RunState::Released,
+        (RunStatus::Failed, true) => RunState::ReleaseFailed,
+        // Nothing was released: the run waits at the gate again.
+        (RunStatus::Interrupted, true) => RunState::AwaitingRelease,
+    };
+    store.set_state(id, state, state != RunState::AwaitingRelease)?;
+    let detail = match (&result.pipe_failure, &result.backend_lost) {
+        (Some(why), _) => format!("pipe failed: {why}"),
+        (None, Some(why)) => format!("interrupted by its environment: {why}"),
+        (None, None) if release => "release jobs finished".into(),
+        (None, None) => "jobs before the gate finished".into(),
+    };
+    store.audit(id, &ctx.actor, state.as_str(), &detail)?;
+    match (&result.pipe_failure, &result.backend_lost) {
+        (Some(why), _) => Err(Internal::Run {
+            run: id,
+            why: why.clone(),
+        }
+        .into()),
+        (None, Some(why)) => Err(EngineError::Unavailable(format!(
+            "{why}: run {id} is recorded as interrupted; what its jobs left on the engine is \
+             removed by the next run of this project or by `pipe clean`"
+        ))),
+        (None, None) => Ok(Outcome {
+            run: id,
+            state,
+            result,
+        }),
+    }
+}
+
+/// Drops the snapshots nothing can use any more, so `.pipe` does not grow by a copy of the tree
+/// per run. A run that reached the gate keeps its own: its release, or a release `--again` to
+/// roll back, runs on it. Any other run keeps it while it is one of the `KEPT_SNAPSHOTS` newest.
+pub(super) fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(), EngineError> {
+    let runs = store.runs(None, usize::MAX)?;
+    for record in runs.iter().skip(KEPT_SNAPSHOTS) {
+        if matches!(
+            record.state,
+            RunState::Passed | RunState::Failed | RunState::Interrupted
+        ) {
+            let _ = workspace::remove(&RunDir::at(project, record.id).source());
+        }
+    }
+    Ok(())
+}
+
+/// The store's rows for these jobs: name, stage, phase (gated jobs belong to the release) and
+/// environment.
+pub(super) fn recorded_jobs<'a>(
+    jobs: impl Iterator<Item = &'a crate::pipeline::Job>,
+) -> Vec<(String, String, store::Phase, Option<String>)> {
+    jobs.map(|j| {
+        let phase = if j.gated {
+            store::Phase::Release
+        } else {
+            store::Phase::Main
+        };
+        (
+            j.name.clone(),
+            j.stage.clone(),
+            phase,
+            j.environment.clone(),
+        )
+    })
+    .collect()
+}
+
+/// The git facts a run was recorded with: later phases run for the run's commit, not today's.
+pub(super) fn recorded_facts(record: &RunRecord) -> crate::git::Facts {
+    crate::git::Facts {
+        commit: record.commit.clone(),
+        branch: record.branch.clone(),
+        tags: record.tags.clone(),
+        changed_paths: record.changed_paths,
+    }
+}
+
+/// Each `--allow-privileged` grant of this phase, in the audit trail of the run it is for.
+pub(super) fn audit_grants(
+    ctx: &Context,
+    store: &mut dyn Store,
+    id: RunId,
+    granted: &[String],
+) -> Result<(), EngineError> {
+    for grant in granted {
+        store.audit(id, &ctx.actor, "allow privileged", grant)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The gate between deploying and releasing: approving a run, releasing it when every release
+//! job's gate holds, and saying what the gate waits for.
+
+use chrono::{DateTime, Utc};
+
+use super::exec::Work;
+use super::exec::{privileges_asked, runs_on_docker};
+use super::load::stored_pipeline;
+use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
+use crate::event::EventKind;
+use crate::plan::{self, Phase, Selection};
+use crate::release;
+use crate::store::{self, RunId, RunRecord, RunState, Store};
+use crate::workspace::RunDir;
+
+pub struct ReleaseRequest {
+    pub ctx: Context,
+    /// The run: its number, or `last`.
+    pub run: String,
+    /// Release a run that was released before (recorded in the audit trail).
+    pub again: bool,
+    pub exec: ExecOptions,
+    pub cancel: Cancel,
+}
+
+/// What an approval came to.
+#[derive(Debug)]
+pub struct Approved {
+    pub run: RunId,
+    /// False when this approver had approved before (names differing only in case are one).
+    pub new: bool,
+    pub count: usize,
+    pub needed: u32,
+    /// What the gate waits for now and what to type next.
+    pub next: String,
+}
+
+/// Approves run `run`'s release as `ctx.actor`.
+pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approved, EngineError> {
+    let mut store = recorded_store(&ctx.project, run)?;
+    let id = store.resolve(run)?;
+    let record = store.run(id)?;
+    let by = ctx.actor.trim();
+    if by.is_empty() {
+        return Err(EngineError::Invalid(
+            "an approval needs the approver's name: `--by NAME`".into(),
+        ));
+    }
+    refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
+    let new = store.approve(id, by, comment, ctx.clock.now())?;
+    let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
+    let needed = release::approvals_needed(&pipeline.gates());
+    let count = store.approvals(id)?.len();
+    Ok(Approved {
+        run: id,
+        new,
+        count,
+        needed,
+        next: next_step(ctx, &mut store, id)?,
+    })
+}
+
+/// Runs the release jobs of a run if its gate holds.
+pub async fn release(req: ReleaseRequest) -> Result<Outcome, EngineError> {
+    let mut store = recorded_store(&req.ctx.project, &req.run)?;
+    let id = store.resolve(&req.run)?;
+    let released = release_run(
+        &req.ctx,
+        &req.cancel,
+        &mut store,
+        id,
+        &req.exec,
+        req.again,
+        false,
+    )
+    .await?;
+    Ok(released.expect("only an automatic release stays at the gate"))
+}
+
+/// Runs the release jobs of run `id` if the gate holds. `automatic` (a run that goes on to its
+/// release) goes through only when the gate asks for nothing more; otherwise the run stays at
+/// the gate, says so, and there is no outcome.
+pub(super) async fn release_run(
+    ctx: &Context,
+    cancel: &Cancel,
+    store: &mut dyn Store,
+    id: RunId,
+    exec: &ExecOptions,
+    again: bool,
+    automatic: bool,
+) -> Result<Option<Outcome>, EngineError> {
+    let project = &ctx.project;
+    let record = store.run(id)?;
+    refuse_unless_releasable(store, &record, again, &ctx.actor, "release refused")?;
+    let run = RunDir::at(project, id);
+    let exec = &exec.following(&run);
+    let pipeline = stored_pipeline(&run, &record)?;
+    let gates = pipeline.gates();
+    let jobs = store.jobs(id)?;
+    let approvals = store.approvals(id)?;
+    let unmet = release::unmet(&gates, &record, &jobs, &approvals, ctx.clock.now());
+    if !unmet.is_empty() {
+        if automatic {
+            announce(ctx, store, id)?;
+            return Ok(None);
+        }
+        store.audit(id, &ctx.actor, "release refused", &unmet[0].to_string())?;
+        return Err(Refusal::Gate { run: id, unmet }.into());
+    }
+    if !run.source().is_dir() {
+        return Err(Refusal::ReleaseSnapshotGone(id).into());
+    }
+    let plan = plan::build(
+        &pipeline,
+        Selection {
+            phase: Phase::Release,
+            only: &[],
+            done: &[],
+        },
+    )
+    .map_err(|problems| EngineError::Plan {
+        file: run.pipeline_file(),
+        problems,
+    })?;
+    let granted = exec
+        .check_jobs(ctx, &run.pipeline_file(), &plan.jobs)
+        .await?;
+    exec.stop_orphans(ctx, store, id).await?;
+    store.claim_run(id, record.state, RunState::Releasing)?;
+    // Only the process that took the run over owns its directory.
+    let run = RunDir::open(project, id)
+        .map_err(Internal::io(format!("open the directory of run {id}")))?;
+    let how = if record.state == RunState::Released {
+        "released again (--again)"
+    } else {
+        "release started"
+    };
+    store.audit(id, &ctx.actor, "release", how)?;
+    audit_grants(ctx, store, id, &granted)?;
+
+    // The release runs for the run's own commit, on its own snapshot and artifacts.
+    let git = recorded_facts(&record);
+    let result = exec
+        .execute(
+            ctx,
+            cancel,
+            Work {
+                plan: &plan,
+                run: &run,
+                phase: store::Phase::Release,
+                git: &git,
+                pipeline_file: &record.pipeline_file,
+            },
+        )
+        .await?;
+    finish(ctx, store, id, result, true, true).map(Some)
+}
+
+/// Refuses, in one sentence and in the audit trail, a run that is not waiting at its gate.
+fn refuse_unless_releasable(
+    store: &mut dyn Store,
+    record: &RunRecord,
+    again: bool,
+    actor: &str,
+    action: &str,
+) -> Result<(), EngineError> {
+    match record.state {
+        RunState::AwaitingRelease | RunState::ReleaseFailed => Ok(()),
+        RunState::Released if again => Ok(()),
+        state => {
+            let refusal = Refusal::NotReleasable {
+                run: record.id,
+                state,
+            };
+            store.audit(record.id, actor, action, &refusal.to_string())?;
+            Err(refusal.into())
+        }
+    }
+}
+
+/// Tells the request's sink that run `id` stops at its gate, and what the gate waits for.
+pub(super) fn announce(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<(), EngineError> {
+    let next = next_step(ctx, store, id)?;
+    ctx.emit(EventKind::AwaitingRelease {
+        run_id: id.to_string(),
+        next,
+    });
+    Ok(())
+}
+
+/// One line that says what run `id`'s gate waits for and what to type next.
+pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<String, EngineError> {
+    let record = store.run(id)?;
+    let run = RunDir::at(&ctx.project, id);
+    let pipeline = stored_pipeline(&run, &record)?;
+    let gates = pipeline.gates();
+    let approvals = store.approvals(id)?;
+    let jobs = store.jobs(id)?;
+    let missing = (release::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
+    let at: DateTime<Utc> = ctx.clock.now();
+    let unmet = release::unmet(&gates, &record, &jobs, &approvals, at);
+    // A release job that Docker would refuse as privileged: the command to type says so.
+    let asks = privileges_asked(pipeline.jobs.iter().filter(|j| j.gated));
+    let (flag, why) = match asks.first().filter(|_| runs_on_docker(&run)) {
+        Some((job, _, what)) => (
+            " --allow-privileged",
+            format!(
+                " (release job `{}` asks for {what}, which pipe refuses without --allow-privileged)",
+                job.name
+            ),
+        ),
+        None => ("", String::new()),
+    };
+    Ok(if unmet.is_empty() {
+        format!("release {id} is ready: pipe release {id}{flag}{why}")
+    } else if unmet
+        .iter()
+        .all(|u| u.condition == release::Condition::Approvals)
+    {
+        format!(
+            "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",
+            if missing == 1 { "" } else { "s" }
+        )
+    } else {
+        let reasons: Vec<String> = unmet.iter().map(ToString::to_string).collect();
+        format!(
+            "release {id} waits at the gate: {}{why}",
+            reasons.join("; ")
+        )
+    })
+}

@@ -1,0 +1,145 @@
+//! Retrying a run: a new run of the same snapshot and pipeline, or (`failed`) a rerun in the
+//! same run of only the jobs that did not pass, keeping the others' results and artifacts.
+
+use super::exec::Work;
+use super::load::stored_pipeline;
+use super::record::{
+    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_facts, recorded_jobs,
+    recorded_store, KEPT_SNAPSHOTS,
+};
+use super::release::announce;
+use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
+use crate::plan::{self, Phase, Selection};
+use crate::store::{self, NewRun, RunState, Store};
+use crate::workspace::{self, RunDir};
+
+pub struct RetryRequest {
+    pub ctx: Context,
+    /// The run: its number, or `last`.
+    pub run: String,
+    /// Rerun only the jobs that failed (and those skipped because of them), in the same run.
+    pub failed: bool,
+    pub exec: ExecOptions,
+    pub cancel: Cancel,
+}
+
+pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
+    let ctx = &req.ctx;
+    let project = &ctx.project;
+    let mut store = recorded_store(project, &req.run)?;
+    let id = store.resolve(&req.run)?;
+    let record = store.run(id)?;
+    if record.state.is_active() {
+        return Err(Refusal::StillRunning(id).into());
+    }
+    let old = RunDir::at(project, id);
+    let exec = req.exec.following(&old);
+    if !old.source().is_dir() {
+        return Err(Refusal::RetrySnapshotGone {
+            run: id,
+            kept: KEPT_SNAPSHOTS,
+        }
+        .into());
+    }
+    let pipeline = stored_pipeline(&old, &record)?;
+    let gated = pipeline.jobs.iter().any(|j| j.gated);
+    let git = recorded_facts(&record);
+    let done: Vec<String> = if req.failed {
+        if !matches!(record.state, RunState::Failed | RunState::Interrupted) {
+            return Err(Refusal::NothingFailed {
+                run: id,
+                state: record.state,
+            }
+            .into());
+        }
+        store
+            .jobs(id)?
+            .iter()
+            .filter(|j| j.phase == store::Phase::Main && j.succeeded())
+            .map(|j| j.name.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let plan = plan::build(
+        &pipeline,
+        Selection {
+            phase: Phase::Main,
+            only: &[],
+            done: &done,
+        },
+    )
+    .map_err(|problems| EngineError::Plan {
+        file: old.pipeline_file(),
+        problems,
+    })?;
+    let granted = exec
+        .check_jobs(ctx, &old.pipeline_file(), &plan.jobs)
+        .await?;
+
+    let (run, new_id) = if req.failed {
+        let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+        exec.stop_orphans(ctx, &mut store, id).await?;
+        store.claim_run(id, record.state, RunState::Running)?;
+        // Only the process that took the run over owns its directory and resets its jobs.
+        let old = RunDir::open(project, id)
+            .map_err(Internal::io(format!("open the directory of run {id}")))?;
+        store.reset_jobs(id, &again)?;
+        store.audit(
+            id,
+            &ctx.actor,
+            "retry",
+            &format!("rerunning {}", again.join(", ")),
+        )?;
+        (old, id)
+    } else {
+        let new = NewRun {
+            pipeline_name: record.pipeline_name.clone(),
+            pipeline_file: record.pipeline_file.clone(),
+            pipeline_sha256: record.pipeline_sha256.clone(),
+            commit: record.commit.clone(),
+            branch: record.branch.clone(),
+            tags: record.tags.clone(),
+            // The same snapshot, so the same uncommitted changes.
+            changed_paths: record.changed_paths,
+            trigger: format!("retry of run {id}"),
+            actor: ctx.actor.clone(),
+        };
+        let jobs = recorded_jobs(pipeline.jobs.iter());
+        let text = std::fs::read(old.pipeline_file())
+            .map_err(Internal::io(format!("read the pipeline file of run {id}")))?;
+        let new_id = store.create_run(&new, &jobs)?;
+        let run = new_run_dir(project, new_id, &text, |run| {
+            workspace::lay(&old.source(), &run.source(), std::path::Path::new(""))
+                .map(|_| ())
+                .map_err(|e| {
+                    let _ = workspace::remove(&run.source());
+                    Internal::io(format!("copy the snapshot of run {id}"))(e)
+                })
+        })
+        .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
+        (run, new_id)
+    };
+    audit_grants(ctx, &mut store, new_id, &granted)?;
+    let result = exec
+        .execute(
+            ctx,
+            &req.cancel,
+            Work {
+                plan: &plan,
+                run: &run,
+                phase: store::Phase::Main,
+                git: &git,
+                pipeline_file: &record.pipeline_file,
+            },
+        )
+        .await
+        .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
+    let outcome = finish(ctx, &mut store, new_id, result, false, gated);
+    prune_snapshots(project, &mut store)?;
+    let outcome = outcome?;
+    if outcome.state == RunState::AwaitingRelease {
+        announce(ctx, &mut store, new_id)?;
+    }
+    Ok(outcome)
+}

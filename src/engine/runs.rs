@@ -1,0 +1,182 @@
+//! What the store remembers — runs, one run in full, a job's log as it grows — and cleaning up
+//! what runs whose process is gone left behind.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use super::record::recorded_store;
+use super::release::next_step;
+use super::{Context, EngineError, Internal, Pull};
+use crate::backend::docker::{self, DockerBackend};
+use crate::backend::{local, BackendError};
+use crate::store::{Approval, AuditEntry, JobRecord, RunRecord, RunState, SqliteStore, Store};
+use crate::workspace;
+
+/// The project's runs, newest first; only those that deployed to `environment` when given.
+/// Where pipe never ran there are none, and nothing is created for saying so.
+pub fn list_runs(
+    project: &Path,
+    environment: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RunRecord>, EngineError> {
+    if !SqliteStore::exists(project) {
+        return Ok(Vec::new());
+    }
+    Ok(SqliteStore::open(project)?.runs(environment, limit)?)
+}
+
+/// A run in full.
+#[derive(Debug)]
+pub struct Shown {
+    pub run: RunRecord,
+    pub jobs: Vec<JobRecord>,
+    pub approvals: Vec<Approval>,
+    pub audit: Vec<AuditEntry>,
+    /// What the gate waits for, for a run waiting at it.
+    pub gate: Option<String>,
+}
+
+pub fn show(ctx: &Context, run: &str) -> Result<Shown, EngineError> {
+    let mut store = recorded_store(&ctx.project, run)?;
+    let id = store.resolve(run)?;
+    let record = store.run(id)?;
+    let waiting = matches!(
+        record.state,
+        RunState::AwaitingRelease | RunState::ReleaseFailed
+    );
+    let gate = if waiting {
+        Some(next_step(ctx, &mut store, id)?)
+    } else {
+        None
+    };
+    Ok(Shown {
+        run: record,
+        jobs: store.jobs(id)?,
+        approvals: store.approvals(id)?,
+        audit: store.audit_trail(id)?,
+        gate,
+    })
+}
+
+/// A piece of what [`job_log`] reads.
+pub enum LogChunk<'a> {
+    /// The next job's log begins (said only when several are read).
+    Job(&'a str),
+    /// The job has no log: it never ran (its status says why).
+    NoLog {
+        job: &'a str,
+        status: &'a str,
+    },
+    Text(&'a [u8]),
+}
+
+/// Reads run `run`'s log of `job` (default: every job's that has one, one after the other) into
+/// `out`; with `follow`, keeps reading what is appended until the job is over.
+pub fn job_log(
+    project: &Path,
+    run: &str,
+    job: Option<&str>,
+    follow: bool,
+    out: &mut dyn FnMut(LogChunk) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut store = recorded_store(project, run)?;
+    let id = store.resolve(run)?;
+    let jobs = store.jobs(id)?;
+    let chosen: Vec<&JobRecord> = match job {
+        Some(name) => {
+            let job = jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                EngineError::Invalid(format!("run {id} has no job `{name}`{hint}"))
+            })?;
+            vec![job]
+        }
+        None => jobs.iter().filter(|j| !j.log.is_empty()).collect(),
+    };
+    let several = chosen.len() > 1;
+    for job in chosen {
+        if several {
+            out(LogChunk::Job(&job.name))?;
+        }
+        let path = project.join(&job.log);
+        if (job.log.is_empty() || !path.is_file()) && !follow {
+            out(LogChunk::NoLog {
+                job: &job.name,
+                status: &job.status,
+            })?;
+            continue;
+        }
+        read_log(&mut store, project, id, &job.name, follow, out)?;
+    }
+    Ok(())
+}
+
+fn read_log(
+    store: &mut dyn Store,
+    project: &Path,
+    id: i64,
+    job: &str,
+    follow: bool,
+    out: &mut dyn FnMut(LogChunk) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut offset = 0u64;
+    loop {
+        // The record is read each time: a pending job gets its log file when it starts.
+        let record = store.jobs(id)?.into_iter().find(|j| j.name == job);
+        let still_running = follow
+            && record
+                .as_ref()
+                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending"))
+            && store.run(id)?.state.is_active();
+        let path = record
+            .filter(|j| !j.log.is_empty())
+            .map(|j| project.join(j.log));
+        if let Some(mut f) = path.and_then(|p| std::fs::File::open(p).ok()) {
+            let mut chunk = Vec::new();
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_to_end(&mut chunk))
+                .map_err(Internal::io(format!("read the log of job `{job}`")))?;
+            offset += chunk.len() as u64;
+            out(LogChunk::Text(&chunk))?;
+        }
+        if !still_running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What [`clean`] removed.
+#[derive(Debug)]
+pub struct Cleaned {
+    /// Containers and volumes; `None` when no Docker engine answers (none were looked for).
+    pub docker: Option<(usize, usize)>,
+    pub local_workspaces: usize,
+    pub run_dirs: usize,
+}
+
+/// Removes what runs whose pipe process is gone left behind: containers and volumes found by
+/// label, local job workspaces, and per-job scratch space under the project's `.pipe/runs`.
+pub async fn clean(project: &Path) -> Result<Cleaned, EngineError> {
+    let run_dirs = workspace::clean_dead_runs(project).map_err(Internal::io("clean .pipe/runs"))?;
+    let local_workspaces = local::clean().map_err(Internal::io("clean local job workspaces"))?;
+    let docker = async {
+        let docker = docker::connect().await?;
+        DockerBackend::new(docker, Pull::Never, Duration::ZERO)
+            .clean()
+            .await
+    };
+    let docker = match docker.await {
+        Ok(removed) => Some(removed),
+        // Without an engine there are no containers to look for; the files are done.
+        Err(BackendError::Unavailable(_)) => None,
+        Err(e) => return Err(Internal::Backend(e.to_string()).into()),
+    };
+    Ok(Cleaned {
+        docker,
+        local_workspaces,
+        run_dirs,
+    })
+}

@@ -1,0 +1,98 @@
+//! Starting a run: load and plan the project's pipeline, record the run, snapshot the tree, run
+//! the jobs before the release gate, and (when asked and the gate allows) go on to the release.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::exec::Work;
+use super::record::{
+    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, snapshot,
+};
+use super::release::{announce, release_run};
+use super::{load_plan, Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
+use crate::plan::{Phase, Selection};
+use crate::store::{self, NewRun, RunState, SqliteStore, Store};
+
+pub struct StartRequest {
+    pub ctx: Context,
+    /// The pipeline file, relative to the project; `None`: the first of the default names.
+    pub file: Option<PathBuf>,
+    /// Only these jobs and what they need; empty: all of them.
+    pub jobs: Vec<String>,
+    pub exec: ExecOptions,
+    /// Go through the release gate in this request when it asks for no approval and every
+    /// other condition holds.
+    pub release: bool,
+    /// `run`, `hook`, …: what the run is recorded as started by.
+    pub trigger: String,
+    pub cancel: Cancel,
+}
+
+/// Runs the jobs before the gate; the outcome is the release's when it went on to one.
+pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
+    let StartRequest { ctx, exec, .. } = &req;
+    let project = &ctx.project;
+    let (file, pipeline, plan) = load_plan(
+        project,
+        req.file.as_deref(),
+        Selection {
+            phase: Phase::Main,
+            only: &req.jobs,
+            done: &[],
+        },
+    )?;
+    let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
+    let git = crate::git::facts(project);
+    let mut store = SqliteStore::open(project)?;
+    // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs.
+    let gated: Vec<&crate::pipeline::Job> = if req.jobs.is_empty() {
+        pipeline.jobs.iter().filter(|j| j.gated).collect()
+    } else {
+        Vec::new()
+    };
+    let jobs = recorded_jobs(plan.jobs.iter().chain(gated.iter().copied()));
+    let text = std::fs::read(project.join(&file))
+        .map_err(Internal::io(format!("read {}", file.display())))?;
+    let new = NewRun {
+        pipeline_name: pipeline.name.clone(),
+        pipeline_file: file.display().to_string(),
+        pipeline_sha256: format!("{:x}", Sha256::digest(&text)),
+        commit: git.commit.clone(),
+        branch: git.branch.clone(),
+        tags: git.tags.clone(),
+        changed_paths: git.changed_paths,
+        trigger: req.trigger.clone(),
+        actor: ctx.actor.clone(),
+    };
+    let id = store.create_run(&new, &jobs)?;
+    audit_grants(ctx, &mut store, id, &granted)?;
+    let run = new_run_dir(project, id, &text, |run| snapshot(project, run))
+        .map_err(|e| fail_run(ctx, &mut store, id, e))?;
+
+    let result = exec
+        .execute(
+            ctx,
+            &req.cancel,
+            Work {
+                plan: &plan,
+                run: &run,
+                phase: store::Phase::Main,
+                git: &git,
+                pipeline_file: &new.pipeline_file,
+            },
+        )
+        .await
+        .map_err(|e| fail_run(ctx, &mut store, id, e))?;
+    let outcome = finish(ctx, &mut store, id, result, false, !gated.is_empty());
+    prune_snapshots(project, &mut store)?;
+    let outcome = outcome?;
+    if outcome.state == RunState::AwaitingRelease {
+        if req.release && !req.cancel.requested() {
+            let released = release_run(ctx, &req.cancel, &mut store, id, exec, false, true).await?;
+            return Ok(released.unwrap_or(outcome));
+        }
+        announce(ctx, &mut store, id)?;
+    }
+    Ok(outcome)
+}
