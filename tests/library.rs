@@ -205,7 +205,7 @@ async fn cancelling_one_run_leaves_the_other_running() {
         s = stopped.display()
     ));
     let cancel = Cancel::new();
-    let (waits_ctx, _waits_seen) = context(waits.path());
+    let (waits_ctx, waits_seen) = context(waits.path());
     let (on_ctx, _on_seen) = context(goes_on.path());
     let waiting = tokio::spawn(engine::start(start(waits_ctx, cancel.clone())));
     let other = tokio::spawn(engine::start(start(on_ctx, Cancel::new())));
@@ -218,6 +218,13 @@ async fn cancelling_one_run_leaves_the_other_running() {
         .unwrap()
         .expect("the cancelled run is recorded");
     assert_eq!(waited.state, RunState::Interrupted);
+    // The cancelled run's watchers hear that it was asked to stop.
+    let heard = drain(waits_seen);
+    assert!(
+        heard.iter().any(|k| matches!(k,
+            EventKind::Stopping { kill: false, reason } if reason == "interrupt")),
+        "{heard:?}"
+    );
     std::fs::write(&stopped, "").unwrap();
     let went_on = other.await.unwrap().expect("the other run ran");
     assert_eq!(went_on.state, RunState::Passed);

@@ -20,30 +20,54 @@ pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, E
     Ok(SqliteStore::open(project)?)
 }
 
-/// The directory of new run `id`, with the pipeline file it runs and its source, as `fill` lays
-/// it (a snapshot of the tree, or the snapshot of the run retried).
-pub(super) fn new_run_dir(
+/// Where a new run's source comes from.
+pub(super) enum Source {
+    /// A snapshot of the project's working tree.
+    Tree,
+    /// The snapshot of the run retried.
+    Run(RunId),
+}
+
+/// The directory of new run `id`, with the pipeline file it runs and its source. The copy is
+/// made off the async workers (a large tree takes a while, and other runs go on meanwhile); a
+/// copy cut short (a full disk) is removed.
+pub(super) async fn new_run_dir(
     project: &Path,
     id: RunId,
     pipeline: &[u8],
-    fill: impl FnOnce(&RunDir) -> Result<(), EngineError>,
+    source: Source,
 ) -> Result<RunDir, EngineError> {
     let run = RunDir::create(project, id)
         .map_err(Internal::io(format!("create the directory of run {id}")))?;
     private::write(&run.pipeline_file(), pipeline)
         .map_err(Internal::io("keep the pipeline file"))?;
-    fill(&run)?;
+    let (from, doing) = match source {
+        Source::Tree => (
+            project.to_path_buf(),
+            "snapshot the working tree".to_string(),
+        ),
+        Source::Run(old) => (
+            RunDir::at(project, old).source(),
+            format!("copy the snapshot of run {old}"),
+        ),
+    };
+    let dest = run.source();
+    let tree = matches!(source, Source::Tree);
+    let copied = tokio::task::spawn_blocking(move || {
+        let copied = if tree {
+            workspace::snapshot(&from, &dest).map(|_| ())
+        } else {
+            workspace::lay(&from, &dest, Path::new("")).map(|_| ())
+        };
+        if copied.is_err() {
+            let _ = workspace::remove(&dest);
+        }
+        copied
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    copied.map_err(Internal::io(doing))?;
     Ok(run)
-}
-
-/// Copies the working tree into the run's snapshot; a copy cut short (a full disk) is removed.
-pub(super) fn snapshot(project: &Path, run: &RunDir) -> Result<(), EngineError> {
-    workspace::snapshot(project, &run.source())
-        .map(|_| ())
-        .map_err(|e| {
-            let _ = workspace::remove(&run.source());
-            Internal::io("snapshot the working tree")(e)
-        })
 }
 
 /// Records a run that pipe could not carry on with as failed, with the reason, where the store

@@ -5,13 +5,13 @@ use super::exec::Work;
 use super::load::stored_pipeline;
 use super::record::{
     audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_facts, recorded_jobs,
-    recorded_store, KEPT_SNAPSHOTS,
+    recorded_store, Source, KEPT_SNAPSHOTS,
 };
 use super::release::announce;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::plan::{self, Phase, Selection};
 use crate::store::{self, NewRun, RunState, Store};
-use crate::workspace::{self, RunDir};
+use crate::workspace::RunDir;
 
 pub struct RetryRequest {
     pub ctx: Context,
@@ -109,15 +109,9 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         let text = std::fs::read(old.pipeline_file())
             .map_err(Internal::io(format!("read the pipeline file of run {id}")))?;
         let new_id = store.create_run(&new, &jobs)?;
-        let run = new_run_dir(project, new_id, &text, |run| {
-            workspace::lay(&old.source(), &run.source(), std::path::Path::new(""))
-                .map(|_| ())
-                .map_err(|e| {
-                    let _ = workspace::remove(&run.source());
-                    Internal::io(format!("copy the snapshot of run {id}"))(e)
-                })
-        })
-        .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
+        let run = new_run_dir(project, new_id, &text, Source::Run(id))
+            .await
+            .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
         (run, new_id)
     };
     audit_grants(ctx, &mut store, new_id, &granted)?;

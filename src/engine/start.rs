@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::exec::Work;
 use super::record::{
-    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, snapshot,
+    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, Source,
 };
 use super::release::{announce, release_run};
 use super::{load_plan, Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
@@ -67,7 +67,8 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     };
     let id = store.create_run(&new, &jobs)?;
     audit_grants(ctx, &mut store, id, &granted)?;
-    let run = new_run_dir(project, id, &text, |run| snapshot(project, run))
+    let run = new_run_dir(project, id, &text, Source::Tree)
+        .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
 
     let result = exec

@@ -278,3 +278,37 @@ fn a_scan_job_audits_its_own_pipeline_whatever_its_name() {
         ran.stdout
     );
 }
+
+#[test]
+fn a_privilege_granted_is_an_event_and_in_the_audit_trail() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}\njobs:\n  risky:\n    volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]\n    script: [test -S /var/run/docker.sock]\n"
+    ));
+    let ran = project.run_docker(&["--allow-privileged", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let events = ran.json_events();
+    let granted: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "privilege_granted")
+        .collect();
+    assert_eq!(granted.len(), 1, "{}", ran.stdout);
+    assert_eq!(granted[0]["job"], "risky");
+    assert_eq!(
+        granted[0]["what"],
+        "the Docker socket `/var/run/docker.sock` as a volume"
+    );
+    assert_eq!(granted[0]["schema"], 1);
+    // Said before anything runs.
+    assert_eq!(events[0]["event"], "privilege_granted", "{}", ran.stdout);
+
+    let show = project.pipe(&["show", "1", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
+    let audit = v["audit"].as_array().unwrap();
+    assert!(
+        audit.iter().any(|a| a["action"] == "allow privileged"
+            && a["detail"]
+                == "job `risky` gets the Docker socket `/var/run/docker.sock` as a volume"),
+        "{}",
+        show.stdout
+    );
+}
