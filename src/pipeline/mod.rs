@@ -91,21 +91,6 @@ pub enum LoadError {
     Invalid(Box<Invalid>),
 }
 
-/// The pipeline file to use: the one given, or the first of [`DEFAULT_FILES`] in the current
-/// directory.
-pub fn find(given: Option<&Path>) -> Result<PathBuf, LoadError> {
-    if let Some(file) = given {
-        return Ok(file.to_path_buf());
-    }
-    DEFAULT_FILES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| LoadError::NotFound {
-            dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-        })
-}
-
 /// Reads and checks a pipeline file.
 pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
     let read_err = |source| LoadError::Read {
