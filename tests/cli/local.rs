@@ -1,5 +1,7 @@
 //! `pipe run --backend local`: the same semantics as host processes.
 
+use std::io::{BufRead, BufReader};
+
 use crate::harness::{gone, spawn_until, Contain, KillOnDrop, Project};
 
 #[test]
@@ -347,4 +349,28 @@ fn clean_stops_a_daemon_of_a_killed_pipe_in_a_cgroup() {
 #[test]
 fn clean_stops_a_daemon_of_a_killed_pipe_by_its_marker() {
     clean_stops_a_daemon_of_a_killed_pipe(Contain::Marker);
+}
+
+#[test]
+fn ctrl_c_says_it_stops_the_jobs_then_that_it_kills_them() {
+    // The job ignores SIGTERM, so only the second Ctrl-C ends it.
+    let project = Project::new("jobs:\n  long: {script: [\"trap '' TERM; sleep 300\"]}\n");
+    let (mut child, _) = spawn_until(&project, &["run", "--backend", "local"], "$ trap");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line_with = |marker: &str| loop {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no {marker:?}");
+        if line.contains(marker) {
+            return line;
+        }
+    };
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(
+        line_with("stopping jobs").trim(),
+        "pipe: stopping jobs (press Ctrl-C again to kill them)"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(line_with("killing jobs").trim(), "pipe: killing jobs");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
 }
