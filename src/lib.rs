@@ -9,7 +9,6 @@ pub mod git;
 pub mod owner;
 pub mod pipeline;
 pub mod plan;
-pub mod release;
 pub mod report;
 pub mod run;
 pub mod scan;

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use super::gate::Unmet;
 use crate::pipeline::{LoadError, Problem};
-use crate::release::Unmet;
 use crate::store::{RunId, RunState, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@
 
 mod error;
 mod exec;
+pub mod gate;
 mod load;
 mod record;
 mod release;

@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 
 use super::exec::Work;
 use super::exec::{privileges_asked, runs_on_docker};
+use super::gate;
 use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
 use crate::plan::{self, Phase, Selection};
-use crate::release;
 use crate::store::{self, RunId, RunRecord, RunState, Store};
 use crate::workspace::RunDir;
 
@@ -50,7 +50,7 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
     refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
     let new = store.approve(id, by, comment, ctx.clock.now())?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
-    let needed = release::approvals_needed(&pipeline.gates());
+    let needed = gate::approvals_needed(&pipeline.gates());
     let count = store.approvals(id)?.len();
     Ok(Approved {
         run: id,
@@ -99,7 +99,7 @@ pub(super) async fn release_run(
     let gates = pipeline.gates();
     let jobs = store.jobs(id)?;
     let approvals = store.approvals(id)?;
-    let unmet = release::unmet(&gates, &record, &jobs, &approvals, ctx.clock.now());
+    let unmet = gate::unmet(&gates, &record, &jobs, &approvals, ctx.clock.now());
     if !unmet.is_empty() {
         if automatic {
             announce(ctx, store, id)?;
@@ -197,9 +197,9 @@ pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<Stri
     let gates = pipeline.gates();
     let approvals = store.approvals(id)?;
     let jobs = store.jobs(id)?;
-    let missing = (release::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
+    let missing = (gate::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
     let at: DateTime<Utc> = ctx.clock.now();
-    let unmet = release::unmet(&gates, &record, &jobs, &approvals, at);
+    let unmet = gate::unmet(&gates, &record, &jobs, &approvals, at);
     // A release job that Docker would refuse as privileged: the command to type says so.
     let asks = privileges_asked(pipeline.jobs.iter().filter(|j| j.gated));
     let (flag, why) = match asks.first().filter(|_| runs_on_docker(&run)) {
@@ -216,7 +216,7 @@ pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<Stri
         format!("release {id} is ready: pipe release {id}{flag}{why}")
     } else if unmet
         .iter()
-        .all(|u| u.condition == release::Condition::Approvals)
+        .all(|u| u.condition == gate::Condition::Approvals)
     {
         format!(
             "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",

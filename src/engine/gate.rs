@@ -1,5 +1,5 @@
 //! The release gate's decision: may a run's release jobs run now, and if not, what is unmet.
-//! Judged by the engine for `pipe release`, `pipe show` and the agent, at the time it is given.
+//! A pure function of the run's record, its release jobs' gates and the time the engine is given.
 
 use chrono::{DateTime, Utc};
 
