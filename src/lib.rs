@@ -12,5 +12,6 @@ pub mod release;
 pub mod report;
 pub mod run;
 pub mod scan;
+pub mod severity;
 pub mod store;
 pub mod workspace;

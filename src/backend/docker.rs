@@ -58,7 +58,8 @@ const ICC: &str = "com.docker.network.bridge.enable_icc";
 /// The project's `owner::project_key`: run numbers are per project.
 pub const LABEL_PROJECT: &str = "dev.pipe.project";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// When to pull a job's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pull {
     Never,
     Missing,

@@ -6,6 +6,7 @@ mod diagnostic;
 mod gate;
 mod graph;
 mod list;
+mod pull;
 mod retry;
 mod run;
 mod runs;

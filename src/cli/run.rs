@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::pull::PullArg;
 use super::{color_on, exit, gate, list, load_plan, print, CliError, Internal, Output};
-use crate::backend::docker::{self, DockerBackend, Pull};
+use crate::backend::docker::{self, DockerBackend};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
@@ -57,7 +58,7 @@ pub struct ExecArgs {
     backend: Option<BackendKind>,
     /// When to pull images
     #[arg(long, value_enum, default_value = "missing")]
-    pull: Pull,
+    pull: PullArg,
     /// At the first failure, cancel running jobs and skip the rest
     #[arg(long)]
     fail_fast: bool,
@@ -180,7 +181,7 @@ impl ExecArgs {
             stopped += runtime()?.block_on(async {
                 match docker::connect().await {
                     Ok(docker) => {
-                        let backend = DockerBackend::new(docker, self.pull, GRACE);
+                        let backend = DockerBackend::new(docker, self.pull.into(), GRACE);
                         backend
                             .stop_orphans(&key, &run)
                             .await
@@ -275,7 +276,8 @@ impl ExecArgs {
                     .await
                     .map_err(|e| CliError::Unavailable(e.to_string()))?;
                 Arc::new(
-                    DockerBackend::new(docker, self.pull, GRACE).in_project(project_key(project)),
+                    DockerBackend::new(docker, self.pull.into(), GRACE)
+                        .in_project(project_key(project)),
                 )
             }
             // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
