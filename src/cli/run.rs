@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use super::pull::PullArg;
 use super::{color_on, exit, gate, list, load_plan, print, CliError, Internal, Output};
 use crate::backend::docker::{self, DockerBackend};
+use crate::backend::inprocess::InProcess;
 use crate::backend::local::LocalBackend;
+use crate::backend::route::ScanRouter;
 use crate::backend::{Backend, BackendError};
 use crate::event::RunStatus;
 use crate::owner::project_key;
@@ -270,7 +272,7 @@ impl ExecArgs {
             private::write(&run.root.join(BACKEND_FILE), name.get_name())
                 .map_err(Internal::io("record where the jobs run"))?;
         }
-        let backend: Arc<dyn Backend> = match kind {
+        let jobs: Arc<dyn Backend> = match kind {
             BackendKind::Docker => {
                 let docker = docker::connect()
                     .await
@@ -288,6 +290,7 @@ impl ExecArgs {
                 std::env::var_os("PIPE_NO_CGROUP").is_none_or(|v| v.is_empty() || v == "0"),
             )),
         };
+        let backend: Arc<dyn Backend> = Arc::new(ScanRouter::new(Arc::new(InProcess), jobs));
         let id: RunId = run.id.parse().expect("run ids are numbers");
         let log_files: HashMap<String, PathBuf> = plan
             .jobs

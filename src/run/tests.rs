@@ -304,6 +304,38 @@ async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panic_in_a_backend_errors_the_job_stops_the_run_and_still_tears_down() {
+    let ran = run_yaml(
+        "jobs:\n  buggy: {needs: [], retry: 2, script: [sleep 5, panic boom]}\n  long: {needs: [], script: [hang]}\n  later: {needs: [long], script: [echo x]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Failed);
+    let why = "pipe failed: a bug in pipe stopped the job (it panicked: boom)";
+    assert_eq!(
+        ran.result.pipe_failure.as_deref(),
+        Some(format!("job `buggy`: {why}").as_str())
+    );
+    let buggy = ran.result.jobs[0].as_ref().unwrap();
+    assert_eq!(buggy.status, JobStatus::Errored);
+    assert_eq!(buggy.message.as_deref(), Some(why));
+    assert_eq!(
+        ran.result.jobs[1].as_ref().unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        skipped(&ran),
+        [(
+            "later".to_string(),
+            "needs `long`, which was cancelled".to_string()
+        )]
+    );
+    assert!(ran.fake.shut_down.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_interrupt_kills_what_ignores_the_first() {
     let ran = run_yaml_interrupted(
         "jobs:\n  stubborn: {needs: [], script: [stubborn]}\n",
