@@ -773,9 +773,15 @@ impl DockerBackend {
         Ok(self.sweep(&scope).await?.0)
     }
 
-    /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
-    pub async fn clean(&self) -> Result<(usize, usize), BackendError> {
-        self.sweep(&[]).await
+    /// Removes the containers and volumes of runs whose pipe process is gone: those of the
+    /// project `project` (its `owner::project_key`), or of every project when `None`. Returns
+    /// how many.
+    pub async fn clean(&self, project: Option<&str>) -> Result<(usize, usize), BackendError> {
+        let scope: Vec<String> = project
+            .map(|p| format!("{LABEL_PROJECT}={p}"))
+            .into_iter()
+            .collect();
+        self.sweep(&scope).await
     }
 
     /// Removes the containers, then the volumes, that carry every label of `scope` and whose

@@ -42,16 +42,16 @@ fn scratch_root() -> PathBuf {
     std::env::temp_dir().join(format!("pipe-{}", nix::unistd::getuid()))
 }
 
-/// A job attempt's workspace: named for its owner first (`PID@START.`), so that `clean` can
-/// tell the leftovers of a pipe that was killed.
-fn workspace_dir(spec: &JobSpec) -> PathBuf {
+/// A job attempt's workspace: named for its owner first (`PID@START.`), then its project, so
+/// that `clean` can tell the leftovers of a pipe that was killed, and whose project they are.
+fn workspace_dir(project: &str, spec: &JobSpec) -> PathBuf {
     let attempt = spec
         .scratch
         .file_name()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
     scratch_root().join(format!(
-        "{}.run{}.{}.{attempt}",
+        "{}.{project}.run{}.{}.{attempt}",
         Owner::me(),
         spec.run_id,
         spec.slug
@@ -75,9 +75,10 @@ fn processes_in(dir: &std::path::Path) -> Vec<Pid> {
 }
 
 /// Removes the job workspaces of pipe processes that are gone, stopping what still runs in
-/// them and whatever else their jobs left running. Returns how many workspaces.
-pub fn clean() -> io::Result<usize> {
-    contain::stop_leftovers(|_| true)?;
+/// them and whatever else their jobs left running: those of the project `project` (its
+/// `owner::project_key`), or of every project when `None`. Returns how many workspaces.
+pub fn clean(project: Option<&str>) -> io::Result<usize> {
+    contain::stop_leftovers(|tag| project.is_none_or(|p| tag.project == p))?;
     let Ok(entries) = std::fs::read_dir(scratch_root()) else {
         return Ok(0);
     };
@@ -85,7 +86,12 @@ pub fn clean() -> io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let owner = name.split_once('.').and_then(|(o, _)| Owner::parse(o));
+        let mut parts = name.split('.');
+        let owner = parts.next().and_then(Owner::parse);
+        let theirs = parts.next();
+        if project.is_some_and(|p| theirs != Some(p)) {
+            continue;
+        }
         if !owner.is_some_and(|o| o.is_alive()) {
             for pid in processes_in(&entry.path()) {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -137,7 +143,8 @@ impl Backend for LocalBackend {
             super::drop_partial_artifacts(spec, &result).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
-            self.teardowns.spawn(super::remove_dir(workspace_dir(spec)));
+            self.teardowns
+                .spawn(super::remove_dir(workspace_dir(&self.project, spec)));
             result
         }
         .boxed()
@@ -155,7 +162,7 @@ impl LocalBackend {
         log: &LogSink,
         mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
-        let dir = workspace_dir(spec);
+        let dir = workspace_dir(&self.project, spec);
         let prepare = {
             let (layers, dir) = (spec.layers.clone(), dir.clone());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {

@@ -363,29 +363,46 @@ fn fail_fast_cancels_running_jobs() {
 }
 
 #[test]
-fn clean_removes_objects_of_dead_runs() {
+fn clean_removes_objects_of_dead_runs_of_its_own_project_only() {
     docker_image();
-    // A container labelled as pipe's, owned by a pid that cannot exist.
-    let labels = [
-        "--label",
-        "dev.pipe.managed=true",
-        "--label",
-        "dev.pipe.pid=4194999",
-    ];
-    let mut args = vec!["create"];
-    args.extend(labels);
-    args.extend([IMAGE, "true"]);
-    let id = docker(&args).trim().to_string();
-    let ran = Project::new(&pipeline("  a: {script: [echo]}\n")).pipe(&["clean"]);
+    let project = Project::new(&pipeline("  a: {script: [echo]}\n"));
+    let other = Project::new(&pipeline("  a: {script: [echo]}\n"));
+    // Containers labelled as pipe's, owned by a pid that cannot exist: one of this project,
+    // one of another.
+    let dead = |key: &str| {
+        docker(&[
+            "create",
+            "--label",
+            "dev.pipe.managed=true",
+            "--label",
+            "dev.pipe.pid=4194999",
+            "--label",
+            &format!("dev.pipe.project={key}"),
+            IMAGE,
+            "true",
+        ])
+        .trim()
+        .to_string()
+    };
+    let own = dead(&project.key());
+    let theirs = dead(&other.key());
+    let ran = project.pipe(&["clean"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    let left = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        "label=dev.pipe.pid=4194999",
-    ]);
-    assert!(!left.contains(&id), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .starts_with("removed 1 container(s), 0 volume(s)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!exists(&own), "{}", ran.stdout);
+    assert!(exists(&theirs), "another project's leftovers stay");
+    docker(&["rm", "-f", &theirs]);
+}
+
+fn exists(id: &str) -> bool {
+    !docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
+        .trim()
+        .is_empty()
 }
 
 #[test]
@@ -466,6 +483,8 @@ fn clean_tells_a_reused_pid_from_a_live_owner() {
             "dev.pipe.managed=true",
             "--label",
             &format!("dev.pipe.owner={owner}"),
+            "--label",
+            &format!("dev.pipe.project={}", project.key()),
             IMAGE,
             "true",
         ])
@@ -477,11 +496,6 @@ fn clean_tells_a_reused_pid_from_a_live_owner() {
     let live = labelled(format!("{me}@{}", own_start()));
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
-    let exists = |id: &str| {
-        !docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
-            .trim()
-            .is_empty()
-    };
     assert!(!exists(&reused), "the leftover of a dead owner is removed");
     assert!(exists(&live), "a live owner's container stays");
     docker(&["rm", "-f", &live]);

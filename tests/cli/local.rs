@@ -88,8 +88,19 @@ fn kill_9_leaves_a_local_workspace_that_clean_removes() {
         "a killed pipe cannot remove {}",
         dir.display()
     );
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        name.split('.').nth(1),
+        Some(project.key().as_str()),
+        "the workspace is named for its project, so only this project's `clean` removes it"
+    );
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(
+        clean.stdout.contains(" 1 local job workspace(s)"),
+        "{}",
+        clean.stdout
+    );
     assert!(!dir.exists(), "{}", clean.stdout);
     let still_there = std::fs::read_dir("/proc")
         .unwrap()
@@ -333,7 +344,8 @@ fn clean_stops_a_daemon_of_a_killed_pipe(mode: Contain) {
     child.kill().unwrap();
     child.wait().unwrap();
     held.unwrap();
-    // A killed pipe cannot stop the daemon (though another test's `clean` may, by now).
+    // A killed pipe cannot stop the daemon, and no other test's `clean` touches this project's.
+    assert!(!gone(pid), "the daemon {pid} outlives the killed pipe");
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
     assert!(gone(pid), "`pipe clean` stops the daemon {pid}");

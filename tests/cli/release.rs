@@ -563,12 +563,13 @@ fn kill_9_leaves_the_run_interrupted_and_clean_removes_its_container() {
             .is_empty(),
         "a killed pipe cannot remove its own container"
     );
-    // The engine is shared: `clean` also removes what other dead pipe processes left,
-    // so the counts say at least this run's container and volume.
+    // `clean` removes the project's own leftovers only: exactly this run's container and volume.
     let clean = project.pipe(&["clean"]);
     assert!(clean.code == 0, "{}", clean.all());
     assert!(
-        !clean.stdout.contains("removed 0 container(s)") && !clean.stdout.contains(" 0 volume(s)"),
+        clean
+            .stdout
+            .starts_with("removed 1 container(s), 1 volume(s), 0 local job workspace(s)"),
         "{}",
         clean.all()
     );
