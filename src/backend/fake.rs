@@ -1,5 +1,6 @@
 //! A scripted backend for scheduler tests: each script line is a step (`sleep 50`, `echo text`,
-//! `exit 3`, `hang`, `stubborn`, `error why`, `broken why` for pipe's own failure, `panic why` for a bug in a backend). It records when each job started and ended so tests can check ordering.
+//! `exit 3`, `hang`, `stubborn`, `error why`, `broken why` for pipe's own failure, `panic why` for a bug in a backend, `keep`
+//! to keep an (empty) artifact directory as a passed job would). It records when each job started and ended so tests can check ordering.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -73,6 +74,7 @@ impl Backend for FakeBackend {
                     "error" => return Err(BackendError::Job(arg.to_string())),
                     "broken" => return Err(BackendError::Internal(arg.to_string())),
                     "panic" => panic!("{arg}"),
+                    "keep" => std::fs::create_dir_all(&spec.artifacts_dest).unwrap(),
                     other => panic!("unknown fake step {other}"),
                 }
             }

@@ -8,15 +8,35 @@ fn pipeline(jobs: &str) -> String {
     format!("image: {IMAGE}\njobs:\n{jobs}")
 }
 
+/// A folder the test owns, mounted at `/sync` in the jobs that say `volumes: [$SYNC]` (with
+/// `--allow-privileged`): jobs wait on each other's marker files there, never on sleeps.
+/// `{{SYNC}}` in `jobs` becomes the mount.
+fn synced(jobs: &str) -> (String, tempfile::TempDir) {
+    let sync = tempfile::tempdir().unwrap();
+    let jobs = jobs.replace("{SYNC}", &format!("'{}:/sync'", sync.path().display()));
+    (pipeline(&jobs), sync)
+}
+
 #[test]
 fn a_fan_out_runs_in_parallel() {
-    let project = Project::new(&pipeline(
+    // Each shard leaves a marker and ends only once all four are there: they can only pass
+    // if their containers ran at once (a shard waiting alone times out).
+    let (yaml, _sync) = synced(
         "  prepare: {script: [echo ready]}
-  shard: {stage: test, matrix: {N: [1, 2, 3, 4]}, script: [sleep 1, echo shard $N]}
+  shard:
+    stage: test
+    matrix: {N: [1, 2, 3, 4]}
+    timeout: 60s
+    volumes: [{SYNC}]
+    script:
+      - touch /sync/$N
+      - 'until [ $(ls /sync | wc -l) -ge 4 ]; do sleep 0.05; done'
+      - echo shard $N
   merge: {stage: deploy, script: [echo merged]}
 ",
-    ));
-    let ran = project.run_docker(&["--output", "json"]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--output", "json", "--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     let events = ran.json_events();
     let position = |event: &str, prefix: &str| -> Vec<usize> {
@@ -162,21 +182,29 @@ fn glob_artifacts_keep_only_what_they_select() {
 
 #[test]
 fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
-    let project = Project::new(&pipeline(
+    // `other` looks only once `build` has written its files.
+    let (yaml, _sync) = synced(
         "  build:
+    volumes: [{SYNC}]
     script:
       - mkdir -p out && echo built-binary > out/app
       - echo scratch > notes.txt
+      - touch /sync/built
     artifacts: [out]
-  other: {needs: [], script: [sleep 1, test ! -e out/app, test ! -e notes.txt]}
+  other:
+    needs: []
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: ['until test -e /sync/built; do sleep 0.05; done', test ! -e out/app, test ! -e notes.txt]
   test:
     stage: test
     needs: [build]
     script: [cat out/app, test ! -e notes.txt, cat src.txt]
 ",
-    ));
+    );
+    let project = Project::new(&yaml);
     project.write("src.txt", "source file");
-    let ran = project.run_docker(&[]);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(ran.stdout.contains("[test] built-binary"), "{}", ran.stdout);
     assert!(ran.stdout.contains("[test] source file"), "{}", ran.stdout);
@@ -192,12 +220,20 @@ fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
 
 #[test]
 fn parallel_jobs_never_see_each_others_writes() {
-    let project = Project::new(&pipeline(
-        "  a: {script: [echo a > shared.txt, sleep 1, grep -qx a shared.txt]}
-  b: {script: [echo b > shared.txt, sleep 1, grep -qx b shared.txt]}
+    // Each reads back only after both have written.
+    let (yaml, _sync) = synced(
+        "  a:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: [echo a > shared.txt, touch /sync/a, 'until test -e /sync/b; do sleep 0.05; done', grep -qx a shared.txt]
+  b:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: [echo b > shared.txt, touch /sync/b, 'until test -e /sync/a; do sleep 0.05; done', grep -qx b shared.txt]
 ",
-    ));
-    let ran = project.run_docker(&[]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(
         !project.path().join("shared.txt").exists(),
@@ -352,12 +388,17 @@ fn sigterm_and_sighup_exit_143_and_leave_nothing_behind() {
 
 #[test]
 fn fail_fast_cancels_running_jobs() {
-    let project = Project::new(&pipeline(
-        "  bad: {script: [sleep 1, exit 1]}
-  long: {script: [sleep 300]}
+    // `bad` fails only once `long` is running.
+    let (yaml, _sync) = synced(
+        "  bad:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: ['until test -e /sync/long; do sleep 0.05; done', exit 1]
+  long: {volumes: [{SYNC}], script: [touch /sync/long, sleep 300]}
 ",
-    ));
-    let ran = project.run_docker(&["--fail-fast"]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--fail-fast", "--allow-privileged"]);
     assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.row("long").contains("cancelled"), "{}", ran.stdout);
 }
@@ -408,14 +449,15 @@ fn exists(id: &str) -> bool {
 #[test]
 fn copied_workspaces_keep_the_same_semantics() {
     // The fallback for engines that cannot mount overlays, forced.
-    let project = Project::new(&pipeline(
-        "  build: {script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt], artifacts: [out]}
-  other: {needs: [], script: [sleep 1, test ! -e out/app]}
+    let (yaml, _sync) = synced(
+        "  build: {volumes: [{SYNC}], script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt, touch /sync/built], artifacts: [out]}
+  other: {needs: [], timeout: 60s, volumes: [{SYNC}], script: ['until test -e /sync/built; do sleep 0.05; done', test ! -e out/app]}
   test: {stage: test, needs: [build], script: [cat out/app, test ! -e notes.txt, cat src.txt]}
 ",
-    ));
+    );
+    let project = Project::new(&yaml);
     project.write("src.txt", "source file");
-    let mut cmd = project.command(&["run", "--pull", "never"]);
+    let mut cmd = project.command(&["run", "--pull", "never", "--allow-privileged"]);
     cmd.env("PIPE_NO_OVERLAY", "1");
     docker_image();
     let child = cmd.spawn().unwrap();
@@ -452,15 +494,31 @@ fn a_missing_image_that_cannot_be_pulled_fails_the_job() {
 #[test]
 fn jobs_running_at_once_never_share_ports() {
     // `b` and `c` run in network sandboxes (they come after the first wave) at the same time:
-    // each must find port 8080 free, take it, and hold it while the other looks.
-    let project = Project::new(&pipeline(
-        "  a: {script: [echo first]}
-  b: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
-  c: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
-  d: {stage: deploy, script: ['! netstat -ltn | grep -q :8080']}
-",
+    // each must find port 8080 free and take it; once both listen (their markers), each still
+    // holds its own listener and sees no other on the port.
+    let listen = "timeout: 60s
+    volumes: [{SYNC}]
+    script:
+      - '! netstat -ltn | grep -q :8080'
+      - 'nc -l -p 8080 >/dev/null & echo $! > nc.pid'
+      - 'until netstat -ltn | grep -q :8080; do sleep 0.05; done'
+      - touch /sync/$PIPE_JOB
+      - 'until test -e /sync/b && test -e /sync/c; do sleep 0.05; done'
+      - 'kill -0 $(cat nc.pid)'
+      - 'test $(netstat -ltn | grep -c :8080) -eq 1'";
+    let (yaml, _sync) = synced(&format!(
+        "  a: {{script: [echo first]}}
+  b:
+    stage: test
+    {listen}
+  c:
+    stage: test
+    {listen}
+  d: {{stage: deploy, script: ['! netstat -ltn | grep -q :8080']}}
+"
     ));
-    let ran = project.run_docker(&[]);
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
 }
 

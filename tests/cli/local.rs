@@ -112,11 +112,30 @@ fn kill_9_leaves_a_local_workspace_that_clean_removes() {
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let project =
-        Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
+    let marks = tempfile::tempdir().unwrap();
+    // A background process in the job's process group, which writes its pid to `bg`.
+    let project = Project::new(&format!(
+        "env: {{MARKS: {}}}
+jobs:
+  stuck:
+    timeout: 3s
+    script:
+      - 'sh -c \"echo \\$\\$ > $MARKS/tmp; mv $MARKS/tmp $MARKS/bg; exec sleep 300\" &'
+      - 'while [ ! -e $MARKS/bg ]; do sleep 0.05; done'
+      - sleep 300
+",
+        marks.path().display()
+    ));
     let ran = project.pipe(&["run", "--backend", "local"]);
-    assert_eq!(ran.code, 1);
+    assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.row("stuck").contains("timed out"), "{}", ran.stdout);
+    let pid: i32 = std::fs::read_to_string(marks.path().join("bg"))
+        .expect("the background process wrote its pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let _kill = KillOnDrop(pid);
+    assert!(gone(pid), "the background process {pid} is killed too");
 }
 
 #[test]
