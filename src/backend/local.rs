@@ -139,7 +139,13 @@ impl Backend for LocalBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
+            let mut unfinished = Unfinished {
+                backend: self,
+                spec,
+                armed: true,
+            };
             let result = self.run_job(spec, log, stop).await;
+            unfinished.armed = false;
             super::drop_partial_artifacts(spec, &result).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
@@ -152,6 +158,36 @@ impl Backend for LocalBackend {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.teardowns.wait().boxed()
+    }
+}
+
+/// An attempt whose future ends before it finished (a bug in pipe panicked in it): what still
+/// works in its workspace is killed, and its workspace and scratch space go with the rest of
+/// the run's teardown.
+struct Unfinished<'a> {
+    backend: &'a LocalBackend,
+    spec: &'a JobSpec,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let dir = workspace_dir(&self.backend.project, self.spec);
+        let scratch = self.spec.scratch.clone();
+        self.backend.teardowns.spawn(async move {
+            let workspace = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for pid in processes_in(&workspace) {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                }
+            })
+            .await;
+            super::remove_dir(dir).await;
+            super::remove_dir(scratch).await;
+        });
     }
 }
 
@@ -327,4 +363,74 @@ fn pump(
         }
         splitter.finish(|l| log.line(stream, l));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, EventKind};
+
+    /// A panic unwinding through an attempt drops its future as this test does.
+    #[tokio::test]
+    async fn an_attempt_that_never_finishes_is_torn_down_with_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("source")).unwrap();
+        let spec = JobSpec {
+            run_id: format!("unfinished-{}", std::process::id()),
+            job: "long".into(),
+            slug: "long".into(),
+            image: None,
+            // A process the job started in the background, which records its pid.
+            script: vec![
+                format!(
+                    "sh -c 'echo $$ > {0}/tmp; mv {0}/tmp {0}/pid; exec sleep 300' &",
+                    dir.path().display()
+                ),
+                format!(
+                    "while [ ! -e {}/pid ]; do sleep 0.05; done",
+                    dir.path().display()
+                ),
+                "sleep 300".into(),
+            ],
+            env: Vec::new(),
+            layers: vec![dir.path().join("source")],
+            scratch: dir.path().join("jobs/long/1"),
+            artifacts: Vec::new(),
+            artifacts_dest: dir.path().join("kept"),
+            privileged: false,
+            binds: Vec::new(),
+            scan: None,
+        };
+        let backend = LocalBackend::new(Duration::ZERO, "0123abcd".into(), false);
+        let workspace = workspace_dir(&backend.project, &spec);
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let (_stop, stop) = watch::channel(Stop::No);
+        let log = LogSink::new("long".into(), events);
+        let mut attempt = backend.run(&spec, &log, stop);
+        // Runs the attempt until the job says it sleeps.
+        loop {
+            tokio::select! {
+                _ = &mut attempt => panic!("the job ended"),
+                event = received.recv() => match event.map(|e| e.kind) {
+                    Some(EventKind::JobOutput { line, .. }) if line == "$ sleep 300" => break,
+                    Some(_) => {}
+                    None => panic!("no more output"),
+                },
+            }
+        }
+        assert!(workspace.is_dir());
+        drop(attempt);
+        backend.shutdown().await;
+        assert!(!workspace.exists(), "the workspace is removed");
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        // Gone, or a zombie: killed, waiting to be reaped.
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).map(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z'))
+        });
+        assert!(
+            !matches!(state, Ok(Some(false))),
+            "the job's background process {pid} is killed"
+        );
+    }
 }
