@@ -1,6 +1,7 @@
 //! `pipe run` on a real Docker engine. Every run is checked to leave no container or volume.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::harness::{assert_no_leftovers, docker, docker_image, spawn_until, Project, IMAGE};
 
@@ -557,4 +558,68 @@ fn clean_tells_a_reused_pid_from_a_live_owner() {
     assert!(!exists(&reused), "the leftover of a dead owner is removed");
     assert!(exists(&live), "a live owner's container stays");
     docker(&["rm", "-f", &live]);
+}
+
+/// A panic unwinding through an attempt drops its future as this test does: the attempt's
+/// container and volume still go when the backend shuts down.
+#[test]
+fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
+    use pipe::backend::docker::{connect, DockerBackend, Pull};
+    use pipe::backend::{Backend, JobSpec, LogSink, Stop};
+    use pipe::event::EventKind;
+
+    docker_image();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("source")).unwrap();
+    let run_id = format!("unfinished-{}", std::process::id());
+    let spec = JobSpec {
+        run_id: run_id.clone(),
+        job: "long".into(),
+        slug: "long".into(),
+        image: Some(IMAGE.into()),
+        script: vec!["sleep 300".into()],
+        env: Vec::new(),
+        layers: vec![dir.path().join("source")],
+        scratch: dir.path().join("jobs/long/1"),
+        artifacts: Vec::new(),
+        artifacts_dest: dir.path().join("kept"),
+        privileged: false,
+        binds: Vec::new(),
+        scan: None,
+    };
+    let filter = format!("label=dev.pipe.run={run_id}");
+    let made = || {
+        (
+            docker(&["ps", "-aq", "--filter", &filter]),
+            docker(&["volume", "ls", "-q", "--filter", &filter]),
+        )
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let during = runtime.block_on(async {
+        let backend = DockerBackend::new(connect().await.unwrap(), Pull::Never, Duration::ZERO);
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let (_stop, stop) = tokio::sync::watch::channel(Stop::No);
+        let log = LogSink::new("long".into(), events);
+        let mut attempt = backend.run(&spec, &log, stop);
+        loop {
+            tokio::select! {
+                ended = &mut attempt => panic!("the job ended: {ended:?}"),
+                event = received.recv() => match event.map(|e| e.kind) {
+                    Some(EventKind::JobOutput { line, .. }) if line == "$ sleep 300" => break,
+                    Some(_) => {}
+                    None => panic!("no more output"),
+                },
+            }
+        }
+        let during = made();
+        drop(attempt);
+        backend.shutdown().await;
+        during
+    });
+    assert!(!during.0.trim().is_empty(), "the job ran in a container");
+    let after = made();
+    assert!(
+        after.0.trim().is_empty() && after.1.trim().is_empty(),
+        "left behind: {after:?}"
+    );
 }
