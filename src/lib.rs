@@ -1,6 +1,11 @@
 //! pipe: a CI/CD pipeline-as-code runner. YAML → typed pipeline → plan (DAG) → scheduler →
 //! backend, with everything a user sees fed by the scheduler's stream of events.
 
+// Who owns a run is read from /proc and local jobs are contained by cgroups: without Linux,
+// runs could not be told alive from dead, so pipe refuses to build rather than misjudge them.
+#[cfg(not(target_os = "linux"))]
+compile_error!("pipe runs on Linux only: it reads /proc to tell a live run from a dead one");
+
 pub mod backend;
 pub mod cli;
 pub mod engine;
@@ -12,5 +17,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod scan;
+pub mod severity;
 pub mod store;
 pub mod workspace;

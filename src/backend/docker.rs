@@ -31,8 +31,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop,
-    Teardowns,
+    remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome,
+    RunShape, Stop, Teardowns,
 };
 use crate::event::Stream;
 use crate::owner::Owner;
@@ -58,7 +58,8 @@ const ICC: &str = "com.docker.network.bridge.enable_icc";
 /// The project's `owner::project_key`: run numbers are per project.
 pub const LABEL_PROJECT: &str = "dev.pipe.project";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// When to pull a job's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pull {
     Never,
     Missing,
@@ -775,19 +776,33 @@ impl DockerBackend {
         Ok(self.sweep(&scope).await?.0)
     }
 
-    /// Removes the containers and volumes of runs whose pipe process is gone. Returns how many.
-    pub async fn clean(&self) -> Result<(usize, usize), BackendError> {
-        self.sweep(&[]).await
+    /// Removes the containers and volumes of runs whose pipe process is gone: those of the
+    /// project `project` (its `owner::project_key`), or of every project when `None`. Returns
+    /// how many.
+    pub async fn clean(&self, project: Option<&str>) -> Result<(usize, usize), BackendError> {
+        let scope: Vec<String> = project
+            .map(|p| format!("{LABEL_PROJECT}={p}"))
+            .into_iter()
+            .collect();
+        self.sweep(&scope).await
     }
 
     /// Removes the containers, then the volumes, that carry every label of `scope` and whose
     /// pipe process is gone. Returns how many of each.
     async fn sweep(&self, scope: &[String]) -> Result<(usize, usize), BackendError> {
+        Self::sweep_on(&self.docker, scope, true).await
+    }
+
+    /// As `sweep`, or when `only_dead` is false, whoever owns them.
+    async fn sweep_on(
+        docker: &Docker,
+        scope: &[String],
+        only_dead: bool,
+    ) -> Result<(usize, usize), BackendError> {
         let mut labels = vec![format!("{LABEL_MANAGED}=true")];
         labels.extend_from_slice(scope);
         let filters = HashMap::from([("label".to_string(), labels)]);
-        let containers = self
-            .docker
+        let containers = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters.clone()),
@@ -796,10 +811,11 @@ impl DockerBackend {
             .await
             .map_err(job_error("cannot list containers"))?;
         let dead = |labels: Option<&HashMap<String, String>>| {
-            !labels
-                .and_then(|l| l.get(LABEL_OWNER))
-                .and_then(|o| Owner::parse(o))
-                .is_some_and(|o| o.is_alive())
+            !only_dead
+                || !labels
+                    .and_then(|l| l.get(LABEL_OWNER))
+                    .and_then(|o| Owner::parse(o))
+                    .is_some_and(|o| o.is_alive())
         };
         let mut removed = (0, 0);
         for c in containers {
@@ -811,7 +827,7 @@ impl DockerBackend {
                 v: true,
                 ..Default::default()
             };
-            match self.docker.remove_container(&id, Some(options)).await {
+            match docker.remove_container(&id, Some(options)).await {
                 // Gone already: what was wanted.
                 Ok(())
                 | Err(DockerError::DockerResponseServerError {
@@ -821,8 +837,7 @@ impl DockerBackend {
             }
         }
         // Their workspaces, which nothing uses any more.
-        let volumes = self
-            .docker
+        let volumes = docker
             .list_volumes(Some(ListVolumesOptions {
                 filters: Some(filters),
             }))
@@ -830,7 +845,7 @@ impl DockerBackend {
             .map_err(job_error("cannot list volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
             if dead(Some(&v.labels)) {
-                Self::remove_volume(&self.docker, &v.name).await;
+                Self::remove_volume(docker, &v.name).await;
                 removed.1 += 1;
             }
         }
@@ -839,13 +854,16 @@ impl DockerBackend {
 }
 
 impl Backend for DockerBackend {
-    fn prepare<'a>(
-        &'a self,
-        images: &'a [String],
-        parallel: usize,
-        run_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn prepare<'a>(&'a self, run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
+            let mut images: Vec<String> = run.jobs.iter().filter_map(|j| j.image.clone()).collect();
+            images.sort();
+            images.dedup();
+            // Network sandboxes for the later waves; starting more of them than there are
+            // cores slows the first wave they start beside (bench/run.sh: fan-out 1.01x the
+            // docker CLI with one per job of the widest level, 0.91x with one per core).
+            let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let parallel = run.widest_later_level.min(run.concurrency.max(1)).min(cpus);
             let checks = images
                 .iter()
                 .map(|image| async move { (image, self.ensure_image(image).await) });
@@ -883,7 +901,7 @@ impl Backend for DockerBackend {
                     .contains_key(*i)
             });
             if let Some(image) = usable.filter(|_| parallel > 0) {
-                self.start_sandboxes(image, parallel, run_id);
+                self.start_sandboxes(image, parallel, &run.run_id);
             }
             Ok(())
         }
@@ -897,6 +915,11 @@ impl Backend for DockerBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
+            let mut unfinished = Unfinished {
+                backend: self,
+                spec,
+                armed: true,
+            };
             let result = match self.run_job(spec, log, stop).await {
                 // A job that could not run because the engine is gone is no job's fault.
                 Err(BackendError::Job(why)) if !self.answers().await => {
@@ -906,6 +929,7 @@ impl Backend for DockerBackend {
                 }
                 other => other,
             };
+            unfinished.armed = false;
             super::drop_partial_artifacts(spec, &result).await;
             result
         }
@@ -922,6 +946,39 @@ impl Backend for DockerBackend {
             self.teardowns.wait().await
         }
         .boxed()
+    }
+}
+
+/// An attempt whose future ends before it has handed what it made to the teardown (a bug in
+/// pipe panicked in it): its container and volume, found by their labels, and its scratch
+/// space are torn down with the rest of the run.
+struct Unfinished<'a> {
+    backend: &'a DockerBackend,
+    spec: &'a JobSpec,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let docker = self.backend.docker.clone();
+        let mut scope = vec![
+            format!("{LABEL_RUN}={}", self.spec.run_id),
+            format!("{LABEL_JOB}={}", self.spec.job),
+            format!("{LABEL_OWNER}={}", Owner::me()),
+        ];
+        scope.extend(
+            (self.backend.project.iter()).map(|project| format!("{LABEL_PROJECT}={project}")),
+        );
+        let scratch = self.spec.scratch.clone();
+        self.backend.teardowns.spawn(async move {
+            if let Err(e) = DockerBackend::sweep_on(&docker, &scope, false).await {
+                tracing::warn!("cannot remove what an unfinished job left: {e}");
+            }
+            remove_dir(scratch).await;
+        });
     }
 }
 

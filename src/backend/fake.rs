@@ -1,6 +1,8 @@
 //! A scripted backend for scheduler tests: each script line is a step (`sleep 50`, `echo text`,
-//! `exit 3`, `hang`, `stubborn`, `error why`, `broken why` for pipe's own failure). It records when each job started and ended so tests can check ordering.
+//! `exit 3`, `hang`, `stubborn`, `error why`, `broken why` for pipe's own failure, `panic why` for a bug in a backend, `keep`
+//! to keep an (empty) artifact directory as a passed job would). It records when each job started and ended so tests can check ordering.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Backend, BackendError, JobSpec, LogSink, Outcome, Stop};
+use super::{Backend, BackendError, JobSpec, LogSink, Outcome, RunShape, Stop};
 use crate::event::Stream;
 
 #[derive(Default)]
@@ -19,15 +21,12 @@ pub struct FakeBackend {
     /// (job, started, ended), in the order jobs ended.
     pub spans: Mutex<Vec<(String, Instant, Instant)>>,
     pub specs: Mutex<Vec<JobSpec>>,
+    /// `shutdown` was awaited.
+    pub shut_down: AtomicBool,
 }
 
 impl Backend for FakeBackend {
-    fn prepare<'a>(
-        &'a self,
-        _images: &'a [String],
-        _parallel: usize,
-        _run_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn prepare<'a>(&'a self, _run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
             if self.slow_prepare {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -74,6 +73,8 @@ impl Backend for FakeBackend {
                     }
                     "error" => return Err(BackendError::Job(arg.to_string())),
                     "broken" => return Err(BackendError::Internal(arg.to_string())),
+                    "panic" => panic!("{arg}"),
+                    "keep" => std::fs::create_dir_all(&spec.artifacts_dest).unwrap(),
                     other => panic!("unknown fake step {other}"),
                 }
             }
@@ -88,5 +89,10 @@ impl Backend for FakeBackend {
             })
         }
         .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.shut_down.store(true, Ordering::SeqCst);
+        async {}.boxed()
     }
 }

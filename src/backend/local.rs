@@ -42,16 +42,16 @@ fn scratch_root() -> PathBuf {
     std::env::temp_dir().join(format!("pipe-{}", nix::unistd::getuid()))
 }
 
-/// A job attempt's workspace: named for its owner first (`PID@START.`), so that `clean` can
-/// tell the leftovers of a pipe that was killed.
-fn workspace_dir(spec: &JobSpec) -> PathBuf {
+/// A job attempt's workspace: named for its owner first (`PID@START.`), then its project, so
+/// that `clean` can tell the leftovers of a pipe that was killed, and whose project they are.
+fn workspace_dir(project: &str, spec: &JobSpec) -> PathBuf {
     let attempt = spec
         .scratch
         .file_name()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
     scratch_root().join(format!(
-        "{}.run{}.{}.{attempt}",
+        "{}.{project}.run{}.{}.{attempt}",
         Owner::me(),
         spec.run_id,
         spec.slug
@@ -75,9 +75,10 @@ fn processes_in(dir: &std::path::Path) -> Vec<Pid> {
 }
 
 /// Removes the job workspaces of pipe processes that are gone, stopping what still runs in
-/// them and whatever else their jobs left running. Returns how many workspaces.
-pub fn clean() -> io::Result<usize> {
-    contain::stop_leftovers(|_| true)?;
+/// them and whatever else their jobs left running: those of the project `project` (its
+/// `owner::project_key`), or of every project when `None`. Returns how many workspaces.
+pub fn clean(project: Option<&str>) -> io::Result<usize> {
+    contain::stop_leftovers(|tag| project.is_none_or(|p| tag.project == p))?;
     let Ok(entries) = std::fs::read_dir(scratch_root()) else {
         return Ok(0);
     };
@@ -85,8 +86,16 @@ pub fn clean() -> io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let owner = name.split_once('.').and_then(|(o, _)| Owner::parse(o));
-        if !owner.is_some_and(|o| o.is_alive()) {
+        let mut parts = name.split('.');
+        // Only what pipe named (a job of a local run may well write beside its workspace).
+        let Some(owner) = parts.next().and_then(Owner::parse) else {
+            continue;
+        };
+        let theirs = parts.next();
+        if project.is_some_and(|p| theirs != Some(p)) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if !owner.is_alive() {
             for pid in processes_in(&entry.path()) {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             }
@@ -133,11 +142,18 @@ impl Backend for LocalBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
+            let mut unfinished = Unfinished {
+                backend: self,
+                spec,
+                armed: true,
+            };
             let result = self.run_job(spec, log, stop).await;
+            unfinished.armed = false;
             super::drop_partial_artifacts(spec, &result).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
-            self.teardowns.spawn(super::remove_dir(workspace_dir(spec)));
+            self.teardowns
+                .spawn(super::remove_dir(workspace_dir(&self.project, spec)));
             result
         }
         .boxed()
@@ -148,6 +164,36 @@ impl Backend for LocalBackend {
     }
 }
 
+/// An attempt whose future ends before it finished (a bug in pipe panicked in it): what still
+/// works in its workspace is killed, and its workspace and scratch space go with the rest of
+/// the run's teardown.
+struct Unfinished<'a> {
+    backend: &'a LocalBackend,
+    spec: &'a JobSpec,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let dir = workspace_dir(&self.backend.project, self.spec);
+        let scratch = self.spec.scratch.clone();
+        self.backend.teardowns.spawn(async move {
+            let workspace = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for pid in processes_in(&workspace) {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                }
+            })
+            .await;
+            super::remove_dir(dir).await;
+            super::remove_dir(scratch).await;
+        });
+    }
+}
+
 impl LocalBackend {
     async fn run_job(
         &self,
@@ -155,7 +201,7 @@ impl LocalBackend {
         log: &LogSink,
         mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
-        let dir = workspace_dir(spec);
+        let dir = workspace_dir(&self.project, spec);
         let prepare = {
             let (layers, dir) = (spec.layers.clone(), dir.clone());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -320,4 +366,74 @@ fn pump(
         }
         splitter.finish(|l| log.line(stream, l));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, EventKind};
+
+    /// A panic unwinding through an attempt drops its future as this test does.
+    #[tokio::test]
+    async fn an_attempt_that_never_finishes_is_torn_down_with_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("source")).unwrap();
+        let spec = JobSpec {
+            run_id: format!("unfinished-{}", std::process::id()),
+            job: "long".into(),
+            slug: "long".into(),
+            image: None,
+            // A process the job started in the background, which records its pid.
+            script: vec![
+                format!(
+                    "sh -c 'echo $$ > {0}/tmp; mv {0}/tmp {0}/pid; exec sleep 300' &",
+                    dir.path().display()
+                ),
+                format!(
+                    "while [ ! -e {}/pid ]; do sleep 0.05; done",
+                    dir.path().display()
+                ),
+                "sleep 300".into(),
+            ],
+            env: Vec::new(),
+            layers: vec![dir.path().join("source")],
+            scratch: dir.path().join("jobs/long/1"),
+            artifacts: Vec::new(),
+            artifacts_dest: dir.path().join("kept"),
+            privileged: false,
+            binds: Vec::new(),
+            scan: None,
+        };
+        let backend = LocalBackend::new(Duration::ZERO, "0123abcd".into(), false);
+        let workspace = workspace_dir(&backend.project, &spec);
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let (_stop, stop) = watch::channel(Stop::No);
+        let log = LogSink::new("long".into(), events);
+        let mut attempt = backend.run(&spec, &log, stop);
+        // Runs the attempt until the job says it sleeps.
+        loop {
+            tokio::select! {
+                _ = &mut attempt => panic!("the job ended"),
+                event = received.recv() => match event.map(|e| e.kind) {
+                    Some(EventKind::JobOutput { line, .. }) if line == "$ sleep 300" => break,
+                    Some(_) => {}
+                    None => panic!("no more output"),
+                },
+            }
+        }
+        assert!(workspace.is_dir());
+        drop(attempt);
+        backend.shutdown().await;
+        assert!(!workspace.exists(), "the workspace is removed");
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        // Gone, or a zombie: killed, waiting to be reaped.
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).map(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z'))
+        });
+        assert!(
+            !matches!(state, Ok(Some(false))),
+            "the job's background process {pid} is killed"
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod fake;
 pub mod inprocess;
 pub mod local;
+pub mod route;
 
 use std::path::PathBuf;
 
@@ -87,15 +88,30 @@ pub enum BackendError {
     Internal(String),
 }
 
+/// What a backend is told of a run before its first job, to get ready for it (pull images,
+/// start what later jobs will use) and size itself.
+#[derive(Debug, Clone)]
+pub struct RunShape {
+    pub run_id: String,
+    /// Each job of the run, as far as where it runs goes.
+    pub jobs: Vec<JobShape>,
+    /// At most this many jobs run at once.
+    pub concurrency: usize,
+    /// How many jobs are likely to run at once after the first wave (the jobs that wait for
+    /// nothing): the most jobs at one later depth of the graph.
+    pub widest_later_level: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobShape {
+    pub image: Option<String>,
+    /// The job's spec will carry a [`inprocess::ScanSpec`].
+    pub scan: bool,
+}
+
 pub trait Backend: Send + Sync {
-    /// Gets ready to run jobs on these images (checks and pulls images), expecting up to
-    /// `parallel` of them at once in run `run_id`.
-    fn prepare<'a>(
-        &'a self,
-        _images: &'a [String],
-        _parallel: usize,
-        _run_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+    /// Gets ready to run the jobs of a run (checks and pulls images).
+    fn prepare<'a>(&'a self, _run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async { Ok(()) }.boxed()
     }
     /// Runs one attempt. Returns as soon as the job's process has exited and its artifacts are

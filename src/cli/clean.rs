@@ -1,11 +1,20 @@
 //! `pipe clean`: removes what runs whose pipe process is gone left behind — containers and
-//! volumes found by label, local job workspaces, and per-job scratch space under `.pipe/runs`.
+//! volumes found by label, local job workspaces and cgroups, and per-job scratch space under
+//! `.pipe/runs`. Only the current project's, unless `--all`: another project's leftovers may be
+//! what someone is looking into.
 
 use super::exec::{project_dir, runtime};
 use super::{exit, print, CliError};
 
-pub fn run() -> Result<u8, CliError> {
-    let cleaned = runtime()?.block_on(crate::engine::clean(&project_dir()?))?;
+#[derive(clap::Args)]
+pub struct Args {
+    /// Also remove what dead runs of every other project left on this machine and engine
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run(args: Args) -> Result<u8, CliError> {
+    let cleaned = runtime()?.block_on(crate::engine::clean(&project_dir()?, args.all))?;
     let (local, dirs) = (cleaned.local_workspaces, cleaned.run_dirs);
     let text = match cleaned.docker {
         Some((containers, volumes)) => format!(

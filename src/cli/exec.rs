@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::pull::PullArg;
 use super::{color_on, exit, CliError, Internal, Output};
-use crate::backend::docker::Pull;
 use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
 use crate::event::RunStatus;
 use crate::report;
@@ -26,7 +26,7 @@ pub struct ExecArgs {
     backend: Option<BackendKind>,
     /// When to pull images
     #[arg(long, value_enum, default_value = "missing")]
-    pull: Pull,
+    pull: PullArg,
     /// At the first failure, cancel running jobs and skip the rest
     #[arg(long)]
     fail_fast: bool,
@@ -53,7 +53,7 @@ impl ExecArgs {
                 BackendKind::Docker => engine::BackendKind::Docker,
                 BackendKind::Local => engine::BackendKind::Local,
             }),
-            pull: self.pull,
+            pull: self.pull.into(),
             concurrency: self.concurrency.map(|n| n as usize),
             fail_fast: self.fail_fast,
             allow_privileged: self.allow_privileged,

@@ -8,6 +8,7 @@ mod exec;
 mod gate;
 mod graph;
 mod list;
+mod pull;
 mod retry;
 mod run;
 mod runs;
@@ -63,8 +64,9 @@ enum Command {
     Graph(graph::Args),
     /// List the jobs a run would start, with their stage and needs
     List(list::Args),
-    /// Remove containers, volumes and scratch files left behind by runs that are gone
-    Clean,
+    /// Remove containers, volumes and scratch files left behind by this project's runs that are
+    /// gone
+    Clean(clean::Args),
     /// List recorded runs, newest first
     Runs(runs::RunsArgs),
     /// Show a run: its jobs, the release gate's state and the audit trail
@@ -112,7 +114,7 @@ pub fn main() -> ExitCode {
         Command::Validate { file } => validate::run(file.as_deref()),
         Command::Graph(args) => graph::run(args),
         Command::List(args) => list::run(args),
-        Command::Clean => clean::run(),
+        Command::Clean(args) => clean::run(args),
         Command::Runs(args) => runs::runs(args),
         Command::Show(args) => runs::show(args),
         Command::Logs(args) => runs::logs(args),

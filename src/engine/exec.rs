@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use super::{Cancel, Context, EngineError, Internal, Pull, Refusal};
 use crate::backend::docker::{self, DockerBackend};
+use crate::backend::inprocess::InProcess;
 use crate::backend::local::LocalBackend;
+use crate::backend::route::ScanRouter;
 use crate::backend::{Backend, BackendError};
 use crate::event::{EventKind, RunStatus};
 use crate::owner::project_key;
@@ -208,7 +210,7 @@ impl ExecOptions {
         let kind = self.kind();
         private::write(&run.root.join(BACKEND_FILE), kind.as_str())
             .map_err(Internal::io("record where the jobs run"))?;
-        let backend: Arc<dyn Backend> = match kind {
+        let jobs: Arc<dyn Backend> = match kind {
             BackendKind::Docker => {
                 let docker = docker::connect()
                     .await
@@ -223,6 +225,8 @@ impl ExecOptions {
                 Arc::new(LocalBackend::new(GRACE, project_key(project), self.cgroups))
             }
         };
+        // Scan jobs run in-process whatever the backend.
+        let backend: Arc<dyn Backend> = Arc::new(ScanRouter::new(Arc::new(InProcess), jobs));
         let id: RunId = run.id.parse().expect("run ids are numbers");
         let log_files: HashMap<String, PathBuf> = plan
             .jobs

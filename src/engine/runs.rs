@@ -10,6 +10,7 @@ use super::release::next_step;
 use super::{Context, EngineError, Internal, Pull};
 use crate::backend::docker::{self, DockerBackend};
 use crate::backend::{local, BackendError};
+use crate::owner::project_key;
 use crate::store::{Approval, AuditEntry, JobRecord, RunRecord, RunState, SqliteStore, Store};
 use crate::workspace;
 
@@ -158,14 +159,18 @@ pub struct Cleaned {
 }
 
 /// Removes what runs whose pipe process is gone left behind: containers and volumes found by
-/// label, local job workspaces, and per-job scratch space under the project's `.pipe/runs`.
-pub async fn clean(project: &Path) -> Result<Cleaned, EngineError> {
+/// label, local job workspaces and cgroups, and per-job scratch space under the project's
+/// `.pipe/runs`. Only the project's own leftovers unless `all`.
+pub async fn clean(project: &Path, all: bool) -> Result<Cleaned, EngineError> {
+    let key = project_key(project);
+    let scope = (!all).then_some(key.as_str());
     let run_dirs = workspace::clean_dead_runs(project).map_err(Internal::io("clean .pipe/runs"))?;
-    let local_workspaces = local::clean().map_err(Internal::io("clean local job workspaces"))?;
+    let local_workspaces =
+        local::clean(scope).map_err(Internal::io("clean local job workspaces"))?;
     let docker = async {
         let docker = docker::connect().await?;
         DockerBackend::new(docker, Pull::Never, Duration::ZERO)
-            .clean()
+            .clean(scope)
             .await
     };
     let docker = match docker.await {

@@ -8,7 +8,7 @@ use super::gate::{Freeze, Gate};
 use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
-use crate::scan::Severity;
+use crate::severity::Severity;
 
 const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "jobs"];
 const JOB_KEYS: &[&str] = &[

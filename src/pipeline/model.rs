@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::artifact::ArtifactPath;
 use super::gate::Gate;
 use super::Pos;
-use crate::scan::Severity;
+use crate::severity::Severity;
 
 pub const DEFAULT_STAGES: &[&str] = &["build", "test", "security-scan", "deploy", "release"];
 /// The gated stage: its jobs never run in the same invocation as the rest.

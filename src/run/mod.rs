@@ -3,7 +3,7 @@
 //! timeouts, retries and fail-fast, stops jobs when asked (gracefully, then by force), and
 //! reports everything as [`Event`]s. It never prints and never picks exit codes.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendError, JobSpec, LogSink, Stop};
+use crate::backend::{Backend, BackendError, JobShape, JobSpec, LogSink, RunShape, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
 use crate::workspace::RunDir;
@@ -108,25 +108,23 @@ pub async fn run(
             })
             .collect(),
     });
-    let mut images: Vec<String> = plan
-        .jobs
-        .iter()
-        .filter(|j| j.scan.is_empty())
-        .filter_map(|j| j.image.clone())
-        .collect();
-    images.sort();
-    images.dedup();
-    // Network sandboxes for the later waves; starting more of them than there are cores
-    // slows the first wave they start beside (bench/run.sh: fan-out 1.01x the docker CLI with
-    // one per job of the widest level, 0.91x with one per core).
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let parallel = widest_later_level(plan)
-        .min(opts.concurrency.max(1))
-        .min(cpus);
+    let shape = RunShape {
+        run_id: opts.run.id.clone(),
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|j| JobShape {
+                image: j.image.clone(),
+                scan: !j.scan.is_empty(),
+            })
+            .collect(),
+        concurrency: opts.concurrency.max(1),
+        widest_later_level: widest_later_level(plan),
+    };
     // Pulling images can take minutes: an interrupt meanwhile stops the run before any job.
     let mut interrupted_by = None;
     tokio::select! {
-        prepared = backend.prepare(&images, parallel, &opts.run.id) => prepared?,
+        prepared = backend.prepare(&shape) => prepared?,
         Some(kind) = interrupts.recv() => interrupted_by = Some(kind),
     }
 
@@ -138,8 +136,9 @@ pub async fn run(
         .map(|i| (plan.tail[i], std::cmp::Reverse(i)))
         .collect();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
-    let inprocess: Arc<dyn Backend> = Arc::new(crate::backend::inprocess::InProcess);
-    let mut running: JoinSet<(usize, JobResult)> = JoinSet::new();
+    let mut running: JoinSet<JobResult> = JoinSet::new();
+    // Which job each task runs, to tell whose task panicked.
+    let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut failed = false;
     let mut pipe_failure: Option<String> = None;
     let mut backend_lost: Option<String> = None;
@@ -156,25 +155,27 @@ pub async fn run(
             state[i] = State::Running;
             let spec = job_spec(plan, i, &opts);
             let task = JobTask {
-                backend: if spec.scan.is_some() {
-                    inprocess.clone()
-                } else {
-                    backend.clone()
-                },
+                backend: backend.clone(),
                 log: LogSink::new(spec.job.clone(), events.clone()),
                 events: events.clone(),
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,
                 stop: stop_rx.clone(),
             };
-            running.spawn(async move { (i, task.run(spec).await) });
+            let handle = running.spawn(task.run(spec));
+            tasks.insert(handle.id(), i);
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
-                let (i, result) = joined.expect("not empty").expect("job tasks do not panic");
+            joined = running.join_next_with_id() => {
+                let (i, result) = match joined.expect("not empty") {
+                    Ok((id, result)) => (tasks.remove(&id).expect("a job's task"), result),
+                    // A bug in pipe (a backend that panicked): the job errors and, as for any
+                    // failure of pipe itself, the run stops and is torn down.
+                    Err(e) => (tasks.remove(&e.id()).expect("a job's task"), panicked(e)),
+                };
                 let job = &plan.jobs[i];
                 // pipe cannot go on (a full disk): stop the other jobs as `--fail-fast` would.
                 if let (Some(why), None) = (&result.pipe_failure, &pipe_failure) {
@@ -521,6 +522,31 @@ impl JobTask {
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
         };
         Ok((status, code, message, findings))
+    }
+}
+
+/// What came of a job whose task panicked.
+fn panicked(e: tokio::task::JoinError) -> JobResult {
+    let why = match e.try_into_panic() {
+        Ok(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            format!("pipe failed: a bug in pipe stopped the job (it panicked: {text})")
+        }
+        Err(e) => format!("pipe failed: the job's task ended without a result ({e})"),
+    };
+    JobResult {
+        status: JobStatus::Errored,
+        exit_code: None,
+        attempts: 1,
+        duration: Duration::ZERO,
+        message: Some(why.clone()),
+        findings: None,
+        pipe_failure: Some(why),
+        backend_lost: None,
     }
 }
 

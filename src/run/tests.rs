@@ -285,7 +285,7 @@ async fn an_interrupt_stops_running_jobs_and_skips_pending_ones() {
 #[tokio::test(start_paused = true)]
 async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
     let ran = run_yaml(
-        "env: {A: top}\njobs:\n  build: {needs: [], artifacts: [out], env: {A: job}, script: [echo x]}\n  other: {needs: [], script: [echo x]}\n  use: {needs: [build, other], script: [echo x]}\n",
+        "env: {A: top}\njobs:\n  build: {needs: [], artifacts: [out], env: {A: job}, script: [keep]}\n  gen: {needs: [], artifacts: [gen], script: [keep]}\n  empty: {needs: [], artifacts: [none], script: [echo x]}\n  undeclared: {needs: [], script: [keep]}\n  unneeded: {needs: [], artifacts: [x], script: [keep]}\n  use: {needs: [gen, empty, undeclared, build], script: [echo x]}\n",
         8,
         false,
         None,
@@ -298,9 +298,51 @@ async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
         build.env.iter().rev().find(|(k, _)| k == "A").unwrap().1,
         "job"
     );
+    let dest = |job: &str| {
+        specs
+            .iter()
+            .find(|s| s.job == job)
+            .unwrap()
+            .artifacts_dest
+            .clone()
+    };
     let use_ = specs.iter().find(|s| s.job == "use").unwrap();
-    // The fake produces no artifact directory, so only the source layer is there.
-    assert_eq!(use_.layers.len(), 1);
+    // The source, then the kept artifacts of the jobs it needs that declare some, in file
+    // order: not a job that kept none, nor one that declares none, nor one it does not need.
+    assert!(use_.layers[0].ends_with("source"), "{:?}", use_.layers);
+    assert_eq!(use_.layers[1..], [dest("build"), dest("gen")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_backend_errors_the_job_stops_the_run_and_still_tears_down() {
+    let ran = run_yaml(
+        "jobs:\n  buggy: {needs: [], retry: 2, script: [sleep 5, panic boom]}\n  long: {needs: [], script: [hang]}\n  later: {needs: [long], script: [echo x]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Failed);
+    let why = "pipe failed: a bug in pipe stopped the job (it panicked: boom)";
+    assert_eq!(
+        ran.result.pipe_failure.as_deref(),
+        Some(format!("job `buggy`: {why}").as_str())
+    );
+    let buggy = ran.result.jobs[0].as_ref().unwrap();
+    assert_eq!(buggy.status, JobStatus::Errored);
+    assert_eq!(buggy.message.as_deref(), Some(why));
+    assert_eq!(
+        ran.result.jobs[1].as_ref().unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        skipped(&ran),
+        [(
+            "later".to_string(),
+            "needs `long`, which was cancelled".to_string()
+        )]
+    );
+    assert!(ran.fake.shut_down.load(std::sync::atomic::Ordering::SeqCst));
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,66 +9,13 @@ pub mod report;
 pub mod sarif;
 pub mod secrets;
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
+pub use crate::severity::{ParseSeverityError, Severity};
 pub use baseline::Baseline;
 pub use secrets::{scan_secrets, SecretsOptions};
-
-/// How bad a finding is. Ordered, so `--fail-on high` is a plain comparison.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error of [`Severity::from_str`]: names the rejected text so a CLI can echo it back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown severity {0:?} (expected low, medium, high or critical)")]
-pub struct ParseSeverityError(pub String);
-
-impl FromStr for Severity {
-    type Err = ParseSeverityError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Severity::ALL
-            .into_iter()
-            .find(|sev| sev.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| ParseSeverityError(s.to_string()))
-    }
-}
 
 /// One problem found by a scanner, located in a file relative to the scanned root.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -12,13 +12,17 @@ pub use sqlite::SqliteStore;
 /// Where the embedded store lives in a project, as messages name it.
 pub const DB_PATH: &str = ".pipe/pipe.db";
 
+/// The database's own error, whichever database holds the store: only the store's
+/// implementation knows its type.
+pub type DbError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the run store {DB_PATH} failed: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(DbError),
     /// The store could not be opened or set up: not a database, a disk that is full, …
     #[error("cannot open the run store {DB_PATH}: {0}")]
-    Open(rusqlite::Error),
+    Open(DbError),
     #[error("cannot open the run store {DB_PATH}: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot read the run directories in .pipe/runs: {0}")]

@@ -13,6 +13,17 @@ use crate::owner::Owner;
 use crate::workspace::private;
 use std::fs::OpenOptions;
 
+// SQLite's errors stay in this file: the store's error type names no database.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(Box::new(e))
+    }
+}
+
+fn open_failed(e: rusqlite::Error) -> StoreError {
+    StoreError::Open(Box::new(e))
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -115,9 +126,9 @@ impl SqliteStore {
             name.push(journal);
             private::file_if_exists(Path::new(&name))?;
         }
-        let mut db = Connection::open(&path).map_err(StoreError::Open)?;
+        let mut db = Connection::open(&path).map_err(open_failed)?;
         db.busy_timeout(Duration::from_secs(30))
-            .map_err(StoreError::Open)?;
+            .map_err(open_failed)?;
         // Several pipe processes may set up a new store at once. Some of SQLite's answers to
         // that (switching to WAL while another process does) are "busy" at once, without the
         // busy handler: the whole setup, which can be repeated, is tried again for a while.
@@ -129,7 +140,7 @@ impl SqliteStore {
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                done => break done.map_err(StoreError::Open)?,
+                done => break done.map_err(open_failed)?,
             }
         }
         let mut store = SqliteStore {

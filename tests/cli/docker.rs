@@ -1,6 +1,7 @@
 //! `pipe run` on a real Docker engine. Every run is checked to leave no container or volume.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::harness::{assert_no_leftovers, docker, docker_image, spawn_until, Project, IMAGE};
 
@@ -8,15 +9,35 @@ fn pipeline(jobs: &str) -> String {
     format!("image: {IMAGE}\njobs:\n{jobs}")
 }
 
+/// A folder the test owns, mounted at `/sync` in the jobs that say `volumes: [$SYNC]` (with
+/// `--allow-privileged`): jobs wait on each other's marker files there, never on sleeps.
+/// `{{SYNC}}` in `jobs` becomes the mount.
+fn synced(jobs: &str) -> (String, tempfile::TempDir) {
+    let sync = tempfile::tempdir().unwrap();
+    let jobs = jobs.replace("{SYNC}", &format!("'{}:/sync'", sync.path().display()));
+    (pipeline(&jobs), sync)
+}
+
 #[test]
 fn a_fan_out_runs_in_parallel() {
-    let project = Project::new(&pipeline(
+    // Each shard leaves a marker and ends only once all four are there: they can only pass
+    // if their containers ran at once (a shard waiting alone times out).
+    let (yaml, _sync) = synced(
         "  prepare: {script: [echo ready]}
-  shard: {stage: test, matrix: {N: [1, 2, 3, 4]}, script: [sleep 1, echo shard $N]}
+  shard:
+    stage: test
+    matrix: {N: [1, 2, 3, 4]}
+    timeout: 60s
+    volumes: [{SYNC}]
+    script:
+      - touch /sync/$N
+      - 'until [ $(ls /sync | wc -l) -ge 4 ]; do sleep 0.05; done'
+      - echo shard $N
   merge: {stage: deploy, script: [echo merged]}
 ",
-    ));
-    let ran = project.run_docker(&["--output", "json"]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--output", "json", "--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     let events = ran.json_events();
     let position = |event: &str, prefix: &str| -> Vec<usize> {
@@ -162,21 +183,29 @@ fn glob_artifacts_keep_only_what_they_select() {
 
 #[test]
 fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
-    let project = Project::new(&pipeline(
+    // `other` looks only once `build` has written its files.
+    let (yaml, _sync) = synced(
         "  build:
+    volumes: [{SYNC}]
     script:
       - mkdir -p out && echo built-binary > out/app
       - echo scratch > notes.txt
+      - touch /sync/built
     artifacts: [out]
-  other: {needs: [], script: [sleep 1, test ! -e out/app, test ! -e notes.txt]}
+  other:
+    needs: []
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: ['until test -e /sync/built; do sleep 0.05; done', test ! -e out/app, test ! -e notes.txt]
   test:
     stage: test
     needs: [build]
     script: [cat out/app, test ! -e notes.txt, cat src.txt]
 ",
-    ));
+    );
+    let project = Project::new(&yaml);
     project.write("src.txt", "source file");
-    let ran = project.run_docker(&[]);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(ran.stdout.contains("[test] built-binary"), "{}", ran.stdout);
     assert!(ran.stdout.contains("[test] source file"), "{}", ran.stdout);
@@ -192,12 +221,20 @@ fn artifacts_reach_dependents_and_no_other_job_sees_scratch_files() {
 
 #[test]
 fn parallel_jobs_never_see_each_others_writes() {
-    let project = Project::new(&pipeline(
-        "  a: {script: [echo a > shared.txt, sleep 1, grep -qx a shared.txt]}
-  b: {script: [echo b > shared.txt, sleep 1, grep -qx b shared.txt]}
+    // Each reads back only after both have written.
+    let (yaml, _sync) = synced(
+        "  a:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: [echo a > shared.txt, touch /sync/a, 'until test -e /sync/b; do sleep 0.05; done', grep -qx a shared.txt]
+  b:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: [echo b > shared.txt, touch /sync/b, 'until test -e /sync/a; do sleep 0.05; done', grep -qx b shared.txt]
 ",
-    ));
-    let ran = project.run_docker(&[]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(
         !project.path().join("shared.txt").exists(),
@@ -352,53 +389,76 @@ fn sigterm_and_sighup_exit_143_and_leave_nothing_behind() {
 
 #[test]
 fn fail_fast_cancels_running_jobs() {
-    let project = Project::new(&pipeline(
-        "  bad: {script: [sleep 1, exit 1]}
-  long: {script: [sleep 300]}
+    // `bad` fails only once `long` is running.
+    let (yaml, _sync) = synced(
+        "  bad:
+    timeout: 60s
+    volumes: [{SYNC}]
+    script: ['until test -e /sync/long; do sleep 0.05; done', exit 1]
+  long: {volumes: [{SYNC}], script: [touch /sync/long, sleep 300]}
 ",
-    ));
-    let ran = project.run_docker(&["--fail-fast"]);
+    );
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--fail-fast", "--allow-privileged"]);
     assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.row("long").contains("cancelled"), "{}", ran.stdout);
 }
 
 #[test]
-fn clean_removes_objects_of_dead_runs() {
+fn clean_removes_objects_of_dead_runs_of_its_own_project_only() {
     docker_image();
-    // A container labelled as pipe's, owned by a pid that cannot exist.
-    let labels = [
-        "--label",
-        "dev.pipe.managed=true",
-        "--label",
-        "dev.pipe.pid=4194999",
-    ];
-    let mut args = vec!["create"];
-    args.extend(labels);
-    args.extend([IMAGE, "true"]);
-    let id = docker(&args).trim().to_string();
-    let ran = Project::new(&pipeline("  a: {script: [echo]}\n")).pipe(&["clean"]);
+    let project = Project::new(&pipeline("  a: {script: [echo]}\n"));
+    let other = Project::new(&pipeline("  a: {script: [echo]}\n"));
+    // Containers labelled as pipe's, owned by a pid that cannot exist: one of this project,
+    // one of another.
+    let dead = |key: &str| {
+        docker(&[
+            "create",
+            "--label",
+            "dev.pipe.managed=true",
+            "--label",
+            "dev.pipe.pid=4194999",
+            "--label",
+            &format!("dev.pipe.project={key}"),
+            IMAGE,
+            "true",
+        ])
+        .trim()
+        .to_string()
+    };
+    let own = dead(&project.key());
+    let theirs = dead(&other.key());
+    let ran = project.pipe(&["clean"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    let left = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        "label=dev.pipe.pid=4194999",
-    ]);
-    assert!(!left.contains(&id), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .starts_with("removed 1 container(s), 0 volume(s)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!exists(&own), "{}", ran.stdout);
+    assert!(exists(&theirs), "another project's leftovers stay");
+    docker(&["rm", "-f", &theirs]);
+}
+
+fn exists(id: &str) -> bool {
+    !docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
+        .trim()
+        .is_empty()
 }
 
 #[test]
 fn copied_workspaces_keep_the_same_semantics() {
     // The fallback for engines that cannot mount overlays, forced.
-    let project = Project::new(&pipeline(
-        "  build: {script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt], artifacts: [out]}
-  other: {needs: [], script: [sleep 1, test ! -e out/app]}
+    let (yaml, _sync) = synced(
+        "  build: {volumes: [{SYNC}], script: [mkdir -p out, echo built > out/app, echo scratch > notes.txt, touch /sync/built], artifacts: [out]}
+  other: {needs: [], timeout: 60s, volumes: [{SYNC}], script: ['until test -e /sync/built; do sleep 0.05; done', test ! -e out/app]}
   test: {stage: test, needs: [build], script: [cat out/app, test ! -e notes.txt, cat src.txt]}
 ",
-    ));
+    );
+    let project = Project::new(&yaml);
     project.write("src.txt", "source file");
-    let mut cmd = project.command(&["run", "--pull", "never"]);
+    let mut cmd = project.command(&["run", "--pull", "never", "--allow-privileged"]);
     cmd.env("PIPE_NO_OVERLAY", "1");
     docker_image();
     let child = cmd.spawn().unwrap();
@@ -435,15 +495,31 @@ fn a_missing_image_that_cannot_be_pulled_fails_the_job() {
 #[test]
 fn jobs_running_at_once_never_share_ports() {
     // `b` and `c` run in network sandboxes (they come after the first wave) at the same time:
-    // each must find port 8080 free, take it, and hold it while the other looks.
-    let project = Project::new(&pipeline(
-        "  a: {script: [echo first]}
-  b: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
-  c: {stage: test, script: ['! netstat -ltn | grep -q :8080', 'nc -l -p 8080 >/dev/null &', sleep 2]}
-  d: {stage: deploy, script: ['! netstat -ltn | grep -q :8080']}
-",
+    // each must find port 8080 free and take it; once both listen (their markers), each still
+    // holds its own listener and sees no other on the port.
+    let listen = "timeout: 60s
+    volumes: [{SYNC}]
+    script:
+      - '! netstat -ltn | grep -q :8080'
+      - 'nc -l -p 8080 >/dev/null & echo $! > nc.pid'
+      - 'until netstat -ltn | grep -q :8080; do sleep 0.05; done'
+      - touch /sync/$PIPE_JOB
+      - 'until test -e /sync/b && test -e /sync/c; do sleep 0.05; done'
+      - 'kill -0 $(cat nc.pid)'
+      - 'test $(netstat -ltn | grep -c :8080) -eq 1'";
+    let (yaml, _sync) = synced(&format!(
+        "  a: {{script: [echo first]}}
+  b:
+    stage: test
+    {listen}
+  c:
+    stage: test
+    {listen}
+  d: {{stage: deploy, script: ['! netstat -ltn | grep -q :8080']}}
+"
     ));
-    let ran = project.run_docker(&[]);
+    let project = Project::new(&yaml);
+    let ran = project.run_docker(&["--allow-privileged"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
 }
 
@@ -466,6 +542,8 @@ fn clean_tells_a_reused_pid_from_a_live_owner() {
             "dev.pipe.managed=true",
             "--label",
             &format!("dev.pipe.owner={owner}"),
+            "--label",
+            &format!("dev.pipe.project={}", project.key()),
             IMAGE,
             "true",
         ])
@@ -477,12 +555,71 @@ fn clean_tells_a_reused_pid_from_a_live_owner() {
     let live = labelled(format!("{me}@{}", own_start()));
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
-    let exists = |id: &str| {
-        !docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
-            .trim()
-            .is_empty()
-    };
     assert!(!exists(&reused), "the leftover of a dead owner is removed");
     assert!(exists(&live), "a live owner's container stays");
     docker(&["rm", "-f", &live]);
+}
+
+/// A panic unwinding through an attempt drops its future as this test does: the attempt's
+/// container and volume still go when the backend shuts down.
+#[test]
+fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
+    use pipe::backend::docker::{connect, DockerBackend, Pull};
+    use pipe::backend::{Backend, JobSpec, LogSink, Stop};
+    use pipe::event::EventKind;
+
+    docker_image();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("source")).unwrap();
+    let run_id = format!("unfinished-{}", std::process::id());
+    let spec = JobSpec {
+        run_id: run_id.clone(),
+        job: "long".into(),
+        slug: "long".into(),
+        image: Some(IMAGE.into()),
+        script: vec!["sleep 300".into()],
+        env: Vec::new(),
+        layers: vec![dir.path().join("source")],
+        scratch: dir.path().join("jobs/long/1"),
+        artifacts: Vec::new(),
+        artifacts_dest: dir.path().join("kept"),
+        privileged: false,
+        binds: Vec::new(),
+        scan: None,
+    };
+    let filter = format!("label=dev.pipe.run={run_id}");
+    let made = || {
+        (
+            docker(&["ps", "-aq", "--filter", &filter]),
+            docker(&["volume", "ls", "-q", "--filter", &filter]),
+        )
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let during = runtime.block_on(async {
+        let backend = DockerBackend::new(connect().await.unwrap(), Pull::Never, Duration::ZERO);
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let (_stop, stop) = tokio::sync::watch::channel(Stop::No);
+        let log = LogSink::new("long".into(), events);
+        let mut attempt = backend.run(&spec, &log, stop);
+        loop {
+            tokio::select! {
+                ended = &mut attempt => panic!("the job ended: {ended:?}"),
+                event = received.recv() => match event.map(|e| e.kind) {
+                    Some(EventKind::JobOutput { line, .. }) if line == "$ sleep 300" => break,
+                    Some(_) => {}
+                    None => panic!("no more output"),
+                },
+            }
+        }
+        let during = made();
+        drop(attempt);
+        backend.shutdown().await;
+        during
+    });
+    assert!(!during.0.trim().is_empty(), "the job ran in a container");
+    let after = made();
+    assert!(
+        after.0.trim().is_empty() && after.1.trim().is_empty(),
+        "left behind: {after:?}"
+    );
 }

@@ -39,6 +39,12 @@ impl Project {
         self.dir.path()
     }
 
+    /// What pipe labels this project's Docker objects and names its local leftovers with:
+    /// `pipe clean` in the project touches only those.
+    pub fn key(&self) -> String {
+        pipe::owner::project_key(self.path())
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> &Self {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -210,7 +210,7 @@ fn a_link_in_the_snapshot_is_replaced_not_followed_when_artifacts_are_laid() {
 #[test]
 fn five_hundred_artifact_layers_fit_one_overlay_mount() {
     use pipe::backend::docker::{connect, DockerBackend, Pull};
-    use pipe::backend::{Backend, JobSpec, LogSink, Stop};
+    use pipe::backend::{Backend, JobShape, JobSpec, LogSink, RunShape, Stop};
 
     docker_image();
     let dir = tempfile::tempdir().unwrap();
@@ -248,7 +248,16 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
     let (outcome, lines) = runtime.block_on(async {
         let backend = DockerBackend::new(connect().await.unwrap(), Pull::Never, Duration::ZERO);
         backend
-            .prepare(&[IMAGE.into()], 0, &spec.run_id)
+            .prepare(&RunShape {
+                run_id: spec.run_id.clone(),
+                jobs: vec![JobShape {
+                    image: Some(IMAGE.into()),
+                    scan: false,
+                }],
+                concurrency: 1,
+                // No sandboxes: the one job runs in the first wave.
+                widest_later_level: 0,
+            })
             .await
             .unwrap();
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();

@@ -90,8 +90,19 @@ fn kill_9_leaves_a_local_workspace_that_clean_removes() {
         "a killed pipe cannot remove {}",
         dir.display()
     );
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        name.split('.').nth(1),
+        Some(project.key().as_str()),
+        "the workspace is named for its project, so only this project's `clean` removes it"
+    );
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(
+        clean.stdout.contains(" 1 local job workspace(s)"),
+        "{}",
+        clean.stdout
+    );
     assert!(!dir.exists(), "{}", clean.stdout);
     let still_there = std::fs::read_dir("/proc")
         .unwrap()
@@ -103,11 +114,30 @@ fn kill_9_leaves_a_local_workspace_that_clean_removes() {
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let project =
-        Project::new("jobs:\n  stuck: {timeout: 1s, script: ['sleep 300 & sleep 300']}\n");
+    let marks = tempfile::tempdir().unwrap();
+    // A background process in the job's process group, which writes its pid to `bg`.
+    let project = Project::new(&format!(
+        "env: {{MARKS: {}}}
+jobs:
+  stuck:
+    timeout: 3s
+    script:
+      - 'sh -c \"echo \\$\\$ > $MARKS/tmp; mv $MARKS/tmp $MARKS/bg; exec sleep 300\" &'
+      - 'while [ ! -e $MARKS/bg ]; do sleep 0.05; done'
+      - sleep 300
+",
+        marks.path().display()
+    ));
     let ran = project.pipe(&["run", "--backend", "local"]);
-    assert_eq!(ran.code, 1);
+    assert_eq!(ran.code, 1, "{}", ran.all());
     assert!(ran.row("stuck").contains("timed out"), "{}", ran.stdout);
+    let pid: i32 = std::fs::read_to_string(marks.path().join("bg"))
+        .expect("the background process wrote its pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let _kill = KillOnDrop(pid);
+    assert!(gone(pid), "the background process {pid} is killed too");
 }
 
 #[test]
@@ -335,7 +365,8 @@ fn clean_stops_a_daemon_of_a_killed_pipe(mode: Contain) {
     child.kill().unwrap();
     child.wait().unwrap();
     held.unwrap();
-    // A killed pipe cannot stop the daemon (though another test's `clean` may, by now).
+    // A killed pipe cannot stop the daemon, and no other test's `clean` touches this project's.
+    assert!(!gone(pid), "the daemon {pid} outlives the killed pipe");
     let clean = project.pipe(&["clean"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
     assert!(gone(pid), "`pipe clean` stops the daemon {pid}");

@@ -563,12 +563,13 @@ fn kill_9_leaves_the_run_interrupted_and_clean_removes_its_container() {
             .is_empty(),
         "a killed pipe cannot remove its own container"
     );
-    // The engine is shared: `clean` also removes what other dead pipe processes left,
-    // so the counts say at least this run's container and volume.
+    // `clean` removes the project's own leftovers only: exactly this run's container and volume.
     let clean = project.pipe(&["clean"]);
     assert!(clean.code == 0, "{}", clean.all());
     assert!(
-        !clean.stdout.contains("removed 0 container(s)") && !clean.stdout.contains(" 0 volume(s)"),
+        clean
+            .stdout
+            .starts_with("removed 1 container(s), 1 volume(s), 0 local job workspace(s)"),
         "{}",
         clean.all()
     );
@@ -578,13 +579,17 @@ fn kill_9_leaves_the_run_interrupted_and_clean_removes_its_container() {
 #[test]
 fn two_processes_record_runs_at_once() {
     docker_image();
+    // Each run's job leaves a marker and ends only once all three runs' are there: the three
+    // processes were recording runs at once.
+    let sync = tempfile::tempdir().unwrap();
     let project = Project::new(&format!(
-        "image: {IMAGE}\njobs:\n  a: {{script: [sleep 1]}}\n  b: {{script: [sleep 1]}}\n"
+        "image: {IMAGE}\njobs:\n  a:\n    timeout: 60s\n    volumes: ['{}:/sync']\n    script: [touch /sync/$PIPE_RUN_ID, 'until [ $(ls /sync | wc -l) -ge 3 ]; do sleep 0.05; done']\n  b: {{script: [echo b]}}\n",
+        sync.path().display()
     ));
     let children: Vec<_> = (0..3)
         .map(|_| {
             project
-                .command(&["run", "--pull", "never"])
+                .command(&["run", "--pull", "never", "--allow-privileged"])
                 .spawn()
                 .unwrap()
         })
@@ -614,31 +619,47 @@ fn two_processes_record_runs_at_once() {
 #[test]
 fn logs_follow_a_running_job_to_its_end() {
     docker_image();
+    use std::io::BufRead;
+    docker_image();
+    // The job ends only when the test creates `go`.
+    let sync = tempfile::tempdir().unwrap();
     let project = Project::new(&format!(
-        "image: {IMAGE}\njobs:\n  slow: {{script: [echo begin, sleep 2, echo end]}}\n"
+        "image: {IMAGE}\njobs:\n  slow:\n    timeout: 60s\n    volumes: ['{}:/sync']\n    script: [echo begin, 'until test -e /sync/go; do sleep 0.05; done', echo end]\n",
+        sync.path().display()
     ));
-    let (child, _) =
-        crate::harness::spawn_until(&project, &["run", "--pull", "never"], "[slow] begin");
+    let (child, _) = crate::harness::spawn_until(
+        &project,
+        &["run", "--pull", "never", "--allow-privileged"],
+        "[slow] begin",
+    );
     // The log is written as the job goes, not when it ends.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
-    while !project.log("1", "slow").contains("begin") && std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !project.log("1", "slow").contains("begin") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never said begin"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let so_far = project.log("1", "slow");
+    assert!(!so_far.contains("end"), "while the job waits: {so_far:?}");
+    // `--follow` prints what is there, then goes on with what comes.
+    let mut follow = project
+        .command(&["logs", "last", "slow", "--follow"])
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
     assert!(
-        so_far.contains("begin") && !so_far.contains("end"),
-        "while the job sleeps: {so_far:?}"
+        lines.by_ref().map_while(Result::ok).any(|l| l == "begin"),
+        "follow printed begin"
     );
-    let followed = project.pipe(&["logs", "last", "slow", "--follow"]);
-    assert_eq!(followed.code, 0, "{}", followed.all());
-    assert!(
-        followed.stdout.contains("begin") && followed.stdout.contains("end\n"),
-        "{}",
-        followed.stdout
-    );
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l == "end"), "{rest:?}");
+    assert_eq!(follow.wait().unwrap().code(), Some(0));
     assert!(child.wait_with_output().unwrap().status.success());
     let all = project.pipe(&["logs", "1"]);
-    assert!(all.stdout.contains("$ sleep 2"), "{}", all.stdout);
+    assert!(all.stdout.contains("$ echo end"), "{}", all.stdout);
     let unknown = project.pipe(&["logs", "1", "slwo"]);
     assert_eq!(unknown.code, 2);
     assert!(
