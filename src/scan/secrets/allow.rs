@@ -16,7 +16,24 @@ pub(super) fn looks_fake(body: &str) -> bool {
         "notreal",
     ];
     let lower = body.to_ascii_lowercase();
-    if MARKERS.iter().any(|m| lower.contains(m)) {
+    // A marker counts where it is written as a word (`fake`, `FAKE`, `Fake`): random
+    // mixed-case text spells one now and then (`…1lFaKe`).
+    let written_as_word = |at: usize, len: usize| {
+        let word = &body.as_bytes()[at..at + len];
+        let upper = |b: &u8| b.is_ascii_uppercase();
+        !word.iter().any(upper)
+            || word.iter().all(upper)
+            || (upper(&word[0]) && !word[1..].iter().any(upper))
+    };
+    if MARKERS.iter().any(|m| {
+        lower
+            .match_indices(m)
+            .any(|(at, _)| written_as_word(at, m.len()))
+    }) {
+        return true;
+    }
+    // `…AccessTokenHere`, `RANDOMSTRINGHERE`, `your_token_here`: what to put here.
+    if lower.ends_with("here") && written_as_word(body.len() - 4, 4) {
         return true;
     }
     let bytes = body.as_bytes();
@@ -226,4 +243,30 @@ pub(super) fn key_words(key: &str) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// Keys published in SDKs and documentation as examples, met in every vendored copy: the
+/// Firebase Android SDK's Google API keys, as allow-listed by gitleaks
+/// (https://github.com/gitleaks/gitleaks, MIT licence, `cmd/generate/config/rules/gcp.go`).
+const PUBLISHED_EXAMPLES: &[&str] = &[
+    "AIzaSyabcdefghijklmnopqrstuvwxyz1234567",
+    "AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+    "AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM",
+    "AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+    "AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0",
+    "AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+    "AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c",
+    "AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+    "AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY",
+    "AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+    "AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ",
+    "AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+    "AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU",
+    "AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+    "AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE",
+    "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
+];
+
+pub(super) fn is_published_example(secret: &str) -> bool {
+    PUBLISHED_EXAMPLES.contains(&secret)
 }

@@ -26,7 +26,7 @@ mod shape;
 
 use allow::{
     is_config_syntax, is_documentation_host, is_placeholder, is_placeholder_user,
-    key_names_non_secret, looks_fake,
+    is_published_example, key_names_non_secret, key_words, looks_fake,
 };
 use rules::builtin_rules;
 use shape::{is_high_entropy_secret, jwt_is_real, key_body};
@@ -160,10 +160,15 @@ fn relative_path(root: &Path, path: &Path, shown_as: Option<&Path>) -> String {
 }
 
 fn slashed(path: &Path) -> String {
+    use std::path::Component;
     let parts: Vec<_> = path
         .components()
-        .filter(|c| *c != std::path::Component::CurDir)
-        .map(|c| c.as_os_str().to_string_lossy())
+        .filter(|c| *c != Component::CurDir)
+        // The root is the empty name before the first `/`: `/tmp/a.env`, not `//tmp/a.env`.
+        .map(|c| match c {
+            Component::RootDir => Cow::Borrowed(""),
+            c => c.as_os_str().to_string_lossy(),
+        })
         .collect();
     parts.join("/")
 }
@@ -261,6 +266,9 @@ struct Candidate {
     /// lines, as with a PEM body).
     redact: Range<usize>,
     secret: String,
+    /// Lines below this one where the secret stands (an XML element's value on its own line);
+    /// `anchor` and `redact` are then positions in that line.
+    below: usize,
 }
 
 /// What a check can see of a line: the text and, for multi-line keys, what follows it.
@@ -360,6 +368,8 @@ impl Engine {
         let file = FileCtx { rel, config, data };
         let allowed = if config { u32::MAX } else { !self.config_only };
         let mut findings = Vec::new();
+        // Secrets found from the line above theirs (an XML element's value).
+        let mut below = Vec::new();
         // The line being collected: byte range and the rules its keywords enable.
         let mut current: Option<(Range<usize>, u32)> = None;
         let mut line_no = 1;
@@ -379,7 +389,7 @@ impl Engine {
             // forward and the newline count can be kept incrementally.
             let from = current.as_ref().map_or(0, |(line, _)| line.end);
             if let Some((line, rules)) = current.take() {
-                self.scan_line(&file, line, line_no, rules, &mut findings);
+                self.scan_line(&file, line, line_no, rules, &mut findings, &mut below);
             }
             let start = data[from..m.start()]
                 .iter()
@@ -394,8 +404,11 @@ impl Engine {
             current = Some((start..end, mask));
         }
         if let Some((line, rules)) = current {
-            self.scan_line(&file, line, line_no, rules, &mut findings);
+            self.scan_line(&file, line, line_no, rules, &mut findings, &mut below);
         }
+        // A rule that matched the value's own line (a token format) is the better report.
+        below.retain(|b: &Finding| !findings.iter().any(|f| f.line == b.line));
+        findings.append(&mut below);
         findings
     }
 
@@ -407,6 +420,7 @@ impl Engine {
         line_no: usize,
         rules: u32,
         findings: &mut Vec<Finding>,
+        below: &mut Vec<Finding>,
     ) {
         let raw = &file.data[line.clone()];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -422,17 +436,27 @@ impl Engine {
         let accepted = self.candidates(&ctx, rules);
         for cand in &accepted {
             let rule = &self.rules[cand.rule];
-            findings.push(Finding {
+            let (text, preview, to) = match cand.below {
+                0 => (&*text, preview(&text, &accepted, cand), &mut *findings),
+                n => {
+                    let line = ctx.after.split(|&b| b == b'\n').nth(n - 1).unwrap_or_default();
+                    // The check read this line as UTF-8 without its `\r`.
+                    let line = std::str::from_utf8(line).unwrap_or_default();
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    (line, preview(line, std::slice::from_ref(cand), cand), &mut *below)
+                }
+            };
+            to.push(Finding {
                 scanner: SCANNER,
                 rule_id: rule.info.id.to_string(),
                 severity: rule.info.severity,
                 path: PathBuf::from(file.rel),
-                line: line_no,
+                line: line_no + cand.below,
                 column: text[..cand.anchor].chars().count() + 1,
                 message: rule.message.to_string(),
                 fix: rule.info.fix.to_string(),
                 fingerprint: fingerprint(rule.info.id, file.rel, &cand.secret),
-                preview: preview(&text, &accepted, cand),
+                preview,
             });
         }
     }
@@ -566,7 +590,7 @@ fn preview(text: &str, accepted: &[Candidate], focus: &Candidate) -> String {
 fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Candidate> {
     let whole = caps.get(0)?;
     // Key headers have no `secret` group: their secret is the body on the following lines.
-    let secret = ["secret", "dq", "sq"]
+    let secret = ["secret", "dq", "sq", "bq"]
         .iter()
         .find_map(|name| caps.name(name))
         .unwrap_or(whole);
@@ -578,10 +602,13 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
         anchor: redact.start,
         redact,
         secret: secret.to_string(),
+        below: 0,
     };
     match kind {
-        Check::Token => (stands_alone(text, secret.range()) && !looks_fake(body))
-            .then(|| candidate(secret.as_str(), secret.range())),
+        Check::Token => (stands_alone(text, secret.range())
+            && !looks_fake(body)
+            && !is_published_example(secret.as_str()))
+        .then(|| candidate(secret.as_str(), secret.range())),
         Check::AwsSecret => {
             let value = secret.as_str();
             let mixed = value.bytes().any(|b| b.is_ascii_uppercase())
@@ -606,6 +633,7 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 anchor: whole.start(),
                 redact,
                 secret: body,
+                below: 0,
             })
         }
         Check::PuttyBody => {
@@ -620,6 +648,7 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 anchor: whole.start(),
                 redact: whole.end()..whole.end(),
                 secret: body,
+                below: 0,
             })
         }
         Check::Jwt => (stands_alone(text, secret.range())
@@ -661,6 +690,12 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
         }
         Check::Entropy => {
             let key_match = caps.name("key")?;
+            if !names_a_secret(key_match.as_str()) {
+                return None;
+            }
+            if let Some(tag) = caps.name("xml") {
+                return xml_element_value(rule, tag.range(), key_match.as_str(), ctx);
+            }
             let value = secret.as_str();
             let quoted = secret_is_quoted(caps);
             // Quoted text with spaces is prose or a multi-line key, and brackets or separators
@@ -688,6 +723,44 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
     }
 }
 
+/// An entropy-rule name: `auth` and `creds` only count as words of their own (not `author`).
+fn names_a_secret(key: &str) -> bool {
+    const STRONG: &[&str] = &["key", "secret", "token", "credential", "passw"];
+    let lower = key.to_ascii_lowercase();
+    STRONG.iter().any(|w| lower.contains(w))
+        || key_words(key)
+            .iter()
+            .any(|w| ["auth", "cred", "creds"].contains(&w.as_str()))
+}
+
+/// `<apiToken>` alone on its line, the value alone on the next and `</apiToken>` on the one
+/// after: the value is checked as if assigned, and reported where it stands.
+fn xml_element_value(rule: usize, tag: Range<usize>, key: &str, ctx: &LineCtx) -> Option<Candidate> {
+    let mut lines = ctx.after.split(|&b| b == b'\n');
+    let value_line = std::str::from_utf8(lines.next()?).ok()?;
+    let value_line = value_line.strip_suffix('\r').unwrap_or(value_line);
+    let closing = std::str::from_utf8(lines.next()?).ok()?.trim();
+    if closing.strip_prefix("</")?.strip_suffix('>')? != key {
+        return None;
+    }
+    let value = value_line.trim();
+    let start = value_line.find(value)?;
+    let ok = !value.contains(char::is_whitespace)
+        && !key_names_non_secret(key)
+        && is_high_entropy_secret(value)
+        && !looks_fake(value)
+        && !is_config_syntax(value)
+        && !is_placeholder(value);
+    ok.then(|| Candidate {
+        rule,
+        span: tag,
+        anchor: start,
+        redact: start..start + value.len(),
+        secret: value.to_string(),
+        below: 1,
+    })
+}
+
 /// `name:value` with nothing after the colon is not an assignment in YAML (it is one plain
 /// scalar: an image tag `postgres:16`, a `host:port`); only `name: value` and `name=value` are.
 fn glued_to_colon(caps: &Captures, text: &str, key_end: usize, value_start: usize) -> bool {
@@ -695,7 +768,7 @@ fn glued_to_colon(caps: &Captures, text: &str, key_end: usize, value_start: usiz
 }
 
 fn secret_is_quoted(caps: &Captures) -> bool {
-    caps.name("dq").is_some() || caps.name("sq").is_some()
+    ["dq", "sq", "bq"].iter().any(|q| caps.name(q).is_some())
 }
 
 fn is_token_char(c: char) -> bool {
@@ -709,7 +782,6 @@ fn stands_alone(text: &str, range: Range<usize>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::allow::key_words;
     use super::shape::base64url_decode;
     use super::*;
 

@@ -2,6 +2,10 @@
 
 use regex::Regex;
 
+// Token formats (prefixes, alphabets, lengths) follow the providers' documentation and the rules
+// of gitleaks (https://github.com/gitleaks/gitleaks, MIT licence, cmd/generate/config/rules),
+// whose test cases bench/scan_gitleaks.py runs pipe against.
+
 use super::{Check, Rule, RuleInfo, Scope, Severity};
 
 /// A rule as written in the table below.
@@ -39,18 +43,34 @@ impl RuleDef {
     }
 }
 
-/// Shared tail of "name = value" patterns: optional type annotation (`: &str`, `: string`),
-/// an assignment operator, then a double-quoted, single-quoted or bare value.
+/// "name = value" in the common languages and configuration formats: the name, an optional type
+/// (`: &str`, `: String`, Go's `name string`), an assignment operator (`=`, `:`, `:=`, `=>`,
+/// Make's `::=`, `:::=` and `?=`, PHP's `.=` and `??=`), then a double-quoted, single-quoted,
+/// backquoted or bare value. `$also` adds other forms between name and value (the comma of
+/// `set("NAME", "value")`).
 macro_rules! assignment {
-    ($key:literal, $bare:literal) => {
+    ($key:expr, $bare:literal) => {
+        assignment!($key, $bare, "")
+    };
+    ($key:expr, $bare:literal, $also:literal) => {
         concat!(
             r#"(?i)(?P<key>"#,
             $key,
-            r#")["']?(?:\s*:\s*&?(?:'static\s+)?[a-z_][a-z0-9_:<>]*)?\s*(?::=|=>|[:=])[ \t]*"#,
-            r#"(?:"(?P<dq>[^"\r\n]*)"|'(?P<sq>[^'\r\n]*)'|(?P<secret>"#,
+            r#")(?:"#,
+            $also,
+            r#"["']?(?:\s*:\s*&?(?:'static\s+)?[a-z_][a-z0-9_:<>]*|[ \t]+[a-z_][a-z0-9_.<>\[\]]*)?"#,
+            r#"\s*(?::{1,3}=|\?\??=|\.=|=>|[:=]))[ \t]*"#,
+            r#"(?:"(?P<dq>[^"\r\n]*)"|'(?P<sq>[^'\r\n]*)'|`(?P<bq>[^`\r\n]*)`|(?P<secret>"#,
             $bare,
             r#"))"#
         )
+    };
+}
+
+/// Names the entropy rule reads values of.
+macro_rules! secret_name {
+    () => {
+        r"[a-z0-9_.\-]*(?:api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|secret|token|credential|passw(?:or)?d|auth|creds?)[a-z0-9_.\-]*"
     };
 }
 
@@ -93,7 +113,7 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
             patterns: &[
                 r"(?P<secret>gh[pousr]_(?P<body>[A-Za-z0-9]{36,251}))",
-                r"(?P<secret>github_pat_(?P<body>[A-Za-z0-9]{22}_[A-Za-z0-9]{59}))",
+                r"(?P<secret>github_pat_(?P<body>[A-Za-z0-9_]{82}))",
             ],
             check: Token,
             scope: All,
@@ -102,13 +122,15 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             id: "gitlab-token",
             severity: Critical,
             title: "GitLab token",
-            message: "A GitLab access, deploy or runner token is committed.",
+            message: "A GitLab access, deploy, runner or agent token, or a session cookie, is committed.",
             fix: "Revoke the token in GitLab, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["glpat-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "glptt-", "gr1348941"],
+            keywords: &["glpat-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "glptt-", "gr1348941", "glffct-", "glagent-", "_gitlab_session="],
             patterns: &[
-                r"(?P<secret>(?:glpat|gldt|glrt|glcbt|glft|glimt|glsoat|gloas)-(?P<body>[A-Za-z0-9_\-]{20,64}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?))",
+                // Routable tokens end in `.<2-char version><7-char checksum>` (with or without a dot between).
+                r"(?P<secret>(?:glpat|gldt|glrt|glcbt|glft|glimt|glsoat|gloas|glffct|glagent)-(?P<body>[A-Za-z0-9_\-]{20,300}(?:\.[0-9a-z]{2}\.?[0-9a-z]{7,9})?))",
                 r"(?P<secret>glptt-(?P<body>[0-9a-f]{40}))",
                 r"(?P<secret>GR1348941(?P<body>[A-Za-z0-9_\-]{20}))",
+                r"_gitlab_session=(?P<secret>[0-9a-z]{32})",
             ],
             check: Token,
             scope: All,
@@ -121,7 +143,14 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             fix: "Revoke the token in the Slack app settings, create a new one, and load it from the CI secret store or the environment instead.",
             keywords: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxe-", "xoxe.", "xapp-"],
             patterns: &[
-                r"(?P<secret>xox[abposre]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{16,64}))",
+                // Bot, user and refresh tokens: team, user and token ids of 8 to 14 digits.
+                r"(?P<secret>xox[bpe]-(?P<body>(?:[0-9]{8,14}-){1,3}[0-9A-Za-z]{16,64}))",
+                // Legacy workspace and session tokens: shorter ids and tails (`xoxs-…-e708ba56e1`).
+                r"(?P<secret>xox[aors]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{8,64}))",
+                // Legacy workspace tokens without ids, which must then hold a digit.
+                r"(?P<secret>xox[ar]-(?P<body>[A-Za-z]{0,44}[0-9][0-9A-Za-z]{6,47}))",
+                // Configuration refresh tokens (`xoxe-1-…`, 146 characters).
+                r"(?P<secret>xoxe-[0-9]-(?P<body>[0-9A-Za-z]{140,160}))",
                 // Refresh tokens (`xoxe.xoxp-1-…`) and app-level tokens (`xapp-1-A…-…-…`).
                 r"(?P<secret>xoxe\.xox[bp]-[0-9]-(?P<body>[0-9A-Za-z]{30,180}))",
                 r"(?P<secret>xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-(?P<body>[0-9a-f]{40,80}))",
@@ -137,8 +166,10 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             fix: "Regenerate the webhook in the Slack app settings and load its URL from the CI secret store or the environment instead.",
             keywords: &["hooks.slack.com"],
             patterns: &[
-                r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/(?P<secret>[A-Za-z0-9]{20,32})",
-                r"https://hooks\.slack\.com/(?:workflows|triggers)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}/[0-9]{6,24}/(?P<secret>[A-Za-z0-9]{20,48})",
+                r"https?://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/(?P<secret>[A-Za-z0-9]{20,32})",
+                r"https?://hooks\.slack\.com/(?:workflows|triggers)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}/[0-9]{6,24}/(?P<secret>[A-Za-z0-9]{20,48})",
+                // Any other path of a hook's length, with or without a scheme.
+                r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9+/]{43,56})",
             ],
             check: Token,
             scope: All,
@@ -149,8 +180,8 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             title: "Stripe live secret key",
             message: "A Stripe live secret or restricted key is committed.",
             fix: "Roll the key in the Stripe dashboard and load it from the CI secret store or the environment instead.",
-            keywords: &["sk_live_", "rk_live_"],
-            patterns: &[r"(?P<secret>[sr]k_live_(?P<body>[0-9A-Za-z]{24,247}))"],
+            keywords: &["sk_live_", "rk_live_", "sk_prod_", "rk_prod_"],
+            patterns: &[r"(?P<secret>[sr]k_(?:live|prod)_(?P<body>[0-9A-Za-z]{24,247}))"],
             check: Token,
             scope: All,
         },
@@ -282,12 +313,13 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             keywords: &[
                 "apikey", "api_key", "api-key", "api.key", "accesskey", "access_key", "access-key",
                 "access.key", "privatekey", "private_key", "private-key", "private.key", "authkey",
-                "auth_key", "auth-key", "secret", "token", "credential", "passw",
+                "auth_key", "auth-key", "secret", "token", "credential", "passw", "auth", "cred",
             ],
-            patterns: &[assignment!(
-                r"[a-z0-9_.\-]*(?:api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|secret|token|credential|passw(?:or)?d)[a-z0-9_.\-]*",
-                r"[A-Za-z0-9+/=_\-.~]{20,256}"
-            )],
+            patterns: &[
+                assignment!(secret_name!(), r"[A-Za-z0-9+/=_\-.~]{20,256}", r#"["']\s*,|"#),
+                // An XML element whose value stands on the next line.
+                concat!(r"(?i)^\s*(?P<xml><(?P<key>", secret_name!(), r")>)\s*$"),
+            ],
             check: Entropy,
             scope: All,
         },
