@@ -29,7 +29,7 @@ use allow::{
     is_published_example, key_names_non_secret, key_words, looks_fake,
 };
 use rules::builtin_rules;
-use shape::{is_high_entropy_secret, jwt_is_real, key_body};
+use shape::{is_high_entropy_secret, is_sample_jwt, jwt_is_real, key_body};
 
 /// Value of [`Finding::scanner`] for this scanner.
 pub const SCANNER: &str = "secrets";
@@ -230,6 +230,9 @@ enum Scope {
 enum Check {
     /// A fixed-format token: must stand alone and not look like a placeholder.
     Token,
+    /// A token whose random part always holds a digit (Slack's carry team and user ids), so
+    /// that words after its prefix (`xoxa-something`) are not taken for one.
+    DigitToken,
     /// 40 characters of mixed case and digits, which a hex digest never is.
     AwsSecret,
     /// The header alone is not a key (parsers and docs mention it): a body must follow.
@@ -605,8 +608,9 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
         below: 0,
     };
     match kind {
-        Check::Token => (stands_alone(text, secret.range())
+        Check::Token | Check::DigitToken => (stands_alone(text, secret.range())
             && !looks_fake(body)
+            && (matches!(kind, Check::Token) || body.bytes().any(|b| b.is_ascii_digit()))
             && !is_published_example(secret.as_str()))
         .then(|| candidate(secret.as_str(), secret.range())),
         Check::AwsSecret => {
@@ -715,6 +719,8 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 && !glued_to_colon(caps, text, key_match.end(), secret.start())
                 && !key_names_non_secret(key_match.as_str())
                 && is_high_entropy_secret(value)
+                && !is_published_example(value)
+                && !is_sample_jwt(value)
                 && !looks_fake(value)
                 && !is_config_syntax(value)
                 && !is_placeholder(value))
@@ -748,6 +754,8 @@ fn xml_element_value(rule: usize, tag: Range<usize>, key: &str, ctx: &LineCtx) -
     let ok = !value.contains(char::is_whitespace)
         && !key_names_non_secret(key)
         && is_high_entropy_secret(value)
+        && !is_published_example(value)
+        && !is_sample_jwt(value)
         && !looks_fake(value)
         && !is_config_syntax(value)
         && !is_placeholder(value);
@@ -982,5 +990,73 @@ mod tests {
         assert!(looks_fake("abcdefghijklmnopqrstuvwxyz0123456789"));
         assert!(looks_fake("000000000000000000000000000000000000"));
         assert!(!looks_fake("R8sQ2kLm4NvX7pT1wZ9yB3cD5fG6hJ0aE2iU"));
+        // A marker counts written as a word, not spelled by chance in random mixed case.
+        assert!(looks_fake("Xw937qtWSXJssFakeKey"));
+        assert!(!looks_fake("Xw937qtWSXJss1lFaKe"));
+        // What to put here.
+        assert!(looks_fake("SlackAppConfigurationAccessTokenHere"));
+        assert!(looks_fake("RANDOMSTRINGHERE"));
+    }
+
+    /// A random-looking value built at run time, so this file holds no secret literal.
+    fn random_value() -> String {
+        "R8sQ2kLm4NvX7pT1wZ9yB3cD5fG6hJ0a".chars().rev().collect()
+    }
+
+    #[test]
+    fn assignments_of_many_languages_are_read() {
+        let v = random_value();
+        for (file, line) in [
+            ("main.go", format!("var apiToken string = \"{v}\"")),
+            ("main.go", format!("apiToken := `{v}`")),
+            ("index.php", format!("$apiToken .= \"{v}\";")),
+            ("index.php", format!("$apiToken ??= \"{v}\";")),
+            ("Main.java", format!("System.setProperty(\"API_TOKEN\", \"{v}\");")),
+            ("Makefile", format!("API_TOKEN ::= \"{v}\"")),
+            ("Makefile", format!("API_TOKEN :::= \"{v}\"")),
+            ("Makefile", format!("API_TOKEN ?= \"{v}\"")),
+            ("app.kt", format!("val apiToken: String = \"{v}\"")),
+            ("app.py", format!("auth = \"{v}\"")),
+            ("app.py", format!("db_creds = \"{v}\"")),
+        ] {
+            let found = scan(file, &format!("{line}\n"));
+            assert_eq!(ids(&found), ["high-entropy-secret"], "{file}: {line}");
+            assert_eq!(found[0].column, line.find(&v).unwrap() + 1, "{line}");
+            assert!(!found[0].preview.contains(&v), "{}", found[0].preview);
+        }
+        // `auth` must be a word of the name: an author is not a secret.
+        assert!(scan("app.py", &format!("author = \"{v}\"\n")).is_empty());
+    }
+
+    #[test]
+    fn xml_element_value_on_its_own_line_is_reported_where_it_stands() {
+        let v = random_value();
+        let text = format!("<config>\n  <apiToken>\n      {v}\n  </apiToken>\n</config>\n");
+        let found = scan("app.xml", &text);
+        assert_eq!(ids(&found), ["high-entropy-secret"]);
+        assert_eq!((found[0].line, found[0].column), (3, 7));
+        assert_eq!(found[0].preview, format!("{}…", &v[..4]));
+        // The closing tag must name the same element, and a placeholder is not a secret.
+        let other = format!("<apiToken>\n{v}\n</other>\n");
+        assert!(scan("app.xml", &other).is_empty());
+        assert!(scan("app.xml", "<apiToken>\n  ${API_TOKEN}\n</apiToken>\n").is_empty());
+        // A token format on the value's line is the report, not the generic rule.
+        let token = format!("ghp_{}", &(v.clone() + "abcd")[..36]);
+        let found = scan("app.xml", &format!("<githubToken>\n  {token}\n</githubToken>\n"));
+        assert_eq!(ids(&found), ["github-token"]);
+        assert_eq!(found[0].line, 2);
+    }
+
+    #[test]
+    fn published_examples_and_out_of_format_ids_are_not_high() {
+        // The Firebase SDK's example key (allow-listed by gitleaks), under a key name.
+        let found = scan("app.py", "key = \"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs\"\n");
+        assert!(found.is_empty(), "{:?}", ids(&found));
+        // Slack ids are 8 to 14 digits.
+        let tail = "4ddbc191d40ee098cbaae6f3523ada2d";
+        let found = scan("a.txt", &format!("xoxp-1234-1234-1234-{tail}\n"));
+        assert!(found.is_empty(), "{:?}", ids(&found));
+        let found = scan("a.txt", &format!("xoxp-123456789012-123456789012-1234567890123-{tail}\n"));
+        assert_eq!(ids(&found), ["slack-token"]);
     }
 }

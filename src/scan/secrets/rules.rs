@@ -147,15 +147,15 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
                 r"(?P<secret>xox[bpe]-(?P<body>(?:[0-9]{8,14}-){1,3}[0-9A-Za-z]{16,64}))",
                 // Legacy workspace and session tokens: shorter ids and tails (`xoxs-…-e708ba56e1`).
                 r"(?P<secret>xox[aors]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{8,64}))",
-                // Legacy workspace tokens without ids, which must then hold a digit.
-                r"(?P<secret>xox[ar]-(?P<body>[A-Za-z]{0,44}[0-9][0-9A-Za-z]{6,47}))",
+                // Legacy workspace tokens without ids.
+                r"(?P<secret>xox[ar]-(?P<body>[0-9A-Za-z]{8,48}))",
                 // Configuration refresh tokens (`xoxe-1-…`, 146 characters).
                 r"(?P<secret>xoxe-[0-9]-(?P<body>[0-9A-Za-z]{140,160}))",
                 // Refresh tokens (`xoxe.xoxp-1-…`) and app-level tokens (`xapp-1-A…-…-…`).
                 r"(?P<secret>xoxe\.xox[bp]-[0-9]-(?P<body>[0-9A-Za-z]{30,180}))",
                 r"(?P<secret>xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-(?P<body>[0-9a-f]{40,80}))",
             ],
-            check: Token,
+            check: DigitToken,
             scope: All,
         },
         RuleDef {

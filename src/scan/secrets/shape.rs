@@ -141,21 +141,31 @@ pub(super) fn base64url_decode(s: &str) -> Option<Vec<u8>> {
 /// A JWT whose header and payload are JSON objects, and whose payload is not the well-known
 /// jwt.io example or another obvious sample.
 pub(super) fn jwt_is_real(token: &str) -> bool {
+    jwt_payload(token).is_some_and(|payload| !is_sample_payload(&payload))
+}
+
+/// A well-formed JWT whose payload is a sample (the jwt.io example): not a secret under any
+/// rule. A token that does not decode is not judged here.
+pub(super) fn is_sample_jwt(token: &str) -> bool {
+    jwt_payload(token).is_some_and(|payload| is_sample_payload(&payload))
+}
+
+/// The payload of a token whose header and payload decode to JSON objects, lower-cased.
+fn jwt_payload(token: &str) -> Option<String> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
-        return false;
-    };
+    let (header, payload) = (parts.next()?, parts.next()?);
     let decode = |part: &str| -> Option<serde_json::Value> {
         serde_json::from_slice(&base64url_decode(part)?).ok()
     };
-    let (Some(header), Some(payload)) = (decode(header), decode(payload)) else {
-        return false;
-    };
-    if header.get("alg").is_none() || !payload.is_object() {
-        return false;
-    }
-    let text = payload.to_string().to_ascii_lowercase();
-    !["john doe", "example", "dummy", "fake", "placeholder"]
+    let (header, payload) = (decode(header)?, decode(payload)?);
+    (header.get("alg").is_some() && payload.is_object())
+        .then(|| payload.to_string().to_ascii_lowercase())
+}
+
+/// The jwt.io example's "John Doe", or a claim naming itself a sample. Not `example`: tokens
+/// of real test environments carry `user@example.com` addresses and `example-app` audiences.
+fn is_sample_payload(payload: &str) -> bool {
+    ["john doe", "dummy", "fake", "placeholder"]
         .iter()
-        .any(|m| text.contains(m))
+        .any(|m| payload.contains(m))
 }
