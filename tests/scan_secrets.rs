@@ -436,7 +436,11 @@ fn contexts_corpus_recall_and_no_false_alarm_at_high() {
     assert!(high.is_empty(), "decoys at high:\n{}", high.join("\n"));
     // Random-looking look-alikes under token names (`xoxp-1234-…`, an upper-cased key) are
     // worth a look; the level reached, which must not grow.
-    assert!(medium.len() <= 52, "decoys at medium:\n{}", medium.join("\n"));
+    assert!(
+        medium.len() <= 52,
+        "decoys at medium:\n{}",
+        medium.join("\n")
+    );
 }
 
 #[test]

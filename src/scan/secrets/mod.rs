@@ -442,11 +442,19 @@ impl Engine {
             let (text, preview, to) = match cand.below {
                 0 => (&*text, preview(&text, &accepted, cand), &mut *findings),
                 n => {
-                    let line = ctx.after.split(|&b| b == b'\n').nth(n - 1).unwrap_or_default();
+                    let line = ctx
+                        .after
+                        .split(|&b| b == b'\n')
+                        .nth(n - 1)
+                        .unwrap_or_default();
                     // The check read this line as UTF-8 without its `\r`.
                     let line = std::str::from_utf8(line).unwrap_or_default();
                     let line = line.strip_suffix('\r').unwrap_or(line);
-                    (line, preview(line, std::slice::from_ref(cand), cand), &mut *below)
+                    (
+                        line,
+                        preview(line, std::slice::from_ref(cand), cand),
+                        &mut *below,
+                    )
                 }
             };
             to.push(Finding {
@@ -474,6 +482,11 @@ impl Engine {
                 continue;
             }
             for re in &rule.patterns {
+                // Most lines a keyword sends here match nothing: `is_match` tells so without
+                // the capture slots `captures_iter` sets up.
+                if !re.is_match(ctx.text) {
+                    continue;
+                }
                 for caps in re.captures_iter(ctx.text) {
                     let Some(cand) = check(i, rule.check, &caps, ctx) else {
                         continue;
@@ -741,7 +754,12 @@ fn names_a_secret(key: &str) -> bool {
 
 /// `<apiToken>` alone on its line, the value alone on the next and `</apiToken>` on the one
 /// after: the value is checked as if assigned, and reported where it stands.
-fn xml_element_value(rule: usize, tag: Range<usize>, key: &str, ctx: &LineCtx) -> Option<Candidate> {
+fn xml_element_value(
+    rule: usize,
+    tag: Range<usize>,
+    key: &str,
+    ctx: &LineCtx,
+) -> Option<Candidate> {
     let mut lines = ctx.after.split(|&b| b == b'\n');
     let value_line = std::str::from_utf8(lines.next()?).ok()?;
     let value_line = value_line.strip_suffix('\r').unwrap_or(value_line);
@@ -1011,7 +1029,10 @@ mod tests {
             ("main.go", format!("apiToken := `{v}`")),
             ("index.php", format!("$apiToken .= \"{v}\";")),
             ("index.php", format!("$apiToken ??= \"{v}\";")),
-            ("Main.java", format!("System.setProperty(\"API_TOKEN\", \"{v}\");")),
+            (
+                "Main.java",
+                format!("System.setProperty(\"API_TOKEN\", \"{v}\");"),
+            ),
             ("Makefile", format!("API_TOKEN ::= \"{v}\"")),
             ("Makefile", format!("API_TOKEN :::= \"{v}\"")),
             ("Makefile", format!("API_TOKEN ?= \"{v}\"")),
@@ -1042,7 +1063,10 @@ mod tests {
         assert!(scan("app.xml", "<apiToken>\n  ${API_TOKEN}\n</apiToken>\n").is_empty());
         // A token format on the value's line is the report, not the generic rule.
         let token = format!("ghp_{}", &(v.clone() + "abcd")[..36]);
-        let found = scan("app.xml", &format!("<githubToken>\n  {token}\n</githubToken>\n"));
+        let found = scan(
+            "app.xml",
+            &format!("<githubToken>\n  {token}\n</githubToken>\n"),
+        );
         assert_eq!(ids(&found), ["github-token"]);
         assert_eq!(found[0].line, 2);
     }
@@ -1050,13 +1074,19 @@ mod tests {
     #[test]
     fn published_examples_and_out_of_format_ids_are_not_high() {
         // The Firebase SDK's example key (allow-listed by gitleaks), under a key name.
-        let found = scan("app.py", "key = \"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs\"\n");
+        let found = scan(
+            "app.py",
+            "key = \"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs\"\n",
+        );
         assert!(found.is_empty(), "{:?}", ids(&found));
         // Slack ids are 8 to 14 digits.
         let tail = "4ddbc191d40ee098cbaae6f3523ada2d";
         let found = scan("a.txt", &format!("xoxp-1234-1234-1234-{tail}\n"));
         assert!(found.is_empty(), "{:?}", ids(&found));
-        let found = scan("a.txt", &format!("xoxp-123456789012-123456789012-1234567890123-{tail}\n"));
+        let found = scan(
+            "a.txt",
+            &format!("xoxp-123456789012-123456789012-1234567890123-{tail}\n"),
+        );
         assert_eq!(ids(&found), ["slack-token"]);
     }
 }

@@ -313,7 +313,12 @@ pub(super) fn builtin_rules() -> Vec<Rule> {
             keywords: &[
                 "apikey", "api_key", "api-key", "api.key", "accesskey", "access_key", "access-key",
                 "access.key", "privatekey", "private_key", "private-key", "private.key", "authkey",
-                "auth_key", "auth-key", "secret", "token", "credential", "passw", "auth", "cred",
+                "auth_key", "auth-key", "secret", "token", "credential", "passw",
+                // `auth` and `creds` as whole names, followed by what ends a name: plain `auth`
+                // would send every `author` and `oauth` line to the regex.
+                "auth=", "auth:", "auth\"", "auth'", "auth ", "auth\t", "creds=", "creds:",
+                "creds\"", "creds'", "creds ", "creds\t", "cred=", "cred:", "cred\"", "cred'",
+                "cred ", "cred\t",
             ],
             patterns: &[
                 assignment!(secret_name!(), r"[A-Za-z0-9+/=_\-.~]{20,256}", r#"["']\s*,|"#),
