@@ -2,7 +2,7 @@
 """Recall and false positives of a secret scanner against planted credentials.
 
 usage: scan_recall.py EXPECTATIONS.json (--pipe FINDINGS.jsonl | --detect-secrets REPORT.json) [--label NAME]
-                     [--serious medium|high]
+                     [--serious medium|high] [--quiet]
 
 EXPECTATIONS is tests/fixtures/secrets/EXPECTED.json, tests/fixtures/secrets/contexts.json or a
 tree's .planted.json from scan_gen.py. A planted credential counts as found when the scanner reports anything on its
@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--detect-secrets")
     ap.add_argument("--label")
     ap.add_argument("--serious", default="medium", choices=["medium", "high"])
+    ap.add_argument("--quiet", action="store_true", help="the figures only, not each miss")
     args = ap.parse_args()
     with open(args.expectations) as f:
         exp = json.load(f)
@@ -64,7 +65,7 @@ def main():
         f"{label}: recall {len(found)}/{len(expected)} = {100 * len(found) / len(expected):.1f}%, "
         f"decoys reported {len(decoys_hit)}/{len(decoys)}, other reports {len(other)}"
     )
-    for path, line in sorted(expected - reports):
+    for path, line in sorted(expected - reports) if not args.quiet else []:
         rule = next(e["rule"] for e in exp["expected"] if (e["path"], e["line"]) == (path, line))
         print(f"  missed {path}:{line} ({rule})")
 
