@@ -9,8 +9,9 @@
 #    corpus planted (bench/scan_gen.py). Trees are reused; REGEN=1 rebuilds them.
 # 2. Times `detect-secrets scan --all-files` and pipe on the 10 MB tree (hyperfine, warm cache).
 # 3. Times pipe alone on the 200 MB tree and reports MB/s.
-# 4. Compares recall and false positives of both on tests/fixtures/secrets and the 10 MB tree
-#    (bench/scan_recall.py).
+# 4. Compares recall and false positives of both on tests/fixtures/secrets (the fake corpus and
+#    the contexts corpus, where pipe's false positives count at high and critical) and the 10 MB
+#    tree (bench/scan_recall.py). Recall on gitleaks' own rule tests is bench/scan_gitleaks.py's.
 # Needs hyperfine (Debian package) and detect-secrets (PyPI); installs them when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +86,11 @@ pipe_jsonl "$SMALL" "$WORK/pipe-small.jsonl"
 EXPECTED=$REPO/tests/fixtures/secrets/EXPECTED.json
 python3 bench/scan_recall.py "$EXPECTED" --detect-secrets "$WORK/ds-corpus.json" --label "corpus, detect-secrets"
 python3 bench/scan_recall.py "$EXPECTED" --pipe "$WORK/pipe-corpus.jsonl" --label "corpus, pipe"
+CONTEXTS=$REPO/tests/fixtures/secrets/contexts
+(cd "$CONTEXTS" && detect-secrets scan --all-files . >"$WORK/ds-contexts.json")
+pipe_jsonl "$CONTEXTS" "$WORK/pipe-contexts.jsonl"
+python3 bench/scan_recall.py "$CONTEXTS.json" --detect-secrets "$WORK/ds-contexts.json" --label "contexts, detect-secrets" --quiet
+python3 bench/scan_recall.py "$CONTEXTS.json" --pipe "$WORK/pipe-contexts.jsonl" --serious high --label "contexts, pipe (high+)"
 python3 bench/scan_recall.py "$SMALL.planted.json" --detect-secrets "$WORK/ds-small-report.json" --label "10 MB tree, detect-secrets"
 python3 bench/scan_recall.py "$SMALL.planted.json" --pipe "$WORK/pipe-small.jsonl" --label "10 MB tree, pipe"
 

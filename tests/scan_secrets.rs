@@ -36,7 +36,11 @@ struct Decoy {
 }
 
 fn expectations() -> Expectations {
-    let text = fs::read_to_string(fixtures().join("EXPECTED.json")).unwrap();
+    read_expectations("EXPECTED.json")
+}
+
+fn read_expectations(name: &str) -> Expectations {
+    let text = fs::read_to_string(fixtures().join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -385,6 +389,73 @@ fn invalid_baseline_and_missing_root_are_errors_naming_the_path() {
     let err = scan::scan_secrets(&missing, &SecretsOptions::default()).unwrap_err();
     assert!(matches!(err, ScanError::Io { .. }));
     assert!(err.to_string().contains("nope"), "{err}");
+}
+
+/// The contexts corpus (bench/scan_contexts.py): every kind of credential pipe claims, in the
+/// 26 assignment contexts of gitleaks' rule tests, and look-alikes in the same contexts.
+#[test]
+fn contexts_corpus_recall_and_no_false_alarm_at_high() {
+    let exp = read_expectations("contexts.json");
+    let findings = scan(&fixtures().join("contexts"));
+    let mut by_line: BTreeMap<(String, usize), Vec<&Finding>> = BTreeMap::new();
+    for f in &findings {
+        by_line.entry(key(f)).or_default().push(f);
+    }
+    let missed: Vec<String> = exp
+        .expected
+        .iter()
+        .filter(|e| {
+            !by_line
+                .get(&(e.path.clone(), e.line))
+                .is_some_and(|h| h.iter().any(|f| f.rule_id == e.rule))
+        })
+        .map(|e| format!("{}:{} {}", e.path, e.line, e.rule))
+        .collect();
+    let decoys_at = |at: Severity| -> Vec<String> {
+        exp.decoys
+            .iter()
+            .filter(|d| {
+                by_line
+                    .get(&(d.path.clone(), d.line))
+                    .is_some_and(|h| h.iter().any(|f| f.severity >= at))
+            })
+            .map(|d| format!("{}:{} ({})", d.path, d.line, d.what))
+            .collect()
+    };
+    let (high, medium) = (decoys_at(Severity::High), decoys_at(Severity::Medium));
+    println!(
+        "contexts corpus: recall {}/{}, decoys at high or critical {}/{}, at medium {}",
+        exp.expected.len() - missed.len(),
+        exp.expected.len(),
+        high.len(),
+        exp.decoys.len(),
+        medium.len() - high.len()
+    );
+    assert_eq!(exp.expected.len(), 832);
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+    assert!(high.is_empty(), "decoys at high:\n{}", high.join("\n"));
+    // Random-looking look-alikes under token names (`xoxp-1234-…`, an upper-cased key) are
+    // worth a look; the level reached, which must not grow.
+    assert!(
+        medium.len() <= 52,
+        "decoys at medium:\n{}",
+        medium.join("\n")
+    );
+}
+
+#[test]
+fn a_file_given_by_absolute_path_is_named_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    fs::write(&file, format!("GITHUB_TOKEN={}\n", github_token('q'))).unwrap();
+    let opts = SecretsOptions {
+        shown_as: Some(file.clone()),
+        ..SecretsOptions::default()
+    };
+    let findings = scan::scan_secrets(&file, &opts).unwrap();
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].path, file, "not //tmp/…");
+    assert!(!findings[0].path.to_string_lossy().starts_with("//"));
 }
 
 #[test]

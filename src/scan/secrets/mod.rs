@@ -20,6 +20,17 @@ use regex::{Captures, Regex};
 
 use super::{fingerprint, Baseline, Finding, RuleInfo, ScanError, Severity};
 
+mod allow;
+mod rules;
+mod shape;
+
+use allow::{
+    is_config_syntax, is_documentation_host, is_placeholder, is_placeholder_user,
+    is_published_example, key_names_non_secret, key_words, looks_fake,
+};
+use rules::builtin_rules;
+use shape::{is_high_entropy_secret, is_sample_jwt, jwt_is_real, key_body};
+
 /// Value of [`Finding::scanner`] for this scanner.
 pub const SCANNER: &str = "secrets";
 /// A line containing this marker is never reported (for intentional test credentials).
@@ -149,10 +160,15 @@ fn relative_path(root: &Path, path: &Path, shown_as: Option<&Path>) -> String {
 }
 
 fn slashed(path: &Path) -> String {
+    use std::path::Component;
     let parts: Vec<_> = path
         .components()
-        .filter(|c| *c != std::path::Component::CurDir)
-        .map(|c| c.as_os_str().to_string_lossy())
+        .filter(|c| *c != Component::CurDir)
+        // The root is the empty name before the first `/`: `/tmp/a.env`, not `//tmp/a.env`.
+        .map(|c| match c {
+            Component::RootDir => Cow::Borrowed(""),
+            c => c.as_os_str().to_string_lossy(),
+        })
         .collect();
     parts.join("/")
 }
@@ -214,6 +230,9 @@ enum Scope {
 enum Check {
     /// A fixed-format token: must stand alone and not look like a placeholder.
     Token,
+    /// A token whose random part always holds a digit (Slack's carry team and user ids), so
+    /// that words after its prefix (`xoxa-something`) are not taken for one.
+    DigitToken,
     /// 40 characters of mixed case and digits, which a hex digest never is.
     AwsSecret,
     /// The header alone is not a key (parsers and docs mention it): a body must follow.
@@ -250,6 +269,9 @@ struct Candidate {
     /// lines, as with a PEM body).
     redact: Range<usize>,
     secret: String,
+    /// Lines below this one where the secret stands (an XML element's value on its own line);
+    /// `anchor` and `redact` are then positions in that line.
+    below: usize,
 }
 
 /// What a check can see of a line: the text and, for multi-line keys, what follows it.
@@ -349,6 +371,8 @@ impl Engine {
         let file = FileCtx { rel, config, data };
         let allowed = if config { u32::MAX } else { !self.config_only };
         let mut findings = Vec::new();
+        // Secrets found from the line above theirs (an XML element's value).
+        let mut below = Vec::new();
         // The line being collected: byte range and the rules its keywords enable.
         let mut current: Option<(Range<usize>, u32)> = None;
         let mut line_no = 1;
@@ -368,7 +392,7 @@ impl Engine {
             // forward and the newline count can be kept incrementally.
             let from = current.as_ref().map_or(0, |(line, _)| line.end);
             if let Some((line, rules)) = current.take() {
-                self.scan_line(&file, line, line_no, rules, &mut findings);
+                self.scan_line(&file, line, line_no, rules, &mut findings, &mut below);
             }
             let start = data[from..m.start()]
                 .iter()
@@ -383,8 +407,11 @@ impl Engine {
             current = Some((start..end, mask));
         }
         if let Some((line, rules)) = current {
-            self.scan_line(&file, line, line_no, rules, &mut findings);
+            self.scan_line(&file, line, line_no, rules, &mut findings, &mut below);
         }
+        // A rule that matched the value's own line (a token format) is the better report.
+        below.retain(|b: &Finding| !findings.iter().any(|f| f.line == b.line));
+        findings.append(&mut below);
         findings
     }
 
@@ -396,6 +423,7 @@ impl Engine {
         line_no: usize,
         rules: u32,
         findings: &mut Vec<Finding>,
+        below: &mut Vec<Finding>,
     ) {
         let raw = &file.data[line.clone()];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -411,17 +439,35 @@ impl Engine {
         let accepted = self.candidates(&ctx, rules);
         for cand in &accepted {
             let rule = &self.rules[cand.rule];
-            findings.push(Finding {
+            let (text, preview, to) = match cand.below {
+                0 => (&*text, preview(&text, &accepted, cand), &mut *findings),
+                n => {
+                    let line = ctx
+                        .after
+                        .split(|&b| b == b'\n')
+                        .nth(n - 1)
+                        .unwrap_or_default();
+                    // The check read this line as UTF-8 without its `\r`.
+                    let line = std::str::from_utf8(line).unwrap_or_default();
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    (
+                        line,
+                        preview(line, std::slice::from_ref(cand), cand),
+                        &mut *below,
+                    )
+                }
+            };
+            to.push(Finding {
                 scanner: SCANNER,
                 rule_id: rule.info.id.to_string(),
                 severity: rule.info.severity,
                 path: PathBuf::from(file.rel),
-                line: line_no,
+                line: line_no + cand.below,
                 column: text[..cand.anchor].chars().count() + 1,
                 message: rule.message.to_string(),
                 fix: rule.info.fix.to_string(),
                 fingerprint: fingerprint(rule.info.id, file.rel, &cand.secret),
-                preview: preview(&text, &accepted, cand),
+                preview,
             });
         }
     }
@@ -436,6 +482,11 @@ impl Engine {
                 continue;
             }
             for re in &rule.patterns {
+                // Most lines a keyword sends here match nothing: `is_match` tells so without
+                // the capture slots `captures_iter` sets up.
+                if !re.is_match(ctx.text) {
+                    continue;
+                }
                 for caps in re.captures_iter(ctx.text) {
                     let Some(cand) = check(i, rule.check, &caps, ctx) else {
                         continue;
@@ -555,7 +606,7 @@ fn preview(text: &str, accepted: &[Candidate], focus: &Candidate) -> String {
 fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Candidate> {
     let whole = caps.get(0)?;
     // Key headers have no `secret` group: their secret is the body on the following lines.
-    let secret = ["secret", "dq", "sq"]
+    let secret = ["secret", "dq", "sq", "bq"]
         .iter()
         .find_map(|name| caps.name(name))
         .unwrap_or(whole);
@@ -567,10 +618,14 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
         anchor: redact.start,
         redact,
         secret: secret.to_string(),
+        below: 0,
     };
     match kind {
-        Check::Token => (stands_alone(text, secret.range()) && !looks_fake(body))
-            .then(|| candidate(secret.as_str(), secret.range())),
+        Check::Token | Check::DigitToken => (stands_alone(text, secret.range())
+            && !looks_fake(body)
+            && (matches!(kind, Check::Token) || body.bytes().any(|b| b.is_ascii_digit()))
+            && !is_published_example(secret.as_str()))
+        .then(|| candidate(secret.as_str(), secret.range())),
         Check::AwsSecret => {
             let value = secret.as_str();
             let mixed = value.bytes().any(|b| b.is_ascii_uppercase())
@@ -595,6 +650,7 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 anchor: whole.start(),
                 redact,
                 secret: body,
+                below: 0,
             })
         }
         Check::PuttyBody => {
@@ -609,6 +665,7 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 anchor: whole.start(),
                 redact: whole.end()..whole.end(),
                 secret: body,
+                below: 0,
             })
         }
         Check::Jwt => (stands_alone(text, secret.range())
@@ -650,6 +707,12 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
         }
         Check::Entropy => {
             let key_match = caps.name("key")?;
+            if !names_a_secret(key_match.as_str()) {
+                return None;
+            }
+            if let Some(tag) = caps.name("xml") {
+                return xml_element_value(rule, tag.range(), key_match.as_str(), ctx);
+            }
             let value = secret.as_str();
             let quoted = secret_is_quoted(caps);
             // Quoted text with spaces is prose or a multi-line key, and brackets or separators
@@ -669,12 +732,59 @@ fn check(rule: usize, kind: Check, caps: &Captures, ctx: &LineCtx) -> Option<Can
                 && !glued_to_colon(caps, text, key_match.end(), secret.start())
                 && !key_names_non_secret(key_match.as_str())
                 && is_high_entropy_secret(value)
+                && !is_published_example(value)
+                && !is_sample_jwt(value)
                 && !looks_fake(value)
                 && !is_config_syntax(value)
                 && !is_placeholder(value))
             .then(|| candidate(value, secret.range()))
         }
     }
+}
+
+/// An entropy-rule name: `auth` and `creds` only count as words of their own (not `author`).
+fn names_a_secret(key: &str) -> bool {
+    const STRONG: &[&str] = &["key", "secret", "token", "credential", "passw"];
+    let lower = key.to_ascii_lowercase();
+    STRONG.iter().any(|w| lower.contains(w))
+        || key_words(key)
+            .iter()
+            .any(|w| ["auth", "cred", "creds"].contains(&w.as_str()))
+}
+
+/// `<apiToken>` alone on its line, the value alone on the next and `</apiToken>` on the one
+/// after: the value is checked as if assigned, and reported where it stands.
+fn xml_element_value(
+    rule: usize,
+    tag: Range<usize>,
+    key: &str,
+    ctx: &LineCtx,
+) -> Option<Candidate> {
+    let mut lines = ctx.after.split(|&b| b == b'\n');
+    let value_line = std::str::from_utf8(lines.next()?).ok()?;
+    let value_line = value_line.strip_suffix('\r').unwrap_or(value_line);
+    let closing = std::str::from_utf8(lines.next()?).ok()?.trim();
+    if closing.strip_prefix("</")?.strip_suffix('>')? != key {
+        return None;
+    }
+    let value = value_line.trim();
+    let start = value_line.find(value)?;
+    let ok = !value.contains(char::is_whitespace)
+        && !key_names_non_secret(key)
+        && is_high_entropy_secret(value)
+        && !is_published_example(value)
+        && !is_sample_jwt(value)
+        && !looks_fake(value)
+        && !is_config_syntax(value)
+        && !is_placeholder(value);
+    ok.then(|| Candidate {
+        rule,
+        span: tag,
+        anchor: start,
+        redact: start..start + value.len(),
+        secret: value.to_string(),
+        below: 1,
+    })
 }
 
 /// `name:value` with nothing after the colon is not an assignment in YAML (it is one plain
@@ -684,7 +794,7 @@ fn glued_to_colon(caps: &Captures, text: &str, key_end: usize, value_start: usiz
 }
 
 fn secret_is_quoted(caps: &Captures) -> bool {
-    caps.name("dq").is_some() || caps.name("sq").is_some()
+    ["dq", "sq", "bq"].iter().any(|q| caps.name(q).is_some())
 }
 
 fn is_token_char(c: char) -> bool {
@@ -696,688 +806,9 @@ fn stands_alone(text: &str, range: Range<usize>) -> bool {
     !text[..range.start].ends_with(is_token_char) && !text[range.end..].starts_with(is_token_char)
 }
 
-/// Placeholder or documentation value in the random part of a fixed-format token.
-fn looks_fake(body: &str) -> bool {
-    const MARKERS: &[&str] = &[
-        "example",
-        "dummy",
-        "fake",
-        "sample",
-        "placeholder",
-        "redacted",
-        "xxxx",
-        "your",
-        "changeme",
-        "notreal",
-    ];
-    let lower = body.to_ascii_lowercase();
-    if MARKERS.iter().any(|m| lower.contains(m)) {
-        return true;
-    }
-    let bytes = body.as_bytes();
-    if bytes.len() < 8 {
-        return false;
-    }
-    // Random strings use many symbols; `AAAA…` or `0000…` fillers do not.
-    let mut seen = [false; 256];
-    bytes.iter().for_each(|&b| seen[b as usize] = true);
-    let distinct = seen.iter().filter(|&&s| s).count();
-    if distinct < (bytes.len() / 3).min(8) {
-        return true;
-    }
-    // `abcdef…`, `123456…`: sequences typed by a human writing an example.
-    let ascending = bytes.windows(2).filter(|w| w[1] == w[0] + 1).count();
-    ascending * 2 > bytes.len()
-}
-
-/// A whole configuration value that is syntax rather than data: YAML tags (`!vault`),
-/// anchors and aliases, flow collections, Azure Key Vault references (`@Microsoft.KeyVault`).
-fn is_config_syntax(value: &str) -> bool {
-    value.starts_with(['!', '&', '*', '[', '(', '@'])
-}
-
-/// Values that stand for a secret rather than being one: empty, variable references,
-/// template syntax, masks and stock words.
-fn is_placeholder(value: &str) -> bool {
-    let v = value.trim();
-    if v.is_empty() {
-        return true;
-    }
-    // References to a value held elsewhere (variables, templates, AWS resource names).
-    if v.starts_with(['$', '%', '<', '{']) || v.starts_with("arn:") {
-        return true;
-    }
-    if ["${", "{{", "$(", "%(", "#{", "env(", "getenv", "environ"]
-        .iter()
-        .any(|m| v.contains(m))
-    {
-        return true;
-    }
-    let lower = v.to_ascii_lowercase();
-    const WORDS: &[&str] = &[
-        "password",
-        "passwd",
-        "pass",
-        "pwd",
-        "secret",
-        "changeit",
-        "none",
-        "null",
-        "nil",
-        "true",
-        "false",
-        "undefined",
-        "todo",
-        "tbd",
-        "string",
-        "required",
-        "default",
-        "empty",
-        "admin",
-        "root",
-        "user",
-        "foo",
-        "bar",
-        "foobar",
-        "opensesame",
-    ];
-    if WORDS.contains(&lower.as_str()) {
-        return true;
-    }
-    const MARKERS: &[&str] = &[
-        "example",
-        "dummy",
-        "fake",
-        "sample",
-        "placeholder",
-        "redacted",
-        "changeme",
-        "change_me",
-        "change-me",
-        "your_",
-        "your-",
-        "yourpass",
-        "xxx",
-        "***",
-        "...",
-        "test",
-        "secret_here",
-        "password_here",
-        // `MyPassword1`, `generatedpassword`: a password that names itself is an example.
-        "password",
-    ];
-    if MARKERS.iter().any(|m| lower.contains(m)) {
-        return true;
-    }
-    // `********`, `........`
-    if v.chars().all(|c| v.starts_with(c)) {
-        return true;
-    }
-    // An environment variable's name, as in `password: DB_PASSWORD`.
-    v.contains('_')
-        && v.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-fn is_placeholder_user(user: &str) -> bool {
-    user.starts_with(['$', '<', '{', '%'])
-}
-
-/// RFC 2606/6761 names that only ever appear in examples.
-fn is_documentation_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    ["example.com", "example.org", "example.net"]
-        .iter()
-        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
-        || [".example", ".test", ".invalid"]
-            .iter()
-            .any(|tld| host.ends_with(tld))
-}
-
-/// Names whose values are identifiers, locations, digests or pagination cursors rather than
-/// secrets (`token_url`, `secretName`, `api_key_sha256`, `NextToken`, `SecretArn`). Compared
-/// word by word, so `NEXTAUTH_SECRET` or `ELASTIC_API_KEY` stay secret-like.
-fn key_names_non_secret(key: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "url",
-        "uri",
-        "endpoint",
-        "host",
-        "name",
-        "path",
-        "file",
-        "dir",
-        "type",
-        "kind",
-        "id",
-        "ids",
-        "arn",
-        "ref",
-        "hash",
-        "sha",
-        "md5",
-        "digest",
-        "checksum",
-        "integrity",
-        "fingerprint",
-        "public",
-        "publishable",
-        "length",
-        "len",
-        "size",
-        "count",
-        "ttl",
-        "expiry",
-        "expires",
-        "expiration",
-        "header",
-        "prefix",
-        "field",
-        "version",
-        "format",
-        "policy",
-        "hint",
-        "label",
-        "next",
-        "continuation",
-        "pagination",
-        "page",
-        "cursor",
-        "last",
-    ];
-    key_words(key).iter().any(|word| {
-        WORDS.contains(&word.as_str())
-            || WORDS.contains(&word.trim_end_matches(|c: char| c.is_ascii_digit()))
-    })
-}
-
-/// Lower-case words of an identifier, split at `_`, `-`, `.` and camel-case humps
-/// (`AWSSecretKey_v2` → aws, secret, key, v2).
-fn key_words(key: &str) -> Vec<String> {
-    let chars: Vec<char> = key.chars().collect();
-    let mut words = Vec::new();
-    let mut word = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_ascii_alphanumeric() {
-            if !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-            continue;
-        }
-        let prev = i.checked_sub(1).map(|p| chars[p]);
-        let next = chars.get(i + 1);
-        let hump = c.is_ascii_uppercase()
-            && prev.is_some_and(|p| {
-                p.is_ascii_lowercase()
-                    || p.is_ascii_digit()
-                    || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()))
-            });
-        if hump && !word.is_empty() {
-            words.push(std::mem::take(&mut word));
-        }
-        word.push(c.to_ascii_lowercase());
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
-}
-
-fn shannon_entropy(s: &str) -> f64 {
-    let mut counts = [0usize; 256];
-    s.bytes().for_each(|b| counts[b as usize] += 1);
-    let len = s.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / len;
-            -p * p.log2()
-        })
-        .sum()
-}
-
-/// Entropy test for values assigned to key-like names. Hex gets a lower bar because its
-/// alphabet is small (16 symbols cap it at 4 bits per character).
-fn is_high_entropy_secret(value: &str) -> bool {
-    const BASE64_THRESHOLD: f64 = 3.5;
-    const HEX_THRESHOLD: f64 = 3.0;
-    if value.len() < 20 || is_uuid(value) {
-        return false;
-    }
-    // Lockfile integrity (`sha512-…`) and the like are digests of public content.
-    if ["sha1-", "sha256-", "sha384-", "sha512-", "md5-"]
-        .iter()
-        .any(|p| value.starts_with(p))
-    {
-        return false;
-    }
-    // Paths and URLs have their own structure and rules.
-    if value.starts_with(['/', '.', '~']) || value.contains("://") {
-        return false;
-    }
-    // Random strings of this length virtually always mix letters and digits; words,
-    // identifiers and dotted names do not.
-    let has_digit = value.bytes().any(|b| b.is_ascii_digit());
-    let has_alpha = value.bytes().any(|b| b.is_ascii_alphabetic());
-    if !(has_digit && has_alpha) {
-        return false;
-    }
-    let entropy = shannon_entropy(value);
-    if value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        value.len() >= 32 && entropy >= HEX_THRESHOLD
-    } else {
-        entropy >= BASE64_THRESHOLD
-    }
-}
-
-fn is_uuid(value: &str) -> bool {
-    let b = value.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-/// The base64 body of a key that starts right after its header: first on the header's own
-/// line (JSON files hold keys with `\n` escapes), then on the following lines. Returns the
-/// body, which identifies the key in fingerprints.
-fn key_body(rest_of_line: &str, after: &[u8]) -> Option<String> {
-    const MAX_LINES: usize = 200;
-    const FIRST_LINE_MIN: usize = 40;
-    let after = &after[..after.len().min(64 * 1024)];
-    let after = String::from_utf8_lossy(after);
-    let pieces = rest_of_line
-        .split("\\n")
-        .chain(after.lines().flat_map(|l| l.split("\\n")))
-        .take(MAX_LINES);
-    let mut body = String::new();
-    for piece in pieces {
-        if piece.contains("-----END") {
-            break;
-        }
-        let run = longest_base64_run(piece);
-        if body.is_empty() {
-            // Before the body: blank lines and PEM headers (`Proc-Type: …`) may come first.
-            // The first body line is long and mixes cases and digits, unlike an identifier.
-            let mixed = run.bytes().any(|b| b.is_ascii_uppercase())
-                && run.bytes().any(|b| b.is_ascii_lowercase())
-                && run.bytes().any(|b| b.is_ascii_digit());
-            if run.len() >= FIRST_LINE_MIN && mixed {
-                body.push_str(run);
-            } else if !(piece
-                .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-                .is_empty()
-                || is_pem_header(piece))
-            {
-                return None;
-            }
-        } else if run.len() >= 4 && !piece.contains(':') {
-            body.push_str(run);
-        } else {
-            break;
-        }
-    }
-    (!body.is_empty()).then_some(body)
-}
-
-/// `Proc-Type: 4,ENCRYPTED`, `DEK-Info: …`, `Comment: …` (possibly inside a quoted string).
-fn is_pem_header(piece: &str) -> bool {
-    let piece = piece.trim_start().trim_start_matches(['"', '\'']);
-    piece.split_once(": ").is_some_and(|(name, _)| {
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
-    })
-}
-
-fn longest_base64_run(s: &str) -> &str {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || "+/=".contains(c);
-    s.split(|c: char| !is_b64(c))
-        .max_by_key(|run| run.len())
-        .unwrap_or("")
-}
-
-fn base64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// A JWT whose header and payload are JSON objects, and whose payload is not the well-known
-/// jwt.io example or another obvious sample.
-fn jwt_is_real(token: &str) -> bool {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let decode = |part: &str| -> Option<serde_json::Value> {
-        serde_json::from_slice(&base64url_decode(part)?).ok()
-    };
-    let (Some(header), Some(payload)) = (decode(header), decode(payload)) else {
-        return false;
-    };
-    if header.get("alg").is_none() || !payload.is_object() {
-        return false;
-    }
-    let text = payload.to_string().to_ascii_lowercase();
-    !["john doe", "example", "dummy", "fake", "placeholder"]
-        .iter()
-        .any(|m| text.contains(m))
-}
-
-/// A rule as written in the table below.
-struct RuleDef {
-    id: &'static str,
-    severity: Severity,
-    title: &'static str,
-    message: &'static str,
-    fix: &'static str,
-    keywords: &'static [&'static str],
-    patterns: &'static [&'static str],
-    check: Check,
-    scope: Scope,
-}
-
-impl RuleDef {
-    fn build(self) -> Rule {
-        Rule {
-            info: RuleInfo {
-                id: self.id,
-                severity: self.severity,
-                title: self.title,
-                fix: self.fix,
-            },
-            message: self.message,
-            scope: self.scope,
-            keywords: self.keywords,
-            patterns: self
-                .patterns
-                .iter()
-                .map(|p| Regex::new(p).expect("built-in pattern"))
-                .collect(),
-            check: self.check,
-        }
-    }
-}
-
-/// Shared tail of "name = value" patterns: optional type annotation (`: &str`, `: string`),
-/// an assignment operator, then a double-quoted, single-quoted or bare value.
-macro_rules! assignment {
-    ($key:literal, $bare:literal) => {
-        concat!(
-            r#"(?i)(?P<key>"#,
-            $key,
-            r#")["']?(?:\s*:\s*&?(?:'static\s+)?[a-z_][a-z0-9_:<>]*)?\s*(?::=|=>|[:=])[ \t]*"#,
-            r#"(?:"(?P<dq>[^"\r\n]*)"|'(?P<sq>[^'\r\n]*)'|(?P<secret>"#,
-            $bare,
-            r#"))"#
-        )
-    };
-}
-
-fn builtin_rules() -> Vec<Rule> {
-    use Check::*;
-    use Scope::*;
-    use Severity::*;
-    [
-        RuleDef {
-            id: "aws-access-key-id",
-            severity: Critical,
-            title: "AWS access key ID",
-            message: "An AWS access key ID is committed; its secret key is usually nearby.",
-            fix: "Deactivate the key in AWS IAM, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["akia", "asia", "abia", "acca"],
-            patterns: &[r"(?P<secret>(?:AKIA|ASIA|ABIA|ACCA)(?P<body>[A-Z2-7]{16}))"],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "aws-secret-access-key",
-            severity: Critical,
-            title: "AWS secret access key",
-            message: "An AWS secret access key is committed.",
-            fix: "Deactivate the key pair in AWS IAM, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["secret"],
-            patterns: &[concat!(
-                r#"(?i)(?P<key>[a-z0-9_.\-]*(?:aws[_.\-]?secret|secret[_.\-]?access)[a-z0-9_.\-]*)"#,
-                r#"["']?\s*(?::=|=>|[:=])\s*["']?(?P<secret>[a-z0-9/+]{40})"#
-            )],
-            check: AwsSecret,
-            scope: All,
-        },
-        RuleDef {
-            id: "github-token",
-            severity: Critical,
-            title: "GitHub token",
-            message: "A GitHub token is committed.",
-            fix: "Revoke the token in GitHub's developer settings, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
-            patterns: &[
-                r"(?P<secret>gh[pousr]_(?P<body>[A-Za-z0-9]{36,251}))",
-                r"(?P<secret>github_pat_(?P<body>[A-Za-z0-9]{22}_[A-Za-z0-9]{59}))",
-            ],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "gitlab-token",
-            severity: Critical,
-            title: "GitLab token",
-            message: "A GitLab access, deploy or runner token is committed.",
-            fix: "Revoke the token in GitLab, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["glpat-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "glptt-", "gr1348941"],
-            patterns: &[
-                r"(?P<secret>(?:glpat|gldt|glrt|glcbt|glft|glimt|glsoat|gloas)-(?P<body>[A-Za-z0-9_\-]{20,64}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?))",
-                r"(?P<secret>glptt-(?P<body>[0-9a-f]{40}))",
-                r"(?P<secret>GR1348941(?P<body>[A-Za-z0-9_\-]{20}))",
-            ],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "slack-token",
-            severity: High,
-            title: "Slack token",
-            message: "A Slack API token is committed.",
-            fix: "Revoke the token in the Slack app settings, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxe-", "xoxe.", "xapp-"],
-            patterns: &[
-                r"(?P<secret>xox[abposre]-(?P<body>(?:[0-9]{1,16}-){1,4}[0-9A-Za-z]{16,64}))",
-                // Refresh tokens (`xoxe.xoxp-1-…`) and app-level tokens (`xapp-1-A…-…-…`).
-                r"(?P<secret>xoxe\.xox[bp]-[0-9]-(?P<body>[0-9A-Za-z]{30,180}))",
-                r"(?P<secret>xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-(?P<body>[0-9a-f]{40,80}))",
-            ],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "slack-webhook",
-            severity: Medium,
-            title: "Slack incoming webhook",
-            message: "A Slack incoming webhook URL is committed; anyone holding it can post to the channel.",
-            fix: "Regenerate the webhook in the Slack app settings and load its URL from the CI secret store or the environment instead.",
-            keywords: &["hooks.slack.com"],
-            patterns: &[
-                r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/(?P<secret>[A-Za-z0-9]{20,32})",
-                r"https://hooks\.slack\.com/(?:workflows|triggers)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}/[0-9]{6,24}/(?P<secret>[A-Za-z0-9]{20,48})",
-            ],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "stripe-secret-key",
-            severity: Critical,
-            title: "Stripe live secret key",
-            message: "A Stripe live secret or restricted key is committed.",
-            fix: "Roll the key in the Stripe dashboard and load it from the CI secret store or the environment instead.",
-            keywords: &["sk_live_", "rk_live_"],
-            patterns: &[r"(?P<secret>[sr]k_live_(?P<body>[0-9A-Za-z]{24,247}))"],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "stripe-test-key",
-            severity: Low,
-            title: "Stripe test secret key",
-            message: "A Stripe test-mode secret key is committed; it only reaches test data.",
-            fix: "Roll the key in the Stripe dashboard (test mode) and load it from the environment instead.",
-            keywords: &["sk_test_", "rk_test_"],
-            patterns: &[r"(?P<secret>[sr]k_test_(?P<body>[0-9A-Za-z]{24,247}))"],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "google-api-key",
-            severity: High,
-            title: "Google API key",
-            message: "A Google API key is committed.",
-            fix: "Delete or restrict the key in the Google Cloud console, create a new one, and load it from the CI secret store or the environment instead.",
-            keywords: &["aiza"],
-            patterns: &[r"(?P<secret>AIza(?P<body>[0-9A-Za-z_\-]{35}))"],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "npm-token",
-            severity: Critical,
-            title: "npm access token",
-            message: "An npm access token is committed.",
-            fix: "Revoke the token with `npm token revoke` and read it from NPM_TOKEN in .npmrc (`${NPM_TOKEN}`) instead.",
-            keywords: &["npm_", "_authtoken"],
-            patterns: &[
-                r"(?P<secret>npm_(?P<body>[A-Za-z0-9]{36}))",
-                r":_authToken=(?P<secret>[A-Za-z0-9_\-.+/=]{20,})",
-            ],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "pypi-token",
-            severity: Critical,
-            title: "PyPI API token",
-            message: "A PyPI upload token is committed.",
-            fix: "Remove the token in the PyPI account settings, create a new one (or use trusted publishing), and load it from the CI secret store instead.",
-            keywords: &["pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"],
-            patterns: &[r"(?P<secret>pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)(?P<body>[A-Za-z0-9_\-]{50,}))"],
-            check: Token,
-            scope: All,
-        },
-        RuleDef {
-            id: "private-key",
-            severity: Critical,
-            title: "Private key",
-            message: "A PEM private key is committed.",
-            fix: "Treat the key as compromised: replace it, revoke what it signed, and mount it from the CI secret store at run time instead.",
-            keywords: &["private key"],
-            patterns: &[r"-----BEGIN (?:RSA |DSA |EC |ENCRYPTED |PGP |SSH2 ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----"],
-            check: PemBody,
-            scope: All,
-        },
-        RuleDef {
-            id: "openssh-private-key",
-            severity: Critical,
-            title: "OpenSSH private key",
-            message: "An OpenSSH private key is committed.",
-            fix: "Replace the key pair, remove the public key from every authorized_keys and deploy-key list, and mount the new key from the CI secret store instead.",
-            keywords: &["private key"],
-            patterns: &[r"-----BEGIN OPENSSH PRIVATE KEY-----"],
-            check: PemBody,
-            scope: All,
-        },
-        RuleDef {
-            id: "putty-private-key",
-            severity: Critical,
-            title: "PuTTY private key",
-            message: "A PuTTY private key file is committed.",
-            fix: "Replace the key pair, remove the public key wherever it is authorised, and keep the new key out of the repository.",
-            keywords: &["putty-user-key-file-"],
-            patterns: &[r"PuTTY-User-Key-File-[23]: [A-Za-z0-9@.\-]+"],
-            check: PuttyBody,
-            scope: All,
-        },
-        RuleDef {
-            id: "jwt",
-            severity: Medium,
-            title: "JSON Web Token",
-            message: "A signed JSON Web Token is committed; it grants access until it expires.",
-            fix: "Invalidate the token (rotate the signing key if it does not expire) and obtain tokens at run time instead.",
-            keywords: &["eyj"],
-            patterns: &[r"(?P<secret>eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.(?P<body>[A-Za-z0-9_\-]{16,}))"],
-            check: Jwt,
-            scope: All,
-        },
-        RuleDef {
-            id: "url-credentials",
-            severity: High,
-            title: "Credentials in a URL",
-            message: "A URL embeds a user name and password.",
-            fix: "Change the password and pass it separately (environment variable or secret store) instead of in the URL.",
-            keywords: &["://"],
-            patterns: &[concat!(
-                r#"(?i)\b[a-z][a-z0-9+.\-]{1,19}://(?P<user>[^\s:/@'"<>]{0,64}):(?P<secret>[^\s@/'"<>]{3,128})"#,
-                r#"@(?P<host>[a-z0-9][a-z0-9.\-]*|\[[0-9a-f:.]+\])"#
-            )],
-            check: UrlCredentials,
-            scope: All,
-        },
-        RuleDef {
-            id: "password-assignment",
-            severity: High,
-            title: "Password in a configuration file",
-            message: "A configuration file sets a literal password.",
-            fix: "Change the password and reference it from the environment or a secret store (e.g. `${DB_PASSWORD}`) instead.",
-            keywords: &["pass", "pwd"],
-            patterns: &[
-                assignment!(r"[a-z0-9_.\-]*(?:pass(?:word|wd|phrase)?|pwd)", r#"[^\s"',;]*"#),
-                r"(?i)<(?P<key>[a-z0-9_.\-:]*(?:password|passwd|pwd))>(?P<secret>[^<\s]{1,200})</",
-            ],
-            check: Password,
-            scope: ConfigFiles,
-        },
-        RuleDef {
-            id: "high-entropy-secret",
-            severity: Medium,
-            title: "High-entropy secret",
-            message: "A random-looking value is assigned to a secret-like name.",
-            fix: "If this is a credential, rotate it and load it from the CI secret store or the environment instead.",
-            keywords: &[
-                "apikey", "api_key", "api-key", "api.key", "accesskey", "access_key", "access-key",
-                "access.key", "privatekey", "private_key", "private-key", "private.key", "authkey",
-                "auth_key", "auth-key", "secret", "token", "credential", "passw",
-            ],
-            patterns: &[assignment!(
-                r"[a-z0-9_.\-]*(?:api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|secret|token|credential|passw(?:or)?d)[a-z0-9_.\-]*",
-                r"[A-Za-z0-9+/=_\-.~]{20,256}"
-            )],
-            check: Entropy,
-            scope: All,
-        },
-    ]
-    .into_iter()
-    .map(RuleDef::build)
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::shape::base64url_decode;
     use super::*;
 
     fn scan(name: &str, text: &str) -> Vec<Finding> {
@@ -1577,5 +1008,85 @@ mod tests {
         assert!(looks_fake("abcdefghijklmnopqrstuvwxyz0123456789"));
         assert!(looks_fake("000000000000000000000000000000000000"));
         assert!(!looks_fake("R8sQ2kLm4NvX7pT1wZ9yB3cD5fG6hJ0aE2iU"));
+        // A marker counts written as a word, not spelled by chance in random mixed case.
+        assert!(looks_fake("Xw937qtWSXJssFakeKey"));
+        assert!(!looks_fake("Xw937qtWSXJss1lFaKe"));
+        // What to put here.
+        assert!(looks_fake("SlackAppConfigurationAccessTokenHere"));
+        assert!(looks_fake("RANDOMSTRINGHERE"));
+    }
+
+    /// A random-looking value built at run time, so this file holds no secret literal.
+    fn random_value() -> String {
+        "R8sQ2kLm4NvX7pT1wZ9yB3cD5fG6hJ0a".chars().rev().collect()
+    }
+
+    #[test]
+    fn assignments_of_many_languages_are_read() {
+        let v = random_value();
+        for (file, line) in [
+            ("main.go", format!("var apiToken string = \"{v}\"")),
+            ("main.go", format!("apiToken := `{v}`")),
+            ("index.php", format!("$apiToken .= \"{v}\";")),
+            ("index.php", format!("$apiToken ??= \"{v}\";")),
+            (
+                "Main.java",
+                format!("System.setProperty(\"API_TOKEN\", \"{v}\");"),
+            ),
+            ("Makefile", format!("API_TOKEN ::= \"{v}\"")),
+            ("Makefile", format!("API_TOKEN :::= \"{v}\"")),
+            ("Makefile", format!("API_TOKEN ?= \"{v}\"")),
+            ("app.kt", format!("val apiToken: String = \"{v}\"")),
+            ("app.py", format!("auth = \"{v}\"")),
+            ("app.py", format!("db_creds = \"{v}\"")),
+        ] {
+            let found = scan(file, &format!("{line}\n"));
+            assert_eq!(ids(&found), ["high-entropy-secret"], "{file}: {line}");
+            assert_eq!(found[0].column, line.find(&v).unwrap() + 1, "{line}");
+            assert!(!found[0].preview.contains(&v), "{}", found[0].preview);
+        }
+        // `auth` must be a word of the name: an author is not a secret.
+        assert!(scan("app.py", &format!("author = \"{v}\"\n")).is_empty());
+    }
+
+    #[test]
+    fn xml_element_value_on_its_own_line_is_reported_where_it_stands() {
+        let v = random_value();
+        let text = format!("<config>\n  <apiToken>\n      {v}\n  </apiToken>\n</config>\n");
+        let found = scan("app.xml", &text);
+        assert_eq!(ids(&found), ["high-entropy-secret"]);
+        assert_eq!((found[0].line, found[0].column), (3, 7));
+        assert_eq!(found[0].preview, format!("{}…", &v[..4]));
+        // The closing tag must name the same element, and a placeholder is not a secret.
+        let other = format!("<apiToken>\n{v}\n</other>\n");
+        assert!(scan("app.xml", &other).is_empty());
+        assert!(scan("app.xml", "<apiToken>\n  ${API_TOKEN}\n</apiToken>\n").is_empty());
+        // A token format on the value's line is the report, not the generic rule.
+        let token = format!("ghp_{}", &(v.clone() + "abcd")[..36]);
+        let found = scan(
+            "app.xml",
+            &format!("<githubToken>\n  {token}\n</githubToken>\n"),
+        );
+        assert_eq!(ids(&found), ["github-token"]);
+        assert_eq!(found[0].line, 2);
+    }
+
+    #[test]
+    fn published_examples_and_out_of_format_ids_are_not_high() {
+        // The Firebase SDK's example key (allow-listed by gitleaks), under a key name.
+        let found = scan(
+            "app.py",
+            "key = \"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs\"\n",
+        );
+        assert!(found.is_empty(), "{:?}", ids(&found));
+        // Slack ids are 8 to 14 digits.
+        let tail = "4ddbc191d40ee098cbaae6f3523ada2d";
+        let found = scan("a.txt", &format!("xoxp-1234-1234-1234-{tail}\n"));
+        assert!(found.is_empty(), "{:?}", ids(&found));
+        let found = scan(
+            "a.txt",
+            &format!("xoxp-123456789012-123456789012-1234567890123-{tail}\n"),
+        );
+        assert_eq!(ids(&found), ["slack-token"]);
     }
 }
