@@ -72,20 +72,30 @@ mkdir -p "$work/stages"
   for i in $(seq 0 1999); do echo "  j$i: {stage: ${stages[$((i * 5 / 2000))]}, script: [echo $i]}"; done
 } > "$work/stages/pipe.yml"
 
-bench() { # name, pipe command, floor command
+# pipe's jobs are isolated from each other (network `pipe-jobs`, inter-container traffic off),
+# which costs each container with a network of its own some setup. So the floor is measured
+# twice: plain `docker run` on the default bridge (jobs can reach each other), and the same
+# containers on the isolated network pipe uses.
+docker network inspect pipe-jobs >/dev/null 2>&1 || (cd "$work/chain" && $PIPE run --pull never >/dev/null)
+for case in fanout chain; do
+  sed 's/docker run --rm /docker run --rm --network pipe-jobs /' "$work/$case-docker.sh" > "$work/$case-isolated.sh"
+done
+
+bench() { # name, pipe command, floor command, isolated floor command
   hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/$1.json" \
-    -n "pipe $1" "$2" -n "docker CLI $1" "$3" >/dev/null
+    -n "pipe $1" "$2" -n "docker CLI $1" "$3" -n "isolated $1" "$4" >/dev/null
   python3 - "$work/$1.json" "$1" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
 name = sys.argv[2]
-p, d = r[f"pipe {name}"], r[f"docker CLI {name}"]
-print(f"{name:8} pipe {p:6.3f} s   docker CLI {d:6.3f} s   ratio {p / d:4.2f}x  (median of runs)")
+p, d, i = r[f"pipe {name}"], r[f"docker CLI {name}"], r[f"isolated {name}"]
+print(f"{name:8} pipe {p:6.3f} s   docker CLI {d:6.3f} s   ratio {p / d:4.2f}x   "
+      f"docker CLI isolated {i:6.3f} s   ratio {p / i:4.2f}x  (median of runs)")
 PY
 }
 
-bench fanout "cd $work/fanout && $PIPE run --pull never >/dev/null" "sh $work/fanout-docker.sh"
-bench chain "cd $work/chain && $PIPE run --pull never >/dev/null" "sh $work/chain-docker.sh"
+bench fanout "cd $work/fanout && $PIPE run --pull never >/dev/null" "sh $work/fanout-docker.sh" "sh $work/fanout-isolated.sh"
+bench chain "cd $work/chain && $PIPE run --pull never >/dev/null" "sh $work/chain-docker.sh" "sh $work/chain-isolated.sh"
 for case in big stages; do
   hyperfine --style basic --warmup 2 --runs 20 --export-json "$work/validate-$case.json" "cd $work/$case && $PIPE validate" >/dev/null
   python3 -c "import json,sys; m=json.load(open(sys.argv[1]))['results'][0]['median']; print(f'validate 2,000 jobs ({sys.argv[2]}): {m*1000:.1f} ms (median)')" "$work/validate-$case.json" "$([ $case = big ] && echo needs || echo 'stage order only')"
