@@ -182,9 +182,19 @@ impl Drop for Unfinished<'_> {
         let scratch = self.spec.scratch.clone();
         self.backend.teardowns.spawn(async move {
             let workspace = dir.clone();
+            // Until none is left (a killed process lingers a moment before it is gone), within
+            // a bound: the teardown must end.
             let _ = tokio::task::spawn_blocking(move || {
-                for pid in processes_in(&workspace) {
-                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                loop {
+                    let left = processes_in(&workspace);
+                    if left.is_empty() || std::time::Instant::now() > deadline {
+                        break;
+                    }
+                    for pid in left {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             })
             .await;
