@@ -4,10 +4,11 @@
 use super::exec::Work;
 use super::load::stored_pipeline;
 use super::record::{
-    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_facts, recorded_jobs,
-    recorded_store, Source, KEPT_SNAPSHOTS,
+    audit_grants, fail_run, new_run_dir, recorded_facts, recorded_jobs, recorded_store, Source,
+    KEPT_SNAPSHOTS,
 };
 use super::release::announce;
+use super::start::run_before_gate;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::plan::{self, Phase, Selection};
 use crate::store::{self, NewRun, RunState, Store};
@@ -115,23 +116,14 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         (run, new_id)
     };
     audit_grants(ctx, &mut store, new_id, &granted)?;
-    let result = exec
-        .execute(
-            ctx,
-            &req.cancel,
-            Work {
-                plan: &plan,
-                run: &run,
-                phase: store::Phase::Main,
-                git: &git,
-                pipeline_file: &record.pipeline_file,
-            },
-        )
-        .await
-        .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
-    let outcome = finish(ctx, &mut store, new_id, result, false, gated);
-    prune_snapshots(project, &mut store)?;
-    let outcome = outcome?;
+    let work = Work {
+        plan: &plan,
+        run: &run,
+        phase: store::Phase::Main,
+        git: &git,
+        pipeline_file: &record.pipeline_file,
+    };
+    let outcome = run_before_gate(ctx, &exec, &req.cancel, &mut store, new_id, work, gated).await?;
     if outcome.state == RunState::AwaitingRelease {
         announce(ctx, &mut store, new_id)?;
     }

@@ -12,7 +12,7 @@ use super::record::{
 use super::release::{announce, release_run};
 use super::{load_plan, Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
 use crate::plan::{Phase, Selection};
-use crate::store::{self, NewRun, RunState, SqliteStore, Store};
+use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
 
 pub struct StartRequest {
     pub ctx: Context,
@@ -71,23 +71,23 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
 
-    let result = exec
-        .execute(
-            ctx,
-            &req.cancel,
-            Work {
-                plan: &plan,
-                run: &run,
-                phase: store::Phase::Main,
-                git: &git,
-                pipeline_file: &new.pipeline_file,
-            },
-        )
-        .await
-        .map_err(|e| fail_run(ctx, &mut store, id, e))?;
-    let outcome = finish(ctx, &mut store, id, result, false, !gated.is_empty());
-    prune_snapshots(project, &mut store)?;
-    let outcome = outcome?;
+    let work = Work {
+        plan: &plan,
+        run: &run,
+        phase: store::Phase::Main,
+        git: &git,
+        pipeline_file: &new.pipeline_file,
+    };
+    let outcome = run_before_gate(
+        ctx,
+        exec,
+        &req.cancel,
+        &mut store,
+        id,
+        work,
+        !gated.is_empty(),
+    )
+    .await?;
     if outcome.state == RunState::AwaitingRelease {
         if req.release && !req.cancel.requested() {
             let released = release_run(ctx, &req.cancel, &mut store, id, exec, false, true).await?;
@@ -96,4 +96,24 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         announce(ctx, &mut store, id)?;
     }
     Ok(outcome)
+}
+
+/// Runs a new run's jobs before the gate and records how they went (a failure of pipe itself
+/// marks the run failed); then only the newest snapshots stay. `start` and `retry` share it.
+pub(super) async fn run_before_gate(
+    ctx: &Context,
+    exec: &ExecOptions,
+    cancel: &Cancel,
+    store: &mut dyn Store,
+    id: RunId,
+    work: Work<'_>,
+    gated: bool,
+) -> Result<Outcome, EngineError> {
+    let result = exec
+        .execute(ctx, cancel, work)
+        .await
+        .map_err(|e| fail_run(ctx, store, id, e))?;
+    let outcome = finish(ctx, store, id, result, false, gated);
+    prune_snapshots(&ctx.project, store)?;
+    outcome
 }
