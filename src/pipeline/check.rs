@@ -10,8 +10,8 @@ use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 use crate::severity::Severity;
 
-const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "jobs"];
-const JOB_KEYS: &[&str] = &[
+const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "default", "jobs"];
+pub(super) const JOB_KEYS: &[&str] = &[
     "stage",
     "needs",
     "image",
@@ -28,6 +28,7 @@ const JOB_KEYS: &[&str] = &[
     "volumes",
     "scan",
     "fail_on",
+    "extends",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -267,6 +268,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 }
                 None => {}
             },
+            // Left only where it could not be resolved, which extends.rs reported.
+            "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
         }
     }
@@ -306,7 +309,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         && scan_node.is_none()
         && !entries
             .iter()
-            .any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str()))
+            .any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str()) || k.as_str() == "extends")
     {
         probs.add(
             Problem::at(

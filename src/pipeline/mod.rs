@@ -5,6 +5,7 @@
 mod artifact;
 mod check;
 mod duration;
+mod extends;
 pub mod gate;
 mod model;
 mod yaml;
@@ -143,7 +144,12 @@ pub fn parse(source: &str, default_name: &str) -> Result<Pipeline, Vec<Problem>>
 
 fn check(source: &str, default_name: &str) -> (Option<Pipeline>, Vec<Problem>) {
     match yaml::parse(source) {
-        Ok(root) => check::pipeline(&root, default_name),
+        Ok(root) => {
+            let (root, mut problems) = extends::resolve(&root);
+            let (pipeline, more) = check::pipeline(&root, default_name);
+            problems.extend(more);
+            (pipeline, problems)
+        }
         Err(e) => (
             None,
             vec![Problem {

@@ -5,6 +5,7 @@ mod harness;
 
 mod docker;
 mod engine;
+mod extends;
 mod graph;
 mod isolation;
 mod local;
