@@ -33,6 +33,7 @@ pub struct ExecArgs {
     /// Stream every line of every job's output
     #[arg(short, long)]
     verbose: bool,
+    /// How to report the run: progress for people, or one JSON event per line for programs
     #[arg(long, value_enum, default_value = "human")]
     pub output: Output,
     /// Let jobs run privileged and mount host paths (including the Docker socket)
@@ -42,7 +43,9 @@ pub struct ExecArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BackendKind {
+    /// Each job in its own container
     Docker,
+    /// Each job as processes on this machine, without an image
     Local,
 }
 

@@ -12,6 +12,7 @@ pub struct ApproveArgs {
     /// are one person
     #[arg(long)]
     by: Option<String>,
+    /// Why, in a word or a sentence: recorded with the approval in the audit trail
     #[arg(long)]
     comment: Option<String>,
 }

@@ -10,14 +10,18 @@ use crate::plan::{Plan, Why};
 pub struct Args {
     #[arg(help = super::FILE_HELP)]
     file: Option<PathBuf>,
+    /// How to draw the graph
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
+    /// Stages and jobs as indented text, the critical path marked
     Text,
+    /// Graphviz, for `dot -Tsvg`
     Dot,
+    /// A Mermaid flowchart, for Markdown pages
     Mermaid,
 }
 

@@ -13,6 +13,7 @@ pub struct Args {
     /// Only this job and what it needs (repeatable)
     #[arg(long = "job", value_name = "NAME")]
     jobs: Vec<String>,
+    /// How to print the jobs: a table for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: Output,
 }

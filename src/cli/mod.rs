@@ -3,11 +3,13 @@
 //! so a hook and the agent do exactly what the CLI does.
 
 mod clean;
+mod completions;
 mod diagnostic;
 mod exec;
 mod gate;
 mod graph;
 mod list;
+mod man;
 mod pull;
 mod retry;
 mod run;
@@ -19,7 +21,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::pipeline::{self, LoadError, Pipeline};
 use crate::plan::{Plan, Selection};
@@ -81,6 +83,15 @@ enum Command {
     Retry(retry::Args),
     /// Look for committed secrets and dangerous pipeline settings (exit 1 at or above --fail-on)
     Scan(scan::Args),
+    /// Print a completion script for your shell (see the README's install section)
+    Completions(completions::Args),
+    /// Print the manual page (`pipe man > ~/.local/share/man/man1/pipe.1`), or write all of them
+    Man(man::Args),
+}
+
+/// The whole command line as clap sees it: for completions, manual pages and tests of the help.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The CLI's failures are the engine's kinds: the user's input, no backend, a refusal, pipe's
@@ -102,7 +113,9 @@ fn code(err: &CliError) -> u8 {
 /// How a command prints: for people, or one JSON object per line for programs.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
+    /// Text for people
     Human,
+    /// JSON for programs
     Json,
 }
 
@@ -122,6 +135,8 @@ pub fn main() -> ExitCode {
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,8 +6,11 @@ use crate::backend::docker::Pull;
 /// When to pull images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PullArg {
+    /// Use only images already on the engine
     Never,
+    /// Pull an image only when the engine does not have it
     Missing,
+    /// Pull every image before the run, for the newest of each tag
     Always,
 }
 

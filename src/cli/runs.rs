@@ -17,6 +17,7 @@ pub struct RunsArgs {
     /// How many runs to list
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// How to print the runs: a table for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
 }
@@ -25,6 +26,7 @@ pub struct RunsArgs {
 pub struct ShowArgs {
     /// The run: its number, or `last`
     run: String,
+    /// How to print the run: for people, or one JSON object for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
 }

@@ -26,13 +26,16 @@ pub struct Args {
     /// Fail (exit 1) when a finding is at or above this severity
     #[arg(long, default_value = "high", value_parser = parse_severity)]
     fail_on: Severity,
+    /// How to print the findings: for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Which {
+    /// Credentials committed to the tree
     Secrets,
+    /// Dangerous settings in pipeline files
     Pipeline,
 }
 

@@ -7,6 +7,7 @@ mod docker;
 mod engine;
 mod extends;
 mod graph;
+mod help;
 mod isolation;
 mod local;
 mod release;
