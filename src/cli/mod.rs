@@ -8,6 +8,7 @@ mod diagnostic;
 mod exec;
 mod gate;
 mod graph;
+mod init;
 mod list;
 mod man;
 mod pull;
@@ -55,6 +56,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a starter pipeline for the project in this folder (never over an existing file)
+    Init(init::Args),
     /// Run a pipeline's jobs in parallel containers (or host processes)
     Run(run::Args),
     /// Check a pipeline file and report every problem in it
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Init(args) => init::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     };

@@ -8,6 +8,7 @@ mod duration;
 mod extends;
 pub mod gate;
 mod model;
+pub mod starter;
 mod yaml;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ mod engine;
 mod extends;
 mod graph;
 mod help;
+mod init;
 mod isolation;
 mod local;
 mod release;
