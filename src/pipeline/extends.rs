@@ -3,8 +3,8 @@
 //! reported at its own line, and the checker sees plain jobs.
 //!
 //! As in GitLab CI: a job is built on `default:`, then on what it `extends` (a job, or a hidden
-//! `.template` at the top level or under `jobs:`; a list is applied in order), then on its own
-//! keys. Mappings (`env`, `gate`, `matrix`) are merged key by key, anything else is replaced.
+//! `.template` at the top level; a list is applied in order), then on its own keys. Under
+//! `jobs:` a name starting with `.` stays a job (`..` is one), as it always was. Mappings (`env`, `gate`, `matrix`) are merged key by key, anything else is replaced.
 
 use std::collections::HashMap;
 
@@ -16,8 +16,8 @@ use super::Problem;
 /// jobs share belongs in a `.template` they extend.
 pub const DEFAULT_KEYS: &[&str] = &["image", "env", "retry", "timeout"];
 
-/// The tree with `default:` applied to every job, each `extends:` resolved and hidden templates
-/// left out of `jobs:`, and the problems found on the way. A job whose `extends` cannot be
+/// The tree with `default:` applied to every job and each `extends:` resolved, and the
+/// problems found on the way. A job whose `extends` cannot be
 /// resolved keeps its own keys and its `extends`, which tells the checker not to report what
 /// the job lacks.
 pub fn resolve(root: &Node) -> (Node, Vec<Problem>) {
@@ -58,7 +58,7 @@ pub fn resolve(root: &Node) -> (Node, Vec<Problem>) {
         problems: &mut problems,
     };
     let mut resolved_jobs = Vec::new();
-    for (key, value) in job_entries.iter().filter(|(k, _)| !hidden(k)) {
+    for (key, value) in job_entries {
         let name = text(key).unwrap_or_default();
         let mut job = resolver
             .value(name, value, &mut vec![name.to_string()])
@@ -206,7 +206,9 @@ impl Resolver<'_> {
             let known = self.bases.iter().map(|(n, _)| *n);
             p = p.hint(match suggest(name, known) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => "name a job, or a hidden template (a key starting with `.`) at the top level or under `jobs:`".into(),
+                None => {
+                    "name a job, or a hidden template (a top-level key starting with `.`)".into()
+                }
             });
             self.problems.push(p);
             return None;

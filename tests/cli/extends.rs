@@ -9,10 +9,10 @@ const SHARED: &str = r#"default:
 .shell:
   script: ['echo "$GREETING $WHO from $PIPE_JOB"']
   env: {WHO: template}
+.quiet:
+  extends: .shell
+  env: {GREETING: hi}
 jobs:
-  .quiet:
-    extends: .shell
-    env: {GREETING: hi}
   a: {extends: .shell}
   b: {extends: .quiet, stage: test}
   c: {extends: [a, .quiet], env: {WHO: c}, stage: test}
