@@ -6,6 +6,7 @@ mod artifact;
 mod check;
 mod duration;
 pub mod gate;
+mod habits;
 mod model;
 mod yaml;
 

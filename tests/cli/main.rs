@@ -3,12 +3,15 @@
 
 mod harness;
 
+mod artifacts;
 mod docker;
 mod engine;
 mod graph;
 mod isolation;
 mod local;
+mod project;
 mod release;
+mod retry;
 mod scan;
 mod store;
 mod validate;
