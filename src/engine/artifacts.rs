@@ -124,12 +124,15 @@ fn in_the_way(root: &Path, rel: &Path) -> bool {
     false
 }
 
-/// The run, its directory, and the chosen jobs as (name, slug), in the pipeline's order.
+/// A job's name, and the file-safe name its artifacts are stored under.
+type Named = (String, String);
+
+/// The run, its directory, and the chosen jobs, in the pipeline's order.
 fn chosen_jobs(
     project: &Path,
     run: &str,
     job: Option<&str>,
-) -> Result<(RunId, RunDir, Vec<(String, String)>), EngineError> {
+) -> Result<(RunId, RunDir, Vec<Named>), EngineError> {
     let mut store = recorded_store(project, run)?;
     let id = store.resolve(run)?;
     let record = store.run(id)?;
@@ -146,7 +149,7 @@ fn chosen_jobs(
         .iter()
         .zip(&plan.slugs)
         .map(|(j, slug)| (j, (j.name.clone(), slug.clone())));
-    let chosen: Vec<(String, String)> = match job {
+    let chosen: Vec<Named> = match job {
         None => all.map(|(_, pair)| pair).collect(),
         Some(name) => all
             .filter(|(j, _)| j.name == name || j.base == name)
