@@ -100,6 +100,13 @@ pub fn tracked_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The working tree's root of the repository `dir` is in, `None` outside one (or in a bare
+/// one).
+pub fn work_root(dir: &Path) -> Option<PathBuf> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    repo.workdir()?.canonicalize().ok()
+}
+
 /// git's `user.name`: the repository's own setting, else the user's or the system's.
 pub fn user_name(project: &Path) -> Option<String> {
     let config = match git2::Repository::discover(project) {

@@ -3,7 +3,7 @@
 //! `.pipe/runs`. Only the current project's, unless `--all`: another project's leftovers may be
 //! what someone is looking into.
 
-use super::exec::{project_dir, runtime};
+use super::exec::{project, runtime};
 use super::{exit, print, CliError};
 
 #[derive(clap::Args)]
@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let cleaned = runtime()?.block_on(crate::engine::clean(&project_dir()?, args.all))?;
+    let cleaned = runtime()?.block_on(crate::engine::clean(&project(None)?.dir, args.all))?;
     let (local, dirs) = (cleaned.local_workspaces, cleaned.run_dirs);
     let text = match cleaned.docker {
         Some((containers, volumes)) => format!(

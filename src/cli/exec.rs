@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
@@ -76,7 +76,16 @@ impl ExecArgs {
         F: FnOnce(Context, Cancel) -> Fut,
         Fut: Future<Output = Result<Outcome, CliError>>,
     {
-        let ctx = context(None)?;
+        self.drive_in(project(None)?.dir, request)
+    }
+
+    /// [`Self::drive`] in the project at `project`.
+    pub fn drive_in<F, Fut>(&self, project: PathBuf, request: F) -> Result<u8, CliError>
+    where
+        F: FnOnce(Context, Cancel) -> Fut,
+        Fut: Future<Output = Result<Outcome, CliError>>,
+    {
+        let ctx = context_in(project, None)?;
         let mode = report::Mode::choose(
             self.output == Output::Json,
             io::stdout().is_terminal(),
@@ -122,18 +131,29 @@ fn flag_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The project (the current directory), who acts (`by`, else [`actor`]) and the clock.
+/// The project found from the current directory, who acts (`by`, else [`actor`]) and the
+/// clock.
 pub fn context(by: Option<&str>) -> Result<Context, CliError> {
+    context_in(project(None)?.dir, by)
+}
+
+fn context_in(project: PathBuf, by: Option<&str>) -> Result<Context, CliError> {
     Ok(Context {
-        project: project_dir()?,
+        project,
         actor: by.map_or_else(actor, |by| by.trim().to_string()),
         clock: clock()?,
         events: None,
     })
 }
 
-/// The project is the current directory.
-pub fn project_dir() -> Result<PathBuf, CliError> {
+/// The project of pipeline `file` (as typed, relative to the current directory), else the
+/// nearest one at or above the current directory.
+pub fn project(file: Option<&Path>) -> Result<engine::Project, CliError> {
+    engine::find_project(&current_dir()?, file)
+}
+
+/// Where the user stands: the paths they type are relative to it.
+pub fn current_dir() -> Result<PathBuf, CliError> {
     std::env::current_dir().map_err(Internal::io("read the current directory"))
 }
 

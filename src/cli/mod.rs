@@ -2,6 +2,7 @@
 //! subcommand, none importing another's; what a run's life needs lives in [`crate::engine`],
 //! so a hook and the agent do exactly what the CLI does.
 
+mod artifacts;
 mod clean;
 mod completions;
 mod diagnostic;
@@ -78,6 +79,8 @@ enum Command {
     Show(runs::ShowArgs),
     /// Print a run's job logs
     Logs(runs::LogsArgs),
+    /// List a run's artifacts, or copy them out (`--to DIR`)
+    Artifacts(artifacts::Args),
     /// Approve a run's release
     Approve(gate::ApproveArgs),
     /// Run a run's release jobs, on its own snapshot and artifacts, if its gate holds
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => runs::runs(args),
         Command::Show(args) => runs::show(args),
         Command::Logs(args) => runs::logs(args),
+        Command::Artifacts(args) => artifacts::run(args),
         Command::Approve(args) => gate::approve(args),
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
@@ -186,12 +190,13 @@ fn color_on(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Finds, loads and plans the pipeline of the project in the current directory.
+/// Finds (see [`exec::project`]), loads and plans a pipeline.
 fn load_plan(
     file: Option<&Path>,
     selection: Selection,
 ) -> Result<(PathBuf, Pipeline, Plan), CliError> {
-    crate::engine::load_plan(&exec::project_dir()?, file, selection)
+    let project = exec::project(file)?;
+    crate::engine::load_plan(&project.dir, project.file.as_deref(), selection)
 }
 
 /// Writes to stdout; a reader that went away (`pipe list | head -1`) ends output quietly.

@@ -1,9 +1,9 @@
 //! `pipe run`: the jobs before the release gate (or a dry run that lists them), and with
 //! `--release` the release too when the gate allows it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::exec::ExecArgs;
+use super::exec::{self, ExecArgs};
 use super::{exit, list, load_plan, print, CliError};
 use crate::engine::{self, StartRequest};
 use crate::plan::{Phase, Selection};
@@ -27,6 +27,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
+    if let Some(file) = &args.file {
+        file_or_job(file)?;
+    }
     if args.dry_run {
         let selection = Selection {
             phase: Phase::Main,
@@ -37,10 +40,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         print(&list::render(&plan, args.exec.output))?;
         return Ok(exit::OK);
     }
-    args.exec.drive(|ctx, cancel| {
+    let project = exec::project(args.file.as_deref())?;
+    args.exec.drive_in(project.dir, |ctx, cancel| {
         engine::start(StartRequest {
             ctx,
-            file: args.file.clone(),
+            file: project.file,
             jobs: args.jobs.clone(),
             exec: args.exec.options(),
             release: args.release,
@@ -48,4 +52,28 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             cancel,
         })
     })
+}
+
+/// `pipe run test`, with no file `test` but a job of that name, is someone used to
+/// `cargo test` or `make test`: say what pipe calls it instead of "cannot read test".
+fn file_or_job(file: &Path) -> Result<(), CliError> {
+    let Some(name) = file.to_str().filter(|n| !n.contains('/')) else {
+        return Ok(());
+    };
+    if exec::current_dir()?.join(file).exists() {
+        return Ok(());
+    }
+    let Ok((_, pipeline, _)) = load_plan(None, Selection::all()) else {
+        return Ok(());
+    };
+    if pipeline
+        .jobs
+        .iter()
+        .any(|j| j.name == name || j.base == name)
+    {
+        return Err(CliError::Invalid(format!(
+            "there is no pipeline file `{name}`, but there is a job `{name}`: did you mean `pipe run --job {name}`?"
+        )));
+    }
+    Ok(())
 }

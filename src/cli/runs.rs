@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::exec::{context, project_dir};
+use super::exec::{context, project};
 use super::{exit, print, table, CliError};
 use crate::engine::{self, LogChunk};
 use crate::event::SCHEMA_VERSION;
@@ -43,7 +43,7 @@ pub struct LogsArgs {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
-    let runs = engine::list_runs(&project_dir()?, args.environment.as_deref(), args.limit)?;
+    let runs = engine::list_runs(&project(None)?.dir, args.environment.as_deref(), args.limit)?;
     if matches!(args.output, super::Output::Json) {
         let lines: String = runs
             .iter()
@@ -213,7 +213,7 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
 
 pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
     engine::job_log(
-        &project_dir()?,
+        &project(None)?.dir,
         &args.run,
         args.job.as_deref(),
         args.follow,

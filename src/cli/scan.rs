@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     // Findings name files as seen from here (`src/a.env` for `pipe scan src`), so a baseline
     // written at the top still matches a scan of a part of the tree.
-    let here = super::exec::project_dir()?;
+    let here = super::exec::current_dir()?;
     let shown: PathBuf = args
         .path
         .strip_prefix(&here)

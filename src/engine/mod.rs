@@ -5,10 +5,12 @@
 //! once in one process. The engine never reads argv, the cwd or the environment, never prints
 //! and never exits.
 
+mod artifacts;
 mod error;
 mod exec;
 pub mod gate;
 mod load;
+mod project;
 mod record;
 mod release;
 mod retry;
@@ -25,9 +27,11 @@ pub use crate::backend::docker::Pull;
 use crate::event::{Event, EventKind};
 pub use crate::run::Interrupt;
 
+pub use artifacts::{artifacts, copy_artifacts, Artifact};
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};
 pub use load::load_plan;
+pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
 pub use retry::{retry, RetryRequest};

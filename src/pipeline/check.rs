@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::artifact::ArtifactPath;
 use super::duration;
 use super::gate::{Freeze, Gate};
+use super::habits;
 use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
@@ -58,6 +59,12 @@ impl Problems {
     fn at(&mut self, node: &Node, message: impl Into<String>) -> &mut Problem {
         self.0.push(Problem::at(node.pos, width(node), message));
         self.0.last_mut().expect("just pushed")
+    }
+    /// Gives the problems found since there were `before` a hint, where there is one.
+    fn hint_new(&mut self, before: usize, hint: Option<String>) {
+        if let (Some(p), Some(hint)) = (self.0[before..].last_mut(), hint) {
+            p.hint = Some(hint);
+        }
     }
 }
 
@@ -246,7 +253,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false)
             }
             "artifacts" => artifacts = artifact_paths(v, probs),
-            "environment" => environment = non_empty_string(v, "`environment`", probs),
+            "environment" => {
+                let before = probs.0.len();
+                environment = non_empty_string(v, "`environment`", probs);
+                probs.hint_new(before, habits::environment(v));
+            }
             "gate" => {
                 gate_node = Some(k.node);
                 spans.gate = Some(k.node.pos);
@@ -653,10 +664,12 @@ fn boolean(node: &Node, what: &str, probs: &mut Problems) -> Option<bool> {
     match node.kind {
         Kind::Bool(b) => Some(b),
         ref other => {
-            probs.at(
-                node,
-                format!("{what} must be true or false, found {}", other.describe()),
-            );
+            probs
+                .at(
+                    node,
+                    format!("{what} must be true or false, found {}", other.describe()),
+                )
+                .hint = habits::boolean(node);
             None
         }
     }
@@ -1043,13 +1056,15 @@ fn retry_of(node: &Node, probs: &mut Problems) -> u32 {
     match node.kind {
         Kind::Int(n) if (0..=MAX_RETRY).contains(&n) => n as u32,
         _ => {
-            probs.at(
-                node,
-                format!(
-                    "`retry` must be a whole number from 0 to {MAX_RETRY}, found {}",
-                    node.kind.describe()
-                ),
-            );
+            probs
+                .at(
+                    node,
+                    format!(
+                        "`retry` must be a whole number from 0 to {MAX_RETRY}, found {}",
+                        node.kind.describe()
+                    ),
+                )
+                .hint = habits::retry(node);
             0
         }
     }

@@ -7,6 +7,7 @@ mod check;
 mod duration;
 mod extends;
 pub mod gate;
+mod habits;
 mod model;
 pub mod starter;
 mod yaml;

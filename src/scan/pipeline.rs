@@ -192,7 +192,9 @@ pub fn audit(p: &Pipeline, source: &str, rel: &Path) -> Vec<Finding> {
                 );
             }
         }
-        if let Some(image) = &job.image {
+        // A scan job runs in pipe's own scanners, whatever the backend: it inherits the
+        // pipeline's image but never starts it.
+        if let Some(image) = job.image.as_ref().filter(|_| job.scan.is_empty()) {
             image_findings(job, image, &mut add);
         }
         for (name, pos) in &job.spans.env {

@@ -229,6 +229,59 @@ pub fn list(root: &Path, rel: &Path) -> io::Result<Option<Vec<(OsString, bool)>>
     Ok(Some(out))
 }
 
+/// A file or link in a tree, found without following links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the tree's root.
+    pub path: PathBuf,
+    pub size: u64,
+    /// Where a link points, as written: it is shown, never followed.
+    pub link: Option<PathBuf>,
+}
+
+/// Every file and link beneath `root`, in name order; empty when `root` is not a directory.
+pub fn walk(root: &Path) -> io::Result<Vec<Entry>> {
+    if !std::fs::symlink_metadata(root).is_ok_and(|m| m.is_dir()) {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = open_beneath(root, Path::new(""))? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    walk_at(&dir, PathBuf::new(), &mut out)?;
+    Ok(out)
+}
+
+fn walk_at(dir: &OwnedFd, rel: PathBuf, out: &mut Vec<Entry>) -> io::Result<()> {
+    let mut names = children(dir)?;
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        match kind_at(dir, &name)? {
+            Some((Kind::Dir, _)) => walk_at(
+                &openat(dir, name.as_os_str(), DIR, Mode::empty())?,
+                path,
+                out,
+            )?,
+            Some((Kind::File, _)) => {
+                let stat = fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                out.push(Entry {
+                    path,
+                    size: stat.st_size as u64,
+                    link: None,
+                });
+            }
+            Some((Kind::Link, _)) => out.push(Entry {
+                path,
+                size: 0,
+                link: Some(readlinkat(dir, name.as_os_str())?.into()),
+            }),
+            Some((Kind::Other, _)) | None => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "lay_tests.rs"]
 mod tests;

@@ -16,7 +16,7 @@ use crate::owner::Owner;
 use crate::pipeline::ArtifactPath;
 
 mod lay;
-pub use lay::lay;
+pub use lay::{lay, walk, Entry};
 pub mod private;
 
 /// The directory under the project that holds pipe's own state.

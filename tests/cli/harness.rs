@@ -67,25 +67,16 @@ impl Project {
 
     /// Runs pipe to completion.
     pub fn pipe(&self, args: &[&str]) -> Ran {
-        let child = self.command(args).spawn().expect("start pipe");
-        let pid = child.id();
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().expect("wait for pipe");
-        let ran = Ran {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            pid,
-        };
-        assert!(
-            !ran.stderr.contains("panicked"),
-            "pipe panicked:\n{}",
-            ran.stderr
-        );
-        ran
+        finish(self.command(args))
+    }
+
+    /// Runs pipe to completion from folder `rel` of the project (made if missing).
+    pub fn pipe_in(&self, rel: &str, args: &[&str]) -> Ran {
+        let dir = self.path().join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = self.command(args);
+        cmd.current_dir(dir);
+        finish(cmd)
     }
 
     /// `pipe run` on Docker; checks that the run left no container or volume behind.
@@ -107,6 +98,29 @@ impl Project {
         self.path()
             .join(format!(".pipe/runs/{run}/artifacts/{job}/{rel}"))
     }
+}
+
+/// Waits for pipe to end and gathers what it said.
+fn finish(mut cmd: Command) -> Ran {
+    let child = cmd.spawn().expect("start pipe");
+    let pid = child.id();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait for pipe");
+    let ran = Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        pid,
+    };
+    assert!(
+        !ran.stderr.contains("panicked"),
+        "pipe panicked:\n{}",
+        ran.stderr
+    );
+    ran
 }
 
 impl Ran {

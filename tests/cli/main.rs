@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod artifacts;
 mod docker;
 mod engine;
 mod extends;
@@ -11,7 +12,9 @@ mod help;
 mod init;
 mod isolation;
 mod local;
+mod project;
 mod release;
+mod retry;
 mod scan;
 mod store;
 mod validate;

@@ -273,7 +273,7 @@ fn a_scan_job_audits_its_own_pipeline_whatever_its_name() {
     assert!(!ran.stdout.contains("[risky]"), "{}", ran.stdout);
     assert!(
         ran.stdout
-            .contains("[audit] deploy/prod.yml:3:34: high curl-pipe-shell"),
+            .contains("[audit] prod.yml:3:34: high curl-pipe-shell"),
         "{}",
         ran.stdout
     );
@@ -310,5 +310,26 @@ fn a_privilege_granted_is_an_event_and_in_the_audit_trail() {
                 == "job `risky` gets the Docker socket `/var/run/docker.sock` as a volume"),
         "{}",
         show.stdout
+    );
+}
+
+#[test]
+fn a_scan_job_is_not_reported_for_the_image_it_never_starts() {
+    // The top-level image reaches the scan job too, but a scan job runs in pipe's own scanners.
+    let only_scans =
+        Project::new("image: alpine\njobs:\n  audit: {stage: security-scan, scan: [pipeline]}\n");
+    let ran = only_scans.pipe(&["scan", "--scanner", "pipeline"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(!ran.stdout.contains("unpinned-image"), "{}", ran.stdout);
+    // A job that does start it is still told.
+    only_scans.write(
+        "pipe.yml",
+        "image: alpine\njobs:\n  audit: {stage: security-scan, scan: [pipeline]}\n  build: {script: [make]}\n",
+    );
+    let ran = only_scans.pipe(&["scan", "--scanner", "pipeline"]);
+    assert!(
+        ran.stdout.contains("pipe.yml:1:8: medium unpinned-image"),
+        "{}",
+        ran.stdout
     );
 }

@@ -397,3 +397,31 @@ fn job_names_too_long_for_file_names_are_refused_also_after_matrix_expansion() {
     );
     assert!(stderr.contains("2 problems found"), "{stderr}");
 }
+
+#[test]
+fn type_errors_written_as_other_ci_systems_write_them_say_pipes_form() {
+    let stderr = invalid(
+        "jobs:\n  a:\n    script: [x]\n    retry: {max: 2, when: always}\n    allow_failure: yes\n    environment: {name: staging, url: https://staging.example.com}\n",
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn privileged_jobs_and_host_mounts_are_valid_with_a_warning() {
+    let ran = Project::new(
+        "image: x\njobs:\n  dind:\n    matrix: {N: [1, 2]}\n    privileged: true\n    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n    script: [docker ps]\n",
+    )
+    .pipe(&["validate"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert_eq!(
+        ran.stderr,
+        "pipe.yml:5:5: warning: job `dind` asks for `privileged: true`: `pipe run` refuses it on Docker unless you pass --allow-privileged\n\
+         pipe.yml:6:15: warning: job `dind` asks for the Docker socket `/var/run/docker.sock` as a volume: `pipe run` refuses it on Docker unless you pass --allow-privileged\n"
+    );
+    assert!(
+        ran.stdout
+            .starts_with("pipe.yml: valid with 2 warnings: pipeline `"),
+        "{}",
+        ran.stdout
+    );
+}
