@@ -75,6 +75,15 @@ pub(super) async fn hold(project: &Path, tree: String) -> Result<Files, EngineEr
     })
 }
 
+/// What a pipeline read from a checkout is named unless its file names it: what a run of the
+/// working tree would name it (for the file's folder in the project), not the checkout's folder.
+pub(super) fn pipeline_name(project: &Path, file: Option<&Path>) -> String {
+    let file = project.join(file.unwrap_or(Path::new("pipe.yml")));
+    let folder = file.parent().and_then(|d| d.canonicalize().ok());
+    let name = folder.as_deref().and_then(Path::file_name);
+    name.map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned())
+}
+
 /// The files recorded run `run` ran on: its snapshot, or a checkout of its tree; `None` when
 /// its snapshot is gone.
 pub(super) async fn recorded(project: &Path, run: &RunDir) -> Result<Option<Files>, EngineError> {

@@ -46,19 +46,9 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     let root = git_source
         .as_ref()
         .map_or(project.clone(), |g| g.files.dir.clone());
-    // Named as a run of the working tree would be: for the file's folder in the project.
-    let default_name = git_source.as_ref().map(|_| {
-        let file = req
-            .file
-            .as_deref()
-            .unwrap_or(std::path::Path::new("pipe.yml"));
-        let folder = project
-            .join(file)
-            .parent()
-            .and_then(|d| d.canonicalize().ok());
-        let name = folder.as_deref().and_then(|d| d.file_name());
-        name.map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned())
-    });
+    let default_name = git_source
+        .as_ref()
+        .map(|_| source::pipeline_name(project, req.file.as_deref()));
     let (file, pipeline, plan) = load_plan_as(
         &root,
         req.file.as_deref(),

@@ -91,22 +91,27 @@ pub(super) fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd
 /// Directory `rel` beneath `root`, made where missing; whatever else stands in the way
 /// (a file, a link) is replaced by a directory.
 pub(super) fn make_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+    make_beneath_as(root, rel, 0o700)
+}
+
+/// `make_beneath`, with the directories it makes given `mode` (less the umask).
+pub(super) fn make_beneath_as(root: &Path, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
     std::fs::create_dir_all(root)?;
     let mut fd = open_root(root)?;
     for name in names(rel)? {
-        fd = ensure_dir(&fd, name)?;
+        fd = ensure_dir(&fd, name, mode)?;
     }
     Ok(fd)
 }
 
-fn ensure_dir(parent: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+fn ensure_dir(parent: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<OwnedFd> {
     match kind_at(parent, name)? {
         Some((Kind::Dir, _)) => {}
         other => {
             if other.is_some() {
                 unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)?;
             }
-            mkdirat(parent, name, Mode::from_bits_truncate(0o700))?;
+            mkdirat(parent, name, Mode::from_bits_truncate(mode))?;
         }
     }
     Ok(openat(parent, name, DIR, Mode::empty())?)
@@ -151,7 +156,7 @@ fn copy_at(src: &OwnedFd, name: &OsStr, dst: &OwnedFd, stats: &mut CopyStats) ->
     match kind {
         Kind::Dir => {
             let from = openat(src, name, DIR, Mode::empty())?;
-            let to = ensure_dir(dst, name)?;
+            let to = ensure_dir(dst, name, 0o700)?;
             copy_children(&from, &to, stats)?;
             // Last, so that a read-only directory could still be filled.
             fchmod(&to, mode)?;
