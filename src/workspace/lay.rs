@@ -52,7 +52,7 @@ fn kind_at(dir: impl AsFd, name: &OsStr) -> io::Result<Option<(Kind, Mode)>> {
     Ok(Some((kind, Mode::from_bits_truncate(stat.st_mode & 0o777))))
 }
 
-fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
+pub(super) fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
     rel.components()
         .filter(|c| *c != Component::CurDir)
         .map(|c| match c {
@@ -76,7 +76,7 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 
 /// Directory `rel` beneath `root`, every component a real directory; `None` when one is
 /// missing, a file or a link.
-fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
+pub(super) fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
     let mut fd = open_root(root)?;
     for name in names(rel)? {
         fd = match openat(&fd, name, DIR, Mode::empty()) {
@@ -90,23 +90,28 @@ fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
 
 /// Directory `rel` beneath `root`, made where missing; whatever else stands in the way
 /// (a file, a link) is replaced by a directory.
-fn make_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+pub(super) fn make_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+    make_beneath_as(root, rel, 0o700)
+}
+
+/// `make_beneath`, with the directories it makes given `mode` (less the umask).
+pub(super) fn make_beneath_as(root: &Path, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
     std::fs::create_dir_all(root)?;
     let mut fd = open_root(root)?;
     for name in names(rel)? {
-        fd = ensure_dir(&fd, name)?;
+        fd = ensure_dir(&fd, name, mode)?;
     }
     Ok(fd)
 }
 
-fn ensure_dir(parent: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+fn ensure_dir(parent: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<OwnedFd> {
     match kind_at(parent, name)? {
         Some((Kind::Dir, _)) => {}
         other => {
             if other.is_some() {
                 unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)?;
             }
-            mkdirat(parent, name, Mode::from_bits_truncate(0o700))?;
+            mkdirat(parent, name, Mode::from_bits_truncate(mode))?;
         }
     }
     Ok(openat(parent, name, DIR, Mode::empty())?)
@@ -129,7 +134,7 @@ fn children(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
 
 /// Removes `name` from `parent` whatever it is, a whole directory included, never following a
 /// link.
-fn remove_at(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+pub(super) fn remove_at(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
     match kind_at(parent, name)? {
         None => Ok(()),
         Some((Kind::Dir, _)) => {
@@ -151,7 +156,7 @@ fn copy_at(src: &OwnedFd, name: &OsStr, dst: &OwnedFd, stats: &mut CopyStats) ->
     match kind {
         Kind::Dir => {
             let from = openat(src, name, DIR, Mode::empty())?;
-            let to = ensure_dir(dst, name)?;
+            let to = ensure_dir(dst, name, 0o700)?;
             copy_children(&from, &to, stats)?;
             // Last, so that a read-only directory could still be filled.
             fchmod(&to, mode)?;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod artifacts;
+mod commit;
 mod docker;
 mod engine;
 mod extends;
