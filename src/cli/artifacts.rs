@@ -17,6 +17,8 @@ pub struct Args {
     /// is ever replaced
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
+    /// How to print the artifacts: a table for people, or one JSON object per artifact for
+    /// programs
     #[arg(long, value_enum, default_value = "human")]
     output: Output,
 }
