@@ -7,6 +7,7 @@ mod diagnostic;
 mod exec;
 mod gate;
 mod graph;
+mod hook;
 mod list;
 mod pull;
 mod retry;
@@ -81,6 +82,9 @@ enum Command {
     Retry(retry::Args),
     /// Look for committed secrets and dangerous pipeline settings (exit 1 at or above --fail-on)
     Scan(scan::Args),
+    /// Run the pipeline as a git hook on what is pushed or committed
+    #[command(subcommand)]
+    Hook(hook::Command),
 }
 
 /// The CLI's failures are the engine's kinds: the user's input, no backend, a refusal, pipe's
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Hook(command) => hook::run(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

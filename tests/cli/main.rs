@@ -5,7 +5,9 @@ mod harness;
 
 mod docker;
 mod engine;
+mod failures;
 mod graph;
+mod hook;
 mod isolation;
 mod local;
 mod release;
