@@ -4,6 +4,7 @@
 
 mod chain;
 mod install;
+mod push;
 mod refs;
 mod script;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 pub use chain::run_kept;
 pub use install::{install, status, uninstall, Installed, Removed, State, Status};
+pub use push::{pushed_commits, PushedCommit};
 pub use refs::{parse_pre_push, PushedRef};
 pub use script::Script;
 
@@ -63,6 +65,34 @@ impl HookError {
     }
 }
 
+/// The stages a hook is installed with: those asked for, which the pipeline (when it can be
+/// read) must have; else the default ones the pipeline has, so that a pipeline with its own
+/// `stages:` gets a hook that runs.
+pub fn choose_stages(
+    asked: Option<Vec<String>>,
+    pipeline_stages: Option<&[String]>,
+) -> Result<Vec<String>, HookError> {
+    let stages = match (asked, pipeline_stages) {
+        (Some(asked), Some(known)) => {
+            if let Some(unknown) = asked.iter().find(|s| !known.contains(s)) {
+                return Err(HookError::Refused(format!(
+                    "the pipeline has no stage `{unknown}`; its stages are {}",
+                    known.join(", ")
+                )));
+            }
+            asked
+        }
+        (Some(asked), None) => asked,
+        (None, known) => DEFAULT_STAGES
+            .iter()
+            .filter(|s| known.is_none_or(|k| k.iter().any(|k| k == *s)))
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    check_stages(&stages)?;
+    Ok(stages)
+}
+
 /// Checks the stages a hook is asked to run: named, and neither deploy nor release.
 pub fn check_stages(stages: &[String]) -> Result<(), HookError> {
     if stages.is_empty() {
@@ -85,4 +115,34 @@ pub fn check_stages(stages: &[String]) -> Result<(), HookError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn stages_fit_the_pipeline() {
+        let own = strings(&["build", "test", "deploy"]);
+        assert_eq!(choose_stages(None, None).unwrap(), DEFAULT_STAGES);
+        assert_eq!(choose_stages(None, Some(&own)).unwrap(), ["build", "test"]);
+        let err = choose_stages(Some(strings(&["lint"])), Some(&own)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the pipeline has no stage `lint`; its stages are build, test, deploy"
+        );
+        assert!(choose_stages(Some(strings(&["deploy"])), Some(&own)).is_err());
+        assert!(
+            choose_stages(None, Some(&strings(&["deploy"]))).is_err(),
+            "none left"
+        );
+        assert_eq!(
+            choose_stages(Some(strings(&["lint"])), None).unwrap(),
+            ["lint"]
+        );
+    }
 }

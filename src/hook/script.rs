@@ -36,10 +36,11 @@ impl Script {
 # git's arguments and stdin go to pipe untouched: nothing from git is ever shell text here.
 pipe={pipe}
 if [ ! -x "$pipe" ]; then
-    pipe=$(command -v pipe) || {{
+    found=$(command -v pipe) || {{
         echo "pipe hook: cannot run the {name} check: pipe is not on PATH and no longer at $pipe (where it was installed from). Install pipe, or run \`pipe hook install\` again; \`git {bypass} --no-verify\` skips the check once." >&2
         exit 1
     }}
+    pipe=$found
 fi
 exec "$pipe" hook run {name} {args} -- "$@"
 "#,

@@ -26,8 +26,9 @@ pub struct InstallArgs {
     #[arg(long, value_enum, default_value = "pre-push")]
     hook: HookArg,
     /// The stages the hook runs, comma-separated (deploy and release never run in a hook)
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_values = hook::DEFAULT_STAGES)]
-    stages: Vec<String>,
+    /// [default: those of build, test, security-scan the pipeline has]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    stages: Option<Vec<String>>,
     /// Where the hook's jobs run [default: docker]
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
@@ -77,9 +78,18 @@ pub fn run(command: Command) -> Result<u8, CliError> {
 
 fn install(args: InstallArgs) -> Result<u8, CliError> {
     let pipe = std::env::current_exe().map_err(Internal::io("find pipe's own path"))?;
+    let dir = project_dir()?;
+    // The stages are checked against the pipeline as it is now, when it can be read.
+    let pipeline = crate::pipeline::DEFAULT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|f| f.is_file())
+        .and_then(|f| crate::pipeline::load(&f).ok());
+    let stages = hook::choose_stages(args.stages, pipeline.as_ref().map(|p| &p.stages[..]))
+        .map_err(error)?;
     let script = Script {
         kind: args.hook.into(),
-        stages: args.stages,
+        stages,
         backend: args.backend.map(|b| b.name().to_string()),
         pipe,
     };
@@ -89,7 +99,7 @@ fn install(args: InstallArgs) -> Result<u8, CliError> {
         Kind::PreCommit => "the staged content of each commit",
     };
     let runs = format!("runs stages {} of {what}", script.stages.join(", "));
-    let line = match hook::install(&project_dir()?, &script, args.force).map_err(error)? {
+    let line = match hook::install(&dir, &script, args.force).map_err(error)? {
         Installed::New(path) => format!("pipe: installed the {name} hook at {}: it {runs}\n", path.display()),
         Installed::Updated(path) => format!("pipe: updated the {name} hook at {}: it {runs}\n", path.display()),
         Installed::Chained { path, kept } => format!(
