@@ -13,6 +13,9 @@ pub struct Facts {
     /// files modified, added, deleted or renamed, and untracked files git does not ignore.
     /// `None` without a commit to compare with, or when git could not tell.
     pub changed_paths: Option<u32>,
+    /// The files a run changes, relative to the project and `/`-separated: for a run of the
+    /// working tree, the paths counted in `changed_paths`. `None` when git cannot tell.
+    pub changed_files: Option<Vec<String>>,
 }
 
 /// The commit checked out in the repository that contains `dir`, and its branch; empty when
@@ -37,6 +40,7 @@ pub fn facts(dir: &Path) -> Facts {
             }
         }
     }
+    let changed_files = commit.and_then(|_| changed_files(&repo, dir));
     Facts {
         commit: commit.map(|c| c.to_string()),
         branch: head
@@ -44,15 +48,18 @@ pub fn facts(dir: &Path) -> Facts {
             .then(|| head.shorthand().map(str::to_string))
             .flatten(),
         tags,
-        changed_paths: commit.and_then(|_| changed_paths(&repo, dir)),
+        changed_paths: changed_files
+            .as_ref()
+            .and_then(|f| u32::try_from(f.len()).ok()),
+        changed_files,
     }
 }
 
-/// How many paths under `dir` differ from the commit checked out, as `git status` lists them
-/// (untracked directories counted file by file). Paths elsewhere in the repository are not
-/// part of a snapshot of `dir`, so they do not count. pipe's own `.pipe` is ignored by the
-/// `.gitignore` pipe writes into it, so it never counts either.
-fn changed_paths(repo: &git2::Repository, dir: &Path) -> Option<u32> {
+/// The paths under `dir` that differ from the commit checked out, as `git status` lists them
+/// (untracked directories file by file), relative to `dir`. Paths elsewhere in the repository
+/// are not part of a snapshot of `dir`, so they do not count. pipe's own `.pipe` is ignored by
+/// the `.gitignore` pipe writes into it, so it never counts either.
+fn changed_files(repo: &git2::Repository, dir: &Path) -> Option<Vec<String>> {
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let dir = dir.canonicalize().ok()?;
     let under = dir.strip_prefix(&workdir).ok()?;
@@ -62,21 +69,23 @@ fn changed_paths(repo: &git2::Repository, dir: &Path) -> Option<u32> {
         .include_ignored(false)
         .include_unmodified(false);
     let statuses = repo.statuses(Some(&mut opts)).ok()?;
-    let count = statuses
+    let under = under.as_os_str().as_encoded_bytes();
+    let files = statuses
         .iter()
         .filter(|entry| entry.status() != git2::Status::CURRENT)
         .filter(|entry| !entry.status().contains(git2::Status::IGNORED))
-        .filter(|entry| {
+        .filter_map(|entry| {
             // Paths in a status are relative to the working directory, `/`-separated.
-            entry
-                .path_bytes()
-                .strip_prefix(under.as_os_str().as_encoded_bytes())
-                .is_some_and(|rest| {
-                    under.as_os_str().is_empty() || rest.is_empty() || rest.starts_with(b"/")
-                })
+            let rest = entry.path_bytes().strip_prefix(under)?;
+            let rest = match rest.strip_prefix(b"/") {
+                Some(inner) if !under.is_empty() => inner,
+                _ if under.is_empty() => rest,
+                _ => return None,
+            };
+            Some(String::from_utf8_lossy(rest).into_owned())
         })
-        .count();
-    u32::try_from(count).ok()
+        .collect();
+    Some(files)
 }
 
 /// The files git tracks under `dir`, relative to it (empty outside a repository). Some of them
@@ -141,9 +150,16 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/new"), "n").unwrap();
         std::fs::write(dir.path().join("sub/out.log"), "l").unwrap();
-        assert_eq!(facts(dir.path()).changed_paths, Some(3)); // .gitignore, f, sub/new
-                                                              // Seen from the folder `sub` (a project inside the repository), only its own path.
-        assert_eq!(facts(&dir.path().join("sub")).changed_paths, Some(1));
+        let now = facts(dir.path());
+        assert_eq!(now.changed_paths, Some(3));
+        let mut files = now.changed_files.unwrap();
+        files.sort();
+        assert_eq!(files, [".gitignore", "f", "sub/new"]);
+        // Seen from the folder `sub` (a project inside the repository), only its own path.
+        assert_eq!(
+            facts(&dir.path().join("sub")).changed_files,
+            Some(vec!["new".to_string()])
+        );
         std::fs::remove_file(dir.path().join("f")).unwrap();
         assert_eq!(
             facts(dir.path()).changed_paths,

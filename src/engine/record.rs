@@ -178,6 +178,8 @@ pub(super) fn recorded_facts(record: &RunRecord) -> crate::git::Facts {
         branch: record.branch.clone(),
         tags: record.tags.clone(),
         changed_paths: record.changed_paths,
+        // Which files changed is not recorded: `only.changes` keeps its jobs in later phases.
+        changed_files: None,
     }
 }
 
