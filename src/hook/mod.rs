@@ -6,6 +6,7 @@ mod chain;
 mod install;
 mod push;
 mod refs;
+mod request;
 mod script;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ pub use chain::run_kept;
 pub use install::{install, status, uninstall, Installed, Removed, State, Status};
 pub use push::{pushed_commits, PushedCommit};
 pub use refs::{parse_pre_push, PushedRef};
+pub use request::{start_request, Check};
 pub use script::Script;
 
 /// The hooks pipe installs.

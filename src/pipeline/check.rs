@@ -28,6 +28,7 @@ const JOB_KEYS: &[&str] = &[
     "volumes",
     "scan",
     "fail_on",
+    "only",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -37,7 +38,6 @@ const LATER_JOB_KEYS: &[&str] = &[
     "reuse",
     "secrets",
     "services",
-    "only",
     "concurrency",
 ];
 const MAX_RETRY: i64 = 10;
@@ -206,6 +206,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut allow_failure = false;
     let mut artifacts = Vec::new();
     let mut environment = None;
+    let mut only = None;
     let mut gate = None;
     let mut gate_node = None;
     let mut privileged = false;
@@ -246,6 +247,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             }
             "artifacts" => artifacts = artifact_paths(v, probs),
             "environment" => environment = non_empty_string(v, "`environment`", probs),
+            "only" => {
+                let (parsed, problems) = super::only::parse(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                only = parsed;
+            }
             "gate" => {
                 gate_node = Some(k.node);
                 spans.gate = Some(k.node.pos);
@@ -377,6 +383,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             artifacts,
             env,
             environment: environment.clone(),
+            only: only.clone(),
             gated,
             gate: gate.clone(),
             privileged,

@@ -6,14 +6,19 @@ mod artifact;
 mod check;
 mod duration;
 pub mod gate;
+mod glob;
 mod model;
+mod only;
 mod yaml;
 
 use std::path::{Path, PathBuf};
 
 pub use artifact::ArtifactPath;
 pub use check::suggest;
-pub use model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
+pub use model::{
+    Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,
+};
+pub use only::Only;
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

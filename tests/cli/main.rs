@@ -13,5 +13,6 @@ mod isolation;
 mod local;
 mod release;
 mod scan;
+mod select;
 mod store;
 mod validate;

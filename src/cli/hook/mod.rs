@@ -1,5 +1,7 @@
-//! `pipe hook install|uninstall|status`: pipe as a git hook of the repository around the
+//! `pipe hook install|uninstall|status|run`: pipe as a git hook of the repository around the
 //! current directory.
+
+mod run;
 
 use super::exec::project_dir;
 use super::{exit, print, CliError, Internal};
@@ -18,6 +20,10 @@ pub enum Command {
     },
     /// Show which hooks are installed, where, and what they run
     Status,
+    /// What pipe's hook script runs: the pipeline on what git is pushing (refs on stdin) or
+    /// committing
+    #[command(hide = true)]
+    Run(run::Args),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +79,7 @@ pub fn run(command: Command) -> Result<u8, CliError> {
         Command::Install(args) => install(args),
         Command::Uninstall { hook } => uninstall(hook),
         Command::Status => status(),
+        Command::Run(args) => run::run(args),
     }
 }
 
