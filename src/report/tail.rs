@@ -79,13 +79,14 @@ impl Failures {
         }
     }
 
-    /// Each failed job: a line saying how it failed and where its whole log is, then the last
-    /// lines of its output, indented. Nothing when no job failed.
+    /// Each failed job: a line saying how it failed and where its whole log is (led by `---`, so
+    /// it is never read as the summary table's row of that job), then the last lines of its
+    /// output, indented. Nothing when no job failed.
     pub fn write(&self, out: &mut dyn Write, color: bool) -> io::Result<()> {
         for f in &self.failed {
             writeln!(
                 out,
-                "\n{} {}; the whole log: {}",
+                "\n--- {} {}; the whole log: {}",
                 paint(color, "1;31", &f.job),
                 f.what,
                 logs_command(&self.run_id, &f.job)
@@ -183,7 +184,7 @@ mod tests {
         let mut out = Vec::new();
         gathered(&events).write(&mut out, false).unwrap();
         let mut expected =
-            String::from("\nunit failed (exit code 101); the whole log: pipe logs 12 unit\n");
+            String::from("\n--- unit failed (exit code 101); the whole log: pipe logs 12 unit\n");
         for i in 6..=15 {
             expected.push_str(&format!("    line {i}\n"));
         }
@@ -204,7 +205,7 @@ mod tests {
         failures.write(&mut out, false).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "\nunit timed out; the whole log: pipe logs 12 unit\n    (no output)\n"
+            "\n--- unit timed out; the whole log: pipe logs 12 unit\n    (no output)\n"
         );
     }
 

@@ -31,7 +31,7 @@ fn a_failed_job_shows_the_tail_of_its_log_and_how_to_read_the_rest() {
     assert_eq!(ran.code, 1, "{}", ran.all());
     let block = failure_block(
         &ran.stdout,
-        "unit failed (exit code 101); the whole log: pipe logs 1 unit",
+        "--- unit failed (exit code 101); the whole log: pipe logs 1 unit",
     );
     // The last 10 lines, each script line as echoed before it ran included.
     let mut tail: Vec<String> = (8..=14).map(|i| format!("    out-{i}")).collect();
@@ -49,11 +49,11 @@ fn a_failed_job_shows_the_tail_of_its_log_and_how_to_read_the_rest() {
     assert_eq!(again.code, 1, "{}", again.all());
     failure_block(
         &again.stdout,
-        "unit failed (exit code 101); the whole log: pipe logs 1 unit",
+        "--- unit failed (exit code 101); the whole log: pipe logs 1 unit",
     );
     let new = project.pipe(&["retry", "1"]);
     failure_block(
         &new.stdout,
-        "unit failed (exit code 101); the whole log: pipe logs 2 unit",
+        "--- unit failed (exit code 101); the whole log: pipe logs 2 unit",
     );
 }

@@ -252,7 +252,7 @@ fn the_pushed_commit_counts_not_the_working_tree() {
     assert!(push.all.contains(&blocked), "{}", push.all);
     assert!(
         push.all
-            .contains("unit failed (exit code 1); the whole log: pipe logs 1 unit\n"),
+            .contains("--- unit failed (exit code 1); the whole log: pipe logs 1 unit\n"),
         "{}",
         push.all
     );

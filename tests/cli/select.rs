@@ -169,6 +169,11 @@ fn only_changes_selects_jobs_by_the_files_changed_since_the_commit() {
         .write("src/main.txt", "v1\n")
         .write("docs/guide.md", "v1\n");
     commit_on(&project, "main");
+    // A run of the working tree changes what HEAD changed (against its parent) and what is not
+    // committed yet: HEAD changes only other.txt here.
+    project.write("other.txt", "x\n");
+    git(project.path(), &["add", "other.txt"]);
+    git(project.path(), &["commit", "-qm", "other"]);
     project.write("src/main.txt", "v2\n");
     let ran = run_local(&project, &["--output", "json"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
@@ -191,7 +196,7 @@ fn only_changes_selects_jobs_by_the_files_changed_since_the_commit() {
             (
                 "docs",
                 "build",
-                "only: changes `docs/**`, `*.md` — none of the 1 changed file(s) match"
+                "only: changes `docs/**`, `*.md` — none of the 2 changed file(s) match"
             ),
             ("publish", "test", "needs `docs`, which is left out"),
         ]
@@ -207,11 +212,12 @@ fn only_changes_selects_jobs_by_the_files_changed_since_the_commit() {
         .unwrap();
     assert!(first_left < first_start);
 
-    // Committed, nothing differs from the commit: both are left out, and the run passes.
+    // Committed: the commit's own change still selects app, and docs stays out.
     git(project.path(), &["commit", "-qam", "v2"]);
     let ran = run_local(&project, &[]);
     assert_eq!(ran.code, 0, "{}", ran.all());
-    assert!(ran.row("app").contains("no file changed"), "{}", ran.stdout);
+    assert!(ran.row("app").contains("passed"), "{}", ran.stdout);
+    assert!(ran.row("docs").contains("left out"), "{}", ran.stdout);
     assert!(ran.stdout.contains("run 2 passed"), "{}", ran.stdout);
 
     project.write("README.md", "new\n");
