@@ -80,6 +80,13 @@ pub enum EventKind {
         job: String,
         reason: String,
     },
+    /// Right after `run_started`: a job that `only:` left out of the run (or that needs one
+    /// that was), which is not part of the run and does not count for its result.
+    JobLeftOut {
+        job: String,
+        stage: String,
+        reason: String,
+    },
     RunFinished {
         status: RunStatus,
         #[serde(serialize_with = "seconds", rename = "duration_s")]

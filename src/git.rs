@@ -145,6 +145,23 @@ pub fn work_root(dir: &Path) -> Option<PathBuf> {
     repo.workdir()?.canonicalize().ok()
 }
 
+/// The folder git runs the hooks of the repository containing `dir` from: `core.hooksPath`
+/// when set (relative to the working tree's root, as git reads it), else the `hooks` folder
+/// of the repository's common git directory, which a linked worktree shares with its main one.
+/// `None` outside a repository.
+pub fn hooks_dir(dir: &Path) -> Option<PathBuf> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let configured = repo
+        .config()
+        .ok()
+        .and_then(|c| c.get_path("core.hooksPath").ok());
+    Some(match configured {
+        Some(path) if path.is_absolute() => path,
+        Some(path) => repo.workdir().unwrap_or_else(|| repo.path()).join(path),
+        None => repo.commondir().join("hooks"),
+    })
+}
+
 /// git's `user.name`: the repository's own setting, else the user's or the system's.
 pub fn user_name(project: &Path) -> Option<String> {
     let config = match git2::Repository::discover(project) {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod event;
 pub mod git;
+pub mod hook;
 pub mod owner;
 pub mod pipeline;
 pub mod plan;

@@ -53,6 +53,9 @@ fn start(ctx: Context, cancel: Cancel) -> StartRequest {
         ctx,
         file: None,
         jobs: Vec::new(),
+        stages: Vec::new(),
+        until: None,
+        no_deploy: false,
         exec: local(),
         release: false,
         trigger: "library".into(),
@@ -230,4 +233,76 @@ async fn cancelling_one_run_leaves_the_other_running() {
     std::fs::write(&stopped, "").unwrap();
     let went_on = other.await.unwrap().expect("the other run ran");
     assert_eq!(went_on.state, RunState::Passed);
+}
+
+/// What a git hook asks for: never a deploy or release job, whatever else the request says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_deploys_runs_no_deploy_or_release_job() {
+    let dir = project(
+        "jobs:
+  build: {script: ['echo built']}
+  check: {stage: test, script: ['echo checked']}
+  staging: {stage: deploy, script: ['echo deployed']}
+  preview: {stage: test, environment: preview, script: ['echo previewed']}
+  ship: {stage: release, gate: {approvals: 0}, script: ['echo shipped']}
+",
+    );
+    let (ctx, seen) = context(dir.path());
+    let outcome = engine::start(StartRequest {
+        no_deploy: true,
+        ..start(ctx.clone(), Cancel::new())
+    })
+    .await
+    .expect("ran");
+    assert_eq!(outcome.state, RunState::Passed, "nothing waits at a gate");
+    let started: Vec<String> = drain(seen)
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::JobStarted { job, .. } => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert!(started.contains(&"build".to_string()) && started.contains(&"check".to_string()));
+
+    // Going on to the release is refused before anything runs.
+    let refused = engine::start(StartRequest {
+        no_deploy: true,
+        release: true,
+        ..start(ctx.clone(), Cancel::new())
+    })
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(engine::EngineError::Refused(engine::Refusal::NeverReleases))
+        ),
+        "{:?}",
+        refused.map(|o| o.state)
+    );
+    // Asking for the deploy stage or a deploy job by name is refused, not quietly ignored.
+    for (stages, jobs, says) in [
+        (vec!["deploy".to_string()], vec![], "stage `deploy` deploys"),
+        (vec![], vec!["preview".to_string()], "job `preview` deploys"),
+    ] {
+        let err = engine::start(StartRequest {
+            no_deploy: true,
+            stages,
+            jobs,
+            ..start(ctx.clone(), Cancel::new())
+        })
+        .await
+        .map(|o| o.state)
+        .unwrap_err();
+        let engine::EngineError::Plan { problems, .. } = err else {
+            panic!("not a plan problem: {err}")
+        };
+        assert!(problems[0].message.contains(says), "{problems:?}");
+    }
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.runs(None, 10).unwrap().len(),
+        1,
+        "refusals record no run"
+    );
 }

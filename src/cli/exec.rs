@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::pull::PullArg;
 use super::{color_on, exit, CliError, Internal, Output};
 use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
-use crate::event::RunStatus;
+use crate::event::{Event, RunStatus};
 use crate::report;
 
 /// How jobs are run: shared by `run`, `release` and `retry`.
@@ -85,23 +86,36 @@ impl ExecArgs {
         F: FnOnce(Context, Cancel) -> Fut,
         Fut: Future<Output = Result<Outcome, CliError>>,
     {
-        let ctx = context_in(project, None)?;
         let mode = report::Mode::choose(
             self.output == Output::Json,
             io::stdout().is_terminal(),
             // `CI=false` or an empty CI is a developer saying "not CI".
             std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "False")),
         );
+        let options = report::Options {
+            mode,
+            verbose: self.verbose,
+            color: color_on(&io::stdout()),
+        };
+        self.drive_to(project, |shown| report::show(options, shown), request)
+    }
+
+    /// [`ExecArgs::drive`], with the request's events shown by `screen` (a git hook's verdict).
+    pub fn drive_to<S, F, Fut>(
+        &self,
+        project: PathBuf,
+        screen: S,
+        request: F,
+    ) -> Result<u8, CliError>
+    where
+        S: FnOnce(mpsc::UnboundedReceiver<Event>) -> JoinHandle<Option<String>>,
+        F: FnOnce(Context, Cancel) -> Fut,
+        Fut: Future<Output = Result<Outcome, CliError>>,
+    {
+        let ctx = context_in(project, None)?;
         runtime()?.block_on(async {
             let (events, shown) = mpsc::unbounded_channel();
-            let screen = report::show(
-                report::Options {
-                    mode,
-                    verbose: self.verbose,
-                    color: color_on(&io::stdout()),
-                },
-                shown,
-            );
+            let screen = screen(shown);
             let cancel = Cancel::new();
             let signals = tokio::spawn(forward_signals(cancel.clone()));
             let outcome = request(
@@ -150,6 +164,11 @@ fn context_in(project: PathBuf, by: Option<&str>) -> Result<Context, CliError> {
 /// nearest one at or above the current directory.
 pub fn project(file: Option<&Path>) -> Result<engine::Project, CliError> {
     engine::find_project(&current_dir()?, file)
+}
+
+/// The folder of the project found from where the user stands.
+pub fn project_dir() -> Result<PathBuf, CliError> {
+    Ok(project(None)?.dir)
 }
 
 /// Where the user stands: the paths they type are relative to it.

@@ -22,9 +22,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let (_, _, plan) = load_plan(
         args.file.as_deref(),
         crate::plan::Selection {
-            phase: crate::plan::Phase::All,
-            only: &args.jobs,
-            done: &[],
+            jobs: &args.jobs,
+            ..crate::plan::Selection::all()
         },
     )?;
     print(&render(&plan, args.output))?;
@@ -49,6 +48,12 @@ pub fn render(plan: &Plan, output: Output) -> String {
                 });
                 format!("{record}\n")
             })
+            .chain(plan.left_out.iter().map(|l| {
+                let record = serde_json::json!({
+                    "schema": SCHEMA_VERSION, "job": l.name, "stage": l.stage, "left_out": l.reason,
+                });
+                format!("{record}\n")
+            }))
             .collect(),
         Output::Human => {
             let rows: Vec<Vec<String>> = plan
@@ -59,7 +64,11 @@ pub fn render(plan: &Plan, output: Output) -> String {
                     vec![j.name.clone(), j.stage.clone(), needs(i).join(", "), j.image.clone().unwrap_or_else(|| "-".into())]
                 })
                 .collect();
-            table(&["JOB", "STAGE", "NEEDS", "IMAGE"], &rows)
+            let mut out = table(&["JOB", "STAGE", "NEEDS", "IMAGE"], &rows);
+            for l in &plan.left_out {
+                out.push_str(&format!("left out: {} ({}): {}\n", l.name, l.stage, l.reason));
+            }
+            out
         }
     }
 }

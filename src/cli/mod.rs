@@ -9,6 +9,7 @@ mod diagnostic;
 mod exec;
 mod gate;
 mod graph;
+mod hook;
 mod init;
 mod list;
 mod man;
@@ -93,6 +94,9 @@ enum Command {
     Completions(completions::Args),
     /// Print the manual page (`pipe man > ~/.local/share/man/man1/pipe.1`), or write all of them
     Man(man::Args),
+    /// Run the pipeline as a git hook on what is pushed or committed
+    #[command(subcommand)]
+    Hook(hook::Command),
 }
 
 /// The whole command line as clap sees it: for completions, manual pages and tests of the help.
@@ -145,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
+        Command::Hook(command) => hook::run(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

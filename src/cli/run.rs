@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::exec::{self, ExecArgs};
 use super::{exit, list, load_plan, print, CliError};
 use crate::engine::{self, Source, StartRequest};
-use crate::plan::{Phase, Selection};
+use crate::plan::{Phase, Refs, Selection, Stages};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +15,12 @@ pub struct Args {
     /// Run only this job and what it needs (repeatable; a matrix job's name runs all its variants)
     #[arg(long = "job", value_name = "NAME")]
     jobs: Vec<String>,
+    /// Run only this stage's jobs and what they need (repeatable, or a comma-separated list)
+    #[arg(long = "stage", value_name = "NAME", value_delimiter = ',')]
+    stages: Vec<String>,
+    /// Run only the jobs of this stage and the stages before it
+    #[arg(long, value_name = "STAGE")]
+    until: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
     /// Show the jobs that would run, and run nothing
@@ -42,9 +48,19 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         file_or_job(file)?;
     }
     if args.dry_run {
+        let git = crate::git::facts(&super::exec::project_dir()?, args.changes_since.as_deref());
         let selection = Selection {
             phase: Phase::Main,
-            only: &args.jobs,
+            jobs: &args.jobs,
+            stages: Stages {
+                only: &args.stages,
+                until: args.until.as_deref(),
+                no_deploy: false,
+            },
+            refs: Some(Refs {
+                branch: git.branch.as_deref(),
+                changed_files: git.changed_files.as_deref(),
+            }),
             done: &[],
         };
         let (_, _, plan) = load_plan(args.file.as_deref(), selection)?;
@@ -62,6 +78,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             ctx,
             file: project.file,
             jobs: args.jobs.clone(),
+            stages: args.stages.clone(),
+            until: args.until.clone(),
+            no_deploy: false,
             exec: args.exec.options(),
             release: args.release,
             trigger: "run".into(),

@@ -58,6 +58,9 @@ pub enum Refusal {
     /// Another pipe process changed the run between reading it and taking it over.
     #[error("run {run} is {} now: another pipe process took it over first", .now.as_str().replace('_', " "))]
     TakenOver { run: RunId, now: RunState },
+    /// A request that may never deploy (a git hook's) asked to go on to the release.
+    #[error("this run never deploys or releases, so it cannot go on to the release")]
+    NeverReleases,
     #[error("run {run} still has jobs left running by a pipe process that is gone, and they cannot be stopped: {why}")]
     Orphans { run: RunId, why: String },
 }

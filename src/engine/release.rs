@@ -112,12 +112,17 @@ pub(super) async fn release_run(
     let Some(files) = super::source::recorded(project, &run).await? else {
         return Err(Refusal::ReleaseSnapshotGone(id).into());
     };
+    // Release jobs `only:` left out when the run started stay out.
+    let left_out: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.phase == store::Phase::Release && j.status == "left_out")
+        .map(|j| j.name.clone())
+        .collect();
     let plan = plan::build(
         &pipeline,
         Selection {
-            phase: Phase::Release,
-            only: &[],
-            done: &[],
+            done: &left_out,
+            ..Selection::of(Phase::Release)
         },
     )
     .map_err(|problems| EngineError::Plan {

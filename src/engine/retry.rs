@@ -9,9 +9,9 @@ use super::record::{
 };
 use super::release::announce;
 use super::source;
-use super::start::run_before_gate;
+use super::start::{release_jobs, run_before_gate};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
-use crate::plan::{self, Phase, Selection};
+use crate::plan::{self, Phase, Refs, Selection};
 use crate::store::{self, NewRun, RunState, Store};
 use crate::workspace::RunDir;
 
@@ -44,7 +44,6 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         .into());
     }
     let pipeline = stored_pipeline(&old, &record)?;
-    let gated = pipeline.jobs.iter().any(|j| j.gated);
     let git = recorded_facts(project, &record, &old);
     let done: Vec<String> = if req.failed {
         if !matches!(record.state, RunState::Failed | RunState::Interrupted) {
@@ -63,18 +62,37 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     } else {
         Vec::new()
     };
-    let plan = plan::build(
+    // A new run judges `only:` again on the run's branch (which files changed is not
+    // recorded, so `changes` keeps its jobs); a rerun of failed jobs keeps what was left out.
+    let refs = (!req.failed).then_some(Refs {
+        branch: git.branch.as_deref(),
+        changed_files: None,
+    });
+    let mut plan = plan::build(
         &pipeline,
         Selection {
-            phase: Phase::Main,
-            only: &[],
+            refs,
             done: &done,
+            ..Selection::of(Phase::Main)
         },
     )
     .map_err(|problems| EngineError::Plan {
         file: old.pipeline_file(),
         problems,
     })?;
+    // A rerun keeps the run's release jobs; a new run records those `only:` keeps.
+    let gated = match refs {
+        Some(refs) => !release_jobs(&pipeline, &old.pipeline_file(), refs, &mut plan)?.is_empty(),
+        None => {
+            let recorded = store.jobs(id)?;
+            let left_out = |name: &str| {
+                recorded
+                    .iter()
+                    .any(|r| r.name == name && r.status == "left_out")
+            };
+            pipeline.jobs.iter().any(|j| j.gated && !left_out(&j.name))
+        }
+    };
     let granted = exec
         .check_jobs(ctx, &old.pipeline_file(), &plan.jobs)
         .await?;

@@ -2,7 +2,7 @@
 //! run, snapshot the tree (or check out the commit's), run the jobs before the release gate,
 //! and (when asked and the gate allows) go on to the release.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -13,8 +13,9 @@ use super::record::{
 };
 use super::release::{announce, release_run};
 use super::source::{self, Files, Source};
-use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
-use crate::plan::{Phase, Selection};
+use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
+use crate::pipeline::{Job, Pipeline};
+use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
 
 pub struct StartRequest {
@@ -23,6 +24,13 @@ pub struct StartRequest {
     pub file: Option<PathBuf>,
     /// Only these jobs and what they need; empty: all of them.
     pub jobs: Vec<String>,
+    /// Only jobs of these stages and what they need; empty: every stage.
+    pub stages: Vec<String>,
+    /// Only jobs of this stage and the stages before it.
+    pub until: Option<String>,
+    /// Never run a deploy or release job (of the `deploy` stage, the release stage, or with an
+    /// `environment`), whatever else the request asks; `release` is refused. A git hook sets it.
+    pub no_deploy: bool,
     pub exec: ExecOptions,
     /// Go through the release gate in this request when it asks for no approval and every
     /// other condition holds.
@@ -40,26 +48,19 @@ pub struct StartRequest {
 /// Runs the jobs before the gate; the outcome is the release's when it went on to one.
 pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     let StartRequest { ctx, exec, .. } = &req;
+    if req.no_deploy && req.release {
+        return Err(Refusal::NeverReleases.into());
+    }
     let project = &ctx.project;
     let git_source = source::resolve(project, &req.source, req.changes_since.as_deref()).await?;
     // The pipeline file as it is in what runs.
     let root = git_source
         .as_ref()
         .map_or(project.clone(), |g| g.files.dir.clone());
+    // Named as a run of the working tree would be: for the file's folder in the project.
     let default_name = git_source
         .as_ref()
         .map(|_| source::pipeline_name(project, req.file.as_deref()));
-    let (file, pipeline, plan) = load_plan_as(
-        &root,
-        req.file.as_deref(),
-        Selection {
-            phase: Phase::Main,
-            only: &req.jobs,
-            done: &[],
-        },
-        default_name.as_deref(),
-    )?;
-    let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
     let (git, snapshot, files) = match git_source {
         Some(g) => (g.facts, Snapshot::Git(g.tree), Some(g.files)),
         None => (
@@ -68,14 +69,43 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
             None,
         ),
     };
+    let refs = Refs {
+        branch: git.branch.as_deref(),
+        changed_files: git.changed_files.as_deref(),
+    };
+    let selection = Selection {
+        phase: Phase::Main,
+        jobs: &req.jobs,
+        stages: Stages {
+            only: &req.stages,
+            until: req.until.as_deref(),
+            no_deploy: req.no_deploy,
+        },
+        refs: Some(refs),
+        done: &[],
+    };
+    let (file, pipeline, mut plan) = load_plan_as(
+        &root,
+        req.file.as_deref(),
+        selection,
+        default_name.as_deref(),
+    )?;
+    let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
     let mut store = SqliteStore::open(project)?;
-    // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs.
-    let gated: Vec<&crate::pipeline::Job> = if req.jobs.is_empty() {
-        pipeline.jobs.iter().filter(|j| j.gated).collect()
+    // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs or
+    // stages; those `only:` leaves out are reported with the run's.
+    let whole = req.jobs.is_empty() && req.stages.is_empty() && req.until.is_none();
+    let gated = if whole && !req.no_deploy {
+        release_jobs(&pipeline, &file, refs, &mut plan)?
     } else {
         Vec::new()
     };
-    let jobs = recorded_jobs(plan.jobs.iter().chain(gated.iter().copied()));
+    let left_out: Vec<&Job> = plan
+        .left_out
+        .iter()
+        .filter_map(|l| pipeline.jobs.iter().find(|j| j.name == l.name))
+        .collect();
+    let jobs = recorded_jobs(plan.jobs.iter().chain(&gated).chain(left_out));
     let text = std::fs::read(root.join(&file))
         .map_err(Internal::io(format!("read {}", file.display())))?;
     let new = NewRun {
@@ -122,6 +152,29 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         announce(ctx, &mut store, id)?;
     }
     Ok(outcome)
+}
+
+/// The release jobs a new run records as pending; those `only:` leaves out on `refs` join the
+/// left-out jobs of `plan`, to be reported and recorded with them.
+pub(super) fn release_jobs(
+    pipeline: &Pipeline,
+    file: &Path,
+    refs: Refs,
+    plan: &mut Plan,
+) -> Result<Vec<Job>, EngineError> {
+    let release = plan::build(
+        pipeline,
+        Selection {
+            refs: Some(refs),
+            ..Selection::of(Phase::Release)
+        },
+    )
+    .map_err(|problems| EngineError::Plan {
+        file: file.to_path_buf(),
+        problems,
+    })?;
+    plan.left_out.extend(release.left_out);
+    Ok(release.jobs)
 }
 
 /// Runs a new run's jobs before the gate and records how they went (a failure of pipe itself

@@ -5,14 +5,14 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
+use super::glob::Glob;
 
 #[derive(Debug, Clone)]
 pub struct ArtifactPath {
     text: String,
     /// The leading components without wildcards: what a backend fetches.
     base: PathBuf,
-    glob: Option<GlobMatcher>,
+    glob: Option<Glob>,
 }
 
 impl ArtifactPath {
@@ -42,11 +42,9 @@ impl ArtifactPath {
             ));
         }
         let glob = if is_glob {
-            let glob = GlobBuilder::new(text.trim_start_matches("./"))
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!("artifact path `{text}` is not a valid glob: {}", e.kind()))?;
-            Some(glob.compile_matcher())
+            let glob = Glob::new(text.trim_start_matches("./"))
+                .map_err(|e| format!("artifact path `{text}` is not a valid glob: {e}"))?;
+            Some(glob)
         } else {
             None
         };

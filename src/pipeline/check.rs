@@ -30,6 +30,7 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "scan",
     "fail_on",
     "extends",
+    "only",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -39,7 +40,6 @@ const LATER_JOB_KEYS: &[&str] = &[
     "reuse",
     "secrets",
     "services",
-    "only",
     "concurrency",
 ];
 const MAX_RETRY: i64 = 10;
@@ -214,6 +214,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut allow_failure = false;
     let mut artifacts = Vec::new();
     let mut environment = None;
+    let mut only = None;
     let mut gate = None;
     let mut gate_node = None;
     let mut privileged = false;
@@ -257,6 +258,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 let before = probs.0.len();
                 environment = non_empty_string(v, "`environment`", probs);
                 probs.hint_new(before, habits::environment(v));
+            }
+            "only" => {
+                let (parsed, problems) = super::only::parse(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                only = parsed;
             }
             "gate" => {
                 gate_node = Some(k.node);
@@ -391,6 +397,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             artifacts,
             env,
             environment: environment.clone(),
+            only: only.clone(),
             gated,
             gate: gate.clone(),
             privileged,

@@ -7,8 +7,10 @@ mod check;
 mod duration;
 mod extends;
 pub mod gate;
+mod glob;
 mod habits;
 mod model;
+mod only;
 pub mod starter;
 mod yaml;
 
@@ -16,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 pub use artifact::ArtifactPath;
 pub use check::suggest;
-pub use model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
+pub use model::{
+    Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,
+};
+pub use only::Only;
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use super::artifact::ArtifactPath;
 use super::gate::Gate;
+use super::only::Only;
 use super::Pos;
 use crate::severity::Severity;
 
 pub const DEFAULT_STAGES: &[&str] = &["build", "test", "security-scan", "deploy", "release"];
+/// The stage a hook never runs (with the release stage and jobs that name an `environment`).
+pub const DEPLOY_STAGE: &str = "deploy";
 /// The gated stage: its jobs never run in the same invocation as the rest.
 pub const RELEASE_STAGE: &str = "release";
 
@@ -56,6 +59,8 @@ pub struct Job {
     pub artifacts: Vec<ArtifactPath>,
     /// Where the job deploys to (`staging`, `production`), recorded with the run.
     pub environment: Option<String>,
+    /// When the job is part of a run at all (`None`: always).
+    pub only: Option<Only>,
     /// Set on jobs of the release stage (and after it): they wait for the gate.
     pub gated: bool,
     /// The job's own release conditions, if it wrote a `gate:`.

@@ -12,6 +12,10 @@ use petgraph::Direction;
 
 use crate::pipeline::{Job, Pipeline, Problem};
 
+mod select;
+
+pub use select::{LeftOut, Refs, Stages};
+
 /// Why one job waits for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,6 +47,9 @@ pub struct Plan {
     /// For each job: the length of the longest chain from it to the end, itself included.
     /// The scheduler starts the most-waited-on work first when the concurrency limit bites.
     pub tail: Vec<usize>,
+    /// Jobs the selection would have run that `only:` left out, in file order: not part of
+    /// the run, but reported with it.
+    pub left_out: Vec<LeftOut>,
 }
 
 /// Which part of a pipeline a plan covers.
@@ -57,11 +64,16 @@ pub enum Phase {
 }
 
 /// What a plan is of: a phase, minus jobs already done in an earlier invocation, narrowed to
-/// `only` (job or matrix base names; empty = all) and what those need.
+/// `jobs` (job or matrix base names; empty = all) and `stages`, and what those need; then
+/// without the jobs `only:` leaves out on `refs`.
 #[derive(Debug, Clone, Copy)]
 pub struct Selection<'a> {
     pub phase: Phase,
-    pub only: &'a [String],
+    pub jobs: &'a [String],
+    pub stages: Stages<'a>,
+    /// The run's branch and changed files; `None`: `only:` is not judged (every job is
+    /// planned, as for validating, graphs and lists).
+    pub refs: Option<Refs<'a>>,
     /// Jobs that passed earlier (in the main phase, or before a retry): not run again, their
     /// artifacts handed on.
     pub done: &'a [String],
@@ -69,9 +81,16 @@ pub struct Selection<'a> {
 
 impl Selection<'_> {
     pub fn all() -> Selection<'static> {
+        Selection::of(Phase::All)
+    }
+
+    /// Every job of `phase`, with `only:` not judged.
+    pub fn of(phase: Phase) -> Selection<'static> {
         Selection {
-            phase: Phase::All,
-            only: &[],
+            phase,
+            jobs: &[],
+            stages: Stages::default(),
+            refs: None,
             done: &[],
         }
     }
@@ -88,7 +107,6 @@ pub struct Prior {
 /// Builds the plan of a selection of a pipeline's jobs. Problems: cycles, and selections that
 /// name no job.
 pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Problem>> {
-    let only = selection.only;
     let jobs = &pipeline.jobs;
     let mut graph: DiGraph<usize, Why> = DiGraph::with_capacity(jobs.len(), jobs.len());
     let nodes: Vec<NodeIndex> = (0..jobs.len()).map(|i| graph.add_node(i)).collect();
@@ -164,18 +182,13 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
     if !cycles.is_empty() {
         return Err(cycles);
     }
-    let included: Vec<bool> = jobs
-        .iter()
-        .map(|j| {
-            let in_phase = match selection.phase {
-                Phase::All => true,
-                Phase::Main => !j.gated,
-                Phase::Release => j.gated,
-            };
-            in_phase && !selection.done.contains(&j.name)
-        })
-        .collect();
-    let selected = select(pipeline, &all_deps, &by_base, only, &included)?;
+    let select::Chosen { selected, left_out } =
+        select::select(pipeline, &all_deps, &by_base, &selection)?;
+    let is_left_out = {
+        let mut out = vec![false; jobs.len()];
+        left_out.iter().for_each(|(i, _)| out[*i] = true);
+        out
+    };
     let all_slugs = unique_slugs(jobs);
     // Renumber the selected jobs, keeping file order.
     let keep: Vec<usize> = (0..jobs.len()).filter(|i| selected[*i]).collect();
@@ -190,6 +203,9 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
                     deps[t].push((f, why));
                     dependents[f].push(t);
                 }
+                // Only a stage's wait reaches a left-out job (needing one leaves a job out):
+                // the job goes on without it.
+                None if is_left_out[from] => {}
                 None => prior[t].push(Prior {
                     name: jobs[from].name.clone(),
                     slug: all_slugs[from].clone(),
@@ -211,6 +227,14 @@ pub fn build(pipeline: &Pipeline, selection: Selection) -> Result<Plan, Vec<Prob
         order,
         critical_path,
         tail,
+        left_out: left_out
+            .into_iter()
+            .map(|(i, reason)| LeftOut {
+                name: jobs[i].name.clone(),
+                stage: jobs[i].stage.clone(),
+                reason,
+            })
+            .collect(),
     })
 }
 
@@ -319,60 +343,6 @@ fn quoted(names: &[&str]) -> String {
     match names.len().checked_sub(MAX_NAMED) {
         Some(more) if more > 0 => format!("{shown} and {more} more"),
         _ => shown,
-    }
-}
-
-/// Which jobs run: the selected ones and everything they (transitively) wait for.
-fn select(
-    pipeline: &Pipeline,
-    all_deps: &[Vec<(usize, Why)>],
-    by_base: &HashMap<&str, Vec<usize>>,
-    only: &[String],
-    included: &[bool],
-) -> Result<Vec<bool>, Vec<Problem>> {
-    let jobs = &pipeline.jobs;
-    if only.is_empty() {
-        return Ok(included.to_vec());
-    }
-    let mut selected = vec![false; jobs.len()];
-    let mut stack = Vec::new();
-    let mut problems = Vec::new();
-    for name in only {
-        let roots: Vec<usize> = match jobs.iter().position(|j| j.name == *name) {
-            Some(i) => vec![i],
-            None => by_base.get(name.as_str()).cloned().unwrap_or_default(),
-        };
-        if roots.is_empty() {
-            let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| "`pipe list` shows the jobs".into());
-            problems.push(Problem {
-                pos: None,
-                len: 1,
-                message: format!("no job named `{name}`"),
-                hint: Some(hint),
-            });
-        } else if roots.iter().all(|&r| !included[r] && jobs[r].gated) {
-            problems.push(Problem {
-                pos: Some(jobs[roots[0]].pos),
-                len: jobs[roots[0]].base.chars().count(),
-                message: format!("job `{name}` is behind the release gate"),
-                hint: Some(
-                    "`pipe run` stops at the gate; `pipe release RUN` runs the release jobs".into(),
-                ),
-            });
-        }
-        stack.extend(roots);
-    }
-    while let Some(i) = stack.pop() {
-        if included[i] && !std::mem::replace(&mut selected[i], true) {
-            stack.extend(all_deps[i].iter().map(|&(d, _)| d));
-        }
-    }
-    if problems.is_empty() {
-        Ok(selected)
-    } else {
-        Err(problems)
     }
 }
 
@@ -513,25 +483,9 @@ mod tests {
             "t",
         )
         .unwrap();
-        let main = build(
-            &pipeline,
-            Selection {
-                phase: Phase::Main,
-                only: &[],
-                done: &[],
-            },
-        )
-        .unwrap();
+        let main = build(&pipeline, Selection::of(Phase::Main)).unwrap();
         assert_eq!(names(&main, &main.order), ["build", "deploy"]);
-        let release = build(
-            &pipeline,
-            Selection {
-                phase: Phase::Release,
-                only: &[],
-                done: &[],
-            },
-        )
-        .unwrap();
+        let release = build(&pipeline, Selection::of(Phase::Release)).unwrap();
         assert_eq!(names(&release, &release.order), ["publish"]);
         assert_eq!(
             release.prior[0],
@@ -553,9 +507,8 @@ mod tests {
         let p = build(
             &pipeline,
             Selection {
-                phase: Phase::All,
-                only: &["b".into()],
-                done: &[],
+                jobs: &["b".into()],
+                ..Selection::all()
             },
         )
         .unwrap();
@@ -563,9 +516,8 @@ mod tests {
         let err = build(
             &pipeline,
             Selection {
-                phase: Phase::All,
-                only: &["bb".into()],
-                done: &[],
+                jobs: &["bb".into()],
+                ..Selection::all()
             },
         )
         .unwrap_err();

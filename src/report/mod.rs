@@ -7,6 +7,8 @@ mod plain;
 mod progress;
 mod store;
 mod summary;
+mod tail;
+mod verdict;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -18,6 +20,7 @@ use crate::event::Event;
 
 pub use store::StoreSink;
 use summary::Summary;
+pub use verdict::verdict;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -96,6 +99,7 @@ pub fn show(
         reporters.push((
             Box::new(SummaryTable {
                 summary: Summary::default(),
+                failures: tail::Failures::default(),
                 color: options.color,
             }),
             true,
@@ -153,21 +157,25 @@ impl Reporter for Forward {
     }
 }
 
-/// The table of what happened to each job, printed on stdout when a run (or release) ends.
+/// The table of what happened to each job, printed on stdout when a run (or release) ends,
+/// after the last lines of each failed job's log.
 struct SummaryTable {
     summary: Summary,
+    failures: tail::Failures,
     color: bool,
 }
 
 impl Reporter for SummaryTable {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         self.summary.event(event);
+        self.failures.event(event);
         if let crate::event::EventKind::RunFinished { .. } = event.kind {
             // As before events were shown live: a table that cannot be written is no failure.
             let mut out = io::stdout().lock();
             let _ = self
-                .summary
-                .write_table(&mut out, self.color)
+                .failures
+                .write(&mut out, self.color)
+                .and_then(|_| self.summary.write_table(&mut out, self.color))
                 .and_then(|_| out.flush());
         }
         Ok(())

@@ -72,6 +72,9 @@ impl Reporter for Plain {
             EventKind::JobSkipped { job, reason } => {
                 writeln!(self.out, "[{job}] skipped: {reason}")?
             }
+            EventKind::JobLeftOut { job, reason, .. } => {
+                writeln!(self.out, "[{job}] left out: {reason}")?
+            }
             EventKind::RunFinished { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }

@@ -89,6 +89,9 @@ impl Reporter for Progress {
             EventKind::JobSkipped { job, reason } => {
                 self.multi.println(format!("- {job} skipped: {reason}"))?
             }
+            EventKind::JobLeftOut { job, reason, .. } => {
+                self.multi.println(format!("- {job} left out: {reason}"))?
+            }
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
             | EventKind::Stopping { .. } => {

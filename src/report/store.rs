@@ -53,6 +53,11 @@ impl Reporter for StoreSink {
                 let record = self.record(job, "skipped", 0, None, None, Some(reason.clone()));
                 self.store.job_finished(self.run, &record)
             }
+            EventKind::JobLeftOut { job, stage, reason } => {
+                let mut record = self.record(job, "left_out", 0, None, None, Some(reason.clone()));
+                record.stage = stage.clone();
+                self.store.job_finished(self.run, &record)
+            }
             _ => Ok(()),
         };
         result.map_err(|e| io::Error::other(format!("cannot record the run: {e}")))

@@ -79,6 +79,14 @@ impl Summary {
                     row.note = reason.clone();
                 }
             }
+            // Not part of the run, but listed with it: a job does not silently go missing.
+            EventKind::JobLeftOut { job, stage, reason } => self.rows.push(SummaryRow {
+                job: job.clone(),
+                stage: stage.clone(),
+                status: "left out".into(),
+                duration: None,
+                note: reason.clone(),
+            }),
             EventKind::RunFinished { status, duration } => {
                 self.status = Some(*status);
                 self.duration = *duration;

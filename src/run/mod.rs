@@ -112,6 +112,13 @@ pub async fn run(
             })
             .collect(),
     });
+    for left in &plan.left_out {
+        emit(EventKind::JobLeftOut {
+            job: left.name.clone(),
+            stage: left.stage.clone(),
+            reason: left.reason.clone(),
+        });
+    }
     let shape = RunShape {
         run_id: opts.run.id.clone(),
         jobs: plan

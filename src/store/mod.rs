@@ -145,7 +145,7 @@ pub struct JobRecord {
     pub phase: Phase,
     pub environment: Option<String>,
     /// `pending`, `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
-    /// `skipped`, `allowed_failure`, or when its process died `interrupted` (it was running)
+    /// `skipped`, `allowed_failure`, `left_out` (by `only:`), or when its process died `interrupted` (it was running)
     /// or `not_started`.
     pub status: String,
     pub attempts: u32,
@@ -161,7 +161,12 @@ pub struct JobRecord {
 impl JobRecord {
     /// Counts as done for what comes after it.
     pub fn succeeded(&self) -> bool {
-        matches!(self.status.as_str(), "passed" | "allowed_failure")
+        // A job `only:` left out is not part of the run: nothing to rerun, nothing that holds
+        // the gate.
+        matches!(
+            self.status.as_str(),
+            "passed" | "allowed_failure" | "left_out"
+        )
     }
 }
 

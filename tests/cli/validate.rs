@@ -117,6 +117,26 @@ fn keys_of_later_versions_are_refused_not_ignored() {
 }
 
 #[test]
+fn only_globs_are_checked_where_they_are_written() {
+    let stderr = invalid(
+        "jobs:\n  docs:\n    only:\n      branches: [main]\n      changes: ['docs/**', 'src/[']\n    script: [x]\n  app:\n    only: {chnages: ['src/**']}\n    script: [x]\n",
+    );
+    assert!(
+        stderr.contains("`src/[` in `only.changes` is not a valid glob"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[pipe.yml:5:28]"), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `chnages` in `only`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `changes`?"), "{stderr}");
+    let ok = Project::new("jobs:\n  docs: {only: {branches: ['release/*']}, script: [x]}\n")
+        .pipe(&["validate"]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+}
+
+#[test]
 fn gates_are_checked() {
     let stderr = invalid(
         "jobs:\n  deploy: {stage: deploy, gate: {approvals: 1}, script: [x]}\n  publish:\n    stage: release\n    gate: {approvals: lots, freeze: [Friday evening], brnaches: [main]}\n    script: [x]\n",
