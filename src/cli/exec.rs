@@ -80,6 +80,7 @@ impl ExecArgs {
             // `CI=false` or an empty CI is a developer saying "not CI".
             std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "False")),
         );
+        let _controls = (mode == report::Mode::Progress).then(super::tty::QuietControls::new);
         runtime()?.block_on(async {
             let (events, shown) = mpsc::unbounded_channel();
             let screen = report::show(

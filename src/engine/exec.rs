@@ -227,7 +227,7 @@ impl ExecOptions {
         };
         // Scan jobs run in-process whatever the backend.
         let backend: Arc<dyn Backend> = Arc::new(ScanRouter::new(Arc::new(InProcess), jobs));
-        let id: RunId = run.id.parse().expect("run ids are numbers");
+        let id: RunId = run.id;
         let log_files: HashMap<String, PathBuf> = plan
             .jobs
             .iter()
@@ -303,7 +303,7 @@ pub(super) struct Work<'a> {
 fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {
     let mut env = vec![
         ("CI".to_string(), "true".to_string()),
-        ("PIPE_RUN_ID".to_string(), run.id.clone()),
+        ("PIPE_RUN_ID".to_string(), run.id.to_string()),
     ];
     env.extend(git.commit.clone().map(|c| ("PIPE_COMMIT".to_string(), c)));
     env.extend(git.branch.clone().map(|b| ("PIPE_BRANCH".to_string(), b)));

@@ -7,6 +7,7 @@ mod check;
 mod duration;
 pub mod gate;
 mod model;
+mod schema;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub use artifact::ArtifactPath;
 pub use check::suggest;
 pub use model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
+pub use schema::json_schema;
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -10,5 +10,7 @@ mod isolation;
 mod local;
 mod release;
 mod scan;
+mod schemas;
 mod store;
+mod terminal;
 mod validate;
