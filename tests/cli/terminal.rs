@@ -138,6 +138,20 @@ fn the_live_lines_are_aligned_and_gone_when_the_run_ends() {
         );
     }
     assert_no_live_line(&screen);
+    // What stays on the screen, with the finished lines in plan order (they come in the order
+    // the jobs end) and times and the project's name redacted.
+    let mut pinned: Vec<String> = finished.iter().map(|l| l.to_string()).collect();
+    let order = ["build", "lint-everything", "shaky", "secrets"];
+    pinned.sort_by_key(|l| {
+        order
+            .iter()
+            .position(|j| l.split_whitespace().nth(1) == Some(*j))
+    });
+    pinned.insert(0, screen[0].clone());
+    pinned.extend(screen.iter().skip_while(|l| !l.starts_with("JOB")).cloned());
+    insta::with_settings!({filters => vec![(r"\d+\.\ds", "[t]"), (r"\.tmp\w+", "[project]")]}, {
+        insta::assert_snapshot!(pinned.join("\n"));
+    });
 }
 
 #[test]
