@@ -7,8 +7,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// Bumped when a field changes meaning or disappears; new fields do not bump it.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::store::RunId;
+
+/// Bumped when a field changes meaning or disappears; new fields do not bump it. The same
+/// number versions every `--output json` of the run store (`pipe runs`, `pipe show`, `pipe
+/// list`), which share the event stream's names: `run_id` (a number), `job`, `duration_s`.
+/// Their JSON Schemas are docs/schemas/*.v{SCHEMA_VERSION}.json.
+/// 2: `run_id` a number (was a string), a planned job's `job` (was `name`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -41,7 +47,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     RunStarted {
-        run_id: String,
+        run_id: RunId,
         pipeline: String,
         jobs: Vec<PlannedJob>,
     },
@@ -95,7 +101,7 @@ pub enum EventKind {
     /// After `run_finished`: everything before the gate passed and the run stops there; `next`
     /// says what the gate waits for and what to type.
     AwaitingRelease {
-        run_id: String,
+        run_id: RunId,
         next: String,
     },
     /// Before a run: a job gets what pipe refuses unless allowed (`--allow-privileged`); also
@@ -115,6 +121,7 @@ pub enum EventKind {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedJob {
+    #[serde(rename = "job")]
     pub name: String,
     pub stage: String,
     pub needs: Vec<String>,
@@ -139,13 +146,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// As people read it; the store's word (`timed_out`) with spaces, see [`crate::style`].
     pub fn label(self) -> &'static str {
         match self {
             JobStatus::Passed => "passed",
             JobStatus::Failed => "failed",
             JobStatus::TimedOut => "timed out",
             JobStatus::Cancelled => "cancelled",
-            JobStatus::Errored => "error",
+            JobStatus::Errored => "errored",
         }
     }
 }

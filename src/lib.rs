@@ -20,4 +20,5 @@ pub mod run;
 pub mod scan;
 pub mod severity;
 pub mod store;
+pub mod style;
 pub mod workspace;

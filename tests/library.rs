@@ -107,7 +107,7 @@ async fn two_projects_run_at_once_then_one_is_released_and_the_other_retried() {
     assert!(
         gated_events.iter().any(|k| matches!(k,
             EventKind::AwaitingRelease { run_id, next }
-                if run_id == "1" && next == "release 1 is ready: pipe release 1")),
+                if *run_id == 1 && next == "release 1 is ready: pipe release 1")),
         "{gated_events:?}"
     );
     // Each sink hears only its own project's jobs.

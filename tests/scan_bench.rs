@@ -102,6 +102,6 @@ fn secrets_throughput() {
     println!("{} findings: {by_rule:?}", findings.len());
     write_jsonl(&findings);
     if std::env::var_os("PIPE_SCAN_BENCH_SHOW").is_some() {
-        report::human(&findings, &mut std::io::stdout()).unwrap();
+        report::human(&findings, &mut std::io::stdout(), false).unwrap();
     }
 }

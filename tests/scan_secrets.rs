@@ -497,7 +497,7 @@ fn sample_findings() -> Vec<Finding> {
 fn human_report() {
     let findings = sample_findings();
     let mut out = Vec::new();
-    report::human(&findings, &mut out).unwrap();
+    report::human(&findings, &mut out, false).unwrap();
     let text = String::from_utf8(out).unwrap();
     let github = scan::secrets::rule_info("github-token").unwrap();
     let password = scan::secrets::rule_info("password-assignment").unwrap();
@@ -510,7 +510,7 @@ fn human_report() {
     assert_eq!(text, expected);
 
     let mut out = Vec::new();
-    report::human(&[], &mut out).unwrap();
+    report::human(&[], &mut out, false).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "no findings\n");
 }
 

@@ -61,7 +61,7 @@ impl Backend for InProcess {
             .map_err(|e| BackendError::Job(e.to_string()))?
             .map_err(|e| BackendError::Job(format!("the scan failed: {e}")))?;
             let mut text = Vec::new();
-            let _ = scan::report::human(&findings, &mut text);
+            let _ = scan::report::human(&findings, &mut text, false);
             for line in String::from_utf8_lossy(&text).lines() {
                 log.line(Stream::Stdout, line.to_string());
             }

@@ -97,6 +97,7 @@ impl ExecArgs {
             verbose: self.verbose,
             color: color_on(&io::stdout()),
         };
+        let _controls = (mode == report::Mode::Progress).then(super::tty::QuietControls::new);
         self.drive_to(project, |shown| report::show(options, shown), request)
     }
 

@@ -18,6 +18,7 @@ mod retry;
 mod run;
 mod runs;
 mod scan;
+mod tty;
 mod validate;
 
 use std::io::{self, IsTerminal, Write};
@@ -213,19 +214,20 @@ fn print(text: &str) -> Result<(), CliError> {
     }
 }
 
-/// Columns padded to their widest cell, two spaces apart.
+/// Columns padded to their widest cell, two spaces apart; cells may be coloured.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let width = crate::style::visible_width;
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(width(cell));
         }
     }
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - width(c))))
             .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };

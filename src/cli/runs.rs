@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use super::exec::{context, project};
-use super::{exit, print, table, CliError};
+use super::{color_on, exit, print, table, CliError};
 use crate::engine::{self, LogChunk};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
 use crate::store::{JobRecord, RunRecord};
+use crate::style;
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
@@ -43,6 +44,7 @@ pub struct LogsArgs {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
+    let color = color_on(&std::io::stdout());
     let runs = engine::list_runs(&project(None)?.dir, args.environment.as_deref(), args.limit)?;
     if matches!(args.output, super::Output::Json) {
         let lines: String = runs
@@ -64,7 +66,7 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
         .map(|r| {
             vec![
                 r.id.to_string(),
-                r.state.as_str().replace('_', " "),
+                style::status(color, r.state.as_str()),
                 r.pipeline_name.clone(),
                 r.branch.clone().unwrap_or_else(|| "-".into()),
                 r.commit
@@ -92,7 +94,7 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
             "BRANCH",
             "COMMIT",
             "STARTED (UTC)",
-            "TOOK",
+            "DURATION",
             "DEPLOYED TO",
             "TRIGGER",
         ],
@@ -104,6 +106,9 @@ pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
 fn record_json(r: &RunRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     v["schema"] = SCHEMA_VERSION.into();
+    v["duration_s"] = r.ended_at.map_or(serde_json::Value::Null, |e| {
+        ((e - r.started_at).num_milliseconds() as f64 / 1000.0).into()
+    });
     // `null` where nothing was counted: no commit, or a run from before pipe counted.
     v["dirty"] = r
         .changed_paths
@@ -146,11 +151,12 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
             .unwrap_or(serde_json::Value::Null);
         return print(&format!("{v}\n")).map(|_| exit::OK);
     }
+    let color = color_on(&std::io::stdout());
     let mut out = format!(
         "run {id} of {} ({}): {}\n",
         run.pipeline_name,
         run.pipeline_file,
-        run.state.as_str().replace('_', " ")
+        style::status(color, run.state.as_str())
     );
     let on = run.branch.as_deref().unwrap_or("-");
     let commit = match &run.commit {
@@ -163,7 +169,7 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         run.started_at.format("%Y-%m-%d %H:%M:%S")
     ));
     out.push('\n');
-    out.push_str(&jobs_table(&jobs));
+    out.push_str(&jobs_table(&jobs, color));
     if let Some(line) = gate {
         out.push_str(&format!("\ngate: {line}\n"));
     }
@@ -185,14 +191,14 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn jobs_table(jobs: &[JobRecord]) -> String {
+fn jobs_table(jobs: &[JobRecord], color: bool) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             vec![
                 j.name.clone(),
                 j.stage.clone(),
-                j.status.replace('_', " "),
+                style::status(color, &j.status),
                 j.duration_ms
                     .map(|ms| duration(Duration::from_millis(ms)))
                     .unwrap_or_default(),
@@ -206,7 +212,7 @@ fn jobs_table(jobs: &[JobRecord]) -> String {
         })
         .collect();
     table(
-        &["JOB", "STAGE", "STATUS", "TOOK", "ENVIRONMENT", "NOTE"],
+        &["JOB", "STAGE", "STATUS", "DURATION", "ENVIRONMENT", "NOTE"],
         &rows,
     )
 }
@@ -221,7 +227,7 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
             LogChunk::Job(name) => print(&format!("==> {name} <==\n")),
             LogChunk::NoLog { job, status } => print(&format!(
                 "(job `{job}` has no log: it {})\n",
-                status.replace('_', " ")
+                style::status_word(status)
             )),
             LogChunk::Text(text) => print(&String::from_utf8_lossy(text)),
         },

@@ -110,7 +110,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
     let mut out = io::stdout().lock();
     let written = match args.output {
-        super::Output::Human => scan::report::human(&findings, &mut out),
+        super::Output::Human => {
+            scan::report::human(&findings, &mut out, super::color_on(&io::stdout()))
+        }
         super::Output::Json => scan::report::json_lines(&findings, &mut out),
     };
     match written.and_then(|_| out.flush()) {

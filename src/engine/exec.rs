@@ -228,7 +228,7 @@ impl ExecOptions {
         };
         // Scan jobs run in-process whatever the backend.
         let backend: Arc<dyn Backend> = Arc::new(ScanRouter::new(Arc::new(InProcess), jobs));
-        let id: RunId = run.id.parse().expect("run ids are numbers");
+        let id: RunId = run.id;
         let log_files: HashMap<String, PathBuf> = plan
             .jobs
             .iter()
@@ -309,7 +309,7 @@ pub(super) struct Work<'a> {
 fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {
     let mut env = vec![
         ("CI".to_string(), "true".to_string()),
-        ("PIPE_RUN_ID".to_string(), run.id.clone()),
+        ("PIPE_RUN_ID".to_string(), run.id.to_string()),
     ];
     let mut set = |name: &str, value: Option<&String>| {
         env.extend(value.map(|v| (name.to_string(), v.clone())));

@@ -56,7 +56,7 @@ pub fn unmet(
     let bad: Vec<String> = jobs
         .iter()
         .filter(|j| j.phase == Phase::Main && !j.succeeded())
-        .map(|j| format!("`{}` {}", j.name, j.status.replace('_', " ")))
+        .map(|j| format!("`{}` {}", j.name, crate::style::status_word(&j.status)))
         .collect();
     if !bad.is_empty() {
         out.push(Unmet {

@@ -189,10 +189,7 @@ fn refuse_unless_releasable(
 /// Tells the request's sink that run `id` stops at its gate, and what the gate waits for.
 pub(super) fn announce(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<(), EngineError> {
     let next = next_step(ctx, store, id)?;
-    ctx.emit(EventKind::AwaitingRelease {
-        run_id: id.to_string(),
-        next,
-    });
+    ctx.emit(EventKind::AwaitingRelease { run_id: id, next });
     Ok(())
 }
 

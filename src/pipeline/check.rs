@@ -11,7 +11,9 @@ use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 use crate::severity::Severity;
 
-const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "default", "jobs"];
+// The key tables are what the checker accepts and what `schema` describes to editors: a key
+// added here appears in docs/schemas/pipeline.json once it is regenerated.
+pub(super) const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "default", "jobs"];
 pub(super) const JOB_KEYS: &[&str] = &[
     "stage",
     "needs",
@@ -42,10 +44,13 @@ const LATER_JOB_KEYS: &[&str] = &[
     "services",
     "concurrency",
 ];
-const MAX_RETRY: i64 = 10;
+pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
+pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
+pub(super) const MAX_RETRY: i64 = 10;
+pub(super) const MAX_APPROVALS: i64 = 100;
 /// Job names (matrix values included) become file names and Docker object names: a longer one
 /// is a mistake (or an attack) that would only fail at run time.
-const MAX_JOB_NAME: usize = 200;
+pub(super) const MAX_JOB_NAME: usize = 200;
 /// A matrix larger than this is almost certainly a mistake, and would flood the scheduler.
 const MAX_MATRIX: usize = 256;
 
@@ -989,7 +994,7 @@ fn scanners_of(node: &Node, probs: &mut Problems) -> Vec<Scanner> {
             Some("pipeline") => out.push(Scanner::Pipeline),
             Some(other) => {
                 let p = probs.at(item, format!("unknown scanner `{other}`"));
-                p.hint = Some(match suggest(other, ["secrets", "pipeline"].into_iter()) {
+                p.hint = Some(match suggest(other, SCANNERS.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "the scanners are `secrets` and `pipeline`".into(),
                 });
@@ -1006,12 +1011,12 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
     for (k, v) in entries {
         match k.as_str() {
             "approvals" => match v.kind {
-                Kind::Int(n) if (0..=100).contains(&n) => gate.approvals = n as u32,
+                Kind::Int(n) if (0..=MAX_APPROVALS).contains(&n) => gate.approvals = n as u32,
                 _ => {
                     probs.at(
                         v,
                         format!(
-                            "`approvals` must be a whole number from 0 to 100, found {}",
+                            "`approvals` must be a whole number from 0 to {MAX_APPROVALS}, found {}",
                             v.kind.describe()
                         ),
                     );
@@ -1047,13 +1052,7 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                     }
                 }
             }
-            other => unknown_key(
-                k.node,
-                other,
-                &["approvals", "branches", "tags", "freeze"],
-                &[],
-                probs,
-            ),
+            other => unknown_key(k.node, other, GATE_KEYS, &[], probs),
         }
     }
     Some(gate)

@@ -11,6 +11,7 @@ mod glob;
 mod habits;
 mod model;
 mod only;
+mod schema;
 pub mod starter;
 mod yaml;
 
@@ -22,6 +23,7 @@ pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,
 };
 pub use only::Only;
+pub use schema::json_schema;
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

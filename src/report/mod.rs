@@ -209,24 +209,6 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
-/// ANSI styling, applied only when color is on.
-pub(crate) fn paint(color: bool, code: &str, text: &str) -> String {
-    if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
-}
-
-fn status_color(status: &str) -> &'static str {
-    match status {
-        "passed" => "32",
-        "failed" | "timed out" | "error" => "31",
-        "allowed to fail" => "33",
-        _ => "2",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

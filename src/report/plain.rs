@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 
-use super::{duration, paint, status_color, Reporter};
+use super::{duration, Reporter};
 use crate::event::{Event, EventKind};
+use crate::style::{self, paint, Tone};
 
 pub struct Plain {
     out: Box<dyn Write + Send>,
@@ -35,7 +36,7 @@ impl Reporter for Plain {
                 } else {
                     String::new()
                 };
-                writeln!(self.out, "[{}] started{again}", paint(c, "1", job))?
+                writeln!(self.out, "[{}] started{again}", paint(c, Tone::Strong, job))?
             }
             EventKind::JobOutput { job, line, .. } => writeln!(self.out, "[{job}] {line}")?,
             EventKind::JobRetrying { job, reason, .. } => {
@@ -51,14 +52,14 @@ impl Reporter for Plain {
                 ..
             } => {
                 let label = if *allowed {
-                    "allowed to fail"
+                    style::status_word("allowed_failure")
                 } else {
-                    status.label()
+                    status.label().to_string()
                 };
                 let mut line = format!(
                     "[{}] {} in {}",
-                    paint(c, "1", job),
-                    paint(c, status_color(label), label),
+                    paint(c, Tone::Strong, job),
+                    style::status(c, &label),
                     duration(*d)
                 );
                 if let (Some(code), false) = (exit_code, *exit_code == Some(0)) {

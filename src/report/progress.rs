@@ -1,5 +1,7 @@
-//! The terminal view: one live line per running job (spinner, name, elapsed time, last output
-//! line), and a permanent line when each job ends. Drawn on stderr, so stdout stays clean.
+//! The terminal view: the run's header, one live line per running job (spinner, name, elapsed
+//! time, last output line, names padded so the columns line up), and a permanent line when each
+//! job ends. Drawn on stderr, so stdout stays clean. Live lines never outlive the run: they are
+//! cleared when it ends, or when the reporter is dropped (an interrupted run).
 
 use std::collections::HashMap;
 use std::io;
@@ -7,38 +9,78 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{duration, paint, status_color, Reporter};
+use super::{duration, Reporter};
 use crate::event::{Event, EventKind};
+use crate::style::{self, paint, Tone};
 
 pub struct Progress {
     multi: MultiProgress,
     bars: HashMap<String, ProgressBar>,
     style: ProgressStyle,
+    /// The longest job name of the run: live and finished lines pad names to it.
+    width: usize,
     verbose: bool,
     color: bool,
 }
 
 impl Progress {
     pub fn new(verbose: bool, color: bool) -> Self {
-        let template = if color {
-            "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg:.dim}"
-        } else {
-            "{spinner} {prefix} {elapsed:>4} {wide_msg}"
-        };
         Progress {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: HashMap::new(),
-            style: ProgressStyle::with_template(template).expect("valid template"),
+            style: live_style(0, color),
+            width: 0,
             verbose,
             color,
         }
     }
+
+    /// Takes every live line off the screen.
+    fn clear(&mut self) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+fn live_style(width: usize, color: bool) -> ProgressStyle {
+    let template = if color {
+        format!("{{spinner:.cyan}} {{prefix:{width}.bold}} {{elapsed:>4}} {{wide_msg:.dim}}")
+    } else {
+        format!("{{spinner}} {{prefix:{width}}} {{elapsed:>4}} {{wide_msg}}")
+    };
+    ProgressStyle::with_template(&template).expect("valid template")
 }
 
 impl Reporter for Progress {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         let c = self.color;
+        let w = self.width;
         match &event.kind {
+            EventKind::RunStarted {
+                run_id,
+                pipeline,
+                jobs,
+            } => {
+                self.width = jobs
+                    .iter()
+                    .map(|j| j.name.chars().count())
+                    .max()
+                    .unwrap_or(0);
+                self.style = live_style(self.width, c);
+                self.multi.println(format!(
+                    "pipe: run {run_id} of {pipeline}: {} job(s)",
+                    jobs.len()
+                ))?;
+            }
             EventKind::JobStarted { job, .. } => {
                 let bar = self.bars.entry(job.clone()).or_insert_with(|| {
                     let bar = self
@@ -73,33 +115,42 @@ impl Reporter for Progress {
                     self.multi.remove(&bar);
                 }
                 let label = if *allowed {
-                    "allowed to fail"
+                    style::status_word("allowed_failure")
                 } else {
-                    status.label()
+                    status.label().to_string()
                 };
                 let mark = if label == "passed" { "✓" } else { "✗" };
                 self.multi.println(format!(
                     "{} {} {} in {}",
-                    paint(c, status_color(label), mark),
-                    paint(c, "1", job),
-                    label,
+                    paint(c, style::status_tone(&label), mark),
+                    paint(c, Tone::Strong, &format!("{job:w$}")),
+                    style::status(c, &label),
                     duration(*d)
                 ))?;
             }
-            EventKind::JobSkipped { job, reason } => {
-                self.multi.println(format!("- {job} skipped: {reason}"))?
-            }
-            EventKind::JobLeftOut { job, reason, .. } => {
-                self.multi.println(format!("- {job} left out: {reason}"))?
-            }
-            EventKind::PrivilegeGranted { .. }
-            | EventKind::AwaitingRelease { .. }
-            | EventKind::Stopping { .. } => {
+            EventKind::JobSkipped { job, reason } => self.multi.println(format!(
+                "- {job:w$} {}: {reason}",
+                style::status(c, "skipped")
+            ))?,
+            EventKind::JobLeftOut { job, reason, .. } => self.multi.println(format!(
+                "- {job:w$} {}: {reason}",
+                style::status(c, "left out")
+            ))?,
+            EventKind::Stopping { .. } => {
+                for bar in self.bars.values() {
+                    bar.set_message("stopping");
+                }
                 if let Some(line) = super::notice(event) {
                     self.multi.println(line)?;
                 }
             }
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => {}
+            EventKind::PrivilegeGranted { .. } | EventKind::AwaitingRelease { .. } => {
+                if let Some(line) = super::notice(event) {
+                    self.multi.println(line)?;
+                }
+            }
+            // The summary table follows on stdout: no live line may be left above or in it.
+            EventKind::RunFinished { .. } => self.clear(),
         }
         Ok(())
     }

@@ -3,12 +3,13 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::{duration, paint, status_color};
+use super::duration;
 use crate::event::{Event, EventKind, RunStatus};
+use crate::style;
 
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    pub run_id: String,
+    pub run_id: crate::store::RunId,
     pub rows: Vec<SummaryRow>,
     pub status: Option<RunStatus>,
     pub duration: Duration,
@@ -28,7 +29,7 @@ impl Summary {
     pub fn event(&mut self, event: &Event) {
         match &event.kind {
             EventKind::RunStarted { run_id, jobs, .. } => {
-                self.run_id = run_id.clone();
+                self.run_id = *run_id;
                 self.rows = jobs
                     .iter()
                     .map(|j| SummaryRow {
@@ -52,7 +53,7 @@ impl Summary {
             } => {
                 if let Some(row) = self.row(job) {
                     row.status = if *allowed {
-                        "allowed to fail".into()
+                        style::status_word("allowed_failure")
                     } else {
                         status.label().into()
                     };
@@ -137,7 +138,7 @@ impl Summary {
                 "{:w_job$}  {:w_stage$}  {}  {:>8}  {}",
                 r.job,
                 r.stage,
-                paint(color, status_color(&r.status), &status),
+                style::paint(color, style::status_tone(&r.status), &status),
                 d,
                 r.note
             );
@@ -151,8 +152,9 @@ impl Summary {
             };
             writeln!(
                 out,
-                "\nrun {} {word} in {}",
+                "\nrun {} {} in {}",
                 self.run_id,
+                style::status(color, word),
                 duration(self.duration)
             )?;
         }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 
-use super::paint;
+use crate::style::{paint, Tone};
 use crate::event::{Event, EventKind, JobStatus};
 
 /// How many of a failed job's last output lines are shown.
@@ -34,7 +34,7 @@ impl Failures {
     pub fn event(&mut self, event: &Event) {
         match &event.kind {
             EventKind::RunStarted { run_id, .. } => {
-                self.run_id = run_id.clone();
+                self.run_id = run_id.to_string();
                 self.tails.clear();
                 self.failed.clear();
             }
@@ -87,7 +87,7 @@ impl Failures {
             writeln!(
                 out,
                 "\n--- {} {}; the whole log: {}",
-                paint(color, "1;31", &f.job),
+                paint(color, Tone::Bad, &f.job),
                 f.what,
                 logs_command(&self.run_id, &f.job)
             )?;

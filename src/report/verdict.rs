@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use tokio::sync::mpsc;
 
 use super::tail::Failures;
-use super::{duration, paint, Reporter};
+use super::{duration, Reporter};
+use crate::style::{paint, Tone};
 use crate::event::{Event, EventKind, RunStatus};
 
 /// Says how the run of `subject` (e.g. `pre-push of main at 1a2b3c4`) went, on `out`, when it
@@ -55,7 +56,7 @@ impl Reporter for Verdict {
                         self.out,
                         "pipe: {} {}: run {run}, {} job(s) in {took}",
                         self.subject,
-                        paint(c, "32", "passed"),
+                        paint(c, Tone::Good, "passed"),
                         self.jobs
                     )?,
                     RunStatus::Failed | RunStatus::Interrupted => {
@@ -68,7 +69,7 @@ impl Reporter for Verdict {
                             self.out,
                             "pipe: {} {}: run {run} {word} after {took}",
                             self.subject,
-                            paint(c, "1;31", "blocked"),
+                            paint(c, Tone::Bad, "blocked"),
                         )?;
                         self.failures.write(&mut self.out, c)?;
                     }

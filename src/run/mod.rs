@@ -96,7 +96,7 @@ pub async fn run(
         let _ = events.send(Event::now(kind));
     };
     emit(EventKind::RunStarted {
-        run_id: opts.run.id.clone(),
+        run_id: opts.run.id,
         pipeline: plan.name.clone(),
         jobs: plan
             .jobs
@@ -120,7 +120,7 @@ pub async fn run(
         });
     }
     let shape = RunShape {
-        run_id: opts.run.id.clone(),
+        run_id: opts.run.id.to_string(),
         jobs: plan
             .jobs
             .iter()
@@ -366,7 +366,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     ]);
     env.extend(job.env.iter().cloned());
     JobSpec {
-        run_id: opts.run.id.clone(),
+        run_id: opts.run.id.to_string(),
         job: job.name.clone(),
         slug: slugs[i].clone(),
         image: job.image.clone(),

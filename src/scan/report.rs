@@ -3,14 +3,15 @@
 use std::io::{self, Write};
 
 use super::{Counts, Finding};
+use crate::style;
 
 /// Version of the JSON-lines record; bumped on incompatible changes.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
 /// `path:line:col: severity rule-id: message`, then the redacted preview and the fix,
 /// indented, then a one-line count summary. The location prefix is the format editors and
-/// terminals turn into links.
-pub fn human(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
+/// terminals turn into links. `color`: severities in their colours.
+pub fn human(findings: &[Finding], out: &mut dyn Write, color: bool) -> io::Result<()> {
     for f in findings {
         writeln!(
             out,
@@ -18,7 +19,7 @@ pub fn human(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
             f.path.display(),
             f.line,
             f.column,
-            f.severity,
+            style::paint(color, style::severity_tone(f.severity), f.severity.as_str()),
             f.rule_id,
             f.message
         )?;

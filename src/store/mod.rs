@@ -102,8 +102,11 @@ pub struct NewRun {
     pub actor: String,
 }
 
+/// Serialized as `pipe runs --output json` and `pipe show` print it: named as in the event
+/// stream (`run_id`, `job`, `duration_s`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
+    #[serde(rename = "run_id")]
     pub id: RunId,
     pub pipeline_name: String,
     pub pipeline_file: String,
@@ -140,6 +143,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRecord {
+    #[serde(rename = "job")]
     pub name: String,
     pub stage: String,
     pub phase: Phase,
@@ -150,12 +154,21 @@ pub struct JobRecord {
     pub status: String,
     pub attempts: u32,
     pub exit_code: Option<i64>,
+    #[serde(rename = "duration_s", serialize_with = "seconds")]
     pub duration_ms: Option<u64>,
     pub note: Option<String>,
     pub log: String,
     pub artifacts: Vec<String>,
     /// A scan job's findings per severity, for gates that look at them.
     pub findings: Option<crate::scan::Counts>,
+}
+
+/// Milliseconds as seconds, as the events give durations.
+fn seconds<S: serde::Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_f64(*ms as f64 / 1000.0),
+        None => s.serialize_none(),
+    }
 }
 
 impl JobRecord {

@@ -45,7 +45,7 @@ const OWNER_FILE: &str = "owner";
 /// One run's directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
-    pub id: String,
+    pub id: i64,
     pub root: PathBuf,
 }
 
@@ -68,10 +68,7 @@ impl RunDir {
             _ => e,
         })?;
         private::write(&root.join(OWNER_FILE), Owner::me().to_string())?;
-        Ok(RunDir {
-            id: id.to_string(),
-            root,
-        })
+        Ok(RunDir { id, root })
     }
 
     /// The directory of an existing run, now owned by this process.
@@ -84,7 +81,7 @@ impl RunDir {
     /// Where run `id`'s directory is, to look at without taking it over.
     pub fn at(project: &Path, id: i64) -> RunDir {
         RunDir {
-            id: id.to_string(),
+            id,
             root: Self::path(project, id),
         }
     }

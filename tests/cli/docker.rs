@@ -61,7 +61,7 @@ fn a_fan_out_runs_in_parallel() {
     assert!(position("job_started", "merge")[0] > *ends.iter().max().unwrap());
     assert!(events
         .iter()
-        .all(|e| e["schema"] == 1 && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
+        .all(|e| e["schema"] == 2 && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
     let outputs: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "job_output")

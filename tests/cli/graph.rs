@@ -59,7 +59,7 @@ fn list_and_dry_run_show_jobs_with_stage_and_needs() {
     let json = project.pipe(&["list", "--output", "json"]);
     let first: serde_json::Value =
         serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(first["schema"], 1);
+    assert_eq!(first["schema"], 2);
     assert_eq!(first["job"], "compile");
 }
 

@@ -19,6 +19,8 @@ mod project;
 mod release;
 mod retry;
 mod scan;
+mod schemas;
 mod select;
 mod store;
+mod terminal;
 mod validate;

@@ -605,13 +605,16 @@ fn two_processes_record_runs_at_once() {
     }
     let runs = project.pipe(&["runs", "--output", "json"]);
     let states: Vec<serde_json::Value> = runs.json_events();
-    let mut ids: Vec<i64> = states.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let mut ids: Vec<i64> = states
+        .iter()
+        .map(|r| r["run_id"].as_i64().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, [1, 2, 3]);
     assert!(
         states
             .iter()
-            .all(|r| r["state"] == "passed" && r["schema"] == 1),
+            .all(|r| r["state"] == "passed" && r["schema"] == 2),
         "{states:?}"
     );
 }
@@ -792,7 +795,7 @@ fn after_a_rollback_the_older_run_is_what_is_live() {
         // One JSON object per run, the live one first.
         let first = runs.stdout.lines().next().expect("a run");
         let v: serde_json::Value = serde_json::from_str(first).unwrap();
-        v["id"].as_i64().unwrap()
+        v["run_id"].as_i64().unwrap()
     };
     assert_eq!(live(&project), 2);
     let rollback = project.pipe(&["release", "1", "--again", "--backend", "local"]);
@@ -845,7 +848,7 @@ fn json_output_says_when_a_run_stops_at_the_gate() {
     let events = ran.json_events();
     let last = events.last().expect("events");
     assert_eq!(last["event"], "awaiting_release", "{}", ran.stdout);
-    assert_eq!(last["run_id"], "1");
+    assert_eq!(last["run_id"], 1);
     assert_eq!(
         last["next"],
         "release 1 awaits 1 approval: pipe approve 1, then pipe release 1"

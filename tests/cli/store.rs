@@ -90,7 +90,7 @@ fn a_lost_store_never_reuses_a_run_directory() {
     let ids: Vec<i64> = runs
         .json_events()
         .iter()
-        .map(|r| r["id"].as_i64().unwrap())
+        .map(|r| r["run_id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, [2]);
 

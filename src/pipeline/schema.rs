@@ -1,0 +1,200 @@
+//! The pipeline format as a JSON Schema, for editors (yaml-language-server's
+//! `# yaml-language-server: $schema=` line): built from the checker's own key tables and limits,
+//! so a key the checker learns is a key the schema offers. docs/schemas/pipeline.json is this
+//! function's output, kept equal to it by a test. The checker stays the judge: the schema
+//! catches what an editor can (unknown keys, wrong types), not what needs the whole file
+//! (unknown stages or needs, cycles).
+
+use serde_json::{json, Map, Value};
+
+use super::check::{
+    GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS, TOP_KEYS,
+};
+use super::extends::DEFAULT_KEYS;
+use crate::severity::Severity;
+
+pub fn json_schema() -> Value {
+    json!({
+        // Draft 7: what editors' YAML language servers read everywhere.
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "pipe pipeline",
+        "description": "A pipe pipeline file (pipe.yml). Generated from pipe's checker; `pipe validate` says more.",
+        "type": "object",
+        "properties": keys(TOP_KEYS),
+        // Extension fields hold YAML anchors (`x-…` as in Docker Compose, `.hidden` as in
+        // GitLab CI), as the checker allows.
+        "patternProperties": { "^(x-|\\.)": true },
+        "additionalProperties": false,
+        "required": ["jobs"],
+        "definitions": {
+            "job": {
+                "type": "object",
+                "properties": keys(JOB_KEYS),
+                "additionalProperties": false,
+            },
+            "env": env(),
+        },
+    })
+}
+
+fn keys(table: &[&str]) -> Value {
+    Value::Object(
+        table
+            .iter()
+            .map(|k| (k.to_string(), shape(k)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// What each key of the tables holds, as the checker's conversion of it accepts. A key the
+/// tables gain without an entry here is offered to editors with any value.
+fn shape(key: &str) -> Value {
+    let string = json!({ "type": "string", "minLength": 1 });
+    let strings = json!({ "type": "array", "items": string });
+    let (described, doc) = match key {
+        "name" => (json!({ "type": "string" }), "The pipeline's name [default: the file's folder]."),
+        "stages" => (
+            json!({ "type": "array", "items": string, "minItems": 1, "uniqueItems": true }),
+            "The stages, in order; jobs of the `release` stage and later wait for the release gate.",
+        ),
+        "image" => (string, "The container image jobs run in (the Docker backend)."),
+        "env" => (json!({ "$ref": "#/definitions/env" }), "Environment variables."),
+        "jobs" => (
+            json!({
+                "type": "object",
+                "propertyNames": { "minLength": 1, "maxLength": MAX_JOB_NAME },
+                "additionalProperties": { "$ref": "#/definitions/job" },
+            }),
+            "The jobs, by name.",
+        ),
+        "stage" => (json!({ "type": "string" }), "The job's stage [default: the first]."),
+        "needs" => (
+            json!({ "type": "array", "items": string, "uniqueItems": true }),
+            "Jobs that must finish first; the job starts as soon as they have.",
+        ),
+        "script" => (
+            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] }),
+            "The commands the job runs, in one shell.",
+        ),
+        "matrix" => (
+            json!({
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": { "$ref": "#/definitions/env/propertyNames" },
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": { "type": ["string", "number", "boolean"] },
+                },
+            }),
+            "One job per combination of the values, each variable set in its environment.",
+        ),
+        "timeout" => (
+            json!({ "anyOf": [{ "type": "integer", "minimum": 1 }, { "type": "string", "minLength": 1 }] }),
+            "How long the job may run: seconds, or a duration like `90s`, `10m`, `1h30m`.",
+        ),
+        "retry" => (
+            json!({ "type": "integer", "minimum": 0, "maximum": MAX_RETRY }),
+            "How many times a failed job is run again.",
+        ),
+        "allow_failure" => (json!({ "type": "boolean" }), "A failure of this job does not fail the run."),
+        "artifacts" => (
+            strings,
+            "Files kept after the job (relative paths, `*` and `**` allowed), given to the jobs that need it.",
+        ),
+        "environment" => (string, "The environment the job deploys to."),
+        "gate" => (
+            json!({
+                "type": "object",
+                "properties": gate_keys(),
+                "additionalProperties": false,
+            }),
+            "What the release gate requires before this release job runs.",
+        ),
+        "privileged" => (
+            json!({ "type": "boolean" }),
+            "Run the container privileged (refused without `--allow-privileged`).",
+        ),
+        "volumes" => (
+            json!({
+                "type": "array",
+                "items": { "type": "string", "pattern": "^/[^:]*:/[^:]*(:(ro|rw))?$" },
+            }),
+            "Host paths mounted in the container, `/host:/container[:ro]` (refused without `--allow-privileged`).",
+        ),
+        "scan" => (
+            json!({ "type": "array", "minItems": 1, "items": { "enum": SCANNERS } }),
+            "pipe's built-in scanners this job runs instead of a script.",
+        ),
+        "fail_on" => (
+            json!({ "enum": Severity::ALL.map(Severity::as_str) }),
+            "A scan job fails at findings of this severity or above [default: high].",
+        ),
+        "default" => (
+            json!({
+                "type": "object",
+                "properties": keys(DEFAULT_KEYS),
+                "additionalProperties": false,
+            }),
+            "Settings every job inherits unless it sets its own.",
+        ),
+        "extends" => (
+            json!({ "anyOf": [string.clone(), { "type": "array", "minItems": 1, "items": string }] }),
+            "Jobs or hidden `.templates` this job is built on, in order.",
+        ),
+        "only" => (
+            json!({
+                "type": "object",
+                "minProperties": 1,
+                "properties": {
+                    "branches": with_description(strings.clone(), "Branch globs the run's branch must match."),
+                    "changes": with_description(strings.clone(), "Globs over the files the run changed; one must match."),
+                },
+                "additionalProperties": false,
+            }),
+            "Run the job only on these branches or when these files changed; otherwise it is left out.",
+        ),
+        _ => (json!({}), "See docs/pipeline-format.md."),
+    };
+    with_description(described, doc)
+}
+
+fn gate_keys() -> Value {
+    let strings = json!({ "type": "array", "items": { "type": "string", "minLength": 1 } });
+    Value::Object(
+        GATE_KEYS
+            .iter()
+            .map(|k| {
+                let (shape, doc) = match *k {
+                    "approvals" => (
+                        json!({ "type": "integer", "minimum": 0, "maximum": MAX_APPROVALS }),
+                        "How many people must approve (`pipe approve`).",
+                    ),
+                    "branches" => (strings.clone(), "Branch patterns a release may come from."),
+                    "tags" => (strings.clone(), "Tag patterns a released commit must carry."),
+                    "freeze" => (
+                        json!({ "type": "array", "items": { "type": "string" } }),
+                        "Windows in which nothing is released: `Fri 16:00 - Mon 08:00 UTC`, or `2026-12-20 00:00 - 2027-01-04 00:00 UTC`.",
+                    ),
+                    _ => (json!({}), "See docs/releases.md."),
+                };
+                (k.to_string(), with_description(shape, doc))
+            })
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn env() -> Value {
+    json!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+        "additionalProperties": { "type": ["string", "number", "boolean"] },
+    })
+}
+
+fn with_description(mut shape: Value, doc: &str) -> Value {
+    if let Value::Object(map) = &mut shape {
+        map.insert("description".into(), doc.into());
+    }
+    shape
+}
