@@ -3,63 +3,94 @@
 
 use std::path::{Path, PathBuf};
 
+mod export;
+mod rev;
+
+pub use export::{changes, Change, ExportError};
+pub use rev::{resolve, GitError, Resolved, Rev};
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     pub commit: Option<String>,
+    /// The commit's shortest unambiguous abbreviation (7 characters at least).
+    pub short_commit: Option<String>,
     pub branch: Option<String>,
     /// Tags that point at the commit.
     pub tags: Vec<String>,
+    pub message: Option<String>,
+    /// The tag at the commit, else `git describe --tags` (`1.4.0-3-gabc1234`), else
+    /// `0.0.0-abc1234`.
+    pub version: Option<String>,
     /// Paths under the project whose content in the working tree is not the commit's: tracked
     /// files modified, added, deleted or renamed, and untracked files git does not ignore.
     /// `None` without a commit to compare with, or when git could not tell.
     pub changed_paths: Option<u32>,
-    /// The files a run changes, relative to the project and `/`-separated: for a run of the
-    /// working tree, the paths counted in `changed_paths`. `None` when git cannot tell.
+    /// The files the run changes against its base (see [`rev::base`]), relative to the project
+    /// and `/`-separated; `None` when git cannot tell.
     pub changed_files: Option<Vec<String>>,
 }
 
-/// The commit checked out in the repository that contains `dir`, and its branch; empty when
-/// `dir` is not in a repository or nothing is committed yet.
-pub fn facts(dir: &Path) -> Facts {
-    let Ok(repo) = git2::Repository::discover(dir) else {
+/// The commit checked out in the repository that contains `dir`, its branch and what the
+/// working tree changes (counted against `changes_since` when given); empty when `dir` is not
+/// in a repository or nothing is committed yet.
+pub fn facts(dir: &Path, changes_since: Option<&str>) -> Facts {
+    let Ok((repo, prefix)) = rev::open(dir) else {
         return Facts::default();
     };
-    let Ok(head) = repo.head() else {
+    let Some(head) = repo.head().ok().and_then(|h| h.peel_to_commit().ok()) else {
         return Facts::default();
     };
-    let commit = head.peel_to_commit().ok().map(|c| c.id());
-    let mut tags = Vec::new();
-    if let (Some(commit), Ok(names)) = (commit, repo.tag_names(None)) {
-        for name in names.iter().flatten() {
-            let points_here = repo
-                .revparse_single(&format!("refs/tags/{name}"))
-                .and_then(|o| o.peel_to_commit())
-                .is_ok_and(|c| c.id() == commit);
-            if points_here {
-                tags.push(name.to_string());
-            }
-        }
-    }
-    let changed_files = commit.and_then(|_| changed_files(&repo, dir));
-    Facts {
-        commit: commit.map(|c| c.to_string()),
-        branch: head
-            .is_branch()
-            .then(|| head.shorthand().map(str::to_string))
-            .flatten(),
-        tags,
-        changed_paths: changed_files
-            .as_ref()
-            .and_then(|f| u32::try_from(f.len()).ok()),
-        changed_files,
-    }
+    let mut facts = rev::commit_facts(&repo, &head, rev::head_branch(&repo));
+    facts.changed_paths = changed_paths(&repo, dir);
+    facts.changed_files = working_changes(&repo, &head, &prefix, changes_since);
+    facts
 }
 
-/// The paths under `dir` that differ from the commit checked out, as `git status` lists them
-/// (untracked directories file by file), relative to `dir`. Paths elsewhere in the repository
-/// are not part of a snapshot of `dir`, so they do not count. pipe's own `.pipe` is ignored by
-/// the `.gitignore` pipe writes into it, so it never counts either.
-fn changed_files(repo: &git2::Repository, dir: &Path) -> Option<Vec<String>> {
+/// The commit's own facts (message, version, …) for a run recorded with `commit`, or nothing
+/// when the repository no longer has it.
+pub fn commit_facts(dir: &Path, commit: &str) -> Option<Facts> {
+    let (repo, _) = rev::open(dir).ok()?;
+    let commit = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    Some(rev::commit_facts(&repo, &commit, None))
+}
+
+/// The files a run of the working tree changes: those HEAD changes against its base, and those
+/// the working tree changes against HEAD (as `git status` lists them).
+fn working_changes(
+    repo: &git2::Repository,
+    head: &git2::Commit,
+    prefix: &Path,
+    since: Option<&str>,
+) -> Option<Vec<String>> {
+    let base = rev::base(repo, Some(head.id()), since, false)?;
+    let tree = rev::subtree(repo, &head.tree().ok()?, prefix).ok()?;
+    let mut paths = rev::diff_paths(repo, base, tree.as_ref(), prefix)?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let under = prefix.as_os_str().as_encoded_bytes();
+    for entry in repo.statuses(Some(&mut opts)).ok()?.iter() {
+        let path = entry.path_bytes();
+        let rel = if under.is_empty() {
+            Some(path)
+        } else {
+            path.strip_prefix(under).and_then(|r| r.strip_prefix(b"/"))
+        };
+        if let Some(rel) = rel {
+            paths.push(String::from_utf8_lossy(rel).into_owned());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    Some(paths)
+}
+
+/// How many paths under `dir` differ from the commit checked out, as `git status` lists them
+/// (untracked directories counted file by file). Paths elsewhere in the repository are not
+/// part of a snapshot of `dir`, so they do not count. pipe's own `.pipe` is ignored by the
+/// `.gitignore` pipe writes into it, so it never counts either.
+fn changed_paths(repo: &git2::Repository, dir: &Path) -> Option<u32> {
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let dir = dir.canonicalize().ok()?;
     let under = dir.strip_prefix(&workdir).ok()?;
@@ -69,23 +100,21 @@ fn changed_files(repo: &git2::Repository, dir: &Path) -> Option<Vec<String>> {
         .include_ignored(false)
         .include_unmodified(false);
     let statuses = repo.statuses(Some(&mut opts)).ok()?;
-    let under = under.as_os_str().as_encoded_bytes();
-    let files = statuses
+    let count = statuses
         .iter()
         .filter(|entry| entry.status() != git2::Status::CURRENT)
         .filter(|entry| !entry.status().contains(git2::Status::IGNORED))
-        .filter_map(|entry| {
+        .filter(|entry| {
             // Paths in a status are relative to the working directory, `/`-separated.
-            let rest = entry.path_bytes().strip_prefix(under)?;
-            let rest = match rest.strip_prefix(b"/") {
-                Some(inner) if !under.is_empty() => inner,
-                _ if under.is_empty() => rest,
-                _ => return None,
-            };
-            Some(String::from_utf8_lossy(rest).into_owned())
+            entry
+                .path_bytes()
+                .strip_prefix(under.as_os_str().as_encoded_bytes())
+                .is_some_and(|rest| {
+                    under.as_os_str().is_empty() || rest.is_empty() || rest.starts_with(b"/")
+                })
         })
-        .collect();
-    Some(files)
+        .count();
+    u32::try_from(count).ok()
 }
 
 /// The files git tracks under `dir`, relative to it (empty outside a repository). Some of them
@@ -126,7 +155,7 @@ mod tests {
     fn reads_commit_and_branch_of_a_real_repository() {
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init(dir.path()).unwrap();
-        assert_eq!(facts(dir.path()), Facts::default());
+        assert_eq!(facts(dir.path(), None), Facts::default());
         std::fs::write(dir.path().join("f"), "x").unwrap();
         let mut index = repo.index().unwrap();
         index.add_path(Path::new("f")).unwrap();
@@ -138,7 +167,7 @@ mod tests {
             .unwrap();
         repo.tag_lightweight("v1.0", &repo.find_object(oid, None).unwrap(), false)
             .unwrap();
-        let f = facts(dir.path());
+        let f = facts(dir.path(), None);
         assert_eq!(f.commit, Some(oid.to_string()));
         assert!(f.branch.is_some());
         assert_eq!(f.tags, ["v1.0"]);
@@ -150,19 +179,12 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/new"), "n").unwrap();
         std::fs::write(dir.path().join("sub/out.log"), "l").unwrap();
-        let now = facts(dir.path());
-        assert_eq!(now.changed_paths, Some(3));
-        let mut files = now.changed_files.unwrap();
-        files.sort();
-        assert_eq!(files, [".gitignore", "f", "sub/new"]);
-        // Seen from the folder `sub` (a project inside the repository), only its own path.
-        assert_eq!(
-            facts(&dir.path().join("sub")).changed_files,
-            Some(vec!["new".to_string()])
-        );
+        assert_eq!(facts(dir.path(), None).changed_paths, Some(3)); // .gitignore, f, sub/new
+                                                                    // Seen from the folder `sub` (a project inside the repository), only its own path.
+        assert_eq!(facts(&dir.path().join("sub"), None).changed_paths, Some(1));
         std::fs::remove_file(dir.path().join("f")).unwrap();
         assert_eq!(
-            facts(dir.path()).changed_paths,
+            facts(dir.path(), None).changed_paths,
             Some(3),
             "a deletion counts"
         );

@@ -59,6 +59,8 @@ fn start(ctx: Context, cancel: Cancel) -> StartRequest {
         exec: local(),
         release: false,
         trigger: "library".into(),
+        source: pipe::engine::Source::WorkingTree,
+        changes_since: None,
         cancel,
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::exec::ExecArgs;
 use super::{exit, list, load_plan, print, CliError};
-use crate::engine::{self, StartRequest};
+use crate::engine::{self, Source, StartRequest};
 use crate::plan::{Phase, Refs, Selection, Stages};
 
 #[derive(clap::Args)]
@@ -24,8 +24,19 @@ pub struct Args {
     #[command(flatten)]
     exec: ExecArgs,
     /// Show the jobs that would run, and run nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["commit", "staged"])]
     dry_run: bool,
+    /// Run on this commit's content (a sha, branch, tag, `HEAD~1`), with the pipeline file as
+    /// it is in that commit; the working tree and the index are not touched
+    #[arg(long, value_name = "REV", conflicts_with = "staged")]
+    commit: Option<String>,
+    /// Run on what is staged (the index), as `git commit` would commit it now
+    #[arg(long)]
+    staged: bool,
+    /// Count the files the run changes (PIPE_CHANGED_FILES) against this commit [default: the
+    /// merge base with the default branch, or the commit's parent]
+    #[arg(long, value_name = "REV")]
+    changes_since: Option<String>,
     /// Go through the release gate in this invocation when it asks for no approval and every
     /// other condition holds
     #[arg(long)]
@@ -34,7 +45,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8, CliError> {
     if args.dry_run {
-        let git = crate::git::facts(&super::exec::project_dir()?);
+        let git = crate::git::facts(&super::exec::project_dir()?, args.changes_since.as_deref());
         let selection = Selection {
             phase: Phase::Main,
             jobs: &args.jobs,
@@ -53,6 +64,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         print(&list::render(&plan, args.exec.output))?;
         return Ok(exit::OK);
     }
+    let source = match (&args.commit, args.staged) {
+        (Some(rev), _) => Source::Commit(rev.clone()),
+        (None, true) => Source::Index,
+        (None, false) => Source::WorkingTree,
+    };
     args.exec.drive(|ctx, cancel| {
         engine::start(StartRequest {
             ctx,
@@ -64,6 +80,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exec: args.exec.options(),
             release: args.release,
             trigger: "run".into(),
+            source: source.clone(),
+            changes_since: args.changes_since.clone(),
             cancel,
         })
     })

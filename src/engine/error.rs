@@ -95,6 +95,9 @@ pub enum Internal {
     /// The backend failed in a way that is no job's fault.
     #[error("{0}")]
     Backend(String),
+    /// A kept checkout of a commit's tree could not be written.
+    #[error(transparent)]
+    Checkout(crate::workspace::checkout::CheckoutError),
     /// The built-in scanners could not read what they scan.
     #[error("cannot scan: {0}")]
     Scan(#[from] crate::scan::ScanError),

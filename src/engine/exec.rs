@@ -204,6 +204,7 @@ impl ExecOptions {
             run,
             phase,
             git,
+            source,
             pipeline_file,
         } = work;
         let project = &ctx.project;
@@ -268,6 +269,8 @@ impl ExecOptions {
             concurrency: self.concurrency.unwrap_or_else(default_concurrency),
             fail_fast: self.fail_fast,
             env: builtin_env(run, git),
+            source: source.to_path_buf(),
+            changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
@@ -295,18 +298,35 @@ pub(super) struct Work<'a> {
     pub run: &'a RunDir,
     pub phase: store::Phase,
     pub git: &'a crate::git::Facts,
+    /// The files every job's workspace starts from: the run's snapshot or a kept checkout.
+    pub source: &'a Path,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: &'a str,
 }
 
-/// The environment every job gets before its own.
+/// The environment every job gets before its own. Values from git (a branch named
+/// `$(touch x)`, a commit message) are data in the environment, never part of a script.
 fn builtin_env(run: &RunDir, git: &crate::git::Facts) -> Vec<(String, String)> {
     let mut env = vec![
         ("CI".to_string(), "true".to_string()),
         ("PIPE_RUN_ID".to_string(), run.id.clone()),
     ];
-    env.extend(git.commit.clone().map(|c| ("PIPE_COMMIT".to_string(), c)));
-    env.extend(git.branch.clone().map(|b| ("PIPE_BRANCH".to_string(), b)));
+    let mut set = |name: &str, value: Option<&String>| {
+        env.extend(value.map(|v| (name.to_string(), v.clone())));
+    };
+    set("PIPE_COMMIT", git.commit.as_ref());
+    set("PIPE_SHORT_COMMIT", git.short_commit.as_ref());
+    set("PIPE_BRANCH", git.branch.as_ref());
+    set("PIPE_TAG", git.tags.first());
+    set("PIPE_COMMIT_MESSAGE", git.message.as_ref());
+    // The tag itself when the commit has one, else as `git describe --tags` says.
+    let version = git.tags.first().or(git.version.as_ref());
+    set("PIPE_VERSION", version);
+    // The same path on both backends: a Docker job gets the file mounted read-only there.
+    if run.changed_files().is_file() {
+        let path = run.changed_files().display().to_string();
+        set("PIPE_CHANGED_FILES", Some(&path));
+    }
     env
 }
 

@@ -13,6 +13,17 @@ pub fn load_plan(
     file: Option<&Path>,
     selection: Selection,
 ) -> Result<(PathBuf, Pipeline, Plan), EngineError> {
+    load_plan_as(project, file, selection, None)
+}
+
+/// `load_plan`, with the pipeline named `default_name` unless its file names it (a pipeline
+/// read from a checkout is named for the project, not for the checkout's folder).
+pub(super) fn load_plan_as(
+    project: &Path,
+    file: Option<&Path>,
+    selection: Selection,
+    default_name: Option<&str>,
+) -> Result<(PathBuf, Pipeline, Plan), EngineError> {
     let file = match file {
         Some(file) => file.to_path_buf(),
         None => DEFAULT_FILES
@@ -23,7 +34,7 @@ pub fn load_plan(
                 dir: project.to_path_buf(),
             })?,
     };
-    let pipeline = match pipeline::load(&project.join(&file)) {
+    let pipeline = match pipeline::load_as(&project.join(&file), default_name) {
         Ok(p) => p,
         Err(LoadError::Invalid(mut invalid)) => {
             // Report cycles among the jobs that could be read together with everything else.

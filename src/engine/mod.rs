@@ -13,6 +13,7 @@ mod record;
 mod release;
 mod retry;
 mod runs;
+mod source;
 mod start;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
 pub use retry::{retry, RetryRequest};
 pub use runs::{clean, job_log, list_runs, show, Cleaned, LogChunk, Shown};
+pub use source::Source;
 pub use start::{start, StartRequest};
 
 /// Who acts, when, where, and who hears about it: what every request carries.

@@ -21,38 +21,57 @@ pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, E
 }
 
 /// Where a new run's source comes from.
-pub(super) enum Source {
+pub(super) enum Snapshot {
     /// A snapshot of the project's working tree.
     Tree,
     /// The snapshot of the run retried.
     Run(RunId),
+    /// A tree from git (of a commit or the index), recorded by its id: its files are in a kept
+    /// checkout, not in the run's directory.
+    Git(String),
 }
 
-/// The directory of new run `id`, with the pipeline file it runs and its source. The copy is
-/// made off the async workers (a large tree takes a while, and other runs go on meanwhile); a
-/// copy cut short (a full disk) is removed.
+/// The directory of new run `id`, with the pipeline file it runs, its source and the files it
+/// changes. The copy is made off the async workers (a large tree takes a while, and other runs
+/// go on meanwhile); a copy cut short (a full disk) is removed.
 pub(super) async fn new_run_dir(
     project: &Path,
     id: RunId,
     pipeline: &[u8],
-    source: Source,
+    source: Snapshot,
+    changed_files: Option<&[String]>,
 ) -> Result<RunDir, EngineError> {
     let run = RunDir::create(project, id)
         .map_err(Internal::io(format!("create the directory of run {id}")))?;
     private::write(&run.pipeline_file(), pipeline)
         .map_err(Internal::io("keep the pipeline file"))?;
+    if let Some(files) = changed_files {
+        let mut list = files.join("\n");
+        if !list.is_empty() {
+            list.push('\n');
+        }
+        let path = run.changed_files();
+        private::write(&path, list)
+            .and_then(|()| read_only(&path))
+            .map_err(Internal::io("list the changed files"))?;
+    }
     let (from, doing) = match source {
-        Source::Tree => (
+        Snapshot::Git(tree) => {
+            private::write(&run.tree_file(), tree)
+                .map_err(Internal::io("record the tree the run runs"))?;
+            return Ok(run);
+        }
+        Snapshot::Tree => (
             project.to_path_buf(),
             "snapshot the working tree".to_string(),
         ),
-        Source::Run(old) => (
+        Snapshot::Run(old) => (
             RunDir::at(project, old).source(),
             format!("copy the snapshot of run {old}"),
         ),
     };
     let dest = run.source();
-    let tree = matches!(source, Source::Tree);
+    let tree = matches!(source, Snapshot::Tree);
     let copied = tokio::task::spawn_blocking(move || {
         let copied = if tree {
             workspace::snapshot(&from, &dest).map(|_| ())
@@ -68,6 +87,19 @@ pub(super) async fn new_run_dir(
     .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     copied.map_err(Internal::io(doing))?;
     Ok(run)
+}
+
+/// Jobs read the list of changed files; none may change it for the others.
+fn read_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+}
+
+/// The files a recorded run changes, as listed in its directory; `None` when git could not
+/// tell.
+pub(super) fn recorded_changed_files(run: &RunDir) -> Option<Vec<String>> {
+    let list = std::fs::read_to_string(run.changed_files()).ok()?;
+    Some(list.lines().map(str::to_string).collect())
 }
 
 /// Records a run that pipe could not carry on with as failed, with the reason, where the store
@@ -172,14 +204,26 @@ pub(super) fn recorded_jobs<'a>(
 }
 
 /// The git facts a run was recorded with: later phases run for the run's commit, not today's.
-pub(super) fn recorded_facts(record: &RunRecord) -> crate::git::Facts {
+/// The commit's own facts (message, version) are read again from the repository.
+pub(super) fn recorded_facts(
+    project: &Path,
+    record: &RunRecord,
+    run: &RunDir,
+) -> crate::git::Facts {
+    let commit = record
+        .commit
+        .as_deref()
+        .and_then(|c| crate::git::commit_facts(project, c))
+        .unwrap_or_default();
     crate::git::Facts {
         commit: record.commit.clone(),
+        short_commit: commit.short_commit,
         branch: record.branch.clone(),
         tags: record.tags.clone(),
+        message: commit.message,
+        version: commit.version,
         changed_paths: record.changed_paths,
-        // Which files changed is not recorded: `only.changes` keeps its jobs in later phases.
-        changed_files: None,
+        changed_files: recorded_changed_files(run),
     }
 }
 

@@ -108,9 +108,10 @@ pub(super) async fn release_run(
         store.audit(id, &ctx.actor, "release refused", &unmet[0].to_string())?;
         return Err(Refusal::Gate { run: id, unmet }.into());
     }
-    if !run.source().is_dir() {
+    // Held from before the run is taken over: a checkout that cannot be had leaves it as it was.
+    let Some(files) = super::source::recorded(project, &run).await? else {
         return Err(Refusal::ReleaseSnapshotGone(id).into());
-    }
+    };
     // Release jobs `only:` left out when the run started stay out.
     let left_out: Vec<String> = jobs
         .iter()
@@ -145,7 +146,7 @@ pub(super) async fn release_run(
     audit_grants(ctx, store, id, &granted)?;
 
     // The release runs for the run's own commit, on its own snapshot and artifacts.
-    let git = recorded_facts(&record);
+    let git = recorded_facts(project, &record, &run);
     let result = exec
         .execute(
             ctx,
@@ -155,6 +156,7 @@ pub(super) async fn release_run(
                 run: &run,
                 phase: store::Phase::Release,
                 git: &git,
+                source: &files.dir,
                 pipeline_file: &record.pipeline_file,
             },
         )

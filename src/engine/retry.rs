@@ -4,10 +4,11 @@
 use super::exec::Work;
 use super::load::stored_pipeline;
 use super::record::{
-    audit_grants, fail_run, new_run_dir, recorded_facts, recorded_jobs, recorded_store, Source,
-    KEPT_SNAPSHOTS,
+    audit_grants, fail_run, new_run_dir, recorded_changed_files, recorded_facts, recorded_jobs,
+    recorded_store, Snapshot, KEPT_SNAPSHOTS,
 };
 use super::release::announce;
+use super::source;
 use super::start::{release_jobs, run_before_gate};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::plan::{self, Phase, Refs, Selection};
@@ -35,7 +36,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     }
     let old = RunDir::at(project, id);
     let exec = req.exec.following(&old);
-    if !old.source().is_dir() {
+    if !source::has_source(&old) {
         return Err(Refusal::RetrySnapshotGone {
             run: id,
             kept: KEPT_SNAPSHOTS,
@@ -43,7 +44,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         .into());
     }
     let pipeline = stored_pipeline(&old, &record)?;
-    let git = recorded_facts(&record);
+    let git = recorded_facts(project, &record, &old);
     let done: Vec<String> = if req.failed {
         if !matches!(record.state, RunState::Failed | RunState::Interrupted) {
             return Err(Refusal::NothingFailed {
@@ -61,11 +62,11 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     } else {
         Vec::new()
     };
-    // A new run judges `only:` again on the run's branch (which files changed is not
-    // recorded, so `changes` keeps its jobs); a rerun of failed jobs keeps what was left out.
+    // A new run judges `only:` again on the run's branch and changed files; a rerun of failed
+    // jobs keeps what was left out.
     let refs = (!req.failed).then_some(Refs {
         branch: git.branch.as_deref(),
-        changed_files: None,
+        changed_files: git.changed_files.as_deref(),
     });
     let mut plan = plan::build(
         &pipeline,
@@ -128,17 +129,31 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         let text = std::fs::read(old.pipeline_file())
             .map_err(Internal::io(format!("read the pipeline file of run {id}")))?;
         let new_id = store.create_run(&new, &jobs)?;
-        let run = new_run_dir(project, new_id, &text, Source::Run(id))
+        // A run of git content is rerun on the same tree, checked out again.
+        let snapshot = match source::recorded_tree(&old) {
+            Some(tree) => Snapshot::Git(tree),
+            None => Snapshot::Run(id),
+        };
+        let changed = recorded_changed_files(&old);
+        let run = new_run_dir(project, new_id, &text, snapshot, changed.as_deref())
             .await
             .map_err(|e| fail_run(ctx, &mut store, new_id, e))?;
         (run, new_id)
     };
     audit_grants(ctx, &mut store, new_id, &granted)?;
+    let files = source::recorded(project, &run)
+        .await
+        .map_err(|e| fail_run(ctx, &mut store, new_id, e))?
+        .ok_or(Refusal::RetrySnapshotGone {
+            run: id,
+            kept: KEPT_SNAPSHOTS,
+        })?;
     let work = Work {
         plan: &plan,
         run: &run,
         phase: store::Phase::Main,
         git: &git,
+        source: &files.dir,
         pipeline_file: &record.pipeline_file,
     };
     let outcome = run_before_gate(ctx, &exec, &req.cancel, &mut store, new_id, work, gated).await?;

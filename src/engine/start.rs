@@ -1,16 +1,19 @@
-//! Starting a run: load and plan the project's pipeline, record the run, snapshot the tree, run
-//! the jobs before the release gate, and (when asked and the gate allows) go on to the release.
+//! Starting a run: load and plan the project's pipeline (as it is in what runs), record the
+//! run, snapshot the tree (or check out the commit's), run the jobs before the release gate,
+//! and (when asked and the gate allows) go on to the release.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::exec::Work;
+use super::load::load_plan_as;
 use super::record::{
-    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, Source,
+    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, Snapshot,
 };
 use super::release::{announce, release_run};
-use super::{load_plan, Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
+use super::source::{self, Files, Source};
+use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::pipeline::{Job, Pipeline};
 use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
@@ -34,6 +37,11 @@ pub struct StartRequest {
     pub release: bool,
     /// `run`, `hook`, …: what the run is recorded as started by.
     pub trigger: String,
+    /// What runs: the working tree, the index or a commit.
+    pub source: Source,
+    /// Count the changed files against this commit (a hook passes the remote's old commit);
+    /// `None`: against the merge base with the default branch, or the commit's parent.
+    pub changes_since: Option<String>,
     pub cancel: Cancel,
 }
 
@@ -44,7 +52,32 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         return Err(Refusal::NeverReleases.into());
     }
     let project = &ctx.project;
-    let git = crate::git::facts(project);
+    let git_source = source::resolve(project, &req.source, req.changes_since.as_deref()).await?;
+    // The pipeline file as it is in what runs.
+    let root = git_source
+        .as_ref()
+        .map_or(project.clone(), |g| g.files.dir.clone());
+    // Named as a run of the working tree would be: for the file's folder in the project.
+    let default_name = git_source.as_ref().map(|_| {
+        let file = req
+            .file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("pipe.yml"));
+        let folder = project
+            .join(file)
+            .parent()
+            .and_then(|d| d.canonicalize().ok());
+        let name = folder.as_deref().and_then(|d| d.file_name());
+        name.map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let (git, snapshot, files) = match git_source {
+        Some(g) => (g.facts, Snapshot::Git(g.tree), Some(g.files)),
+        None => (
+            crate::git::facts(project, req.changes_since.as_deref()),
+            Snapshot::Tree,
+            None,
+        ),
+    };
     let refs = Refs {
         branch: git.branch.as_deref(),
         changed_files: git.changed_files.as_deref(),
@@ -60,7 +93,12 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         refs: Some(refs),
         done: &[],
     };
-    let (file, pipeline, mut plan) = load_plan(project, req.file.as_deref(), selection)?;
+    let (file, pipeline, mut plan) = load_plan_as(
+        &root,
+        req.file.as_deref(),
+        selection,
+        default_name.as_deref(),
+    )?;
     let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
     let mut store = SqliteStore::open(project)?;
     // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs or
@@ -77,7 +115,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         .filter_map(|l| pipeline.jobs.iter().find(|j| j.name == l.name))
         .collect();
     let jobs = recorded_jobs(plan.jobs.iter().chain(&gated).chain(left_out));
-    let text = std::fs::read(project.join(&file))
+    let text = std::fs::read(root.join(&file))
         .map_err(Internal::io(format!("read {}", file.display())))?;
     let new = NewRun {
         pipeline_name: pipeline.name.clone(),
@@ -92,15 +130,17 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     };
     let id = store.create_run(&new, &jobs)?;
     audit_grants(ctx, &mut store, id, &granted)?;
-    let run = new_run_dir(project, id, &text, Source::Tree)
+    let run = new_run_dir(project, id, &text, snapshot, git.changed_files.as_deref())
         .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
+    let files = files.unwrap_or_else(|| Files::snapshot(run.source()));
 
     let work = Work {
         plan: &plan,
         run: &run,
         phase: store::Phase::Main,
         git: &git,
+        source: &files.dir,
         pipeline_file: &new.pipeline_file,
     };
     let outcome = run_before_gate(

@@ -96,8 +96,14 @@ pub enum LoadError {
     Invalid(Box<Invalid>),
 }
 
-/// Reads and checks a pipeline file.
+/// Reads and checks a pipeline file, named (unless it names itself) for its folder.
 pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
+    load_as(file, None)
+}
+
+/// Reads and checks a pipeline file; `default_name`, else its folder's, names the pipeline when
+/// the file does not.
+pub fn load_as(file: &Path, default_name: Option<&str>) -> Result<Pipeline, LoadError> {
     let read_err = |source| LoadError::Read {
         file: file.to_path_buf(),
         source,
@@ -123,13 +129,12 @@ pub fn load(file: &Path) -> Result<Pipeline, LoadError> {
             return Err(invalid(file, source, vec![problem], None));
         }
     };
-    let default_name = file
-        .canonicalize()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
+    let default_name = default_name
+        .map(str::to_string)
+        .or_else(|| {
+            let file = file.canonicalize().ok()?;
+            let folder = file.parent()?.file_name()?;
+            Some(folder.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "pipeline".into());
     match check(&source, &default_name) {

@@ -25,6 +25,10 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Environment every job gets before its own (run id, commit, …).
     pub env: Vec<(String, String)>,
+    /// The bottom layer of every job's workspace: the run's snapshot or a kept checkout.
+    pub source: PathBuf,
+    /// The list of the files the run changes, mounted read-only where it is into containers.
+    pub changed_files: Option<PathBuf>,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: PathBuf,
 }
@@ -336,7 +340,7 @@ fn skip_dependents(
 fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     let job = &plan.jobs[i];
     let slugs = &plan.slugs;
-    let mut layers = vec![opts.run.source()];
+    let mut layers = vec![opts.source.clone()];
     // Artifacts of what it needs from earlier invocations, then of the jobs it needs in this
     // one, in file order: a later job's file wins a conflict.
     let prior = plan.prior[i]
@@ -391,6 +395,11 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
                 container: v.container.clone(),
                 read_only: v.read_only,
             })
+            .chain(opts.changed_files.iter().map(|p| crate::backend::Bind {
+                host: p.display().to_string(),
+                container: p.display().to_string(),
+                read_only: true,
+            }))
             .collect(),
     }
 }

@@ -69,10 +69,12 @@ async fn run_with(
         }
     });
     let opts = RunOptions {
+        source: run.source(),
         run,
         concurrency,
         fail_fast,
         env: vec![],
+        changed_files: None,
         pipeline_file: "pipe.yml".into(),
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)

@@ -52,7 +52,7 @@ fn kind_at(dir: impl AsFd, name: &OsStr) -> io::Result<Option<(Kind, Mode)>> {
     Ok(Some((kind, Mode::from_bits_truncate(stat.st_mode & 0o777))))
 }
 
-fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
+pub(super) fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
     rel.components()
         .filter(|c| *c != Component::CurDir)
         .map(|c| match c {
@@ -76,7 +76,7 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 
 /// Directory `rel` beneath `root`, every component a real directory; `None` when one is
 /// missing, a file or a link.
-fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
+pub(super) fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
     let mut fd = open_root(root)?;
     for name in names(rel)? {
         fd = match openat(&fd, name, DIR, Mode::empty()) {
@@ -90,7 +90,7 @@ fn open_beneath(root: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
 
 /// Directory `rel` beneath `root`, made where missing; whatever else stands in the way
 /// (a file, a link) is replaced by a directory.
-fn make_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+pub(super) fn make_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
     std::fs::create_dir_all(root)?;
     let mut fd = open_root(root)?;
     for name in names(rel)? {
@@ -129,7 +129,7 @@ fn children(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
 
 /// Removes `name` from `parent` whatever it is, a whole directory included, never following a
 /// link.
-fn remove_at(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+pub(super) fn remove_at(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
     match kind_at(parent, name)? {
         None => Ok(()),
         Some((Kind::Dir, _)) => {

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use crate::owner::Owner;
 use crate::pipeline::ArtifactPath;
 
+pub mod checkout;
 mod lay;
 pub use lay::lay;
 pub mod private;
@@ -99,6 +100,15 @@ impl RunDir {
 
     pub fn source(&self) -> PathBuf {
         self.root.join("source")
+    }
+    /// For a run of a commit or of the index, instead of a snapshot: the id of the tree it
+    /// runs, whose kept checkout is the bottom layer of its jobs' workspaces.
+    pub fn tree_file(&self) -> PathBuf {
+        self.root.join("tree")
+    }
+    /// The files the run changes, one per line, read-only to its jobs (`PIPE_CHANGED_FILES`).
+    pub fn changed_files(&self) -> PathBuf {
+        self.root.join("changed-files")
     }
     pub fn artifacts(&self, slug: &str) -> PathBuf {
         self.root.join("artifacts").join(slug)

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod commit;
 mod docker;
 mod engine;
 mod graph;

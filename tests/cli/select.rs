@@ -163,13 +163,15 @@ const BY_CHANGES: &str = "jobs:
 ";
 
 #[test]
-fn only_changes_selects_jobs_by_the_files_changed_since_the_commit() {
+fn only_changes_selects_jobs_by_the_files_a_commit_changes() {
     let project = Project::new(BY_CHANGES);
     project
         .write("src/main.txt", "v1\n")
         .write("docs/guide.md", "v1\n");
     commit_on(&project, "main");
+    // A real second commit that changes one file: counted against its parent.
     project.write("src/main.txt", "v2\n");
+    git(project.path(), &["commit", "-qam", "v2"]);
     let ran = run_local(&project, &["--output", "json"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert_eq!(started(&ran), ["app"]);
@@ -207,17 +209,18 @@ fn only_changes_selects_jobs_by_the_files_changed_since_the_commit() {
         .unwrap();
     assert!(first_left < first_start);
 
-    // Committed, nothing differs from the commit: both are left out, and the run passes.
-    git(project.path(), &["commit", "-qam", "v2"]);
-    let ran = run_local(&project, &[]);
+    // Counted from HEAD itself, nothing changed: both are left out, and the run passes.
+    let ran = run_local(&project, &["--changes-since", "HEAD"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(ran.row("app").contains("no file changed"), "{}", ran.stdout);
     assert!(ran.stdout.contains("run 2 passed"), "{}", ran.stdout);
 
+    // What the working tree changes counts too.
     project.write("README.md", "new\n");
-    let ran = run_local(&project, &[]);
+    let ran = run_local(&project, &["--changes-since", "HEAD"]);
     assert!(ran.row("docs").contains("passed"), "{}", ran.stdout);
     assert!(ran.row("publish").contains("passed"), "{}", ran.stdout);
+    assert!(ran.row("app").contains("left out"), "{}", ran.stdout);
 }
 
 #[test]

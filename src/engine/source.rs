@@ -1,0 +1,98 @@
+//! What a run runs: the working tree, copied into the run's directory, or the tree of a commit
+//! or of the index, in a kept checkout that the run holds while its jobs go on (see
+//! [`crate::workspace::checkout`]). Neither touches the developer's tree or index.
+
+use std::path::{Path, PathBuf};
+
+use super::{EngineError, Internal};
+use crate::git::{self, Facts, Rev};
+use crate::workspace::checkout::{self, Checkout};
+use crate::workspace::RunDir;
+
+/// What a run is started on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The working tree as it is, uncommitted changes included.
+    #[default]
+    WorkingTree,
+    /// What is staged: the content `git commit` would commit now.
+    Index,
+    /// A commit, as `git rev-parse` names it (a sha, a branch, a tag, `HEAD~1`).
+    Commit(String),
+}
+
+/// A run's files for its jobs; a kept checkout stays the run's while this lives.
+pub(super) struct Files {
+    pub dir: PathBuf,
+    _held: Option<Checkout>,
+}
+
+impl Files {
+    pub fn snapshot(dir: PathBuf) -> Files {
+        Files { dir, _held: None }
+    }
+}
+
+/// Git content resolved and checked out: its tree's id, facts and files.
+pub(super) struct Resolved {
+    pub tree: String,
+    pub facts: Facts,
+    pub files: Files,
+}
+
+/// Resolves a commit or the index (`None` for the working tree, which is copied once the run
+/// is recorded), with the files it changes against `changes_since` (see [`git::resolve`]).
+pub(super) async fn resolve(
+    project: &Path,
+    source: &Source,
+    changes_since: Option<&str>,
+) -> Result<Option<Resolved>, EngineError> {
+    let rev = match source {
+        Source::WorkingTree => return Ok(None),
+        Source::Index => Rev::Index,
+        Source::Commit(rev) => Rev::Commit(rev),
+    };
+    let resolved = git::resolve(project, rev, changes_since)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let files = hold(project, resolved.tree.clone()).await?;
+    Ok(Some(Resolved {
+        tree: resolved.tree,
+        facts: resolved.facts,
+        files,
+    }))
+}
+
+/// A checkout of `tree`, held. Off the async workers: a first checkout writes the whole tree.
+pub(super) async fn hold(project: &Path, tree: String) -> Result<Files, EngineError> {
+    let project = project.to_path_buf();
+    let held = tokio::task::spawn_blocking(move || checkout::take(&project, &tree))
+        .await
+        .map_err(|e| Internal::Backend(format!("the checkout stopped: {e}")))?
+        .map_err(Internal::Checkout)?;
+    Ok(Files {
+        dir: held.files().to_path_buf(),
+        _held: Some(held),
+    })
+}
+
+/// The files recorded run `run` ran on: its snapshot, or a checkout of its tree; `None` when
+/// its snapshot is gone.
+pub(super) async fn recorded(project: &Path, run: &RunDir) -> Result<Option<Files>, EngineError> {
+    if run.source().is_dir() {
+        return Ok(Some(Files::snapshot(run.source())));
+    }
+    match recorded_tree(run) {
+        Some(tree) => hold(project, tree).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The tree a run of git content ran on, as recorded in its directory.
+pub(super) fn recorded_tree(run: &RunDir) -> Option<String> {
+    std::fs::read_to_string(run.tree_file()).ok()
+}
+
+/// Whether a recorded run still has what it ran on.
+pub(super) fn has_source(run: &RunDir) -> bool {
+    run.source().is_dir() || run.tree_file().is_file()
+}
