@@ -10,8 +10,10 @@ use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
+use crate::pipeline::gate::Gate;
+use crate::pipeline::Pipeline;
 use crate::plan::{self, Phase, Selection};
-use crate::store::{self, RunId, RunRecord, RunState, Store};
+use crate::store::{self, JobRecord, RunId, RunRecord, RunState, Store};
 use crate::workspace::RunDir;
 
 pub struct ReleaseRequest {
@@ -50,7 +52,7 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
     refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
     let new = store.approve(id, by, comment, ctx.clock.now())?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
-    let needed = gate::approvals_needed(&pipeline.gates());
+    let needed = gate::approvals_needed(&run_gates(&pipeline, &store.jobs(id)?));
     let count = store.approvals(id)?.len();
     Ok(Approved {
         run: id,
@@ -96,8 +98,8 @@ pub(super) async fn release_run(
     let run = RunDir::at(project, id);
     let exec = &exec.following(&run);
     let pipeline = stored_pipeline(&run, &record)?;
-    let gates = pipeline.gates();
     let jobs = store.jobs(id)?;
+    let gates = run_gates(&pipeline, &jobs);
     let approvals = store.approvals(id)?;
     let unmet = gate::unmet(&gates, &record, &jobs, &approvals, ctx.clock.now());
     if !unmet.is_empty() {
@@ -193,14 +195,28 @@ pub(super) fn announce(ctx: &Context, store: &mut dyn Store, id: RunId) -> Resul
     Ok(())
 }
 
+/// The gates of the release jobs the run's release runs: a release job `only:` left out when
+/// the run started has no say.
+fn run_gates<'a>(pipeline: &'a Pipeline, jobs: &[JobRecord]) -> Vec<(&'a str, Gate)> {
+    let left_out = |name: &str| {
+        jobs.iter()
+            .any(|j| j.name == name && j.status == "left_out")
+    };
+    pipeline
+        .gates()
+        .into_iter()
+        .filter(|(name, _)| !left_out(name))
+        .collect()
+}
+
 /// One line that says what run `id`'s gate waits for and what to type next.
 pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<String, EngineError> {
     let record = store.run(id)?;
     let run = RunDir::at(&ctx.project, id);
     let pipeline = stored_pipeline(&run, &record)?;
-    let gates = pipeline.gates();
     let approvals = store.approvals(id)?;
     let jobs = store.jobs(id)?;
+    let gates = run_gates(&pipeline, &jobs);
     let missing = (gate::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
     let at: DateTime<Utc> = ctx.clock.now();
     let unmet = gate::unmet(&gates, &record, &jobs, &approvals, at);

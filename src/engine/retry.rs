@@ -62,11 +62,11 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     } else {
         Vec::new()
     };
-    // A new run judges `only:` again on the run's branch (which files changed is not
-    // recorded, so `changes` keeps its jobs); a rerun of failed jobs keeps what was left out.
+    // A new run judges `only:` again on the run's branch and changed files; a rerun of failed
+    // jobs keeps what was left out.
     let refs = (!req.failed).then_some(Refs {
         branch: git.branch.as_deref(),
-        changed_files: None,
+        changed_files: git.changed_files.as_deref(),
     });
     let mut plan = plan::build(
         &pipeline,

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 
-use crate::style::{paint, Tone};
 use crate::event::{Event, EventKind, JobStatus};
+use crate::style::{paint, Tone};
 
 /// How many of a failed job's last output lines are shown.
 pub const TAIL_LINES: usize = 10;

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 
 use super::tail::Failures;
 use super::{duration, Reporter};
-use crate::style::{paint, Tone};
 use crate::event::{Event, EventKind, RunStatus};
+use crate::style::{paint, Tone};
 
 /// Says how the run of `subject` (e.g. `pre-push of main at 1a2b3c4`) went, on `out`, when it
 /// ends, until the sender side closes.

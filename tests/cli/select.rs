@@ -264,10 +264,11 @@ fn left_out_jobs_do_not_hold_the_gate_and_left_out_release_jobs_stay_out() {
   build: {script: [echo built]}
   docs: {only: {branches: [main]}, script: [echo docs]}
   ship: {stage: release, gate: {approvals: 0}, script: [echo shipped]}
-  announce: {stage: release, only: {branches: [main]}, script: [echo announced]}
+  announce: {stage: release, only: {branches: [main]}, gate: {approvals: 1}, script: [echo announced]}
 ",
     );
     commit_on(&project, "dev");
+    // `announce` would wait for an approval; left out, its gate has no say.
     let ran = run_local(&project, &["--release"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(ran.row("docs").contains("left out"), "{}", ran.stdout);
