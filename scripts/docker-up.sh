@@ -13,7 +13,8 @@ if docker info >/dev/null 2>&1; then exit 0; fi
 # A dockerd killed without cleanup leaves its pid file, and a new one refuses to start.
 if ! pgrep -x dockerd >/dev/null; then rm -f /var/run/docker.pid; fi
 if ! pgrep -x dockerd >/dev/null; then
-  nohup dockerd >/tmp/dockerd.log 2>&1 &
+  # Its own session: a dockerd left in the caller's process group dies with it.
+  setsid nohup dockerd >/tmp/dockerd.log 2>&1 < /dev/null &
 fi
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then exit 0; fi

@@ -164,7 +164,7 @@ mod tests {
             needs: Vec::new(),
         });
         failures.event(&Event::now(EventKind::RunStarted {
-            run_id: "12".into(),
+            run_id: 12,
             pipeline: "p".into(),
             jobs: jobs.to_vec(),
         }));
