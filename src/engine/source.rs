@@ -17,6 +17,9 @@ pub enum Source {
     WorkingTree,
     /// What is staged: the content `git commit` would commit now.
     Index,
+    /// What is staged in this index file: a pre-commit hook of `git commit -a` or `git commit
+    /// PATH` is handed a temporary index (GIT_INDEX_FILE) holding what the commit will be.
+    IndexFile(PathBuf),
     /// A commit, as `git rev-parse` names it (a sha, a branch, a tag, `HEAD~1`).
     Commit(String),
 }
@@ -50,6 +53,7 @@ pub(super) async fn resolve(
     let rev = match source {
         Source::WorkingTree => return Ok(None),
         Source::Index => Rev::Index,
+        Source::IndexFile(file) => Rev::IndexFile(file),
         Source::Commit(rev) => Rev::Commit(rev),
     };
     let resolved = git::resolve(project, rev, changes_since)

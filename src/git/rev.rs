@@ -27,6 +27,8 @@ pub enum GitError {
 pub enum Rev<'a> {
     /// What is staged: the commit `git commit` would make now.
     Index,
+    /// What is staged in this index file instead of the repository's own.
+    IndexFile(&'a Path),
     /// A commit, as `git rev-parse` names it.
     Commit(&'a str),
 }
@@ -65,14 +67,17 @@ pub fn resolve(
                 facts,
             })
         }
-        Rev::Index => {
-            let mut index = repo.index()?;
+        Rev::Index | Rev::IndexFile(_) => {
+            let mut index = match rev {
+                Rev::IndexFile(file) => git2::Index::open(file)?,
+                _ => repo.index()?,
+            };
             if index.has_conflicts() {
                 return Err(GitError::Conflicts);
             }
             // Writes the index's tree objects to the object database (the blobs are there
             // since `git add`); the index file itself is not written.
-            let root = repo.find_tree(index.write_tree()?)?;
+            let root = repo.find_tree(index.write_tree_to(&repo)?)?;
             let tree = subtree(&repo, &root, &prefix)?
                 .ok_or_else(|| GitError::NotInTree(prefix.display().to_string()))?;
             let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());

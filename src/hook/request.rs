@@ -1,6 +1,8 @@
 //! A hook's engine request: the pushed commit (or the staged content), the stages the hook was
 //! installed with, never a deploy or release job, recorded with the hook's name as trigger.
 
+use std::path::PathBuf;
+
 use super::{Kind, PushedCommit};
 use crate::engine::{Cancel, Context, ExecOptions, Source, StartRequest};
 
@@ -8,8 +10,9 @@ use crate::engine::{Cancel, Context, ExecOptions, Source, StartRequest};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     Pushed(PushedCommit),
-    /// The index, for pre-commit.
-    Staged,
+    /// What is being committed, for pre-commit: the index, or the one in this file (git's
+    /// GIT_INDEX_FILE).
+    Staged(Option<PathBuf>),
 }
 
 impl Check {
@@ -17,7 +20,7 @@ impl Check {
     pub fn subject(&self) -> String {
         match self {
             Check::Pushed(c) => format!("{} of {}", Kind::PrePush.name(), c.subject),
-            Check::Staged => format!("{} of the staged changes", Kind::PreCommit.name()),
+            Check::Staged(_) => format!("{} of the staged changes", Kind::PreCommit.name()),
         }
     }
 }
@@ -31,7 +34,11 @@ pub fn start_request(
 ) -> StartRequest {
     let (kind, source, changes_since) = match check {
         Check::Pushed(c) => (Kind::PrePush, Source::Commit(c.commit), c.since),
-        Check::Staged => (Kind::PreCommit, Source::Index, None),
+        Check::Staged(index) => (
+            Kind::PreCommit,
+            index.map_or(Source::Index, Source::IndexFile),
+            None,
+        ),
     };
     StartRequest {
         ctx,

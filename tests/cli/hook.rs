@@ -331,6 +331,43 @@ fn pre_commit_sees_only_staged_changes() {
     assert!(shown.all.contains("; pre-commit; started"), "{}", shown.all);
 }
 
+/// `git commit -a` and `git commit PATH` hand the hook a temporary index (GIT_INDEX_FILE): the
+/// check runs on what that commit records, not on the repository's index, and no job sees
+/// git's variables that point at the developer's repository.
+#[test]
+fn pre_commit_checks_what_commit_a_and_commit_paths_record() {
+    let pipeline = "jobs:
+  unit:
+    stage: test
+    script: ['grep -q good state', 'test -z \"$GIT_INDEX_FILE$GIT_DIR\"']
+";
+    let repo = installed(pipeline, &["--hook", "pre-commit"]);
+    repo.commit_state("good");
+    let before = repo.head();
+
+    // The index holds `good`; `-a` commits the working tree's `bad`.
+    repo.write("state", "bad");
+    let commit = repo.try_git(&["commit", "-q", "-a", "-m", "all bad"]);
+    assert!(!commit.ok, "{}", commit.all);
+    let commit = repo.try_git(&["commit", "-q", "-m", "path bad", "state"]);
+    assert!(!commit.ok, "{}", commit.all);
+    assert_eq!(repo.head(), before, "nothing committed");
+
+    // The index holds `bad`; committing the path records the working tree's `good again`.
+    repo.git(&["add", "state"]);
+    repo.write("state", "good again");
+    let commit = repo.try_git(&["commit", "-q", "-m", "path good", "state"]);
+    assert!(commit.ok, "{}", commit.all);
+    assert!(
+        commit
+            .all
+            .contains("pipe: pre-commit of the staged changes passed"),
+        "{}",
+        commit.all
+    );
+    assert_ne!(repo.head(), before);
+}
+
 #[test]
 fn an_existing_hook_runs_first_and_comes_back() {
     let repo = Repo::new(PIPELINE);

@@ -125,7 +125,7 @@ fn the_live_lines_are_aligned_and_gone_when_the_run_ends() {
     let screen = screen(&transcript(&project, "run --backend local", true));
     let finished: Vec<&String> = screen
         .iter()
-        .filter(|l| l.starts_with(['✓', '✗', '-']))
+        .filter(|l| l.starts_with(['✓', '✗', '-']) && !l.starts_with("---"))
         .collect();
     assert_eq!(finished.len(), 4, "{screen:#?}");
     // Names padded to the longest (`lint-everything`), so statuses start in one column.

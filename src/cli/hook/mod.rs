@@ -3,7 +3,7 @@
 
 mod run;
 
-use super::exec::project_dir;
+use super::exec::{current_dir, project};
 use super::{exit, print, CliError, Internal};
 use crate::hook::{self, HookError, Installed, Kind, Removed, Script, State};
 
@@ -46,7 +46,9 @@ pub struct InstallArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HookArg {
+    /// Before `git push` sends commits: runs the pipeline of each pushed commit
     PrePush,
+    /// Before `git commit` records: runs the pipeline on what is being committed
     PreCommit,
 }
 
@@ -61,7 +63,9 @@ impl From<HookArg> for Kind {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendArg {
+    /// Jobs run in Docker containers
     Docker,
+    /// Jobs run as host processes
     Local,
 }
 
@@ -85,7 +89,7 @@ pub fn run(command: Command) -> Result<u8, CliError> {
 
 fn install(args: InstallArgs) -> Result<u8, CliError> {
     let pipe = std::env::current_exe().map_err(Internal::io("find pipe's own path"))?;
-    let dir = project_dir()?;
+    let dir = hooks_of()?;
     // The stages are checked against the pipeline as it is now, when it can be read.
     let pipeline = crate::pipeline::DEFAULT_FILES
         .iter()
@@ -122,7 +126,7 @@ fn install(args: InstallArgs) -> Result<u8, CliError> {
 fn uninstall(hook: Option<HookArg>) -> Result<u8, CliError> {
     let kinds: Vec<Kind> = hook.map_or(Kind::ALL.to_vec(), |h| vec![h.into()]);
     let mut out = String::new();
-    for (kind, removed) in hook::uninstall(&project_dir()?, &kinds).map_err(error)? {
+    for (kind, removed) in hook::uninstall(&hooks_of()?, &kinds).map_err(error)? {
         let name = kind.name();
         out.push_str(&match removed {
             Removed::Removed(path) => {
@@ -145,7 +149,7 @@ fn uninstall(hook: Option<HookArg>) -> Result<u8, CliError> {
 
 fn status() -> Result<u8, CliError> {
     let mut out = String::new();
-    for status in hook::status(&project_dir()?).map_err(error)? {
+    for status in hook::status(&hooks_of()?).map_err(error)? {
         let name = status.kind.name();
         let path = status.path.display();
         out.push_str(&match status.state {
@@ -185,5 +189,14 @@ fn error(err: HookError) -> CliError {
             CliError::Invalid(err.to_string())
         }
         HookError::Io { doing, source } => CliError::Internal(Internal::Io { doing, source }),
+    }
+}
+
+/// The folder whose repository's hooks are meant: the project's, found as every command finds
+/// it, else where the user stands (status and uninstall need no pipeline file).
+fn hooks_of() -> Result<std::path::PathBuf, CliError> {
+    match project(None) {
+        Ok(found) => Ok(found.dir),
+        Err(_) => current_dir(),
     }
 }

@@ -2,9 +2,10 @@
 //! then one run per pushed commit (or of the staged content), and a verdict the pusher reads.
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 
 use super::{error, HookArg};
-use crate::cli::exec::{project_dir, ExecArgs};
+use crate::cli::exec::{current_dir, project_dir, ExecArgs};
 use crate::cli::{code, color_on, exit, render_error, CliError, Internal};
 use crate::engine;
 use crate::hook::{self, Check, Kind};
@@ -12,6 +13,7 @@ use crate::report;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The git hook that calls: pre-push (refs on stdin) or pre-commit
     hook: HookArg,
     /// The stages to run, comma-separated (deploy and release never run in a hook)
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_values = hook::DEFAULT_STAGES)]
@@ -54,8 +56,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 .map(Check::Pushed)
                 .collect()
         }
-        Kind::PreCommit => vec![Check::Staged],
+        Kind::PreCommit => vec![Check::Staged(git_index_file()?)],
     };
+    scrub_git_locators();
     let mut worst = exit::OK;
     for check in checks {
         let subject = check.subject();
@@ -103,4 +106,35 @@ fn bypass(kind: Kind) -> String {
         Kind::PreCommit => ("git commit --no-verify", "commit"),
     };
     format!("pipe: to {what} anyway, once: {command}")
+}
+
+/// The index git is about to commit, which it names in GIT_INDEX_FILE for a pre-commit hook: a
+/// temporary one for `git commit -a` or `git commit PATH`, whose content the repository's own
+/// index does not hold yet. Relative to the working tree's root, where git runs hooks.
+fn git_index_file() -> Result<Option<PathBuf>, CliError> {
+    match std::env::var_os("GIT_INDEX_FILE") {
+        Some(file) if !file.is_empty() => Ok(Some(current_dir()?.join(file))),
+        _ => Ok(None),
+    }
+}
+
+/// Variables git sets for its hooks that point git at the developer's repository. A local job
+/// inherits pipe's environment, and a `git` it ran would act on that repository instead of its
+/// workspace; the hook's own kept hook has run with them already. Called before any thread
+/// starts.
+fn scrub_git_locators() {
+    const LOCATORS: &[&str] = &[
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_PREFIX",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_QUARANTINE_PATH",
+        "GIT_NAMESPACE",
+    ];
+    for name in LOCATORS {
+        std::env::remove_var(name);
+    }
 }
