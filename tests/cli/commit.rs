@@ -2,27 +2,11 @@
 //! sees exactly that content with that commit's pipeline, the developer's tree and index stay
 //! as they were, runs of two commits at once keep their own files, and jobs know the commit.
 
-use std::process::Command;
-
-use crate::harness::{docker_image, Project};
+use crate::harness::{self, docker_image, Project};
 
 /// `git` in the project, with no user or system configuration to depend on.
 fn git(project: &Project, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
-        .args(args)
-        .current_dir(project.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git is installed");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    harness::git(project.path(), args)
 }
 
 /// A repository on `main` whose first commit holds `pipeline` and `files`.

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{
-    assert_no_leftovers, docker, docker_image, gone, spawn_command_until, Contain, KillOnDrop,
+    assert_no_leftovers, docker, docker_image, git, gone, spawn_command_until, Contain, KillOnDrop,
     Project, Ran, IMAGE,
 };
 
@@ -30,22 +30,6 @@ jobs:
     project.write("version.txt", "v1\n");
     commit(project.path(), "main");
     project
-}
-
-/// Runs git in `dir` as a user named t; returns its stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Makes `dir` a repository on `branch` with everything in it committed.

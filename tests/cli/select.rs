@@ -1,25 +1,7 @@
 //! Choosing what runs: `--stage`, `--until`, and `only:` on a real repository's branch and
 //! changed files, with left-out jobs reported in the summary, the JSON events and the store.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::harness::{Project, Ran};
-
-/// Runs git in `dir` as a user named t.
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::harness::{git, Project, Ran};
 
 /// Makes the project a repository on `branch` with everything in it committed.
 fn commit_on(project: &Project, branch: &str) {
