@@ -226,7 +226,7 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
         &mut |chunk| match chunk {
             LogChunk::Job(name) => print(&format!("==> {name} <==\n")),
             LogChunk::NoLog { job, status } => print(&format!(
-                "(job `{job}` has no log: it {})\n",
+                "(job `{job}` has no log; its status: {})\n",
                 style::status_word(status)
             )),
             LogChunk::Text(text) => print(&String::from_utf8_lossy(text)),

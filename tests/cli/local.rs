@@ -36,6 +36,13 @@ fn artifacts_failures_and_skips_work_as_on_docker() {
         !project.path().join(".pipe/runs/1/jobs").exists(),
         "scratch space is removed"
     );
+    let logs = project.pipe(&["logs", "1", "after-broken"]);
+    assert_eq!(
+        logs.stdout,
+        "(job `after-broken` has no log; its status: skipped)\n",
+        "{}",
+        logs.all()
+    );
 }
 
 #[test]
