@@ -48,7 +48,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         file_or_job(file)?;
     }
     if args.dry_run {
-        let git = crate::git::facts(&super::exec::project_dir()?, args.changes_since.as_deref());
+        let project = exec::project(args.file.as_deref())?;
+        let git = crate::git::facts(&project.dir, args.changes_since.as_deref());
         let selection = Selection {
             phase: Phase::Main,
             jobs: &args.jobs,

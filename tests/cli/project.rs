@@ -53,6 +53,17 @@ fn a_pipeline_file_given_is_relative_to_where_you_stand_and_makes_its_folder_the
     assert_eq!(ran.code, 0, "{}", ran.all());
     assert!(project.path().join(".pipe/runs/1").is_dir());
     assert!(!project.path().join("src/.pipe").exists());
+
+    // From a folder outside the project, a dry run plans the file given too.
+    let outside = tempfile::tempdir().unwrap();
+    let file = project.path().join("pipe.yml");
+    let mut cmd = project.command(&["run", file.to_str().unwrap(), "--dry-run"]);
+    let listed = cmd.current_dir(outside.path()).output().unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 }
 
 #[test]
