@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::pull::PullArg;
+use super::vars::VarsArgs;
 use super::{color_on, exit, CliError, Internal, Output};
 use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
 use crate::event::{Event, RunStatus};
@@ -40,6 +41,8 @@ pub struct ExecArgs {
     /// Let jobs run privileged and mount host paths (including the Docker socket)
     #[arg(long)]
     allow_privileged: bool,
+    #[command(flatten)]
+    vars: VarsArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,8 +54,10 @@ enum BackendKind {
 }
 
 impl ExecArgs {
-    pub fn options(&self) -> ExecOptions {
-        ExecOptions {
+    /// The options, with the passed variables and where secrets come from (which reads the
+    /// files named and pipe's environment).
+    pub fn options(&self) -> Result<ExecOptions, CliError> {
+        Ok(ExecOptions {
             backend: self.backend.map(|kind| match kind {
                 BackendKind::Docker => engine::BackendKind::Docker,
                 BackendKind::Local => engine::BackendKind::Local,
@@ -67,7 +72,9 @@ impl ExecArgs {
             // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
             // where no cgroup can be had.
             cgroups: !flag_set("PIPE_NO_CGROUP"),
-        }
+            vars: self.vars.vars()?,
+            supply: self.vars.supply()?,
+        })
     }
 
     /// Runs an engine request that runs jobs: the screen shows its events, Ctrl-C, SIGTERM and
