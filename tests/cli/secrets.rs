@@ -235,3 +235,41 @@ fn a_failing_command_names_the_secret_and_never_shows_its_output() {
     );
     assert!(!ran.all().contains("tok-on-stderr-1234"), "{}", ran.all());
 }
+
+#[test]
+fn a_release_job_gets_its_secret_when_it_is_released() {
+    let project = Project::new(
+        "jobs:\n  build: {script: ['true']}\n  ship:\n    stage: release\n    gate: {approvals: 0}\n    secrets: [SHIP_TOKEN]\n    script: ['echo \"ship=$(echo \"$SHIP_TOKEN\" | tr a-z A-Z)\"']\n",
+    );
+    crate::harness::git(project.path(), &["init", "-q", "-b", "main"]);
+    crate::harness::git(project.path(), &["add", "-A"]);
+    crate::harness::git(project.path(), &["commit", "-qm", "init"]);
+    let with_token = |args: &[&str], token: Option<&str>| {
+        let mut cmd = project.command(args);
+        match token {
+            Some(t) => cmd.env("SHIP_TOKEN", t),
+            None => cmd.env_remove("SHIP_TOKEN"),
+        };
+        crate::harness::finish(cmd)
+    };
+    // The run itself does not need the release job's secret.
+    let ran = with_token(&["run", "--backend", "local"], None);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let refused = with_token(&["release", "1"], None);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("job `ship` needs secret `SHIP_TOKEN`, which has no value"),
+        "{}",
+        refused.stderr
+    );
+    let released = with_token(&["release", "1"], Some("tok-at-release-1234"));
+    assert_eq!(released.code, 0, "{}", released.all());
+    assert!(
+        released.stdout.contains("[ship] ship=TOK-AT-RELEASE-1234"),
+        "{}",
+        released.stdout
+    );
+    assert_nowhere(&project, &released.all(), "tok-at-release-1234");
+}
