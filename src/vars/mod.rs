@@ -1,6 +1,6 @@
 //! Variables passed to a run (`--env NAME=VALUE`, `--env NAME`, `--env-file`): plain values, not
-//! secrets. A job's environment is, later entries winning: pipe's built-ins, the passed
-//! variables, the pipeline's `env`, the job's `env`, its matrix values. So the pipeline file
+//! secrets. A job's environment is, later entries winning: the passed variables, pipe's
+//! built-ins, the pipeline's `env`, the job's `env`, its matrix values. So the pipeline file
 //! has the last word, as the issue asked; a passed variable reaches a job either under its own
 //! name, where nothing in the file sets it, or through `${NAME}` in an `env` value.
 
