@@ -261,7 +261,14 @@ impl ExecOptions {
                 .collect(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let recorder = report::record(log_files, sink, ctx.events.clone(), events_rx);
+        let masks = ctx.masks.current();
+        let recorder = report::record(
+            log_files,
+            sink,
+            ctx.events.clone(),
+            events_rx,
+            masks.clone(),
+        );
         let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward_cancel(cancel.clone(), ctx.clone(), interrupt_tx));
         let opts = RunOptions {
@@ -272,6 +279,7 @@ impl ExecOptions {
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
+            masks,
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();
