@@ -119,7 +119,7 @@ impl ExecArgs {
     {
         let ctx = context_in(project, None)?;
         let junit = match &self.junit {
-            Some(file) => Some(current_dir()?.join(file)),
+            Some(file) => Some(junit_file(file)?),
             None => None,
         };
         runtime()?.block_on(async {
@@ -160,6 +160,18 @@ impl ExecArgs {
             }
             Ok(exit_code(&outcome))
         })
+    }
+}
+
+/// Where `--junit FILE` goes: refused before anything runs when its folder does not exist.
+fn junit_file(file: &Path) -> Result<PathBuf, CliError> {
+    let path = current_dir()?.join(file);
+    match path.parent() {
+        Some(dir) if dir.is_dir() => Ok(path),
+        _ => Err(CliError::Invalid(format!(
+            "--junit {}: its folder does not exist",
+            file.display()
+        ))),
     }
 }
 

@@ -14,6 +14,7 @@ mod help;
 mod hook;
 mod init;
 mod isolation;
+mod junit;
 mod local;
 mod project;
 mod release;
