@@ -371,9 +371,17 @@ impl DockerBackend {
         mount: Mount,
         sandbox: Option<&str>,
     ) -> Result<String, BackendError> {
+        // Secrets come on stdin, which the shell reads first: the container's recorded
+        // configuration (`docker inspect`) never holds them, unlike its Env.
+        let secrets = !spec.secrets.is_empty();
+        let script = if secrets {
+            format!("{}\n{}", super::READ_SECRETS, shell_script(&spec.script))
+        } else {
+            shell_script(&spec.script)
+        };
         let body = ContainerCreateBody {
             image: spec.image.clone(),
-            cmd: Some(vec!["sh".into(), "-ec".into(), shell_script(&spec.script)]),
+            cmd: Some(vec!["sh".into(), "-ec".into(), script]),
             env: Some(
                 spec.env
                     .iter()
@@ -384,7 +392,10 @@ impl DockerBackend {
             working_dir: Some(WORKSPACE.into()),
             labels: Some(self.labels(&spec.run_id, &spec.job)),
             tty: Some(false),
-            open_stdin: Some(false),
+            open_stdin: Some(secrets),
+            // The script's stdin ends once the secrets are read, as it is empty otherwise.
+            stdin_once: Some(secrets),
+            attach_stdin: Some(secrets),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             host_config: Some(HostConfig {
@@ -606,22 +617,38 @@ impl DockerBackend {
         mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, Attempt> {
         // Attach before starting so that no early output is lost.
+        let secrets = !spec.secrets.is_empty();
         let attach = AttachContainerOptions {
             stream: true,
+            stdin: secrets,
             stdout: true,
             stderr: true,
             ..Default::default()
         };
-        let mut output = self
+        let attached = self
             .docker
             .attach_container(id, Some(attach))
             .await
-            .map_err(|e| Attempt::Failed(job_error("cannot attach")(e)))?
-            .output;
+            .map_err(|e| Attempt::Failed(job_error("cannot attach")(e)))?;
+        let (mut output, mut input) = (attached.output, attached.input);
         self.docker
             .start_container(id, None)
             .await
             .map_err(|e| Attempt::NotStarted(short(&e)))?;
+        if secrets {
+            // Closing our side ends the script's stdin (`stdin_once`) after the exports.
+            let exports = super::shell_exports(&spec.secrets);
+            let sent = match input.write_all(exports.as_bytes()).await {
+                Ok(()) => input.shutdown().await,
+                Err(e) => Err(e),
+            };
+            sent.map_err(|e| {
+                Attempt::Failed(BackendError::Job(format!(
+                    "cannot hand the job its secrets: {e}"
+                )))
+            })?;
+        }
+        drop(input);
 
         let (mut out, mut err) = (log.output(Stream::Stdout), log.output(Stream::Stderr));
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;

@@ -118,6 +118,8 @@ pub struct LocalBackend {
     project: String,
     /// Whether jobs may get a cgroup of their own (else they are found by a marker).
     cgroups: bool,
+    /// The host variables jobs keep ([`host_env`]); nothing else of pipe's environment.
+    host_env: Vec<(String, String)>,
     teardowns: Teardowns,
 }
 
@@ -127,9 +129,32 @@ impl LocalBackend {
             grace,
             project,
             cgroups,
+            host_env: Vec::new(),
             teardowns: Teardowns::default(),
         }
     }
+
+    /// Jobs start with these host variables under their own environment.
+    pub fn with_host_env(self, host_env: Vec<(String, String)>) -> Self {
+        LocalBackend { host_env, ..self }
+    }
+}
+
+/// What a host process needs to work and a Docker job's image would give it: where programs
+/// are, who and where the user is, the locale and time zone, the temporary directory.
+const HOST_VARS: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// The variables of `caller` (pipe's environment) that local jobs keep: [`HOST_VARS`] and the
+/// locale's `LC_*`. Everything else — credentials, git's hook variables, pipe's own settings —
+/// stays out, so that a local job sees what a Docker job sees.
+pub fn host_env(caller: &[(String, String)]) -> Vec<(String, String)> {
+    caller
+        .iter()
+        .filter(|(k, _)| HOST_VARS.contains(&k.as_str()) || k.starts_with("LC_"))
+        .cloned()
+        .collect()
 }
 
 impl Backend for LocalBackend {
@@ -238,8 +263,13 @@ impl LocalBackend {
             .arg("-ec")
             .arg(shell_script(&spec.script))
             .current_dir(&dir)
+            .env_clear()
+            .envs(self.host_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PIPE_WORKSPACE", &dir)
+            // A process's environment is readable only by its user (and root), as the job's
+            // files are: on the host the secrets go where the job's tools look for them.
+            .envs(spec.secrets.iter())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -404,6 +434,7 @@ mod tests {
                 "sleep 300".into(),
             ],
             env: Vec::new(),
+            secrets: Default::default(),
             layers: vec![dir.path().join("source")],
             scratch: dir.path().join("jobs/long/1"),
             artifacts: Vec::new(),

@@ -33,6 +33,9 @@ pub struct JobSpec {
     pub image: Option<String>,
     pub script: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The secrets the job names, set in its environment after `env`. Never part of the
+    /// container's recorded configuration.
+    pub secrets: crate::secret::Secrets,
     /// What the job's workspace is made of, bottom first: the run's source snapshot, then the
     /// artifacts of each job it needs. Never written to.
     pub layers: Vec<PathBuf>,
@@ -269,6 +272,19 @@ pub fn shell_script(lines: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The first line of a script that gets its secrets on stdin ([`shell_exports`]): the
+/// shell reads them all, then runs the script with its stdin at an end.
+pub const READ_SECRETS: &str = r#"eval "$(cat)""#;
+
+/// `export NAME='value'` for each secret, quoted so that any value (several lines, quotes) is
+/// taken as it is.
+pub fn shell_exports(secrets: &crate::secret::Secrets) -> String {
+    secrets
+        .iter()
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+        .collect()
 }
 
 fn shell_quote(s: &str) -> String {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::pull::PullArg;
+use super::vars::VarsArgs;
 use super::{color_on, exit, CliError, Internal, Output};
 use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
 use crate::event::{Event, RunStatus};
@@ -44,6 +45,8 @@ pub struct ExecArgs {
     /// their log
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    #[command(flatten)]
+    vars: VarsArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,8 +58,10 @@ enum BackendKind {
 }
 
 impl ExecArgs {
-    pub fn options(&self) -> ExecOptions {
-        ExecOptions {
+    /// The options, with the passed variables and where secrets come from (which reads the
+    /// files named and pipe's environment).
+    pub fn options(&self) -> Result<ExecOptions, CliError> {
+        Ok(ExecOptions {
             backend: self.backend.map(|kind| match kind {
                 BackendKind::Docker => engine::BackendKind::Docker,
                 BackendKind::Local => engine::BackendKind::Local,
@@ -71,7 +76,9 @@ impl ExecArgs {
             // PIPE_NO_CGROUP=1 finds local jobs' processes by their environment marker, as
             // where no cgroup can be had.
             cgroups: !flag_set("PIPE_NO_CGROUP"),
-        }
+            vars: self.vars.vars()?,
+            supply: self.vars.supply()?,
+        })
     }
 
     /// Runs an engine request that runs jobs: the screen shows its events, Ctrl-C, SIGTERM and

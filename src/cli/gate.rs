@@ -45,12 +45,13 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 }
 
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
+    let exec = args.exec.options()?;
     args.exec.drive(|ctx, cancel| {
         engine::release(ReleaseRequest {
             ctx,
             run: args.run.clone(),
             again: args.again,
-            exec: args.exec.options(),
+            exec,
             cancel,
         })
     })

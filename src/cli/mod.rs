@@ -21,6 +21,7 @@ mod runs;
 mod scan;
 mod tty;
 mod validate;
+mod vars;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -23,12 +23,13 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         let shown = engine::show(&context(None)?, &args.run)?;
         eprintln!("pipe: {}", what_reruns(&shown.run, args.failed));
     }
+    let exec = args.exec.options()?;
     args.exec.drive(|ctx, cancel| {
         engine::retry(RetryRequest {
             ctx,
             run: args.run.clone(),
             failed: args.failed,
-            exec: args.exec.options(),
+            exec,
             cancel,
         })
     })

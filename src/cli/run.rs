@@ -74,6 +74,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         (None, false) => Source::WorkingTree,
     };
     let project = exec::project(args.file.as_deref())?;
+    let options = args.exec.options()?;
     args.exec.drive_in(project.dir, |ctx, cancel| {
         engine::start(StartRequest {
             ctx,
@@ -82,7 +83,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             stages: args.stages.clone(),
             until: args.until.clone(),
             no_deploy: false,
-            exec: args.exec.options(),
+            exec: options,
             release: args.release,
             trigger: "run".into(),
             source: source.clone(),

@@ -17,10 +17,11 @@ use crate::backend::route::ScanRouter;
 use crate::backend::{Backend, BackendError};
 use crate::event::{EventKind, RunStatus};
 use crate::owner::project_key;
-use crate::pipeline::{Job, Pos, Problem};
+use crate::pipeline::{Job, Pipeline, Pos, Problem};
 use crate::plan::Plan;
 use crate::report::{self, StoreSink};
 use crate::run::{self as scheduler, RunOptions, RunResult};
+use crate::secret::{Secrets, Supply};
 use crate::store::{self, RunId, SqliteStore, Store};
 use crate::workspace::{self, private, RunDir};
 
@@ -70,6 +71,12 @@ pub struct ExecOptions {
     /// Local: contain jobs in cgroups where they can be had (off: find their processes by an
     /// environment marker).
     pub cgroups: bool,
+    /// Variables passed by the caller (`--env`, `--env-file`), in order: every job gets them
+    /// under the pipeline's `env`, which may use them as `${NAME}`.
+    pub vars: Vec<(String, String)>,
+    /// Where secrets' values may come from besides the pipeline's commands; the caller's
+    /// environment in it also gives local jobs the host variables they keep.
+    pub supply: Supply,
 }
 
 impl Default for ExecOptions {
@@ -82,6 +89,8 @@ impl Default for ExecOptions {
             allow_privileged: false,
             overlay: true,
             cgroups: true,
+            vars: Vec::new(),
+            supply: Supply::default(),
         }
     }
 }
@@ -154,6 +163,31 @@ impl ExecOptions {
         }
     }
 
+    /// Expands the passed variables into the `env` of the jobs of `plan` and resolves the
+    /// secrets they name (running the pipeline's commands for those the caller did not give),
+    /// before anything is recorded: an undefined `${NAME}` or a secret without a value stops
+    /// the request here, naming it.
+    pub(super) async fn prepare_env(
+        &self,
+        ctx: &Context,
+        file: &Path,
+        pipeline: &Pipeline,
+        plan: &mut Plan,
+    ) -> Result<Secrets, EngineError> {
+        let problems = |problems| EngineError::Plan {
+            file: file.to_path_buf(),
+            problems,
+        };
+        crate::vars::apply(&mut plan.jobs, &self.vars).map_err(problems)?;
+        let secrets =
+            crate::secret::resolve(&plan.jobs, &pipeline.secrets, &self.supply, &ctx.project)
+                .await
+                .map_err(problems)?;
+        // From here on nothing pipe says or keeps, nor what its caller says, shows a value.
+        ctx.masks.add(secrets.values());
+        Ok(secrets)
+    }
+
     /// Before this process takes run `id` over: stops the jobs of the run that pipe processes
     /// which died while working on it left running (a `kill -9` of `pipe release` leaves its
     /// job running), so that at most one release of a run is ever alive. Looks on the local
@@ -206,6 +240,7 @@ impl ExecOptions {
             git,
             source,
             pipeline_file,
+            secrets,
         } = work;
         let project = &ctx.project;
         let kind = self.kind();
@@ -222,9 +257,10 @@ impl ExecOptions {
                         .in_project(project_key(project)),
                 )
             }
-            BackendKind::Local => {
-                Arc::new(LocalBackend::new(GRACE, project_key(project), self.cgroups))
-            }
+            BackendKind::Local => Arc::new(
+                LocalBackend::new(GRACE, project_key(project), self.cgroups)
+                    .with_host_env(crate::backend::local::host_env(&self.supply.caller)),
+            ),
         };
         // Scan jobs run in-process whatever the backend.
         let backend: Arc<dyn Backend> = Arc::new(ScanRouter::new(Arc::new(InProcess), jobs));
@@ -275,7 +311,14 @@ impl ExecOptions {
             run: run.clone(),
             concurrency: self.concurrency.unwrap_or_else(default_concurrency),
             fail_fast: self.fail_fast,
-            env: builtin_env(run, git),
+            // Passed variables first: pipe's built-ins are not the caller's to change.
+            env: self
+                .vars
+                .iter()
+                .cloned()
+                .chain(builtin_env(run, git))
+                .collect(),
+            secrets: secrets.clone(),
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
@@ -310,6 +353,8 @@ pub(super) struct Work<'a> {
     pub source: &'a Path,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: &'a str,
+    /// The secrets the plan's jobs name, resolved ([`ExecOptions::prepare_env`]).
+    pub secrets: &'a Secrets,
 }
 
 /// The environment every job gets before its own. Values from git (a branch named

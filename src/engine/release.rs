@@ -120,7 +120,7 @@ pub(super) async fn release_run(
         .filter(|j| j.phase == store::Phase::Release && j.status == "left_out")
         .map(|j| j.name.clone())
         .collect();
-    let plan = plan::build(
+    let mut plan = plan::build(
         &pipeline,
         Selection {
             done: &left_out,
@@ -133,6 +133,10 @@ pub(super) async fn release_run(
     })?;
     let granted = exec
         .check_jobs(ctx, &run.pipeline_file(), &plan.jobs)
+        .await?;
+    // Release jobs get their secrets now, from whoever releases, not from who ran.
+    let secrets = exec
+        .prepare_env(ctx, &run.pipeline_file(), &pipeline, &mut plan)
         .await?;
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
@@ -160,6 +164,7 @@ pub(super) async fn release_run(
                 git: &git,
                 source: &files.dir,
                 pipeline_file: &record.pipeline_file,
+                secrets: &secrets,
             },
         )
         .await?;

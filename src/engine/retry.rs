@@ -96,6 +96,9 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     let granted = exec
         .check_jobs(ctx, &old.pipeline_file(), &plan.jobs)
         .await?;
+    let secrets = exec
+        .prepare_env(ctx, &old.pipeline_file(), &pipeline, &mut plan)
+        .await?;
 
     let (run, new_id) = if req.failed {
         let again: Vec<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
@@ -155,6 +158,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         git: &git,
         source: &files.dir,
         pipeline_file: &record.pipeline_file,
+        secrets: &secrets,
     };
     let outcome = run_before_gate(ctx, &exec, &req.cancel, &mut store, new_id, work, gated).await?;
     if outcome.state == RunState::AwaitingRelease {

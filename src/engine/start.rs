@@ -91,6 +91,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         default_name.as_deref(),
     )?;
     let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
+    let secrets = exec.prepare_env(ctx, &file, &pipeline, &mut plan).await?;
     let mut store = SqliteStore::open(project)?;
     // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs or
     // stages; those `only:` leaves out are reported with the run's.
@@ -133,6 +134,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         git: &git,
         source: &files.dir,
         pipeline_file: &new.pipeline_file,
+        secrets: &secrets,
     };
     let outcome = run_before_gate(
         ctx,

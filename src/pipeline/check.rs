@@ -13,7 +13,9 @@ use crate::severity::Severity;
 
 // The key tables are what the checker accepts and what `schema` describes to editors: a key
 // added here appears in docs/schemas/pipeline.json once it is regenerated.
-pub(super) const TOP_KEYS: &[&str] = &["name", "stages", "image", "env", "default", "jobs"];
+pub(super) const TOP_KEYS: &[&str] = &[
+    "name", "stages", "image", "env", "secrets", "default", "jobs",
+];
 pub(super) const JOB_KEYS: &[&str] = &[
     "stage",
     "needs",
@@ -33,17 +35,11 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "fail_on",
     "extends",
     "only",
+    "secrets",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &[
-    "cache",
-    "inputs",
-    "reuse",
-    "secrets",
-    "services",
-    "concurrency",
-];
+const LATER_JOB_KEYS: &[&str] = &["cache", "inputs", "reuse", "services", "concurrency"];
 pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
@@ -104,6 +100,7 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
     let mut env = Vec::new();
     let mut env_pos = Vec::new();
     let mut jobs_node = None;
+    let mut providers = Vec::new();
     for (key, value) in &entries {
         match key.as_str() {
             "name" => name = string(value, "`name`", probs).unwrap_or(name),
@@ -119,6 +116,11 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
             "env" => {
                 env = env_map(value, probs);
                 env_pos = value_positions(value);
+            }
+            "secrets" => {
+                let (parsed, problems) = super::secrets::providers(value);
+                problems.into_iter().for_each(|p| probs.add(p));
+                providers = parsed;
             }
             "jobs" => jobs_node = Some(*value),
             // Extension fields hold YAML anchors for jobs to merge (`<<: *defaults`), as in
@@ -173,7 +175,12 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
             .collect::<Vec<_>>(),
         probs,
     );
-    Some(Pipeline { name, stages, jobs })
+    Some(Pipeline {
+        name,
+        stages,
+        jobs,
+        secrets: providers,
+    })
 }
 
 struct JobContext<'a> {
@@ -227,6 +234,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut scan = Vec::new();
     let mut scan_node = None;
     let mut fail_on = Severity::High;
+    let mut secrets = Vec::new();
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -290,6 +298,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 }
                 None => {}
             },
+            "secrets" => {
+                let (parsed, problems) = super::secrets::job_secrets(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                secrets = parsed;
+            }
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -409,6 +422,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             volumes: volumes.clone(),
             scan: scan.clone(),
             fail_on,
+            secrets: secrets.clone(),
             spans: spans.clone(),
         })
         .collect()

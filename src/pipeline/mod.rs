@@ -12,6 +12,7 @@ mod habits;
 mod model;
 mod only;
 mod schema;
+mod secrets;
 pub mod starter;
 mod yaml;
 
@@ -24,6 +25,7 @@ pub use model::{
 };
 pub use only::Only;
 pub use schema::json_schema;
+pub use secrets::{Provider, SecretName};
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::artifact::ArtifactPath;
 use super::gate::Gate;
 use super::only::Only;
+use super::secrets::{Provider, SecretName};
 use super::Pos;
 use crate::severity::Severity;
 
@@ -20,6 +21,8 @@ pub struct Pipeline {
     pub stages: Vec<String>,
     /// Matrix jobs are already expanded, in file order.
     pub jobs: Vec<Job>,
+    /// Commands that print secrets' values (the top-level `secrets:`).
+    pub secrets: Vec<Provider>,
 }
 
 impl Pipeline {
@@ -73,6 +76,8 @@ pub struct Job {
     pub scan: Vec<Scanner>,
     /// Findings at or above this fail a scan job.
     pub fail_on: Severity,
+    /// The secrets the job receives, as environment variables; no other job sees them.
+    pub secrets: Vec<SecretName>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

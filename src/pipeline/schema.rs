@@ -20,7 +20,7 @@ pub fn json_schema() -> Value {
         "title": "pipe pipeline",
         "description": "A pipe pipeline file (pipe.yml). Generated from pipe's checker; `pipe validate` says more.",
         "type": "object",
-        "properties": keys(TOP_KEYS),
+        "properties": top_keys(),
         // Extension fields hold YAML anchors (`x-…` as in Docker Compose, `.hidden` as in
         // GitLab CI), as the checker allows.
         "patternProperties": { "^(x-|\\.)": true },
@@ -35,6 +35,30 @@ pub fn json_schema() -> Value {
             "env": env(),
         },
     })
+}
+
+/// The top-level keys: there `secrets` says how values are got, not which a job receives.
+fn top_keys() -> Value {
+    let mut top = keys(TOP_KEYS);
+    top["secrets"] = with_description(
+        json!({
+            "type": "object",
+            "propertyNames": { "$ref": "#/definitions/env/propertyNames" },
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "command": with_description(
+                        json!({ "type": "string", "minLength": 1 }),
+                        "A shell command that prints the secret's value, run once per run on the machine pipe runs on.",
+                    ),
+                },
+                "required": ["command"],
+                "additionalProperties": false,
+            },
+        }),
+        "Commands that print secrets' values, by name (used when the caller supplies none).",
+    );
+    top
 }
 
 fn keys(table: &[&str]) -> Value {
@@ -153,6 +177,14 @@ fn shape(key: &str) -> Value {
                 "additionalProperties": false,
             }),
             "Run the job only on these branches or when these files changed; otherwise it is left out.",
+        ),
+        "secrets" => (
+            json!({
+                "type": "array",
+                "uniqueItems": true,
+                "items": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+            }),
+            "Secrets this job receives as environment variables; no other job sees them.",
         ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Environment every job gets before its own (run id, commit, …).
     pub env: Vec<(String, String)>,
+    /// The run's secrets: each job gets only those it names.
+    pub secrets: crate::secret::Secrets,
     /// The bottom layer of every job's workspace: the run's snapshot or a kept checkout.
     pub source: PathBuf,
     /// The list of the files the run changes, mounted read-only where it is into containers.
@@ -374,6 +376,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
         image: job.image.clone(),
         script: job.script.clone(),
         env,
+        secrets: opts.secrets.for_job(job),
         layers,
         scratch: opts.run.scratch(&slugs[i]),
         artifacts: job.artifacts.clone(),

@@ -74,6 +74,7 @@ async fn run_with(
         concurrency,
         fail_fast,
         env: vec![],
+        secrets: Default::default(),
         changed_files: None,
         pipeline_file: "pipe.yml".into(),
         masks: Default::default(),

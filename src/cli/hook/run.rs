@@ -59,6 +59,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Kind::PreCommit => vec![Check::Staged(git_index_file()?)],
     };
     scrub_git_locators();
+    let options = args.exec.options()?;
     let mut worst = exit::OK;
     for check in checks {
         let subject = check.subject();
@@ -78,7 +79,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     check,
                     stages,
                     ctx,
-                    args.exec.options(),
+                    options.clone(),
                     cancel,
                 ))
             },

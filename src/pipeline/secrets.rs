@@ -1,0 +1,148 @@
+//! `secrets:` in a pipeline: the names a job asks for (`secrets: [TOKEN]` on a job) and the
+//! commands that print a value (`secrets: {TOKEN: {command: …}}` at the top). Names only:
+//! values are never written in a pipeline, and are resolved when jobs are about to run.
+
+use super::yaml::{Kind, Node};
+use super::{Pos, Problem};
+
+/// A secret a job names, where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretName {
+    pub name: String,
+    pub pos: Pos,
+}
+
+/// A command whose standard output is the value of secret `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub name: String,
+    /// Run by `sh -c` on the machine pipe runs on, in the project's folder.
+    pub command: String,
+    pub pos: Pos,
+}
+
+/// A job's `secrets:` list.
+pub(super) fn job_secrets(node: &Node) -> (Vec<SecretName>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let Kind::Seq(items) = &node.kind else {
+        problems.push(at(
+            node,
+            format!(
+                "`secrets` must be a list of names, found {}",
+                node.kind.describe()
+            ),
+        ));
+        return (Vec::new(), problems);
+    };
+    let mut names: Vec<SecretName> = Vec::new();
+    for item in items {
+        match &item.kind {
+            Kind::Str(s) if is_name(s) => {
+                if names.iter().any(|n| n.name == *s) {
+                    problems.push(at(item, format!("secret `{s}` is listed twice")));
+                } else {
+                    names.push(SecretName {
+                        name: s.clone(),
+                        pos: item.pos,
+                    });
+                }
+            }
+            Kind::Str(s) => problems.push(
+                at(item, format!("`{s}` is not a valid secret name"))
+                    .hint("a secret is given to the job as an environment variable: use letters, digits and `_`, not starting with a digit"),
+            ),
+            other => problems.push(at(
+                item,
+                format!("a secret must be named by a string, found {}", other.describe()),
+            )),
+        }
+    }
+    (names, problems)
+}
+
+/// The top-level `secrets:` mapping: each name with a `command:` that prints its value.
+pub(super) fn providers(node: &Node) -> (Vec<Provider>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let Kind::Map(entries) = &node.kind else {
+        problems.push(
+            at(
+                node,
+                format!(
+                    "the top-level `secrets` must be a mapping, found {}",
+                    node.kind.describe()
+                ),
+            )
+            .hint("e.g. `secrets: { TOKEN: { command: pass show ci/token } }`"),
+        );
+        return (Vec::new(), problems);
+    };
+    let mut out: Vec<Provider> = Vec::new();
+    for (k, v) in entries {
+        let Kind::Str(name) = &k.kind else {
+            problems.push(at(k, "a secret's name must be a string"));
+            continue;
+        };
+        if !is_name(name) {
+            problems.push(at(k, format!("`{name}` is not a valid secret name")));
+            continue;
+        }
+        if out.iter().any(|p| p.name == *name) {
+            problems.push(at(k, format!("secret `{name}` is defined twice")));
+            continue;
+        }
+        let command = match &v.kind {
+            Kind::Map(fields) => {
+                let mut command = None;
+                for (fk, fv) in fields {
+                    match (&fk.kind, &fv.kind) {
+                        (Kind::Str(f), Kind::Str(c)) if f == "command" && !c.trim().is_empty() => {
+                            command = Some(c.clone())
+                        }
+                        (Kind::Str(f), _) if f == "command" => problems.push(at(
+                            fv,
+                            format!("the `command` of secret `{name}` must be a non-empty string"),
+                        )),
+                        (Kind::Str(f), _) => problems.push(
+                            at(fk, format!("unknown key `{f}` in secret `{name}`"))
+                                .hint("a secret has one key, `command`"),
+                        ),
+                        _ => problems.push(at(fk, "a key must be a string")),
+                    }
+                }
+                command
+            }
+            other => {
+                problems.push(
+                    at(
+                        v,
+                        format!("secret `{name}` must be a mapping with `command`, found {}", other.describe()),
+                    )
+                    .hint("values never belong in a pipeline file: give a command that prints it, e.g. `{ command: pass show ci/token }`"),
+                );
+                continue;
+            }
+        };
+        match command {
+            Some(command) => out.push(Provider {
+                name: name.clone(),
+                command,
+                pos: k.pos,
+            }),
+            None if problems.is_empty() => {
+                problems.push(at(k, format!("secret `{name}` has no `command`")))
+            }
+            None => {}
+        }
+    }
+    (out, problems)
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+fn at(node: &Node, message: impl Into<String>) -> Problem {
+    Problem::at(node.pos, 1, message)
+}
