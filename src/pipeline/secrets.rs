@@ -128,10 +128,7 @@ pub(super) fn providers(node: &Node) -> (Vec<Provider>, Vec<Problem>) {
                 command,
                 pos: k.pos,
             }),
-            None if problems.is_empty() => {
-                problems.push(at(k, format!("secret `{name}` has no `command`")))
-            }
-            None => {}
+            None => problems.push(at(k, format!("secret `{name}` has no `command`"))),
         }
     }
     (out, problems)
@@ -145,4 +142,61 @@ fn is_name(s: &str) -> bool {
 
 fn at(node: &Node, message: impl Into<String>) -> Problem {
     Problem::at(node.pos, 1, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::parse;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        parse(yaml, "p")
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.message)
+            .collect()
+    }
+
+    #[test]
+    fn jobs_name_secrets_and_the_top_level_says_how_to_get_them() {
+        let p = parse(
+            "secrets: {TOKEN: {command: pass show ci}}\njobs:\n  t: {secrets: [TOKEN, OTHER], script: [x]}\n",
+            "p",
+        )
+        .unwrap();
+        let names: Vec<_> = p.jobs[0].secrets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["TOKEN", "OTHER"]);
+        assert_eq!(p.secrets[0].name, "TOKEN");
+        assert_eq!(p.secrets[0].command, "pass show ci");
+    }
+
+    #[test]
+    fn values_and_bad_names_are_refused() {
+        let found = problems(
+            "secrets: {TOKEN: hunter22}\njobs:\n  t: {secrets: [1X, A, A], script: [x]}\n",
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("secret `TOKEN` must be a mapping with `command`")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("`1X` is not a valid secret name")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("secret `A` is listed twice")),
+            "{found:?}"
+        );
+        let found = problems("secrets: {T: {cmd: x}}\njobs:\n  t: {script: [x]}\n");
+        assert!(
+            found.iter().any(|m| m.contains("unknown key `cmd`")),
+            "{found:?}"
+        );
+    }
 }

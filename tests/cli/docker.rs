@@ -579,6 +579,7 @@ fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
         image: Some(IMAGE.into()),
         script: vec!["sleep 300".into()],
         env: Vec::new(),
+        secrets: Default::default(),
         layers: vec![dir.path().join("source")],
         scratch: dir.path().join("jobs/long/1"),
         artifacts: Vec::new(),

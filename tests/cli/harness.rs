@@ -101,7 +101,7 @@ impl Project {
 }
 
 /// Waits for pipe to end and gathers what it said.
-fn finish(mut cmd: Command) -> Ran {
+pub fn finish(mut cmd: Command) -> Ran {
     let child = cmd.spawn().expect("start pipe");
     let pid = child.id();
     let Output {

@@ -236,6 +236,7 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
             "test -f src/main.c".into(),
         ],
         env: Vec::new(),
+        secrets: Default::default(),
         layers,
         scratch: dir.path().join("jobs/all/1"),
         artifacts: Vec::new(),
