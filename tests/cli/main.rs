@@ -15,6 +15,7 @@ mod hook;
 mod init;
 mod isolation;
 mod junit;
+mod leak;
 mod local;
 mod project;
 mod release;
