@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event;
 pub mod git;
 pub mod hook;
+pub mod mask;
 pub mod owner;
 pub mod pipeline;
 pub mod plan;

@@ -37,6 +37,7 @@ fn context(project: &Path) -> (Context, mpsc::UnboundedReceiver<Event>) {
         actor: "library".into(),
         clock: Clock::System,
         events: Some(events),
+        masks: Default::default(),
     };
     (ctx, seen)
 }

@@ -31,8 +31,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    remove_dir, shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome,
-    RunShape, Stop, Teardowns,
+    remove_dir, shell_script, Backend, BackendError, JobSpec, LogSink, Outcome, RunShape, Stop,
+    Teardowns,
 };
 use crate::event::Stream;
 use crate::owner::Owner;
@@ -650,14 +650,14 @@ impl DockerBackend {
         }
         drop(input);
 
-        let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
+        let (mut out, mut err) = (log.output(Stream::Stdout), log.output(Stream::Stderr));
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
         let mut stop_open = true;
         loop {
             tokio::select! {
                 chunk = output.next() => match chunk {
-                    Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message, |l| log.line(Stream::Stdout, l)),
-                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message, |l| log.line(Stream::Stderr, l)),
+                    Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
+                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => break,
                 },
@@ -680,8 +680,8 @@ impl DockerBackend {
                 }
             }
         }
-        out.finish(|l| log.line(Stream::Stdout, l));
-        err.finish(|l| log.line(Stream::Stderr, l));
+        out.finish();
+        err.finish();
         let exit_code = match self.docker.wait_container(id, None).next().await {
             Some(Ok(response)) => response.status_code,
             // bollard reports a non-zero exit as an error carrying the code: that is a result.

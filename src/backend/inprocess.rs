@@ -73,7 +73,7 @@ impl Backend for InProcess {
                 .and_then(|_| {
                     crate::workspace::private::write(
                         &scan_spec.sarif,
-                        serde_json::to_vec_pretty(&sarif).unwrap_or_default(),
+                        log.masked(&serde_json::to_vec_pretty(&sarif).unwrap_or_default()),
                     )
                 })
                 .map_err(|e| {

@@ -21,9 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::{
-    shell_script, Backend, BackendError, JobSpec, LineSplitter, LogSink, Outcome, Stop, Teardowns,
-};
+use super::{shell_script, Backend, BackendError, JobSpec, LogSink, Outcome, Stop, Teardowns};
 use crate::event::Stream;
 use crate::owner::Owner;
 use crate::workspace;
@@ -396,15 +394,15 @@ fn pump(
     stream: Stream,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut splitter = LineSplitter::default();
+        let mut output = log.output(stream);
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = reader.read(&mut buf).await {
             if n == 0 {
                 break;
             }
-            splitter.push(&buf[..n], |l| log.line(stream, l));
+            output.push(&buf[..n]);
         }
-        splitter.finish(|l| log.line(stream, l));
+        output.finish();
     })
 }
 

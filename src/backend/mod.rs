@@ -7,16 +7,20 @@ pub mod docker;
 pub mod fake;
 pub mod inprocess;
 pub mod local;
+mod output;
 pub mod route;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{Event, EventKind, Stream};
+use crate::mask::Patterns;
 use crate::pipeline::ArtifactPath;
+pub use output::Output;
 
 /// Everything a backend needs to run one attempt of one job.
 #[derive(Debug, Clone)]
@@ -167,19 +171,49 @@ pub async fn remove_dir(path: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || crate::workspace::remove(&path)).await;
 }
 
-/// Where a job's output goes: whole lines, as events.
+/// Where a job's output goes: whole lines, as events, with the run's secrets masked.
 #[derive(Clone)]
 pub struct LogSink {
     job: String,
     events: mpsc::UnboundedSender<Event>,
+    masks: Arc<Patterns>,
 }
 
 impl LogSink {
     pub fn new(job: String, events: mpsc::UnboundedSender<Event>) -> Self {
-        LogSink { job, events }
+        LogSink {
+            job,
+            events,
+            masks: Arc::default(),
+        }
     }
 
+    /// Masks these values in everything the job's output says.
+    pub fn masking(self, masks: Arc<Patterns>) -> Self {
+        LogSink { masks, ..self }
+    }
+
+    /// One of the job's output streams, as bytes come.
+    pub fn output(&self, stream: Stream) -> Output {
+        Output::new(self.clone(), stream, self.masks.stream())
+    }
+
+    /// A whole line that pipe itself says of the job (a scan's report).
     pub fn line(&self, stream: Stream, line: String) {
+        let line = match self.masks.text(&line) {
+            std::borrow::Cow::Owned(masked) => masked,
+            std::borrow::Cow::Borrowed(_) => line,
+        };
+        self.send(stream, line);
+    }
+
+    /// `bytes` masked, for what pipe writes of the job elsewhere (a scan's SARIF report).
+    pub fn masked<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        self.masks.bytes(bytes)
+    }
+
+    /// A line already masked.
+    fn send(&self, stream: Stream, line: String) {
         // A closed receiver means the run is being torn down; the output has nowhere to go.
         let _ = self.events.send(Event::now(EventKind::JobOutput {
             job: self.job.clone(),

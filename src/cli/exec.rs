@@ -41,6 +41,10 @@ pub struct ExecArgs {
     /// Let jobs run privileged and mount host paths (including the Docker socket)
     #[arg(long)]
     allow_privileged: bool,
+    /// Also write the results as JUnit XML to FILE: a testcase per job, failures with the end of
+    /// their log
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     #[command(flatten)]
     vars: VarsArgs,
 }
@@ -121,8 +125,20 @@ impl ExecArgs {
         Fut: Future<Output = Result<Outcome, CliError>>,
     {
         let ctx = context_in(project, None)?;
+        let junit = match &self.junit {
+            Some(file) => Some(junit_file(file)?),
+            None => None,
+        };
         runtime()?.block_on(async {
-            let (events, shown) = mpsc::unbounded_channel();
+            let (events, seen) = mpsc::unbounded_channel();
+            // The JUnit report sees the events first and passes them on to the screen.
+            let (junit, shown) = match junit {
+                Some(file) => {
+                    let (forward, shown) = mpsc::unbounded_channel();
+                    (Some(report::junit(file, seen, forward)), shown)
+                }
+                None => (None, seen),
+            };
             let screen = screen(shown);
             let cancel = Cancel::new();
             let signals = tokio::spawn(forward_signals(cancel.clone()));
@@ -136,7 +152,12 @@ impl ExecArgs {
             .await;
             signals.abort();
             // The request is over and its sink dropped: the screen has seen everything.
-            let unshown = screen.await.unwrap_or_else(|e| Some(e.to_string()));
+            let mut unshown = screen.await.unwrap_or_else(|e| Some(e.to_string()));
+            if let Some(junit) = junit {
+                let unwritten = junit.await.unwrap_or_else(|e| Some(e.to_string()));
+                unshown =
+                    unshown.or(unwritten.map(|e| format!("cannot write the JUnit report: {e}")));
+            }
             let outcome = outcome?;
             if let Some(why) = unshown {
                 return Err(CliError::Internal(Internal::Io {
@@ -146,6 +167,18 @@ impl ExecArgs {
             }
             Ok(exit_code(&outcome))
         })
+    }
+}
+
+/// Where `--junit FILE` goes: refused before anything runs when its folder does not exist.
+fn junit_file(file: &Path) -> Result<PathBuf, CliError> {
+    let path = current_dir()?.join(file);
+    match path.parent() {
+        Some(dir) if dir.is_dir() => Ok(path),
+        _ => Err(CliError::Invalid(format!(
+            "--junit {}: its folder does not exist",
+            file.display()
+        ))),
     }
 }
 
@@ -165,6 +198,7 @@ fn context_in(project: PathBuf, by: Option<&str>) -> Result<Context, CliError> {
         actor: by.map_or_else(actor, |by| by.trim().to_string()),
         clock: clock()?,
         events: None,
+        masks: super::masked::masks().clone(),
     })
 }
 

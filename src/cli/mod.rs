@@ -13,6 +13,7 @@ mod hook;
 mod init;
 mod list;
 mod man;
+mod masked;
 mod pull;
 mod retry;
 mod run;
@@ -156,7 +157,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let _ = io::stderr().write_all(render_error(&err).as_bytes());
+            let _ = io::stderr().write_all(masked::masks().text(&render_error(&err)).as_bytes());
             ExitCode::from(code(&err))
         }
     }
@@ -185,7 +186,7 @@ fn init_tracing() {
         tracing_subscriber::EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
+        .with_writer(|| masked::Stderr)
         // Warnings go to logs and CI as often as to a terminal: colours only where they show.
         .with_ansi(color_on(&io::stderr()))
         .with_target(false)

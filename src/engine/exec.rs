@@ -179,9 +179,13 @@ impl ExecOptions {
             problems,
         };
         crate::vars::apply(&mut plan.jobs, &self.vars).map_err(problems)?;
-        crate::secret::resolve(&plan.jobs, &pipeline.secrets, &self.supply, &ctx.project)
-            .await
-            .map_err(problems)
+        let secrets =
+            crate::secret::resolve(&plan.jobs, &pipeline.secrets, &self.supply, &ctx.project)
+                .await
+                .map_err(problems)?;
+        // From here on nothing pipe says or keeps, nor what its caller says, shows a value.
+        ctx.masks.add(secrets.values());
+        Ok(secrets)
     }
 
     /// Before this process takes run `id` over: stops the jobs of the run that pipe processes
@@ -293,7 +297,14 @@ impl ExecOptions {
                 .collect(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let recorder = report::record(log_files, sink, ctx.events.clone(), events_rx);
+        let masks = ctx.masks.current();
+        let recorder = report::record(
+            log_files,
+            sink,
+            ctx.events.clone(),
+            events_rx,
+            masks.clone(),
+        );
         let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward_cancel(cancel.clone(), ctx.clone(), interrupt_tx));
         let opts = RunOptions {
@@ -311,6 +322,7 @@ impl ExecOptions {
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
+            masks,
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();

@@ -50,12 +50,17 @@ pub struct Context {
     pub clock: Clock,
     /// Where the request's events go, in order (see [`crate::event`]); `None` for nowhere.
     pub events: Option<EventSink>,
+    /// The secret values to hide in all that is said and kept; the engine adds a run's as it
+    /// resolves them, so the caller's handle hides them too (in errors, in tracing).
+    pub masks: crate::mask::Masks,
 }
 
 impl Context {
     fn emit(&self, kind: EventKind) {
         if let Some(events) = &self.events {
-            let _ = events.send(Event::now(kind));
+            let mut event = Event::now(kind);
+            self.masks.current().event(&mut event);
+            let _ = events.send(event);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a pure function of (is a terminal, `CI` set, flags), chosen once in [`Mode::choose`].
 
 mod json;
+mod junit;
 mod logs;
 mod plain;
 mod progress;
@@ -13,10 +14,12 @@ mod verdict;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::event::Event;
+use crate::mask::Patterns;
 
 pub use store::StoreSink;
 use summary::Summary;
@@ -62,7 +65,8 @@ trait Reporter: Send {
 }
 
 /// Records a phase of a run as its events come — each job's log file, then the store — and
-/// passes every event on to `forward`, until the sender side closes. Any failure to record
+/// passes every event on to `forward`, until the sender side closes; what events say in pipe's
+/// words is masked of `masks` first (output lines come masked). Any failure to record
 /// (a log on a full disk, the store) stops that recorder and is returned, the first one, for
 /// the run to fail with.
 pub fn record(
@@ -70,6 +74,7 @@ pub fn record(
     store: StoreSink,
     forward: Option<mpsc::UnboundedSender<Event>>,
     events: mpsc::UnboundedReceiver<Event>,
+    masks: Arc<Patterns>,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
     if !log_files.is_empty() {
@@ -79,7 +84,21 @@ pub fn record(
     if let Some(forward) = forward {
         reporters.push((Box::new(Forward(forward)), true));
     }
-    tokio::task::spawn_blocking(move || deliver_all(reporters, events))
+    tokio::task::spawn_blocking(move || deliver_all(reporters, events, &masks))
+}
+
+/// Writes the JUnit report of a request's runs to `file` (see [`junit`]) and passes every event
+/// on to `forward`, until the sender side closes. A report that cannot be written is returned.
+pub fn junit(
+    file: PathBuf,
+    events: mpsc::UnboundedReceiver<Event>,
+    forward: mpsc::UnboundedSender<Event>,
+) -> tokio::task::JoinHandle<Option<String>> {
+    let reporters: Vec<(Box<dyn Reporter>, bool)> = vec![
+        (Box::new(junit::JUnit::new(file)), true),
+        (Box::new(Forward(forward)), true),
+    ];
+    tokio::task::spawn_blocking(move || deliver_all(reporters, events, &Patterns::default()))
 }
 
 /// Shows every event of a request the way `options` say, with a summary table after each run
@@ -105,12 +124,13 @@ pub fn show(
             true,
         ));
     }
-    tokio::task::spawn_blocking(move || deliver_all(reporters, events))
+    tokio::task::spawn_blocking(move || deliver_all(reporters, events, &Patterns::default()))
 }
 
 fn deliver_all(
     mut reporters: Vec<(Box<dyn Reporter>, bool)>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    masks: &Patterns,
 ) -> Option<String> {
     let mut failure: Option<String> = None;
     let deliver = |reporters: &mut Vec<(Box<dyn Reporter>, bool)>,
@@ -129,7 +149,7 @@ fn deliver_all(
     loop {
         // Buffers are written out whenever the queue runs dry: cheap under a flood of
         // output, and live (for `pipe logs --follow`, or a `kill -9`) otherwise.
-        let event = match events.try_recv() {
+        let mut event = match events.try_recv() {
             Ok(event) => event,
             Err(mpsc::error::TryRecvError::Empty) => {
                 deliver(&mut reporters, &mut failure, &|r| r.flush());
@@ -140,6 +160,7 @@ fn deliver_all(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
+        masks.event(&mut event);
         deliver(&mut reporters, &mut failure, &|r| r.event(&event));
     }
     deliver(&mut reporters, &mut failure, &|r| r.flush());

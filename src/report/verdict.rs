@@ -27,7 +27,11 @@ pub fn verdict(
         failures: Failures::default(),
     };
     tokio::task::spawn_blocking(move || {
-        super::deliver_all(vec![(Box::new(reporter), true)], events)
+        super::deliver_all(
+            vec![(Box::new(reporter), true)],
+            events,
+            &crate::mask::Patterns::default(),
+        )
     })
 }
 

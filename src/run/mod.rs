@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub changed_files: Option<PathBuf>,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: PathBuf,
+    /// The secret values every job's output is masked of.
+    pub masks: Arc<crate::mask::Patterns>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -169,7 +171,7 @@ pub async fn run(
             let spec = job_spec(plan, i, &opts);
             let task = JobTask {
                 backend: backend.clone(),
-                log: LogSink::new(spec.job.clone(), events.clone()),
+                log: LogSink::new(spec.job.clone(), events.clone()).masking(opts.masks.clone()),
                 events: events.clone(),
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,

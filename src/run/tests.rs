@@ -77,6 +77,7 @@ async fn run_with(
         secrets: Default::default(),
         changed_files: None,
         pipeline_file: "pipe.yml".into(),
+        masks: Default::default(),
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await

@@ -14,6 +14,8 @@ mod help;
 mod hook;
 mod init;
 mod isolation;
+mod junit;
+mod leak;
 mod local;
 mod project;
 mod release;
