@@ -70,6 +70,10 @@ pub struct ExecOptions {
     /// Local: contain jobs in cgroups where they can be had (off: find their processes by an
     /// environment marker).
     pub cgroups: bool,
+    /// Where jobs' caches live (the user's cache folder); `None`: `cache:` is not acted on.
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes the caches of all projects may take; past it the least recently used go.
+    pub cache_size: u64,
 }
 
 impl Default for ExecOptions {
@@ -82,6 +86,8 @@ impl Default for ExecOptions {
             allow_privileged: false,
             overlay: true,
             cgroups: true,
+            cache_dir: None,
+            cache_size: crate::cache::DEFAULT_LIMIT,
         }
     }
 }
@@ -272,6 +278,9 @@ impl ExecOptions {
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
+            cache: self.cache_dir.as_ref().map(|dir| {
+                crate::cache::Store::new(dir.clone(), project_key(project), self.cache_size)
+            }),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();

@@ -33,17 +33,11 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "fail_on",
     "extends",
     "only",
+    "cache",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &[
-    "cache",
-    "inputs",
-    "reuse",
-    "secrets",
-    "services",
-    "concurrency",
-];
+const LATER_JOB_KEYS: &[&str] = &["inputs", "reuse", "secrets", "services", "concurrency"];
 pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
@@ -227,6 +221,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut scan = Vec::new();
     let mut scan_node = None;
     let mut fail_on = Severity::High;
+    let mut cache_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -290,6 +285,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 }
                 None => {}
             },
+            // Read once the matrix is known: a key may use its values.
+            "cache" => cache_node = Some(v),
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -304,7 +301,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     // Keys that mean nothing for this kind of job would be silently ignored: say so.
     let meaningless: &[&str] = if scan_node.is_some() {
-        &["image", "artifacts", "privileged", "volumes"]
+        &["image", "artifacts", "privileged", "volumes", "cache"]
     } else {
         &["fail_on"]
     };
@@ -342,6 +339,15 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             .hint("add `script:` with the commands the job runs"),
         );
     }
+    let cache = cache_node.and_then(|node| {
+        let names: Vec<String> = matrix
+            .first()
+            .map(|m| m.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        let (parsed, problems) = super::cache::parse(node, &names);
+        problems.into_iter().for_each(|p| probs.add(p));
+        parsed
+    });
     let stage = stage.unwrap_or_else(|| ctx.stages.first().cloned().unwrap_or_default());
     let stage_index = ctx.stages.iter().position(|s| *s == stage).unwrap_or(0);
     // The release stage and any stage after it wait for the gate.
@@ -409,6 +415,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             volumes: volumes.clone(),
             scan: scan.clone(),
             fail_on,
+            cache: cache.clone(),
             spans: spans.clone(),
         })
         .collect()

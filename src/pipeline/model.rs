@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::artifact::ArtifactPath;
+use super::cache::Cache;
 use super::gate::Gate;
 use super::only::Only;
 use super::Pos;
@@ -73,6 +74,8 @@ pub struct Job {
     pub scan: Vec<Scanner>,
     /// Findings at or above this fail a scan job.
     pub fail_on: Severity,
+    /// Workspace paths kept between runs under a key, restored before the script.
+    pub cache: Option<Cache>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }
