@@ -54,6 +54,9 @@ pub fn pack(from: &Path, to: impl Write) -> Result<(), ArchiveError> {
 /// Unpacks `archive` into `into` (made here; it must not exist). On an error, what was unpacked
 /// so far stays in `into` for the caller to remove: nothing was written elsewhere.
 pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
+    if let Some(parent) = into.parent() {
+        fs::create_dir_all(parent)?;
+    }
     fs::create_dir(into)?;
     let mut archive = tar::Archive::new(archive);
     for entry in archive.entries()? {

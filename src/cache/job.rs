@@ -44,6 +44,8 @@ impl JobCache {
             self.restore_into.clone(),
         );
         let work = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            // Left by an earlier phase of the run (a retry of its failed jobs) at most.
+            let _ = crate::workspace::remove(&into);
             let key = key::evaluate(&cache.key, &source, &env, &matrix)?;
             // A fallback that cannot be evaluated is skipped, not fatal: the key still works.
             let fallbacks: Vec<String> = cache
