@@ -113,7 +113,7 @@ impl Store {
     /// This project's entries, newest first.
     pub fn list(&self) -> Result<Vec<Entry>, CacheError> {
         let mut entries = entries_in(&self.dir()).map_err(io_err("read the caches"))?;
-        entries.sort_by(|a, b| b.meta.created.cmp(&a.meta.created));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.meta.created));
         Ok(entries)
     }
 
