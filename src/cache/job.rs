@@ -32,6 +32,14 @@ pub struct Restored {
     pub layer: Option<PathBuf>,
 }
 
+impl Restored {
+    /// Whether the job's paths will be saved if it passes: not after an exact hit, nor without
+    /// a key. When not, the backend need not copy them out at all.
+    pub fn saves(&self) -> bool {
+        self.key.is_some() && !self.exact
+    }
+}
+
 impl JobCache {
     /// Resolves the key and restores the best entry; `say` gets a line for the job's log.
     pub async fn restore(&self, mut say: impl FnMut(String)) -> Restored {
@@ -115,7 +123,7 @@ impl JobCache {
 
     /// Saves what the passed job kept under its key, unless it restored exactly that key.
     pub async fn save(&self, restored: &Restored, say: impl Fn(String)) {
-        let Some(key) = restored.key.clone().filter(|_| !restored.exact) else {
+        let Some(key) = restored.key.clone().filter(|_| restored.saves()) else {
             return;
         };
         if !self.save_from.is_dir() {
