@@ -7,6 +7,7 @@
 compile_error!("pipe runs on Linux only: it reads /proc to tell a live run from a dead one");
 
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod engine;
 pub mod event;

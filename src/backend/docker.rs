@@ -36,6 +36,7 @@ use super::{
 };
 use crate::event::Stream;
 use crate::owner::Owner;
+use crate::pipeline::ArtifactPath;
 use crate::workspace;
 
 /// Where the job sees its workspace.
@@ -701,12 +702,17 @@ impl DockerBackend {
             let _ = handle.await;
         }
         let missing_artifacts = if exit_code == 0 {
-            self.download_artifacts(id, spec)
+            self.download(id, spec, &spec.artifacts, &spec.artifacts_dest)
                 .await
                 .map_err(Attempt::Failed)?
         } else {
             Vec::new()
         };
+        if let (0, Some(cache)) = (exit_code, &spec.cache) {
+            self.download(id, spec, &cache.paths, &cache.dest)
+                .await
+                .map_err(Attempt::Failed)?;
+        }
         Ok(Outcome {
             exit_code,
             missing_artifacts,
@@ -714,14 +720,17 @@ impl DockerBackend {
         })
     }
 
-    /// Copies the declared artifacts out of the stopped container (its volumes are still there).
-    async fn download_artifacts(
+    /// Copies workspace paths (the declared artifacts, or the cached paths) out of the stopped
+    /// container (its volumes are still there) into `into`. Returns the paths not found.
+    async fn download(
         &self,
         id: &str,
         spec: &JobSpec,
+        paths: &[ArtifactPath],
+        into: &Path,
     ) -> Result<Vec<String>, BackendError> {
         let mut missing = Vec::new();
-        for artifact in &spec.artifacts {
+        for artifact in paths {
             let base = artifact.base();
             let options = DownloadFromContainerOptions {
                 path: Path::new(WORKSPACE).join(base).display().to_string(),
@@ -761,14 +770,11 @@ impl DockerBackend {
             // selects is taken from there.
             let staging = spec.scratch.join("artifact-staging");
             let (unpack_into, glob_root) = match (artifact.is_glob(), base.parent()) {
-                (false, parent) => (
-                    spec.artifacts_dest.join(parent.unwrap_or(Path::new(""))),
-                    None,
-                ),
+                (false, parent) => (into.join(parent.unwrap_or(Path::new(""))), None),
                 (true, Some(parent)) => (staging.join(parent), Some(staging.clone())),
                 (true, None) => (staging.clone(), Some(staging.join("workspace"))),
             };
-            let (selected, dest) = (artifact.clone(), spec.artifacts_dest.clone());
+            let (selected, dest) = (artifact.clone(), into.to_path_buf());
             let matched = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
                 std::fs::create_dir_all(&unpack_into)?;
                 let mut archive = tar::Archive::new(std::fs::File::open(&tar_path)?);

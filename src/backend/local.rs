@@ -372,6 +372,15 @@ impl LocalBackend {
         } else {
             Vec::new()
         };
+        if let (0, Some(cache)) = (exit_code, spec.cache.clone()) {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                workspace::collect_artifacts(&dir, &cache.paths, &cache.dest)
+            })
+            .await
+            .map_err(|e| BackendError::Internal(e.to_string()))?
+            .map_err(|e| BackendError::Internal(format!("cannot copy the cached paths: {e}")))?;
+        }
         Ok(Outcome {
             exit_code,
             missing_artifacts,
@@ -442,6 +451,7 @@ mod tests {
             privileged: false,
             binds: Vec::new(),
             scan: None,
+            cache: None,
         };
         let backend = LocalBackend::new(Duration::ZERO, "0123abcd".into(), false);
         let workspace = workspace_dir(&backend.project, &spec);

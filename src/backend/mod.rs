@@ -51,6 +51,15 @@ pub struct JobSpec {
     pub binds: Vec<Bind>,
     /// Set for scan jobs, which run in-process instead of a script.
     pub scan: Option<inprocess::ScanSpec>,
+    /// The job's `cache: paths`, copied like artifacts when it passes, for the cache to save.
+    pub cache: Option<CachePaths>,
+}
+
+/// What a job's cache keeps, and where the backend copies it (never following a link).
+#[derive(Debug, Clone)]
+pub struct CachePaths {
+    pub paths: Vec<ArtifactPath>,
+    pub dest: PathBuf,
 }
 
 /// A host path mounted into the job's container.

@@ -47,6 +47,41 @@ pub struct ExecArgs {
     junit: Option<PathBuf>,
     #[command(flatten)]
     vars: VarsArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Where jobs' caches live: shared by `run`, `release`, `retry` and `pipe cache`.
+#[derive(clap::Args, Clone)]
+pub struct CacheArgs {
+    /// Where jobs' caches are kept [default: $XDG_CACHE_HOME/pipe, else ~/.cache/pipe]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// How much the caches of all projects may take before the least recently used go (500M, 10G)
+    #[arg(long, value_name = "SIZE", value_parser = crate::cache::parse_size, default_value = "10G")]
+    cache_size: u64,
+}
+
+impl CacheArgs {
+    /// The folder given, else the user's cache folder; `None` when the user has no home.
+    pub fn dir(&self) -> Option<PathBuf> {
+        let home = || {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+        };
+        self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|x| Path::new(x).is_absolute())
+                .map(PathBuf::from)
+                .or_else(|| home().map(|h| h.join(".cache")))
+                .map(|base| base.join("pipe"))
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.cache_size
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,6 +113,8 @@ impl ExecArgs {
             cgroups: !flag_set("PIPE_NO_CGROUP"),
             vars: self.vars.vars()?,
             supply: self.vars.supply()?,
+            cache_dir: self.cache.dir(),
+            cache_size: self.cache.size(),
         })
     }
 

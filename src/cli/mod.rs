@@ -3,6 +3,7 @@
 //! so a hook and the agent do exactly what the CLI does.
 
 mod artifacts;
+mod cache;
 mod clean;
 mod completions;
 mod diagnostic;
@@ -91,6 +92,9 @@ enum Command {
     Release(gate::ReleaseArgs),
     /// Rerun a run (as a new run), or only its failed jobs (`--failed`, in the same run)
     Retry(retry::Args),
+    /// List or remove this project's job caches
+    #[command(subcommand)]
+    Cache(cache::Command),
     /// Look for committed secrets and dangerous pipeline settings (exit 1 at or above --fail-on)
     Scan(scan::Args),
     /// Print a completion script for your shell (see the README's install section)
@@ -148,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => gate::approve(args),
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
+        Command::Cache(command) => cache::run(command),
         Command::Scan(args) => scan::run(args),
         Command::Init(args) => init::run(args),
         Command::Completions(args) => completions::run(args),

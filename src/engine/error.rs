@@ -101,6 +101,9 @@ pub enum Internal {
     /// The built-in scanners could not read what they scan.
     #[error("cannot scan: {0}")]
     Scan(#[from] crate::scan::ScanError),
+    /// The jobs' cache folder could not be read or changed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 impl Internal {

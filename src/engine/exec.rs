@@ -77,6 +77,10 @@ pub struct ExecOptions {
     /// Where secrets' values may come from besides the pipeline's commands; the caller's
     /// environment in it also gives local jobs the host variables they keep.
     pub supply: Supply,
+    /// Where jobs' caches live (the user's cache folder); `None`: `cache:` is not acted on.
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes the caches of all projects may take; past it the least recently used go.
+    pub cache_size: u64,
 }
 
 impl Default for ExecOptions {
@@ -91,6 +95,8 @@ impl Default for ExecOptions {
             cgroups: true,
             vars: Vec::new(),
             supply: Supply::default(),
+            cache_dir: None,
+            cache_size: crate::cache::DEFAULT_LIMIT,
         }
     }
 }
@@ -323,6 +329,9 @@ impl ExecOptions {
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
             masks,
+            cache: self.cache_dir.as_ref().map(|dir| {
+                crate::cache::Store::new(dir.clone(), project_key(project), self.cache_size)
+            }),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();

@@ -36,10 +36,11 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "extends",
     "only",
     "secrets",
+    "cache",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &["cache", "inputs", "reuse", "services", "concurrency"];
+const LATER_JOB_KEYS: &[&str] = &["inputs", "reuse", "services", "concurrency"];
 pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
@@ -235,6 +236,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut scan_node = None;
     let mut fail_on = Severity::High;
     let mut secrets = Vec::new();
+    let mut cache_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -303,6 +305,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 problems.into_iter().for_each(|p| probs.add(p));
                 secrets = parsed;
             }
+            // Read once the matrix is known: a key may use its values.
+            "cache" => cache_node = Some(v),
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -317,7 +321,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     // Keys that mean nothing for this kind of job would be silently ignored: say so.
     let meaningless: &[&str] = if scan_node.is_some() {
-        &["image", "artifacts", "privileged", "volumes"]
+        &["image", "artifacts", "privileged", "volumes", "cache"]
     } else {
         &["fail_on"]
     };
@@ -355,6 +359,15 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             .hint("add `script:` with the commands the job runs"),
         );
     }
+    let cache = cache_node.and_then(|node| {
+        let names: Vec<String> = matrix
+            .first()
+            .map(|m| m.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        let (parsed, problems) = super::cache::parse(node, &names);
+        problems.into_iter().for_each(|p| probs.add(p));
+        parsed
+    });
     let stage = stage.unwrap_or_else(|| ctx.stages.first().cloned().unwrap_or_default());
     let stage_index = ctx.stages.iter().position(|s| *s == stage).unwrap_or(0);
     // The release stage and any stage after it wait for the gate.
@@ -423,6 +436,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             scan: scan.clone(),
             fail_on,
             secrets: secrets.clone(),
+            cache: cache.clone(),
             spans: spans.clone(),
         })
         .collect()

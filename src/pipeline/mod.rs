@@ -3,6 +3,7 @@
 //! file, and nothing downstream has to check the pipeline again.
 
 mod artifact;
+pub mod cache;
 mod check;
 mod duration;
 mod extends;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::artifact::ArtifactPath;
+use super::cache::Cache;
 use super::gate::Gate;
 use super::only::Only;
 use super::secrets::{Provider, SecretName};
@@ -78,6 +79,8 @@ pub struct Job {
     pub fail_on: Severity,
     /// The secrets the job receives, as environment variables; no other job sees them.
     pub secrets: Vec<SecretName>,
+    /// Workspace paths kept between runs under a key, restored before the script.
+    pub cache: Option<Cache>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

@@ -186,6 +186,25 @@ fn shape(key: &str) -> Value {
             }),
             "Secrets this job receives as environment variables; no other job sees them.",
         ),
+        "cache" => (
+            json!({
+                "type": "object",
+                "properties": {
+                    "key": with_description(string.clone(), "The cache's key: text with `{{ hash \"FILE\" }}`, `{{ env \"NAME\" }}`, `{{ matrix \"NAME\" }}`."),
+                    "fallback_keys": with_description(
+                        json!({ "anyOf": [string.clone(), strings.clone()] }),
+                        "Key prefixes tried in order when no cache has the key: the newest match is restored.",
+                    ),
+                    "paths": with_description(
+                        json!({ "anyOf": [string.clone(), { "type": "array", "minItems": 1, "items": string }] }),
+                        "Workspace paths (`*` and `**` allowed) restored before the script and saved after it passes.",
+                    ),
+                },
+                "required": ["key", "paths"],
+                "additionalProperties": false,
+            }),
+            "Paths kept between runs under a key (see docs/caching.md).",
+        ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };
     with_description(described, doc)

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub pipeline_file: PathBuf,
     /// The secret values every job's output is masked of.
     pub masks: Arc<crate::mask::Patterns>,
+    /// Where jobs' caches live; `None`: `cache:` is not acted on (said in the job's log).
+    pub cache: Option<crate::cache::Store>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -176,6 +178,7 @@ pub async fn run(
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,
                 stop: stop_rx.clone(),
+                cache: job_cache(plan, i, &opts, &spec),
             };
             let handle = running.spawn(task.run(spec));
             tasks.insert(handle.id(), i);
@@ -341,6 +344,29 @@ fn skip_dependents(
     }
 }
 
+/// The job's cache, if it has one and the run has somewhere to keep it.
+fn job_cache(
+    plan: &Plan,
+    i: usize,
+    opts: &RunOptions,
+    spec: &JobSpec,
+) -> Option<crate::cache::job::JobCache> {
+    let job = &plan.jobs[i];
+    let (cache, store) = (job.cache.as_ref()?, opts.cache.as_ref()?);
+    let scratch = opts.run.scratch(&plan.slugs[i]);
+    Some(crate::cache::job::JobCache {
+        store: store.clone(),
+        cache: cache.clone(),
+        source: opts.source.clone(),
+        env: spec.env.clone(),
+        matrix: job.matrix.clone(),
+        restore_into: scratch.join("cache-restore"),
+        save_from: scratch.join("cache-save"),
+        run: opts.run.id,
+        job: job.name.clone(),
+    })
+}
+
 fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     let job = &plan.jobs[i];
     let slugs = &plan.slugs;
@@ -392,6 +418,10 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
             pipeline: (opts.run.pipeline_file(), opts.pipeline_file.clone()),
         }),
         privileged: job.privileged,
+        cache: job.cache.as_ref().map(|c| crate::backend::CachePaths {
+            paths: c.paths.clone(),
+            dest: opts.run.scratch(&slugs[i]).join("cache-save"),
+        }),
         binds: job
             .volumes
             .iter()
@@ -417,11 +447,30 @@ struct JobTask {
     timeout: Option<Duration>,
     retry: u32,
     stop: watch::Receiver<Stop>,
+    cache: Option<crate::cache::job::JobCache>,
 }
 
 impl JobTask {
-    async fn run(mut self, spec: JobSpec) -> JobResult {
+    async fn run(mut self, mut spec: JobSpec) -> JobResult {
         let started = Instant::now();
+        // Said in the job's log once it has started.
+        let mut notes = Vec::new();
+        let restored = match &self.cache {
+            Some(cache) => Some(cache.restore(|line| notes.push(line)).await),
+            None if spec.cache.is_some() => {
+                notes.push("pipe: the cache is not used: no cache folder was given".into());
+                None
+            }
+            None => None,
+        };
+        // The restored cache lies on top of the source and the needed artifacts.
+        spec.layers
+            .extend(restored.as_ref().and_then(|r| r.layer.clone()));
+        // Copying the paths out of a job whose cache will not be saved is wasted work (on
+        // Docker, 1.5 s for 50 MB here).
+        if !restored.as_ref().is_some_and(|r| r.saves()) {
+            spec.cache = None;
+        }
         let mut attempt = 0;
         let (mut pipe_failure, mut backend_lost) = (None, None);
         let result = loop {
@@ -430,6 +479,9 @@ impl JobTask {
                 job: spec.job.clone(),
                 attempt,
             }));
+            for note in notes.drain(..) {
+                self.log.line(crate::event::Stream::Stderr, note);
+            }
             let spec = JobSpec {
                 scratch: spec.scratch.join(attempt.to_string()),
                 ..spec.clone()
@@ -472,6 +524,16 @@ impl JobTask {
                 backend_lost,
             };
         };
+        if let (Some(cache), Some(restored), JobStatus::Passed) =
+            (&self.cache, &restored, result.status)
+        {
+            let log = self.log.clone();
+            cache
+                .save(restored, |line| {
+                    log.line(crate::event::Stream::Stderr, line)
+                })
+                .await;
+        }
         result
     }
 

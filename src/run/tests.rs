@@ -78,6 +78,7 @@ async fn run_with(
         changed_files: None,
         pipeline_file: "pipe.yml".into(),
         masks: Default::default(),
+        cache: None,
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await

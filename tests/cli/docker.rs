@@ -587,6 +587,7 @@ fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
         privileged: false,
         binds: Vec::new(),
         scan: None,
+        cache: None,
     };
     let filter = format!("label=dev.pipe.run={run_id}");
     let made = || {

@@ -244,6 +244,7 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
         privileged: false,
         binds: Vec::new(),
         scan: None,
+        cache: None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (outcome, lines) = runtime.block_on(async {

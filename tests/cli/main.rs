@@ -4,6 +4,7 @@
 mod harness;
 
 mod artifacts;
+mod cache;
 mod commit;
 mod docker;
 mod engine;

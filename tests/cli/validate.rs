@@ -108,8 +108,11 @@ fn empty_scripts_and_bad_durations_are_refused() {
 
 #[test]
 fn keys_of_later_versions_are_refused_not_ignored() {
-    let stderr = invalid("jobs:\n  a:\n    script: [x]\n    cache: {key: x}\n    services: [db]\n");
-    assert!(stderr.contains("`cache` is not supported yet"), "{stderr}");
+    let stderr = invalid("jobs:\n  a:\n    script: [x]\n    concurrency: 1\n    services: [db]\n");
+    assert!(
+        stderr.contains("`concurrency` is not supported yet"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("`services` is not supported yet"),
         "{stderr}"
