@@ -117,6 +117,14 @@ pub enum EventKind {
         kill: bool,
         reason: String,
     },
+    /// `pipe run --watch`: the session waits for a change (after each run, or after a run that
+    /// could not start); changes made from here on are not missed.
+    Watching {},
+    /// `pipe run --watch`: these files (relative to the project, sorted) changed, and a new run
+    /// starts on them; its `run_started` follows.
+    FilesChanged {
+        paths: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -21,4 +21,5 @@ pub mod scan;
 pub mod severity;
 pub mod store;
 pub mod style;
+pub mod watch;
 pub mod workspace;

@@ -101,6 +101,9 @@ pub enum Internal {
     /// The built-in scanners could not read what they scan.
     #[error("cannot scan: {0}")]
     Scan(#[from] crate::scan::ScanError),
+    /// A watch session cannot watch the project's files.
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
 }
 
 impl Internal {

@@ -79,7 +79,9 @@ impl Reporter for Plain {
             EventKind::RunFinished { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
-            | EventKind::Stopping { .. } => {
+            | EventKind::Stopping { .. }
+            | EventKind::Watching {}
+            | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {
                     // Stdout is the jobs' output: a notice there would be read as one.
                     let _ = writeln!(io::stderr().lock(), "{line}");

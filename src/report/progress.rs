@@ -144,7 +144,10 @@ impl Reporter for Progress {
                     self.multi.println(line)?;
                 }
             }
-            EventKind::PrivilegeGranted { .. } | EventKind::AwaitingRelease { .. } => {
+            EventKind::PrivilegeGranted { .. }
+            | EventKind::AwaitingRelease { .. }
+            | EventKind::Watching {}
+            | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {
                     self.multi.println(line)?;
                 }
