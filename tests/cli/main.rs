@@ -24,3 +24,4 @@ mod select;
 mod store;
 mod terminal;
 mod validate;
+mod watch;
