@@ -81,6 +81,10 @@ pub enum EventKind {
         /// A scan job's findings per severity.
         #[serde(skip_serializing_if = "Option::is_none")]
         findings: Option<crate::scan::Counts>,
+        /// The job did not run: it passed in this earlier run with the same inputs, whose
+        /// artifacts and log it took (`reused (run N)`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reused_from: Option<RunId>,
     },
     JobSkipped {
         job: String,

@@ -16,6 +16,7 @@ pub mod owner;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod reuse;
 pub mod run;
 pub mod scan;
 pub mod severity;

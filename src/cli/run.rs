@@ -24,6 +24,9 @@ pub struct Args {
     until: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
+    /// Run every job, even one that passed in an earlier run with the same inputs
+    #[arg(long)]
+    no_reuse: bool,
     /// Show the jobs that would run, and run nothing
     #[arg(long, conflicts_with_all = ["commit", "staged"])]
     dry_run: bool,
@@ -92,6 +95,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         trigger: "run".into(),
         source: source.clone(),
         changes_since: args.changes_since.clone(),
+        reuse: !args.no_reuse,
         cancel,
     };
     if args.watch {

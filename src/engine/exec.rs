@@ -206,6 +206,7 @@ impl ExecOptions {
             git,
             source,
             pipeline_file,
+            reuse,
         } = work;
         let project = &ctx.project;
         let kind = self.kind();
@@ -272,6 +273,8 @@ impl ExecOptions {
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
+            reuse: reuse
+                .map(|files| Arc::new(crate::reuse::Reuse::new(project, run.clone(), files))),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();
@@ -302,6 +305,8 @@ pub(super) struct Work<'a> {
     pub source: &'a Path,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: &'a str,
+    /// The files the jobs see, hashed, for reusing jobs of earlier runs; `None`: every job runs.
+    pub reuse: Option<crate::reuse::Manifest>,
 }
 
 /// The environment every job gets before its own. Values from git (a branch named

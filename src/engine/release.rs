@@ -160,6 +160,7 @@ pub(super) async fn release_run(
                 git: &git,
                 source: &files.dir,
                 pipeline_file: &record.pipeline_file,
+                reuse: None,
             },
         )
         .await?;

@@ -73,8 +73,20 @@ pub struct Job {
     pub scan: Vec<Scanner>,
     /// Findings at or above this fail a scan job.
     pub fail_on: Severity,
+    /// Globs of the project's files the job reads (`inputs:`): only these count for its reuse
+    /// key. Empty: every file of the tree.
+    pub inputs: Vec<super::glob::Glob>,
+    /// `reuse: false`: the job always runs, even when an earlier run passed with the same key.
+    pub reuse: bool,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
+}
+
+impl Job {
+    /// A job that deploys or releases: of the deploy stage, gated, or with an `environment`.
+    pub fn deploys(&self) -> bool {
+        self.gated || self.stage == DEPLOY_STAGE || self.environment.is_some()
+    }
 }
 
 /// `HOST:CONTAINER[:ro]`.

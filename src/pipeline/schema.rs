@@ -154,6 +154,14 @@ fn shape(key: &str) -> Value {
             }),
             "Run the job only on these branches or when these files changed; otherwise it is left out.",
         ),
+        "inputs" => (
+            strings,
+            "Globs of the project's files the job reads: only they count for its reuse key [default: every file].",
+        ),
+        "reuse" => (
+            json!({ "type": "boolean" }),
+            "Skip the job when an earlier passing run had the same inputs, restoring its artifacts and log [default: true].",
+        ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };
     with_description(described, doc)

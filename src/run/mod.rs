@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::backend::{Backend, BackendError, JobShape, JobSpec, LogSink, RunShape, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
+use crate::reuse::{self, Reuse};
 use crate::workspace::RunDir;
 
 pub struct RunOptions {
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub changed_files: Option<PathBuf>,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: PathBuf,
+    /// Reuse jobs that passed in earlier runs with the same key; `None`: every job runs.
+    pub reuse: Option<Arc<Reuse>>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -52,6 +55,8 @@ pub struct JobResult {
     pub pipe_failure: Option<String>,
     /// The backend went away under this job (see `BackendError::Unavailable`), saying how.
     pub backend_lost: Option<String>,
+    /// The job did not run: it passed in this earlier run with the same inputs.
+    pub reused: Option<crate::store::RunId>,
 }
 
 #[derive(Debug)]
@@ -172,6 +177,11 @@ pub async fn run(
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,
                 stop: stop_rx.clone(),
+                reuse: opts
+                    .reuse
+                    .clone()
+                    .filter(|_| reuse::eligible(&plan.jobs[i]))
+                    .map(|r| (r, plan.jobs[i].clone())),
             };
             let handle = running.spawn(task.run(spec));
             tasks.insert(handle.id(), i);
@@ -213,6 +223,7 @@ pub async fn run(
                     allowed,
                     message: result.message.clone(),
                     findings: result.findings,
+                    reused_from: result.reused,
                 });
                 state[i] = State::Done(result);
                 if ok || allowed {
@@ -412,11 +423,65 @@ struct JobTask {
     timeout: Option<Duration>,
     retry: u32,
     stop: watch::Receiver<Stop>,
+    /// Set for a job that may be reused: the run's reuse and the job, for its key.
+    reuse: Option<(Arc<Reuse>, crate::pipeline::Job)>,
 }
 
 impl JobTask {
     async fn run(mut self, spec: JobSpec) -> JobResult {
         let started = Instant::now();
+        let key = self.key(&spec).await;
+        if let (Some((reuse, _)), Some(key)) = (&self.reuse, &key) {
+            match reuse.restore(key.clone(), &spec).await {
+                Ok(Some(hit)) => {
+                    return JobResult {
+                        status: JobStatus::Passed,
+                        exit_code: Some(0),
+                        attempts: 0,
+                        duration: started.elapsed(),
+                        message: None,
+                        findings: hit.findings,
+                        pipe_failure: None,
+                        backend_lost: None,
+                        reused: Some(hit.origin),
+                    }
+                }
+                Ok(None) => {}
+                // The job runs: reuse only ever saves work.
+                Err(e) => tracing::warn!("job `{}`: cannot reuse an earlier run: {e}", spec.job),
+            }
+        }
+        let result = self.attempts(&spec, started).await;
+        if let (Some((reuse, _)), Some(key), JobStatus::Passed) = (&self.reuse, key, result.status)
+        {
+            if let Err(e) = reuse.record(key, &spec, result.findings).await {
+                tracing::warn!("job `{}`: cannot remember it for reuse: {e}", spec.job);
+            }
+        }
+        result
+    }
+
+    /// The job's reuse key, if it may be reused and its key can be had.
+    async fn key(&self, spec: &JobSpec) -> Option<String> {
+        let (reuse, job) = self.reuse.as_ref()?;
+        let identity = match self.backend.identity(spec).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::warn!("job `{}`: no reuse key: {e}", spec.job);
+                return None;
+            }
+        };
+        match reuse.key(job.clone(), spec, identity).await {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::warn!("job `{}`: no reuse key: {e}", spec.job);
+                None
+            }
+        }
+    }
+
+    /// Runs the job through its attempts.
+    async fn attempts(&mut self, spec: &JobSpec, started: Instant) -> JobResult {
         let mut attempt = 0;
         let (mut pipe_failure, mut backend_lost) = (None, None);
         let result = loop {
@@ -465,6 +530,7 @@ impl JobTask {
                 findings,
                 pipe_failure,
                 backend_lost,
+                reused: None,
             };
         };
         result
@@ -563,6 +629,7 @@ fn panicked(e: tokio::task::JoinError) -> JobResult {
         findings: None,
         pipe_failure: Some(why),
         backend_lost: None,
+        reused: None,
     }
 }
 

@@ -18,6 +18,7 @@ mod local;
 mod project;
 mod release;
 mod retry;
+mod reuse;
 mod scan;
 mod schemas;
 mod select;

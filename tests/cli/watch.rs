@@ -1,7 +1,8 @@
-//! `pipe run --watch` on a real Docker engine: a run again after a change a run sees, none for
-//! an ignored one, a broken pipeline reported and a fixed one run, Ctrl-C leaving nothing
-//! behind. The session's JSON events are the markers waited on: `watching` says the session
-//! waits (and will not miss a change made from then on).
+//! `pipe run --watch` on a real Docker engine: a run again after a change a run sees (only the
+//! job whose input changed runs again, the other is reused), none for an ignored one, a broken
+//! pipeline reported and a fixed one run, Ctrl-C leaving nothing behind. The session's JSON
+//! events are the markers waited on: `watching` says the session waits (and will not miss a
+//! change made from then on).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::Child;
@@ -113,8 +114,17 @@ fn project(script: &str) -> Project {
 }
 
 #[test]
-fn a_change_to_a_file_runs_the_pipeline_again_on_it() {
-    let project = project("cat src.txt");
+fn a_change_to_one_file_runs_again_only_the_job_that_reads_it() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  show: {{inputs: [src.txt], script: ['cat src.txt']}}
+  other: {{inputs: [other.txt], script: ['cat other.txt']}}
+"
+    ));
+    project
+        .write("src.txt", "one\n")
+        .write("other.txt", "same\n");
     let mut session = Session::start(&project);
     session.until("watching", 1);
     project.write("src.txt", "two\n");
@@ -130,6 +140,17 @@ fn a_change_to_a_file_runs_the_pipeline_again_on_it() {
         .map(|e| e["status"].clone())
         .collect();
     assert_eq!(finished, vec!["passed", "passed"]);
+    // The second run's jobs: the one whose input changed ran, the other was reused.
+    let rerun: Vec<_> = session
+        .events
+        .iter()
+        .skip_while(|e| e["event"] != "files_changed")
+        .filter(|e| e["event"] == "job_finished")
+        .map(|e| (e["job"].clone(), e["reused_from"].clone()))
+        .collect();
+    assert_eq!(rerun.len(), 2, "each job finished once in run 2: {rerun:?}");
+    assert!(rerun.contains(&("show".into(), Value::Null)), "{rerun:?}");
+    assert!(rerun.contains(&("other".into(), 1.into())), "{rerun:?}");
     let outputs = session.outputs("show");
     assert!(
         outputs.contains(&"one".to_string()) && outputs.contains(&"two".to_string()),
