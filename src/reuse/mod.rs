@@ -3,8 +3,8 @@
 //! copied into the new run and it counts as passed.
 //!
 //! A job's key covers what stands for its image (the image's id on Docker, see
-//! [`crate::backend::Backend::identity`]), its name, script, environment (as written: pipe's
-//! own `PIPE_*` run variables are left out, or no run would ever match another), matrix values,
+//! [`crate::backend::Backend::identity`]), its name, script, environment (all of it, git's
+//! facts included, but the run's number), the list of changed files, matrix values,
 //! declared artifacts and scanners, the files of the tree it sees (only those its `inputs:`
 //! globs match, when it has them) and the content of the artifacts it receives. Keys live under
 //! `.pipe/reuse/keys/`, each naming the run that holds the job's outputs.
@@ -28,6 +28,10 @@ use crate::workspace::{self, private, RunDir, STATE_DIR};
 
 /// Bumped whenever what a key covers changes, so that no old key matches by accident.
 const KEY_VERSION: &str = "pipe-reuse 1";
+
+/// Variables of a job's environment that differ in every run: in a key, no run would ever
+/// match another. (`PIPE_CHANGED_FILES` is a path into the run; the list it names is keyed.)
+const PER_RUN: &[&str] = &["PIPE_RUN_ID", "PIPE_CHANGED_FILES"];
 
 /// Reuse for one run: the files its jobs see, hashed once, and where its outputs go.
 pub struct Reuse {
@@ -81,21 +85,39 @@ impl Reuse {
         let this = self.clone();
         // Layer 0 is the tree, already in the manifest; the others are received artifacts.
         let received: Vec<PathBuf> = spec.layers.iter().skip(1).cloned().collect();
-        tokio::task::spawn_blocking(move || this.key_now(&job, &identity, &received))
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter(|(name, _)| !PER_RUN.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        tokio::task::spawn_blocking(move || this.key_now(&job, &identity, &env, &received))
             .await
             .map_err(io::Error::other)?
     }
 
-    fn key_now(&self, job: &Job, identity: &str, received: &[PathBuf]) -> io::Result<String> {
+    fn key_now(
+        &self,
+        job: &Job,
+        identity: &str,
+        env: &[(String, String)],
+        received: &[PathBuf],
+    ) -> io::Result<String> {
         let mut h = Fields(Sha256::new());
         h.field(KEY_VERSION);
         h.field(identity);
         h.field(&job.name);
         h.list(&job.script);
-        h.count(job.env.len());
-        for (name, value) in &job.env {
+        h.count(env.len());
+        for (name, value) in env {
             h.field(name);
             h.field(value);
+        }
+        // What `PIPE_CHANGED_FILES` names: its path is the run's, its list a job may act on.
+        match fs::read(self.run.changed_files()) {
+            Ok(list) => h.field(&String::from_utf8_lossy(&list)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => h.field("no changed files list"),
+            Err(e) => return Err(e),
         }
         h.count(job.matrix.len());
         for (name, value) in &job.matrix {
@@ -347,13 +369,13 @@ mod tests {
         let (_d, before) = reuse(&[("src/a.c", 1), ("README", 1)]);
         let (_d2, readme) = reuse(&[("src/a.c", 1), ("README", 2)]);
         let (_d3, source) = reuse(&[("src/a.c", 2), ("README", 1)]);
-        let key = |r: &Reuse, j: &Job| r.key_now(j, "image", &[]).unwrap();
+        let key = |r: &Reuse, j: &Job| r.key_now(j, "image", &[], &[]).unwrap();
         assert_eq!(key(&before, &with_inputs), key(&readme, &with_inputs));
         assert_ne!(key(&before, &with_inputs), key(&source, &with_inputs));
         assert_ne!(key(&before, &every_file), key(&readme, &every_file));
         assert_ne!(
             key(&before, &every_file),
-            before.key_now(&every_file, "other", &[]).unwrap()
+            before.key_now(&every_file, "other", &[], &[]).unwrap()
         );
     }
 
