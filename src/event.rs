@@ -81,6 +81,10 @@ pub enum EventKind {
         /// A scan job's findings per severity.
         #[serde(skip_serializing_if = "Option::is_none")]
         findings: Option<crate::scan::Counts>,
+        /// The job did not run: it passed in this earlier run with the same inputs, whose
+        /// artifacts and log it took (`reused (run N)`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reused_from: Option<RunId>,
     },
     JobSkipped {
         job: String,
@@ -116,6 +120,14 @@ pub enum EventKind {
     Stopping {
         kill: bool,
         reason: String,
+    },
+    /// `pipe run --watch`: the session waits for a change (after each run, or after a run that
+    /// could not start); changes made from here on are not missed.
+    Watching {},
+    /// `pipe run --watch`: these files (relative to the project, sorted) changed, and a new run
+    /// starts on them; its `run_started` follows.
+    FilesChanged {
+        paths: Vec<String>,
     },
 }
 

@@ -49,6 +49,11 @@ pub fn status_word(status: &str) -> String {
     }
 }
 
+/// How every screen and the store say that a job was not run but reused from run `run`.
+pub fn reused(run: crate::store::RunId) -> String {
+    format!("reused (run {run})")
+}
+
 /// The tone of a status, given as [`status_word`] says it or as recorded.
 pub fn status_tone(status: &str) -> Tone {
     match status.replace(' ', "_").as_str() {

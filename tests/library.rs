@@ -62,6 +62,7 @@ fn start(ctx: Context, cancel: Cancel) -> StartRequest {
         trigger: "library".into(),
         source: pipe::engine::Source::WorkingTree,
         changes_since: None,
+        reuse: true,
         cancel,
     }
 }

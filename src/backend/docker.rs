@@ -887,6 +887,23 @@ impl DockerBackend {
 }
 
 impl Backend for DockerBackend {
+    /// The image's id, never its tag: an image rebuilt under the same tag is another image.
+    fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
+        async move {
+            let image = spec
+                .image
+                .as_deref()
+                .ok_or_else(|| BackendError::Job("the job has no image".into()))?;
+            let found = self.docker.inspect_image(image).await.map_err(|e| {
+                BackendError::Job(format!("cannot inspect image `{image}`: {}", short(&e)))
+            })?;
+            found
+                .id
+                .ok_or_else(|| BackendError::Job(format!("image `{image}` has no id")))
+        }
+        .boxed()
+    }
+
     fn prepare<'a>(&'a self, run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
             let mut images: Vec<String> = run.jobs.iter().filter_map(|j| j.image.clone()).collect();

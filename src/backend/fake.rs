@@ -36,6 +36,10 @@ impl Backend for FakeBackend {
         .boxed()
     }
 
+    fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
+        async move { Ok(format!("fake {:?}", spec.image)) }.boxed()
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

@@ -29,6 +29,11 @@ pub struct ScanSpec {
 pub struct InProcess;
 
 impl Backend for InProcess {
+    /// The scanners are pipe's own: this version of pipe is what they run on.
+    fn identity<'a>(&'a self, _spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
+        async { Ok(format!("pipe {} scanners", env!("CARGO_PKG_VERSION"))) }.boxed()
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

@@ -158,6 +158,28 @@ pub fn host_env(caller: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 impl Backend for LocalBackend {
+    /// The host has no image id: its system and the shell jobs run with stand in. Tools
+    /// installed or upgraded on the host are not seen (docs/reuse.md says so).
+    fn identity<'a>(&'a self, _spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
+        async {
+            let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let host = format!(
+                "{} {} {}",
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                kernel.trim()
+            );
+            let shell = std::fs::metadata("/bin/sh")
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    format!("{} {} {}", m.size(), m.mtime(), m.ino())
+                })
+                .unwrap_or_default();
+            Ok(format!("local {host}; /bin/sh {shell}"))
+        }
+        .boxed()
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

@@ -138,6 +138,9 @@ pub trait Backend: Send + Sync {
         log: &'a LogSink,
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>>;
+    /// What stands for the job's image in its reuse key: what the job runs on, so that a
+    /// change to it (an image rebuilt under the same tag) means the job runs again.
+    fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>>;
     /// Waits until everything every attempt used is torn down.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async {}.boxed()

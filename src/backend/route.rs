@@ -61,6 +61,10 @@ impl Backend for ScanRouter {
         self.pick(spec).run(spec, log, stop)
     }
 
+    fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
+        self.pick(spec).identity(spec)
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async move {
             futures_util::future::join(self.scans.shutdown(), self.jobs.shutdown()).await;

@@ -120,19 +120,21 @@ impl ExecArgs {
 
     /// Runs an engine request that runs jobs: the screen shows its events, Ctrl-C, SIGTERM and
     /// SIGHUP cancel it. Returns the exit code of its outcome.
-    pub fn drive<F, Fut>(&self, request: F) -> Result<u8, CliError>
+    pub fn drive<F, Fut, O>(&self, request: F) -> Result<u8, CliError>
     where
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: Future<Output = Result<Outcome, CliError>>,
+        Fut: Future<Output = Result<O, CliError>>,
+        O: Ended,
     {
         self.drive_in(project(None)?.dir, request)
     }
 
     /// [`Self::drive`] in the project at `project`.
-    pub fn drive_in<F, Fut>(&self, project: PathBuf, request: F) -> Result<u8, CliError>
+    pub fn drive_in<F, Fut, O>(&self, project: PathBuf, request: F) -> Result<u8, CliError>
     where
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: Future<Output = Result<Outcome, CliError>>,
+        Fut: Future<Output = Result<O, CliError>>,
+        O: Ended,
     {
         let mode = report::Mode::choose(
             self.output == Output::Json,
@@ -150,7 +152,7 @@ impl ExecArgs {
     }
 
     /// [`ExecArgs::drive`], with the request's events shown by `screen` (a git hook's verdict).
-    pub fn drive_to<S, F, Fut>(
+    pub fn drive_to<S, F, Fut, O>(
         &self,
         project: PathBuf,
         screen: S,
@@ -159,7 +161,8 @@ impl ExecArgs {
     where
         S: FnOnce(mpsc::UnboundedReceiver<Event>) -> JoinHandle<Option<String>>,
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: Future<Output = Result<Outcome, CliError>>,
+        Fut: Future<Output = Result<O, CliError>>,
+        O: Ended,
     {
         let ctx = context_in(project, None)?;
         let junit = match &self.junit {
@@ -202,7 +205,7 @@ impl ExecArgs {
                     source: io::Error::other(why),
                 }));
             }
-            Ok(exit_code(&outcome))
+            Ok(outcome.exit_code())
         })
     }
 }
@@ -284,6 +287,27 @@ fn actor() -> String {
         })
         .or_else(|| named(crate::git::user_name(&std::env::current_dir().ok()?)))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// What a request that runs jobs ends with, as an exit code.
+pub trait Ended {
+    fn exit_code(&self) -> u8;
+}
+
+impl Ended for Outcome {
+    fn exit_code(&self) -> u8 {
+        exit_code(self)
+    }
+}
+
+/// A watch session ends only when it is asked to stop, as an interrupted run does.
+impl Ended for Interrupt {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Interrupt::Interrupt => exit::SIGINT,
+            Interrupt::Terminate => exit::SIGTERM,
+        }
+    }
 }
 
 fn exit_code(outcome: &Outcome) -> u8 {

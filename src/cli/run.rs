@@ -1,10 +1,11 @@
 //! `pipe run`: the jobs before the release gate (or a dry run that lists them), and with
-//! `--release` the release too when the gate allows it.
+//! `--release` the release too when the gate allows it; with `--watch`, again after each change.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::exec::{self, ExecArgs};
-use super::{exit, list, load_plan, print, CliError};
+use super::{exit, list, load_plan, print, render_error, CliError};
 use crate::engine::{self, Source, StartRequest};
 use crate::plan::{Phase, Refs, Selection, Stages};
 
@@ -23,6 +24,9 @@ pub struct Args {
     until: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
+    /// Run every job, even one that passed in an earlier run with the same inputs
+    #[arg(long)]
+    no_reuse: bool,
     /// Show the jobs that would run, and run nothing
     #[arg(long, conflicts_with_all = ["commit", "staged"])]
     dry_run: bool,
@@ -41,6 +45,11 @@ pub struct Args {
     /// other condition holds
     #[arg(long)]
     release: bool,
+    /// After the run, wait for changes to the files a run sees and run again, until Ctrl-C
+    /// (not with --commit or --staged, whose content never changes, nor --release: an edit is
+    /// no release)
+    #[arg(long, conflicts_with_all = ["dry_run", "commit", "staged", "release"])]
+    watch: bool,
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
@@ -75,21 +84,32 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     let project = exec::project(args.file.as_deref())?;
     let options = args.exec.options()?;
-    args.exec.drive_in(project.dir, |ctx, cancel| {
-        engine::start(StartRequest {
-            ctx,
-            file: project.file,
-            jobs: args.jobs.clone(),
-            stages: args.stages.clone(),
-            until: args.until.clone(),
-            no_deploy: false,
-            exec: options,
-            release: args.release,
-            trigger: "run".into(),
-            source: source.clone(),
-            changes_since: args.changes_since.clone(),
-            cancel,
-        })
+    let request = |ctx, cancel| StartRequest {
+        ctx,
+        file: project.file.clone(),
+        jobs: args.jobs.clone(),
+        stages: args.stages.clone(),
+        until: args.until.clone(),
+        no_deploy: false,
+        exec: options.clone(),
+        release: args.release,
+        trigger: "run".into(),
+        source: source.clone(),
+        changes_since: args.changes_since.clone(),
+        reuse: !args.no_reuse,
+        cancel,
+    };
+    if args.watch {
+        // A run that cannot start is said as `pipe run` would say it, and the session goes on.
+        let failed = |e: &CliError| {
+            let _ = std::io::stderr().write_all(render_error(e).as_bytes());
+        };
+        return args.exec.drive_in(project.dir.clone(), |ctx, cancel| {
+            engine::watch(ctx, cancel, request, failed)
+        });
+    }
+    args.exec.drive_in(project.dir.clone(), |ctx, cancel| {
+        engine::start(request(ctx, cancel))
     })
 }
 

@@ -104,6 +104,9 @@ pub enum Internal {
     /// The jobs' cache folder could not be read or changed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// A watch session cannot watch the project's files.
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
 }
 
 impl Internal {

@@ -247,6 +247,7 @@ impl ExecOptions {
             source,
             pipeline_file,
             secrets,
+            reuse,
         } = work;
         let project = &ctx.project;
         let kind = self.kind();
@@ -332,6 +333,8 @@ impl ExecOptions {
             cache: self.cache_dir.as_ref().map(|dir| {
                 crate::cache::Store::new(dir.clone(), project_key(project), self.cache_size)
             }),
+            reuse: reuse
+                .map(|files| Arc::new(crate::reuse::Reuse::new(project, run.clone(), files))),
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();
@@ -364,6 +367,8 @@ pub(super) struct Work<'a> {
     pub pipeline_file: &'a str,
     /// The secrets the plan's jobs name, resolved ([`ExecOptions::prepare_env`]).
     pub secrets: &'a Secrets,
+    /// The files the jobs see, hashed, for reusing jobs of earlier runs; `None`: every job runs.
+    pub reuse: Option<crate::reuse::Manifest>,
 }
 
 /// The environment every job gets before its own. Values from git (a branch named

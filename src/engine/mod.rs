@@ -17,6 +17,7 @@ mod retry;
 mod runs;
 mod source;
 mod start;
+mod watching;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use retry::{retry, RetryRequest};
 pub use runs::{clean, job_log, list_runs, show, Cleaned, LogChunk, Shown};
 pub use source::Source;
 pub use start::{start, StartRequest};
+pub use watching::watch;
 
 /// Who acts, when, where, and who hears about it: what every request carries.
 #[derive(Clone)]

@@ -165,6 +165,7 @@ pub(super) async fn release_run(
                 source: &files.dir,
                 pipeline_file: &record.pipeline_file,
                 secrets: &secrets,
+                reuse: None,
             },
         )
         .await?;

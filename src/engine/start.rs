@@ -16,6 +16,7 @@ use super::source::{self, Files, Source};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::pipeline::{Job, Pipeline};
 use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
+use crate::reuse::{self, Manifest};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
 
 pub struct StartRequest {
@@ -42,6 +43,9 @@ pub struct StartRequest {
     /// Count the changed files against this commit (a hook passes the remote's old commit);
     /// `None`: against the merge base with the default branch, or the commit's parent.
     pub changes_since: Option<String>,
+    /// Skip a job that passed in an earlier run with the same key, taking its artifacts and
+    /// log (see [`crate::reuse`]); off, every job runs.
+    pub reuse: bool,
     pub cancel: Cancel,
 }
 
@@ -122,10 +126,27 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     };
     let id = store.create_run(&new, &jobs)?;
     audit_grants(ctx, &mut store, id, &granted)?;
+    let tree = matches!(snapshot, Snapshot::Tree);
+    // The working tree hashed before and after it is copied: if it changed meanwhile, the keys
+    // would not say what the jobs see, and nothing is reused or remembered.
+    let before = if req.reuse && tree {
+        manifest(project, None).await
+    } else {
+        None
+    };
     let run = new_run_dir(project, id, &text, snapshot, git.changed_files.as_deref())
         .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
+    let checkout = files.as_ref().map(|f| f.dir.clone());
     let files = files.unwrap_or_else(|| Files::snapshot(run.source()));
+    let reuse = match (req.reuse, before) {
+        (false, _) => None,
+        (true, Some(before)) => manifest(project, None)
+            .await
+            .filter(|after| *after == before),
+        (true, None) if tree => None,
+        (true, None) => manifest(project, checkout).await,
+    };
 
     let work = Work {
         plan: &plan,
@@ -135,6 +156,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         source: &files.dir,
         pipeline_file: &new.pipeline_file,
         secrets: &secrets,
+        reuse,
     };
     let outcome = run_before_gate(
         ctx,
@@ -154,6 +176,21 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         announce(ctx, &mut store, id)?;
     }
     Ok(outcome)
+}
+
+/// The files of the working tree (or of the kept checkout at `dir`), hashed; `None` when they
+/// cannot be read, and then every job runs.
+async fn manifest(project: &Path, dir: Option<PathBuf>) -> Option<Manifest> {
+    let project = project.to_path_buf();
+    let hashed = tokio::task::spawn_blocking(move || match dir {
+        Some(dir) => reuse::dir_manifest(&project, &dir),
+        None => reuse::tree_manifest(&project),
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    hashed
+        .inspect_err(|e| tracing::warn!("cannot hash the files jobs see, so no job is reused: {e}"))
+        .ok()
 }
 
 /// The release jobs a new run records as pending; those `only:` leaves out on `refs` join the

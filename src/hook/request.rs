@@ -54,5 +54,7 @@ pub fn start_request(
         cancel,
         source,
         changes_since,
+        // A hook's run of an unchanged tree is over at once.
+        reuse: true,
     }
 }

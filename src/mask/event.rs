@@ -26,7 +26,9 @@ impl Patterns {
             | EventKind::JobStarted { .. }
             | EventKind::JobOutput { .. }
             | EventKind::JobFinished { message: None, .. }
-            | EventKind::RunFinished { .. } => return,
+            | EventKind::RunFinished { .. }
+            | EventKind::Watching { .. }
+            | EventKind::FilesChanged { .. } => return,
         };
         if let std::borrow::Cow::Owned(masked) = self.text(text) {
             *text = masked;

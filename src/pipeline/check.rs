@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::artifact::ArtifactPath;
 use super::duration;
 use super::gate::{Freeze, Gate};
+use super::glob::Glob;
 use super::habits;
 use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
 use super::yaml::{Kind, Node};
@@ -37,10 +38,12 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "only",
     "secrets",
     "cache",
+    "inputs",
+    "reuse",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &["inputs", "reuse", "services", "concurrency"];
+const LATER_JOB_KEYS: &[&str] = &["services", "concurrency"];
 pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
@@ -237,6 +240,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut fail_on = Severity::High;
     let mut secrets = Vec::new();
     let mut cache_node = None;
+    let mut inputs = Vec::new();
+    let mut reuse = true;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -307,6 +312,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             }
             // Read once the matrix is known: a key may use its values.
             "cache" => cache_node = Some(v),
+            "inputs" => inputs = input_globs(v, probs),
+            "reuse" => reuse = boolean(v, "`reuse`", probs).unwrap_or(true),
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -437,6 +444,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             fail_on,
             secrets: secrets.clone(),
             cache: cache.clone(),
+            inputs: inputs.clone(),
+            reuse,
             spans: spans.clone(),
         })
         .collect()
@@ -1119,6 +1128,32 @@ fn artifact_paths<'a>(node: &'a Node, probs: &mut Problems) -> Vec<(String, &'a 
             continue;
         }
         out.push((path, item));
+    }
+    out
+}
+
+/// The `inputs` globs, each checked on its own: relative to the project, never leading out.
+fn input_globs(node: &Node, probs: &mut Problems) -> Vec<Glob> {
+    let Some(items) = list(node, "`inputs`", probs) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(text) = non_empty_string(item, "an input glob", probs) else {
+            continue;
+        };
+        let outward = text.starts_with('/') || text.split('/').any(|part| part == "..");
+        match Glob::new(&text) {
+            _ if outward => {
+                probs
+                    .at(item, format!("input `{text}` leads out of the project"))
+                    .hint = Some("use a glob relative to the project, without `..`".into());
+            }
+            Ok(glob) => out.push(glob),
+            Err(why) => {
+                probs.at(item, format!("input `{text}` is not a glob: {why}"));
+            }
+        }
     }
     out
 }

@@ -8,7 +8,7 @@ mod check;
 mod duration;
 mod extends;
 pub mod gate;
-mod glob;
+pub mod glob;
 mod habits;
 mod model;
 mod only;

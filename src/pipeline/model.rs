@@ -81,8 +81,20 @@ pub struct Job {
     pub secrets: Vec<SecretName>,
     /// Workspace paths kept between runs under a key, restored before the script.
     pub cache: Option<Cache>,
+    /// Globs of the project's files the job reads (`inputs:`): only these count for its reuse
+    /// key. Empty: every file of the tree.
+    pub inputs: Vec<super::glob::Glob>,
+    /// `reuse: false`: the job always runs, even when an earlier run passed with the same key.
+    pub reuse: bool,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
+}
+
+impl Job {
+    /// A job that deploys or releases: of the deploy stage, gated, or with an `environment`.
+    pub fn deploys(&self) -> bool {
+        self.gated || self.stage == DEPLOY_STAGE || self.environment.is_some()
+    }
 }
 
 /// `HOST:CONTAINER[:ro]`.

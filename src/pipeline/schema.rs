@@ -205,6 +205,14 @@ fn shape(key: &str) -> Value {
             }),
             "Paths kept between runs under a key (see docs/caching.md).",
         ),
+        "inputs" => (
+            strings,
+            "Globs of the project's files the job reads: only they count for its reuse key [default: every file].",
+        ),
+        "reuse" => (
+            json!({ "type": "boolean" }),
+            "Skip the job when an earlier passing run had the same inputs, restoring its artifacts and log [default: true].",
+        ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };
     with_description(described, doc)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{Phase, Selection, Why};
-use crate::pipeline::{suggest, Job, Pipeline, Problem, DEPLOY_STAGE};
+use crate::pipeline::{suggest, Job, Pipeline, Problem};
 
 /// Which stages a request runs. The default: every stage.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,7 +43,7 @@ pub(super) struct Chosen {
 
 /// A job that deploys or releases, which a request with `no_deploy` never runs.
 fn deploys(job: &Job) -> bool {
-    job.gated || job.stage == DEPLOY_STAGE || job.environment.is_some()
+    job.deploys()
 }
 
 /// The selected jobs: those asked for (by name or stage) and everything they wait for, then

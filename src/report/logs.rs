@@ -26,6 +26,12 @@ impl LogFiles {
     }
 
     fn file(&mut self, job: &str) -> io::Result<&mut BufWriter<File>> {
+        self.open_log(job, true)
+    }
+
+    /// The job's log, open to append; `mark`: say where a new run of the job starts in a log
+    /// that holds an earlier one (not in the log a reused job took over).
+    fn open_log(&mut self, job: &str, mark: bool) -> io::Result<&mut BufWriter<File>> {
         if !self.open.contains_key(job) {
             let path = self
                 .paths
@@ -40,7 +46,7 @@ impl LogFiles {
             let mut file = BufWriter::new(file);
             // A log that already holds a run of this job (`pipe retry --failed`, a release
             // `--again`): mark where the new one starts.
-            if earlier {
+            if earlier && mark {
                 writeln!(file, "--- run again ---")?;
             }
             self.open.insert(job.to_string(), file);
@@ -84,6 +90,15 @@ impl LogFiles {
             EventKind::JobOutput { job, line, .. } => writeln!(self.file(job)?, "{line}"),
             EventKind::JobRetrying { job, reason, .. } => {
                 writeln!(self.file(job)?, "pipe: {reason}; retrying")
+            }
+            EventKind::JobFinished {
+                job,
+                reused_from: Some(run),
+                ..
+            } => {
+                let f = self.open_log(job, false)?;
+                writeln!(f, "pipe: job {}", crate::style::reused(*run))?;
+                self.open.remove(job).map_or(Ok(()), |mut f| f.flush())
             }
             EventKind::JobFinished {
                 job,

@@ -215,8 +215,23 @@ fn notice(event: &Event) -> Option<String> {
             Some("pipe: stopping jobs (press Ctrl-C again to kill them)".into())
         }
         EventKind::Stopping { kill: true, .. } => Some("pipe: killing jobs".into()),
+        EventKind::Watching {} => Some("pipe: watching for changes (Ctrl-C ends)".into()),
+        EventKind::FilesChanged { paths } => Some(changed(paths)),
         _ => None,
     }
+}
+
+/// The files that start a new run of a watch session, the first few by name.
+fn changed(paths: &[String]) -> String {
+    const NAMED: usize = 3;
+    let mut line = format!(
+        "pipe: changed: {}",
+        paths[..paths.len().min(NAMED)].join(", ")
+    );
+    if paths.len() > NAMED {
+        line.push_str(&format!(" and {} more", paths.len() - NAMED));
+    }
+    line + "; running again"
 }
 
 /// `1.2s`, `2m03s`: short durations for tables and status lines.
@@ -240,6 +255,16 @@ mod tests {
         assert_eq!(Mode::choose(false, true, true), Mode::Plain);
         assert_eq!(Mode::choose(false, false, false), Mode::Plain);
         assert_eq!(Mode::choose(true, true, false), Mode::Json);
+    }
+
+    #[test]
+    fn a_watch_session_names_the_first_changed_files() {
+        let paths = |n: usize| (1..=n).map(|i| format!("f{i}")).collect::<Vec<_>>();
+        assert_eq!(changed(&paths(1)), "pipe: changed: f1; running again");
+        assert_eq!(
+            changed(&paths(5)),
+            "pipe: changed: f1, f2, f3 and 2 more; running again"
+        );
     }
 
     #[test]

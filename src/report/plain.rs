@@ -49,19 +49,30 @@ impl Reporter for Plain {
                 allowed,
                 message,
                 exit_code,
+                reused_from,
                 ..
             } => {
-                let label = if *allowed {
+                let label = if let Some(run) = reused_from {
+                    style::reused(*run)
+                } else if *allowed {
                     style::status_word("allowed_failure")
                 } else {
                     status.label().to_string()
                 };
-                let mut line = format!(
-                    "[{}] {} in {}",
-                    paint(c, Tone::Strong, job),
-                    style::status(c, &label),
-                    duration(*d)
-                );
+                let mut line = if reused_from.is_some() {
+                    format!(
+                        "[{}] {}",
+                        paint(c, Tone::Strong, job),
+                        paint(c, Tone::Good, &label)
+                    )
+                } else {
+                    format!(
+                        "[{}] {} in {}",
+                        paint(c, Tone::Strong, job),
+                        style::status(c, &label),
+                        duration(*d)
+                    )
+                };
                 if let (Some(code), false) = (exit_code, *exit_code == Some(0)) {
                     line.push_str(&format!(" (exit code {code})"));
                 }
@@ -79,7 +90,9 @@ impl Reporter for Plain {
             EventKind::RunFinished { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
-            | EventKind::Stopping { .. } => {
+            | EventKind::Stopping { .. }
+            | EventKind::Watching {}
+            | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {
                     // Stdout is the jobs' output: a notice there would be read as one.
                     let _ = writeln!(io::stderr().lock(), "{line}");

@@ -108,11 +108,20 @@ impl Reporter for Progress {
                 status,
                 duration: d,
                 allowed,
+                reused_from,
                 ..
             } => {
                 if let Some(bar) = self.bars.remove(job) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
+                }
+                if let Some(run) = reused_from {
+                    return self.multi.println(format!(
+                        "{} {} {}",
+                        paint(c, Tone::Good, "✓"),
+                        paint(c, Tone::Strong, &format!("{job:w$}")),
+                        paint(c, Tone::Good, &style::reused(*run))
+                    ));
                 }
                 let label = if *allowed {
                     style::status_word("allowed_failure")
@@ -144,7 +153,10 @@ impl Reporter for Progress {
                     self.multi.println(line)?;
                 }
             }
-            EventKind::PrivilegeGranted { .. } | EventKind::AwaitingRelease { .. } => {
+            EventKind::PrivilegeGranted { .. }
+            | EventKind::AwaitingRelease { .. }
+            | EventKind::Watching {}
+            | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {
                     self.multi.println(line)?;
                 }

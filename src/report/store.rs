@@ -32,22 +32,34 @@ impl Reporter for StoreSink {
                 allowed,
                 message,
                 findings,
+                reused_from,
             } => {
                 let status = if *allowed {
                     "allowed_failure"
                 } else {
                     status_name(*status)
                 };
+                // A reused job never started: its (restored) log is recorded here.
+                let started = match reused_from {
+                    Some(_) => {
+                        let log = self.jobs.get(job).map(|j| j.1.clone()).unwrap_or_default();
+                        self.store.job_started(self.run, job, 0, &log)
+                    }
+                    None => Ok(()),
+                };
+                let note = reused_from
+                    .map(crate::style::reused)
+                    .or_else(|| message.clone());
                 let mut record = self.record(
                     job,
                     status,
                     *attempts,
                     *exit_code,
                     Some(duration.as_millis() as u64),
-                    message.clone(),
+                    note,
                 );
                 record.findings = *findings;
-                self.store.job_finished(self.run, &record)
+                started.and_then(|()| self.store.job_finished(self.run, &record))
             }
             EventKind::JobSkipped { job, reason } => {
                 let record = self.record(job, "skipped", 0, None, None, Some(reason.clone()));

@@ -50,6 +50,7 @@ impl Summary {
                 allowed,
                 message,
                 findings,
+                reused_from,
             } => {
                 if let Some(row) = self.row(job) {
                     row.status = if *allowed {
@@ -64,6 +65,9 @@ impl Summary {
                     }
                     if let Some(m) = message {
                         notes.push(m.clone());
+                    }
+                    if let Some(run) = reused_from {
+                        notes.push(style::reused(*run));
                     }
                     if *attempts > 1 {
                         notes.push(format!("{attempts} attempts"));

@@ -153,6 +153,7 @@ mod tests {
             allowed,
             message: None,
             findings: None,
+            reused_from: None,
         })
     }
 

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::backend::{Backend, BackendError, JobShape, JobSpec, LogSink, RunShape, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
+use crate::reuse::{self, Reuse};
 use crate::workspace::RunDir;
 
 pub struct RunOptions {
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub masks: Arc<crate::mask::Patterns>,
     /// Where jobs' caches live; `None`: `cache:` is not acted on (said in the job's log).
     pub cache: Option<crate::cache::Store>,
+    /// Reuse jobs that passed in earlier runs with the same key; `None`: every job runs.
+    pub reuse: Option<Arc<Reuse>>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -58,6 +61,8 @@ pub struct JobResult {
     pub pipe_failure: Option<String>,
     /// The backend went away under this job (see `BackendError::Unavailable`), saying how.
     pub backend_lost: Option<String>,
+    /// The job did not run: it passed in this earlier run with the same inputs.
+    pub reused: Option<crate::store::RunId>,
 }
 
 #[derive(Debug)]
@@ -179,6 +184,11 @@ pub async fn run(
                 retry: plan.jobs[i].retry,
                 stop: stop_rx.clone(),
                 cache: job_cache(plan, i, &opts, &spec),
+                reuse: opts
+                    .reuse
+                    .clone()
+                    .filter(|_| reuse::eligible(&plan.jobs[i]))
+                    .map(|r| (r, plan.jobs[i].clone())),
             };
             let handle = running.spawn(task.run(spec));
             tasks.insert(handle.id(), i);
@@ -220,6 +230,7 @@ pub async fn run(
                     allowed,
                     message: result.message.clone(),
                     findings: result.findings,
+                    reused_from: result.reused,
                 });
                 state[i] = State::Done(result);
                 if ok || allowed {
@@ -448,11 +459,35 @@ struct JobTask {
     retry: u32,
     stop: watch::Receiver<Stop>,
     cache: Option<crate::cache::job::JobCache>,
+    /// Set for a job that may be reused: the run's reuse and the job, for its key.
+    reuse: Option<(Arc<Reuse>, crate::pipeline::Job)>,
 }
 
 impl JobTask {
     async fn run(mut self, mut spec: JobSpec) -> JobResult {
         let started = Instant::now();
+        // A reused job neither restores nor saves a cache: it does not run.
+        let key = self.key(&spec).await;
+        if let (Some((reuse, _)), Some(key)) = (&self.reuse, &key) {
+            match reuse.restore(key.clone(), &spec).await {
+                Ok(Some(hit)) => {
+                    return JobResult {
+                        status: JobStatus::Passed,
+                        exit_code: Some(0),
+                        attempts: 0,
+                        duration: started.elapsed(),
+                        message: None,
+                        findings: hit.findings,
+                        pipe_failure: None,
+                        backend_lost: None,
+                        reused: Some(hit.origin),
+                    }
+                }
+                Ok(None) => {}
+                // The job runs: reuse only ever saves work.
+                Err(e) => tracing::warn!("job `{}`: cannot reuse an earlier run: {e}", spec.job),
+            }
+        }
         // Said in the job's log once it has started.
         let mut notes = Vec::new();
         let restored = match &self.cache {
@@ -471,6 +506,52 @@ impl JobTask {
         if !restored.as_ref().is_some_and(|r| r.saves()) {
             spec.cache = None;
         }
+        let result = self.attempts(&spec, started, &mut notes).await;
+        if let (Some(cache), Some(restored), JobStatus::Passed) =
+            (&self.cache, &restored, result.status)
+        {
+            let log = self.log.clone();
+            cache
+                .save(restored, |line| {
+                    log.line(crate::event::Stream::Stderr, line)
+                })
+                .await;
+        }
+        if let (Some((reuse, _)), Some(key), JobStatus::Passed) = (&self.reuse, key, result.status)
+        {
+            if let Err(e) = reuse.record(key, &spec, result.findings).await {
+                tracing::warn!("job `{}`: cannot remember it for reuse: {e}", spec.job);
+            }
+        }
+        result
+    }
+
+    /// The job's reuse key, if it may be reused and its key can be had.
+    async fn key(&self, spec: &JobSpec) -> Option<String> {
+        let (reuse, job) = self.reuse.as_ref()?;
+        let identity = match self.backend.identity(spec).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::warn!("job `{}`: no reuse key: {e}", spec.job);
+                return None;
+            }
+        };
+        match reuse.key(job.clone(), spec, identity).await {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::warn!("job `{}`: no reuse key: {e}", spec.job);
+                None
+            }
+        }
+    }
+
+    /// Runs the job through its attempts.
+    async fn attempts(
+        &mut self,
+        spec: &JobSpec,
+        started: Instant,
+        notes: &mut Vec<String>,
+    ) -> JobResult {
         let mut attempt = 0;
         let (mut pipe_failure, mut backend_lost) = (None, None);
         let result = loop {
@@ -522,18 +603,9 @@ impl JobTask {
                 findings,
                 pipe_failure,
                 backend_lost,
+                reused: None,
             };
         };
-        if let (Some(cache), Some(restored), JobStatus::Passed) =
-            (&self.cache, &restored, result.status)
-        {
-            let log = self.log.clone();
-            cache
-                .save(restored, |line| {
-                    log.line(crate::event::Stream::Stderr, line)
-                })
-                .await;
-        }
         result
     }
 
@@ -630,6 +702,7 @@ fn panicked(e: tokio::task::JoinError) -> JobResult {
         findings: None,
         pipe_failure: Some(why),
         backend_lost: None,
+        reused: None,
     }
 }
 

@@ -79,6 +79,7 @@ async fn run_with(
         pipeline_file: "pipe.yml".into(),
         masks: Default::default(),
         cache: None,
+        reuse: None,
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await

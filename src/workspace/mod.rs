@@ -205,21 +205,7 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
     let files = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let first_error: Mutex<Option<io::Error>> = Mutex::new(None);
-    let walker = ignore::WalkBuilder::new(project)
-        .hidden(false)
-        .parents(true)
-        .git_ignore(true)
-        .git_exclude(true)
-        // git's own rules, the user's global excludes included: the same rules by which a run's
-        // uncommitted changes are counted (`git::facts`), so nothing is copied uncounted.
-        .git_global(true)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(|e| {
-            !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".git" | STATE_DIR)))
-        })
-        .build_parallel();
-    walker.run(|| {
+    tree_walk(project).run(|| {
         Box::new(|entry| {
             let result = entry.map_err(io::Error::other).and_then(|entry| {
                 let rel = entry
@@ -271,6 +257,26 @@ pub fn snapshot(project: &Path, dest: &Path) -> io::Result<CopyStats> {
         }
     }
     Ok(stats)
+}
+
+/// Walks the working tree as git sees it (tracked files and untracked ones that are not
+/// ignored), without `.git` and pipe's own state; add [`crate::git::tracked_files`] for the
+/// files git tracks although they match an ignore rule. Snapshots and reuse keys see the same.
+pub fn tree_walk(project: &Path) -> ignore::WalkParallel {
+    ignore::WalkBuilder::new(project)
+        .hidden(false)
+        .parents(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        // git's own rules, the user's global excludes included: the same rules by which a run's
+        // uncommitted changes are counted (`git::facts`), so nothing is copied uncounted.
+        .git_global(true)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|e| {
+            !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".git" | STATE_DIR)))
+        })
+        .build_parallel()
 }
 
 /// Copies one file, symlink or directory (not its contents). Returns the bytes of a file copied.

@@ -196,7 +196,8 @@ fn a_kept_checkout_follows_commits_by_their_difference() {
         (&second, "two", "2"),
         (&first, "one", "1"),
     ] {
-        let ran = project.pipe(&["run", "--backend", "local", "--commit", rev]);
+        // The job must run on the checkout each time, never be reused from the first.
+        let ran = project.pipe(&["run", "--backend", "local", "--no-reuse", "--commit", rev]);
         assert_eq!(ran.code, 0, "{}", ran.all());
         assert!(
             ran.stdout.contains(&format!("[{job}] {says}")),
@@ -294,7 +295,8 @@ fn hostile_names_execute_nothing(backend: &str) {
     let message = "$(touch pwned-message) `touch pwned-tick`";
     commit_all(&project, message);
     for source in [&["--commit", "HEAD"][..], &[]] {
-        let mut args = vec!["run", "--pull", "never", "--backend", backend];
+        // The tree is the commit's: the second run must run the job, not reuse the first's.
+        let mut args = vec!["run", "--pull", "never", "--no-reuse", "--backend", backend];
         args.extend(source);
         let ran = project.pipe(&args);
         assert_eq!(ran.code, 0, "{}", ran.all());

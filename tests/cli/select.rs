@@ -11,7 +11,8 @@ fn commit_on(project: &Project, branch: &str) {
 }
 
 fn run_local(project: &Project, extra: &[&str]) -> Ran {
-    let mut args = vec!["run", "--backend", "local"];
+    // Which jobs a selection runs: none may be reused from the run before.
+    let mut args = vec!["run", "--backend", "local", "--no-reuse"];
     args.extend(extra);
     project.pipe(&args)
 }

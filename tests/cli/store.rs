@@ -73,7 +73,8 @@ fn a_lost_store_never_reuses_a_run_directory() {
     for file in ["pipe.db", "pipe.db-wal", "pipe.db-shm"] {
         let _ = std::fs::remove_file(project.path().join(".pipe").join(file));
     }
-    let second = project.pipe(&["run", "--backend", "local"]);
+    // The job's output names its run: it must run again, not be reused.
+    let second = project.pipe(&["run", "--backend", "local", "--no-reuse"]);
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(
         second.stdout.starts_with("pipe: run 2 of"),
@@ -101,7 +102,7 @@ fn a_lost_store_never_reuses_a_run_directory() {
     let children: Vec<_> = (0..3)
         .map(|_| {
             project
-                .command(&["run", "--backend", "local"])
+                .command(&["run", "--backend", "local", "--no-reuse"])
                 .spawn()
                 .unwrap()
         })

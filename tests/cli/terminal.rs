@@ -194,6 +194,49 @@ fn ctrl_c_leaves_no_live_line_on_the_screen() {
     assert_no_live_line(&screen);
 }
 
+#[test]
+fn a_watch_session_on_a_terminal_shows_each_run_and_ends_at_ctrl_c() {
+    let project = Project::new("jobs:\n  show: {script: [cat src.txt]}\n");
+    project.write("src.txt", "one\n");
+    let mut child = on_terminal(&project, "run --watch --backend local", true)
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child.id() as i32);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let mut read_until = |seen: &mut Vec<u8>, text: &str, n: usize| {
+        while String::from_utf8_lossy(seen).matches(text).count() < n {
+            let got = out.fill_buf().unwrap();
+            assert!(
+                !got.is_empty(),
+                "pipe ended: {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            let n = got.len();
+            seen.extend_from_slice(got);
+            out.consume(n);
+        }
+    };
+    read_until(&mut seen, "watching for changes", 1);
+    project.write("src.txt", "two\n");
+    read_until(&mut seen, "watching for changes", 2);
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    child.wait().unwrap();
+    let screen = screen(&String::from_utf8_lossy(&seen));
+    for line in [
+        "pipe: run 1 of",
+        "pipe: changed: src.txt; running again",
+        "pipe: run 2 of",
+    ] {
+        assert!(
+            screen.iter().any(|l| l.starts_with(line)),
+            "{line:?} in {screen:#?}"
+        );
+    }
+    assert_no_live_line(&screen);
+}
+
 /// No spinner line is left: each line left starts with what a finished line, a notice, the
 /// header or the summary starts with.
 fn assert_no_live_line(screen: &[String]) {

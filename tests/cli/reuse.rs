@@ -1,0 +1,263 @@
+//! Job reuse on a real Docker engine: a job whose key (image id, script, env, matrix values,
+//! files it sees, artifacts it receives) matches a passing earlier run does not run again.
+//! Which jobs ran is read from the JSON events, never from timing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::harness::{docker, docker_image, Project, Ran, IMAGE};
+
+/// The jobs that ran, and those reused with the run they came from.
+fn outcome(ran: &Ran) -> (BTreeSet<String>, BTreeMap<String, i64>) {
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let mut done = BTreeSet::new();
+    let mut reused = BTreeMap::new();
+    for e in ran.json_events() {
+        if e["event"] != "job_finished" {
+            continue;
+        }
+        assert_eq!(e["status"], "passed", "{e}");
+        let job = e["job"].as_str().unwrap().to_string();
+        match e["reused_from"].as_i64() {
+            Some(run) => {
+                assert_eq!(e["attempts"], 0, "a reused job never started: {e}");
+                reused.insert(job, run);
+            }
+            None => {
+                done.insert(job);
+            }
+        }
+    }
+    (done, reused)
+}
+
+fn set(jobs: &[&str]) -> BTreeSet<String> {
+    jobs.iter().map(|j| j.to_string()).collect()
+}
+
+const JOBS: &str = "
+  scripted: {inputs: [nothing], script: ['echo SCRIPT']}
+  envy: {inputs: [nothing], env: {V: ENV}, script: ['echo $V']}
+  sourced: {inputs: ['src/**'], script: ['cat src/a.txt']}
+  globbed: {inputs: ['src/*.c'], script: ['echo only C files']}
+  whole: {script: ['echo sees every file']}
+  mat: {inputs: [nothing], matrix: {M: [1, MATRIX]}, script: ['echo $M']}
+  upstream:
+    reuse: false
+    script: ['mkdir -p out', 'cat up.txt > out/u']
+    artifacts: [out/u]
+  consumer: {stage: test, needs: [upstream], inputs: [nothing], script: ['cat out/u']}
+  ship: {stage: deploy, needs: [], inputs: [nothing], script: ['echo shipped']}
+";
+
+fn pipeline(script: &str, env: &str, matrix: &str) -> String {
+    let jobs = JOBS
+        .replace("SCRIPT", script)
+        .replace("ENV", env)
+        .replace("MATRIX", matrix);
+    format!("image: {IMAGE}\njobs:{jobs}")
+}
+
+#[test]
+fn each_input_kind_makes_its_job_run_again_and_nothing_else() {
+    let project = Project::new(&pipeline("S1", "E1", "2"));
+    project.write("src/a.txt", "a\n").write("up.txt", "u1\n");
+    let json = ["--output", "json"];
+    let every = set(&[
+        "scripted",
+        "envy",
+        "sourced",
+        "globbed",
+        "whole",
+        "mat [M=1]",
+        "mat [M=2]",
+        "upstream",
+        "consumer",
+        "ship",
+    ]);
+    let (done, reused) = outcome(&project.run_docker(&json));
+    assert_eq!(done, every);
+    assert!(reused.is_empty());
+
+    // Nothing changed: a job that never reuses and a deploy job run, nothing else. The consumer
+    // is reused although its upstream ran again: what it receives is the same.
+    let (done, reused) = outcome(&project.run_docker(&json));
+    assert_eq!(done, set(&["upstream", "ship"]));
+    assert_eq!(reused.len(), every.len() - 2);
+    assert!(reused.values().all(|&run| run == 1), "{reused:?}");
+
+    // The pipeline file is a file of the tree: `whole`, which sees every file, runs each time.
+    let (done, _) = outcome(
+        &project
+            .write("pipe.yml", &pipeline("S2", "E1", "2"))
+            .run_docker(&json),
+    );
+    assert_eq!(
+        done,
+        set(&["scripted", "whole", "upstream", "ship"]),
+        "script"
+    );
+
+    let (done, _) = outcome(
+        &project
+            .write("pipe.yml", &pipeline("S2", "E2", "2"))
+            .run_docker(&json),
+    );
+    assert_eq!(done, set(&["envy", "whole", "upstream", "ship"]), "env");
+
+    // `globbed` sees only C files under src/: the change is outside its inputs.
+    let (done, reused) = outcome(&project.write("src/a.txt", "b\n").run_docker(&json));
+    assert_eq!(
+        done,
+        set(&["sourced", "whole", "upstream", "ship"]),
+        "source file"
+    );
+    assert_eq!(reused["globbed"], 1);
+
+    let (done, _) = outcome(&project.write("up.txt", "u2\n").run_docker(&json));
+    assert_eq!(
+        done,
+        set(&["upstream", "consumer", "whole", "ship"]),
+        "artifact"
+    );
+
+    let (done, reused) = outcome(
+        &project
+            .write("pipe.yml", &pipeline("S2", "E2", "3"))
+            .run_docker(&json),
+    );
+    assert_eq!(
+        done,
+        set(&["mat [M=3]", "whole", "upstream", "ship"]),
+        "matrix"
+    );
+    assert_eq!(reused["mat [M=1]"], 1);
+
+    // --no-reuse: every job runs.
+    let (done, reused) = outcome(&project.run_docker(&["--no-reuse", "--output", "json"]));
+    assert!(reused.is_empty(), "{reused:?}");
+    assert_eq!(done.len(), every.len());
+}
+
+#[test]
+fn a_reused_job_restores_its_artifacts_and_log_and_shows_everywhere() {
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  build:
+    inputs: ['src/**']
+    script: ['mkdir -p out', 'cat src/a.txt > out/x', 'echo built it']
+    artifacts: [out/x]
+  test:
+    stage: test
+    needs: [build]
+    inputs: ['tests/**']
+    script: ['cat out/x tests/t.txt']
+"
+    ));
+    project
+        .write("src/a.txt", "from build\n")
+        .write("tests/t.txt", "t1\n");
+    let first = project.run_docker(&[]);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    let again = project.run_docker(&[]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stdout.contains("[build] reused (run 1)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(again.row("build"), "build build passed 0.0s reused (run 1)");
+    assert_eq!(
+        std::fs::read_to_string(project.artifact("2", "build", "out/x")).unwrap(),
+        "from build\n"
+    );
+    let log = project.log("2", "build");
+    assert!(
+        log.contains("built it"),
+        "the log of the run that ran: {log}"
+    );
+    assert!(log.ends_with("pipe: job reused (run 1)\n"), "{log}");
+    let shown = project.pipe(&["show", "2"]);
+    assert!(shown.stdout.contains("reused (run 1)"), "{}", shown.stdout);
+    let json = project.pipe(&["show", "2", "--output", "json"]);
+    assert!(
+        json.stdout.contains("\"note\":\"reused (run 1)\""),
+        "{}",
+        json.stdout
+    );
+
+    // A dependent that runs gets the reused job's artifacts as if it had run; a reuse of a
+    // reuse still names the run that ran the job, and its log says so once.
+    let (done, reused) = outcome(
+        &project
+            .write("tests/t.txt", "t2\n")
+            .run_docker(&["--output", "json"]),
+    );
+    assert_eq!(done, set(&["test"]));
+    assert_eq!(reused["build"], 1);
+    assert!(project.log("3", "test").contains("from build\nt2\n"));
+    assert_eq!(project.log("3", "build").matches("reused (run").count(), 1);
+
+    // Once the artifacts of the run holding them are gone, the job runs again; it makes the
+    // same artifact, so its dependent is still reused.
+    std::fs::remove_dir_all(project.path().join(".pipe/runs/3/artifacts")).unwrap();
+    let (done, reused) = outcome(&project.run_docker(&["--output", "json"]));
+    assert_eq!(done, set(&["build"]));
+    assert_eq!(reused["test"], 3);
+}
+
+#[test]
+fn an_image_rebuilt_under_the_same_tag_makes_its_jobs_run_again() {
+    docker_image();
+    // A tag of this test's own, rebuilt with other content; removed at the end.
+    let tag = format!("pipe-test/reuse-{}:1", std::process::id());
+    let build = |content: &str| {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM {IMAGE}\nRUN echo {content} > /version\n"),
+        )
+        .unwrap();
+        docker(&["build", "-q", "-t", &tag, ctx.path().to_str().unwrap()]);
+    };
+    build("one");
+    let project = Project::new(&format!(
+        "image: {tag}\njobs:\n  check: {{script: ['cat /version']}}\n"
+    ));
+    let json = ["--output", "json"];
+    let (done, _) = outcome(&project.run_docker(&json));
+    assert_eq!(done, set(&["check"]));
+    let (_, reused) = outcome(&project.run_docker(&json));
+    assert_eq!(reused["check"], 1);
+    build("two");
+    let (done, _) = outcome(&project.run_docker(&json));
+    docker(&["rmi", "-f", &tag]);
+    assert_eq!(done, set(&["check"]));
+    assert!(project.log("3", "check").contains("two"));
+}
+
+#[test]
+fn inputs_and_reuse_are_checked_like_every_key() {
+    let project = Project::new(
+        "jobs:\n  a: {inputs: ['../secret'], script: [echo]}\n  b: {reuse: maybe, script: [echo]}\n  c: {inputs: ['src/['], script: [echo]}\n",
+    );
+    let ran = project.pipe(&["validate"]);
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    assert!(
+        ran.stderr
+            .contains("input `../secret` leads out of the project"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("`reuse` must be true or false"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("input `src/[` is not a glob"),
+        "{}",
+        ran.stderr
+    );
+}
