@@ -64,7 +64,7 @@ for d in $(seq 0 99); do
   mkdir -p "src/d$d"
   for f in $(seq 0 99); do echo "file $d $f" > "src/d$d/f$f.txt"; done
 done
-printf 'jobs:\n  one: {script: [true]}\n' > pipe.yml
+printf 'jobs:\n  one: {script: ["echo one"]}\n' > pipe.yml
 "$PIPE" run --backend local >/dev/null
 sleep 3 # past the index's racy window, as an edit-and-rerun session would be
 for i in 1 2 3 4 5 6; do

@@ -101,12 +101,20 @@ pub fn manifest(
     let mut fresh = fresh.into_inner().expect("no panics");
     fresh.sort_by(|a, b| a.0.cmp(&b.0));
     fresh.dedup_by(|a, b| a.0 == b.0);
-    write_index(index_file, started, &fresh)?;
+    let read = hashed.into_inner();
+    // Nothing read and no file added or gone: the index holds every entry already, and keeping
+    // its older writing time keeps them trusted.
+    let same = old
+        .as_ref()
+        .is_some_and(|o| read == 0 && o.entries.len() == fresh.len());
+    if !same {
+        write_index(index_file, started, &fresh)?;
+    }
     let files = fresh
         .into_iter()
         .map(|(name, _, hash)| (name, hash))
         .collect();
-    Ok((Manifest { files }, hashed.into_inner()))
+    Ok((Manifest { files }, read))
 }
 
 /// One file's stat and hash, and whether it had to be read; `None` for what is no file.
