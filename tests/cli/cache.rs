@@ -20,9 +20,17 @@ fn cache_dir(project: &Project) -> String {
         .to_string()
 }
 
+/// With `--no-reuse`: a reused job would neither restore nor save its cache.
 fn run_local(project: &Project) -> Ran {
     let dir = cache_dir(project);
-    let ran = project.pipe(&["run", "--backend", "local", "--cache-dir", &dir]);
+    let ran = project.pipe(&[
+        "run",
+        "--backend",
+        "local",
+        "--no-reuse",
+        "--cache-dir",
+        &dir,
+    ]);
     assert_eq!(ran.code, 0, "{}", ran.all());
     ran
 }
@@ -300,7 +308,7 @@ fn docker_jobs_restore_and_save_without_a_host_mount() {
     assert!(project
         .log("1", "build")
         .contains("pipe: cache saved as `deps-1`"));
-    let second = project.run_docker(&["--cache-dir", &dir]);
+    let second = project.run_docker(&["--no-reuse", "--cache-dir", &dir]);
     assert_eq!(second.code, 0, "{}", second.all());
     let log = project.log("2", "build");
     assert!(log.contains("pipe: cache restored from `deps-1`"), "{log}");
