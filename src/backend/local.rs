@@ -411,6 +411,7 @@ mod tests {
             artifacts: Vec::new(),
             artifacts_dest: dir.path().join("kept"),
             privileged: false,
+            network: true,
             binds: Vec::new(),
             scan: None,
         };

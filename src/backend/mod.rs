@@ -41,6 +41,8 @@ pub struct JobSpec {
     pub artifacts_dest: PathBuf,
     /// Dangerous settings the user allowed explicitly (`--allow-privileged`).
     pub privileged: bool,
+    /// The job gets a network; `false`: none at all (Docker's `none` network mode).
+    pub network: bool,
     pub binds: Vec<Bind>,
     /// Set for scan jobs, which run in-process instead of a script.
     pub scan: Option<inprocess::ScanSpec>,

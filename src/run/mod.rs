@@ -387,6 +387,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
             pipeline: (opts.run.pipeline_file(), opts.pipeline_file.clone()),
         }),
         privileged: job.privileged,
+        network: job.network,
         binds: job
             .volumes
             .iter()

@@ -15,6 +15,7 @@ mod hook;
 mod init;
 mod isolation;
 mod local;
+mod network;
 mod project;
 mod release;
 mod retry;
