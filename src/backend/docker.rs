@@ -634,7 +634,7 @@ impl DockerBackend {
         let mut stop_open = true;
         loop {
             tokio::select! {
-                chunk = output.next() => match chunk {
+                chunk = async { log.room().await; output.next().await } => match chunk {
                     Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message, |l| log.line(Stream::Stdout, l)),
                     Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message, |l| log.line(Stream::Stderr, l)),
                     Some(Ok(_)) => {}

@@ -373,6 +373,7 @@ fn pump(
                 break;
             }
             splitter.push(&buf[..n], |l| log.line(stream, l));
+            log.room().await;
         }
         splitter.finish(|l| log.line(stream, l));
     })

@@ -14,7 +14,7 @@ use crate::backend::docker::{self, DockerBackend};
 use crate::backend::inprocess::InProcess;
 use crate::backend::local::LocalBackend;
 use crate::backend::route::ScanRouter;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Backlog};
 use crate::event::{EventKind, RunStatus};
 use crate::owner::project_key;
 use crate::pipeline::{Job, Pos, Problem};
@@ -272,7 +272,14 @@ impl ExecOptions {
                 .collect(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let recorder = report::record(log_files, sink, ctx.events.clone(), events_rx);
+        let backlog = Arc::<Backlog>::default();
+        let recorder = report::record(
+            log_files,
+            sink,
+            ctx.events.clone(),
+            events_rx,
+            backlog.clone(),
+        );
         let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward_cancel(cancel.clone(), ctx.clone(), interrupt_tx));
         let opts = RunOptions {
@@ -283,6 +290,7 @@ impl ExecOptions {
             source: source.to_path_buf(),
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
+            backlog,
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
         forwarder.abort();

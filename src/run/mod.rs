@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendError, JobShape, JobSpec, LogSink, RunShape, Stop};
+use crate::backend::{Backend, BackendError, Backlog, JobShape, JobSpec, LogSink, RunShape, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
 use crate::workspace::RunDir;
@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub changed_files: Option<PathBuf>,
     /// The pipeline file as named when the run started: scan jobs audit it whatever its name.
     pub pipeline_file: PathBuf,
+    /// The output lines not yet recorded, which jobs' output waits on when there are too many.
+    pub backlog: Arc<Backlog>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -167,7 +169,8 @@ pub async fn run(
             let spec = job_spec(plan, i, &opts);
             let task = JobTask {
                 backend: backend.clone(),
-                log: LogSink::new(spec.job.clone(), events.clone()),
+                log: LogSink::new(spec.job.clone(), events.clone())
+                    .with_backlog(opts.backlog.clone()),
                 events: events.clone(),
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,

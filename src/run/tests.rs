@@ -76,6 +76,7 @@ async fn run_with(
         env: vec![],
         changed_files: None,
         pipeline_file: "pipe.yml".into(),
+        backlog: Default::default(),
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await
