@@ -4,6 +4,7 @@
 # side by side (hyperfine, medians) and prints pipe/CLI ratios and pipe's peak RSS.
 #   bench/run.sh                   # needs a Docker engine (scripts/docker-up.sh) and hyperfine
 #   PIPE_OLD=path bench/run.sh     # also times another pipe binary (an older build) alike
+#   PIPE=path bench/run.sh         # times that binary instead of building this checkout
 #   RUNS=10 ONLY="chain fan" bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +14,11 @@ IMAGE=pipe-test/busybox:1
 
 command -v hyperfine >/dev/null || { echo "bench needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench needs GNU time for peak RSS (apt-get install time)" >&2; exit 1; }
-cargo build --release --quiet
-PIPE=$PWD/target/release/pipe
-[ -n "${CARGO_TARGET_DIR:-}" ] && PIPE=$CARGO_TARGET_DIR/release/pipe
+if [ -z "${PIPE:-}" ]; then
+  cargo build --release --quiet
+  PIPE=$PWD/target/release/pipe
+  [ -n "${CARGO_TARGET_DIR:-}" ] && PIPE=$CARGO_TARGET_DIR/release/pipe
+fi
 OLD=${PIPE_OLD:-}
 
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
@@ -104,9 +107,11 @@ rss() { (cd "$2" && /usr/bin/time -f %M "$1" run --pull never 2>&1 >/dev/null | 
 printf '%-11s %9s %9s %6s %9s\n' workload "CLI s" "pipe s" ratio "pipe RSS"
 for name in $ONLY; do
   cmds=(-n pipe "cd $work/$name && $PIPE run --pull never >/dev/null" -n cli "sh $work/$name.sh")
-  [ -n "$OLD" ] && cmds+=(-n old "cd $work/$name && $OLD run --pull never >/dev/null")
+  # An older binary may not know a key the workload uses (`network`): it is left out there.
+  old=$([ -n "$OLD" ] && (cd "$work/$name" && "$OLD" validate >/dev/null 2>&1) && echo "$OLD" || true)
+  [ -n "$old" ] && cmds+=(-n old "cd $work/$name && $old run --pull never >/dev/null")
   hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$work/$name.json" "${cmds[@]}" >/dev/null
-  python3 - "$work/$name.json" "$name" "$(rss "$PIPE" "$work/$name")" "${OLD:+$(rss "$OLD" "$work/$name")}" <<'PY'
+  python3 - "$work/$name.json" "$name" "$(rss "$PIPE" "$work/$name")" "${old:+$(rss "$old" "$work/$name")}" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
 name, rss, old_rss = sys.argv[2], sys.argv[3], sys.argv[4]

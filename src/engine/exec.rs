@@ -59,7 +59,8 @@ pub struct ExecOptions {
     /// Where jobs run; `None`: Docker, or for a release or retry where the run ran.
     pub backend: Option<BackendKind>,
     pub pull: Pull,
-    /// At most this many jobs at once; `None`: 4 × CPUs.
+    /// At most this many jobs at once; `None`: one per 256 MB of available memory, 4 to 16 ×
+    /// CPUs (`default_concurrency`).
     pub concurrency: Option<usize>,
     pub fail_fast: bool,
     /// Let jobs run privileged and mount host paths (including the Docker socket).
