@@ -410,10 +410,12 @@ impl DockerBackend {
                 init: Some(true),
                 // Only ever true when the user passed --allow-privileged.
                 privileged: Some(spec.privileged),
-                network_mode: Some(sandbox.map_or_else(
-                    || self.network.lock().expect("not poisoned").clone(),
-                    |id| format!("container:{id}"),
-                )),
+                network_mode: Some(match sandbox {
+                    // No interface but loopback, which also spares setting a network up.
+                    _ if !spec.network => "none".into(),
+                    Some(id) => format!("container:{id}"),
+                    None => self.network.lock().expect("not poisoned").clone(),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -582,7 +584,11 @@ impl DockerBackend {
         log: &LogSink,
         stop: watch::Receiver<Stop>,
     ) -> (Option<String>, Result<Outcome, Attempt>) {
-        let sandbox = self.sandboxes.take().await;
+        // A job without a network has no use for a sandbox's: leave it to a job that has.
+        let sandbox = match spec.network {
+            true => self.sandboxes.take().await,
+            false => None,
+        };
         let id = match self.create(spec, mount.clone(), sandbox.as_deref()).await {
             Ok(id) => id,
             Err(e) => return (None, Err(Attempt::Failed(e))),
@@ -656,7 +662,7 @@ impl DockerBackend {
         let mut stop_open = true;
         loop {
             tokio::select! {
-                chunk = output.next() => match chunk {
+                chunk = async { log.room().await; output.next().await } => match chunk {
                     Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
                     Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
                     Some(Ok(_)) => {}

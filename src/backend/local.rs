@@ -432,6 +432,7 @@ fn pump(
                 break;
             }
             output.push(&buf[..n]);
+            log.room().await;
         }
         output.finish();
     })
@@ -471,6 +472,7 @@ mod tests {
             artifacts: Vec::new(),
             artifacts_dest: dir.path().join("kept"),
             privileged: false,
+            network: true,
             binds: Vec::new(),
             scan: None,
             cache: None,

@@ -11,11 +11,12 @@ mod output;
 pub mod route;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::event::{Event, EventKind, Stream};
 use crate::mask::Patterns;
@@ -48,6 +49,8 @@ pub struct JobSpec {
     pub artifacts_dest: PathBuf,
     /// Dangerous settings the user allowed explicitly (`--allow-privileged`).
     pub privileged: bool,
+    /// The job gets a network; `false`: none at all (Docker's `none` network mode).
+    pub network: bool,
     pub binds: Vec<Bind>,
     /// Set for scan jobs, which run in-process instead of a script.
     pub scan: Option<inprocess::ScanSpec>,
@@ -184,11 +187,13 @@ pub async fn remove_dir(path: PathBuf) {
 }
 
 /// Where a job's output goes: whole lines, as events, with the run's secrets masked.
+/// [`LogSink::output`] is where every byte of every job's output enters pipe.
 #[derive(Clone)]
 pub struct LogSink {
     job: String,
     events: mpsc::UnboundedSender<Event>,
     masks: Arc<Patterns>,
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl LogSink {
@@ -197,6 +202,15 @@ impl LogSink {
             job,
             events,
             masks: Arc::default(),
+            backlog: None,
+        }
+    }
+
+    /// Counts the lines sent against `backlog`, for [`LogSink::room`] to wait on.
+    pub fn with_backlog(self, backlog: Arc<Backlog>) -> Self {
+        LogSink {
+            backlog: Some(backlog),
+            ..self
         }
     }
 
@@ -226,12 +240,55 @@ impl LogSink {
 
     /// A line already masked.
     fn send(&self, stream: Stream, line: String) {
+        if let Some(backlog) = &self.backlog {
+            backlog.queued.fetch_add(1, Ordering::AcqRel);
+        }
         // A closed receiver means the run is being torn down; the output has nowhere to go.
         let _ = self.events.send(Event::now(EventKind::JobOutput {
             job: self.job.clone(),
             stream,
             line,
         }));
+    }
+
+    /// Waits while too many lines wait to be recorded: a backend calls it before reading more
+    /// of a job's output, so a job printing faster than pipe records holds pipe's memory to
+    /// the backlog's, whatever the size of the log.
+    pub async fn room(&self) {
+        let Some(backlog) = &self.backlog else {
+            return;
+        };
+        loop {
+            let drained = backlog.drained.notified();
+            tokio::pin!(drained);
+            // Registered before looking, so a drain in between is not missed.
+            drained.as_mut().enable();
+            if backlog.queued.load(Ordering::Acquire) <= BACKLOG_LINES {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// At most about this many output lines wait to be recorded (some MB) before the backends stop
+/// reading jobs' output for a moment.
+pub const BACKLOG_LINES: usize = 32 * 1024;
+
+/// The output lines of a run sent but not yet recorded. The recorder calls
+/// [`Backlog::recorded`] for each one.
+#[derive(Default)]
+pub struct Backlog {
+    queued: AtomicUsize,
+    drained: Notify,
+}
+
+impl Backlog {
+    pub fn recorded(&self) {
+        // Wakes the waiting backends once half the backlog is gone, not at every line.
+        if self.queued.fetch_sub(1, Ordering::AcqRel) == BACKLOG_LINES / 2 {
+            self.drained.notify_waiters();
+        }
     }
 }
 
@@ -245,15 +302,30 @@ pub struct LineSplitter {
 const MAX_LINE: usize = 64 * 1024;
 
 impl LineSplitter {
-    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(String)) {
-        for &b in bytes {
-            if b == b'\n' || self.pending.len() >= MAX_LINE {
-                emit(self.take());
-                if b == b'\n' {
-                    continue;
+    pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(String)) {
+        while !bytes.is_empty() {
+            let room = MAX_LINE - self.pending.len();
+            match bytes.iter().take(room + 1).position(|&b| b == b'\n') {
+                // A whole line in the chunk needs no copy into `pending`.
+                Some(end) if self.pending.is_empty() => {
+                    emit(line_of(&bytes[..end]));
+                    bytes = &bytes[end + 1..];
+                }
+                Some(end) => {
+                    self.pending.extend_from_slice(&bytes[..end]);
+                    emit(self.take());
+                    bytes = &bytes[end + 1..];
+                }
+                None if bytes.len() <= room => {
+                    self.pending.extend_from_slice(bytes);
+                    return;
+                }
+                None => {
+                    self.pending.extend_from_slice(&bytes[..room]);
+                    emit(self.take());
+                    bytes = &bytes[room..];
                 }
             }
-            self.pending.push(b);
         }
     }
 
@@ -264,13 +336,18 @@ impl LineSplitter {
     }
 
     fn take(&mut self) -> String {
-        let mut line = String::from_utf8_lossy(&self.pending).into_owned();
-        if line.ends_with('\r') {
-            line.pop();
-        }
+        let line = line_of(&self.pending);
         self.pending.clear();
         line
     }
+}
+
+fn line_of(bytes: &[u8]) -> String {
+    let mut line = String::from_utf8_lossy(bytes).into_owned();
+    if line.ends_with('\r') {
+        line.pop();
+    }
+    line
 }
 
 /// The job's script as one `sh -e` program that echoes each line before it runs it.
@@ -315,6 +392,52 @@ mod tests {
         s.push(b"o\r\nthree", |l| lines.push(l));
         s.finish(|l| lines.push(l));
         assert_eq!(lines, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn a_runaway_line_is_cut_wherever_the_chunks_end() {
+        let mut lines = Vec::new();
+        for chunk in [1, 7, MAX_LINE, MAX_LINE + 1, 3 * MAX_LINE] {
+            let mut s = LineSplitter::default();
+            let text = [
+                vec![b'x'; MAX_LINE * 2 + 5],
+                b"\nshort\n".to_vec(),
+                vec![b'y'; MAX_LINE],
+                b"\n".to_vec(),
+            ]
+            .concat();
+            let mut got = Vec::new();
+            text.chunks(chunk)
+                .for_each(|c| s.push(c, |l| got.push(l.len())));
+            s.finish(|l| got.push(l.len()));
+            lines.push(got);
+        }
+        for got in lines {
+            assert_eq!(got, [MAX_LINE, MAX_LINE, 5, 5, MAX_LINE]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_backlog_holds_the_output_until_half_of_it_is_recorded() {
+        let (events, _received) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
+        let log = LogSink::new("loud".into(), events).with_backlog(backlog.clone());
+        for _ in 0..BACKLOG_LINES {
+            log.line(Stream::Stdout, "x".into());
+        }
+        assert!(log.room().now_or_never().is_some(), "room up to the limit");
+        log.line(Stream::Stdout, "x".into());
+        assert!(log.room().now_or_never().is_none(), "no room past it");
+        let waiting = tokio::spawn({
+            let log = log.clone();
+            async move { log.room().await }
+        });
+        tokio::task::yield_now().await;
+        // The recorder's part: the waiting backend is woken once half the lines are recorded.
+        for _ in 0..=BACKLOG_LINES / 2 + 1 {
+            backlog.recorded();
+        }
+        waiting.await.unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::report;
 /// How jobs are run: shared by `run`, `release` and `retry`.
 #[derive(clap::Args, Clone)]
 pub struct ExecArgs {
-    /// At most N jobs at once [default: 4 × CPUs]
+    /// At most N jobs at once [default: one per 256 MB of available memory, 4 to 16 × CPUs]
     #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
     /// Where jobs run [default: docker; for release and retry, where the run ran]

@@ -55,6 +55,13 @@ pub enum Refusal {
         job: String,
         what: String,
     },
+    #[error("{}:{}:{}: job `{job}` asks for `network: false`, which the local backend cannot give (its jobs are host processes on the host's network): run it with --backend docker", .file.display(), .line, .col)]
+    NetworkOnHost {
+        file: PathBuf,
+        line: u32,
+        col: u32,
+        job: String,
+    },
     /// Another pipe process changed the run between reading it and taking it over.
     #[error("run {run} is {} now: another pipe process took it over first", .now.as_str().replace('_', " "))]
     TakenOver { run: RunId, now: RunState },

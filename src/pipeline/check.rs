@@ -32,6 +32,7 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "gate",
     "privileged",
     "volumes",
+    "network",
     "scan",
     "fail_on",
     "extends",
@@ -235,6 +236,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut gate_node = None;
     let mut privileged = false;
     let mut volumes = Vec::new();
+    let mut network = true;
     let mut scan = Vec::new();
     let mut scan_node = None;
     let mut fail_on = Severity::High;
@@ -294,6 +296,12 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 spans.privileged = Some(k.node.pos);
             }
             "volumes" => volumes = volumes_of(v, probs),
+            "network" => {
+                network = boolean(v, "`network`", probs).unwrap_or(true);
+                if !network {
+                    spans.network = Some(k.node.pos);
+                }
+            }
             "scan" => {
                 scan_node = Some(k.node);
                 scan = scanners_of(v, probs);
@@ -326,9 +334,29 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "a scan job runs pipe's built-in scanners; put commands in a job of their own".into(),
         );
     }
+    // Services are reached over the job's network: a job without one could not use them.
+    if let (false, Some((k, _))) = (
+        network,
+        entries.iter().find(|(k, _)| k.as_str() == "services"),
+    ) {
+        probs
+            .at(
+                k.node,
+                format!("job `{name}` has `services` and `network: false`"),
+            )
+            .hint =
+            Some("services are reached over the job's network: drop `network: false`".into());
+    }
     // Keys that mean nothing for this kind of job would be silently ignored: say so.
     let meaningless: &[&str] = if scan_node.is_some() {
-        &["image", "artifacts", "privileged", "volumes", "cache"]
+        &[
+            "image",
+            "artifacts",
+            "privileged",
+            "volumes",
+            "cache",
+            "network",
+        ]
     } else {
         &["fail_on"]
     };
@@ -440,6 +468,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             gate: gate.clone(),
             privileged,
             volumes: volumes.clone(),
+            network,
             scan: scan.clone(),
             fail_on,
             secrets: secrets.clone(),

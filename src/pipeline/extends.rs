@@ -14,7 +14,7 @@ use super::Problem;
 
 /// What `default:` can set for every job: settings shared by almost all jobs. What only some
 /// jobs share belongs in a `.template` they extend.
-pub const DEFAULT_KEYS: &[&str] = &["image", "env", "retry", "timeout"];
+pub const DEFAULT_KEYS: &[&str] = &["image", "env", "retry", "timeout", "network"];
 
 /// The tree with `default:` applied to every job and each `extends:` resolved, and the
 /// problems found on the way. A job whose `extends` cannot be
@@ -280,7 +280,8 @@ fn default_of(node: &Node, problems: &mut Vec<Problem>) -> Option<Node> {
     })
 }
 
-/// The defaults that apply to `job`: a scan job runs in pipe itself, so it takes no image.
+/// The defaults that apply to `job`: a scan job runs in pipe itself, so it takes no image and
+/// no network setting.
 fn for_job(default: &Node, job: &Node) -> Node {
     let is_scan =
         matches!(&job.kind, Kind::Map(e) if e.iter().any(|(k, _)| text(k) == Some("scan")));
@@ -289,7 +290,7 @@ fn for_job(default: &Node, job: &Node) -> Node {
             kind: Kind::Map(
                 entries
                     .iter()
-                    .filter(|(k, _)| text(k) != Some("image"))
+                    .filter(|(k, _)| !matches!(text(k), Some("image" | "network")))
                     .cloned()
                     .collect(),
             ),

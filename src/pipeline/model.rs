@@ -73,6 +73,8 @@ pub struct Job {
     pub privileged: bool,
     /// Host paths mounted into the container: refused unless the user allows it.
     pub volumes: Vec<Volume>,
+    /// The job gets a network (`network: false`: none at all, not even the engine's bridge).
+    pub network: bool,
     /// Built-in scanners this job runs in-process instead of a script (empty: a script job).
     pub scan: Vec<Scanner>,
     /// Findings at or above this fail a scan job.
@@ -120,6 +122,8 @@ pub enum Scanner {
 pub struct Spans {
     pub image: Option<Pos>,
     pub privileged: Option<Pos>,
+    /// Where `network: false` is written (the job's own key where it was inherited).
+    pub network: Option<Pos>,
     pub gate: Option<Pos>,
     /// Each `env` value of the job (and the pipeline's), by name.
     pub env: Vec<(String, Pos)>,

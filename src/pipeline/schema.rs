@@ -146,6 +146,10 @@ fn shape(key: &str) -> Value {
             }),
             "Host paths mounted in the container, `/host:/container[:ro]` (refused without `--allow-privileged`).",
         ),
+        "network" => (
+            json!({ "type": "boolean" }),
+            "`false`: the job's container gets no network at all, and starts faster [default: true].",
+        ),
         "scan" => (
             json!({ "type": "array", "minItems": 1, "items": { "enum": SCANNERS } }),
             "pipe's built-in scanners this job runs instead of a script.",

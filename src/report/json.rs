@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::Reporter;
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 
 pub struct JsonLines {
     out: Box<dyn Write + Send>,
@@ -19,6 +19,14 @@ impl Reporter for JsonLines {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
         self.out.write_all(b"\n")?;
+        // Output lines go out in batches (see `flush`); anything else at once.
+        match event.kind {
+            EventKind::JobOutput { .. } => Ok(()),
+            _ => self.out.flush(),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

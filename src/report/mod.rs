@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::backend::Backlog;
 use crate::event::Event;
 use crate::mask::Patterns;
 
@@ -75,6 +76,7 @@ pub fn record(
     forward: Option<mpsc::UnboundedSender<Event>>,
     events: mpsc::UnboundedReceiver<Event>,
     masks: Arc<Patterns>,
+    backlog: Arc<Backlog>,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let mut reporters: Vec<(Box<dyn Reporter>, bool)> = Vec::new();
     if !log_files.is_empty() {
@@ -84,6 +86,7 @@ pub fn record(
     if let Some(forward) = forward {
         reporters.push((Box::new(Forward(forward)), true));
     }
+    reporters.push((Box::new(Drained(backlog)), true));
     tokio::task::spawn_blocking(move || deliver_all(reporters, events, &masks))
 }
 
@@ -101,6 +104,9 @@ pub fn junit(
     tokio::task::spawn_blocking(move || deliver_all(reporters, events, &Patterns::default()))
 }
 
+/// How much of the jobs' output is gathered before it is written to stdout in one go.
+const OUT_BUFFER: usize = 64 * 1024;
+
 /// Shows every event of a request the way `options` say, with a summary table after each run
 /// or release (but in JSON), until the sender side closes. Output that can no longer be
 /// written (a closed pipe) is dropped quietly; any other failure is returned.
@@ -110,8 +116,14 @@ pub fn show(
 ) -> tokio::task::JoinHandle<Option<String>> {
     let screen: Box<dyn Reporter> = match options.mode {
         Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
-        Mode::Plain => Box::new(plain::Plain::new(Box::new(io::stdout()), options.color)),
-        Mode::Json => Box::new(json::JsonLines::new(Box::new(io::stdout()))),
+        // Buffered: stdout alone writes each line as it comes, a system call per line.
+        Mode::Plain => Box::new(plain::Plain::new(
+            Box::new(io::BufWriter::with_capacity(OUT_BUFFER, io::stdout())),
+            options.color,
+        )),
+        Mode::Json => Box::new(json::JsonLines::new(Box::new(
+            io::BufWriter::with_capacity(OUT_BUFFER, io::stdout()),
+        ))),
     };
     let mut reporters: Vec<(Box<dyn Reporter>, bool)> = vec![(screen, true)];
     if options.mode != Mode::Json {
@@ -165,6 +177,19 @@ fn deliver_all(
     }
     deliver(&mut reporters, &mut failure, &|r| r.flush());
     failure
+}
+
+/// Counts each output line as recorded, once the recorders and `forward` have had it, so that
+/// the jobs' output waits while the recorder falls behind.
+struct Drained(Arc<Backlog>);
+
+impl Reporter for Drained {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        if let crate::event::EventKind::JobOutput { .. } = event.kind {
+            self.0.recorded();
+        }
+        Ok(())
+    }
 }
 
 /// Passes events on, after the recorders have seen them.

@@ -99,6 +99,15 @@ impl Reporter for Plain {
                 }
             }
         }
+        // Output lines go out in batches (see `flush`); anything else at once, so that it is
+        // never held back behind what others write on stdout.
+        match event.kind {
+            EventKind::JobOutput { .. } => Ok(()),
+            _ => self.out.flush(),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

@@ -43,7 +43,11 @@ impl Failures {
                 self.tails.insert(job.clone(), VecDeque::new());
             }
             EventKind::JobOutput { job, line, .. } => {
-                let tail = self.tails.entry(job.clone()).or_default();
+                // Looked up before inserting: a name copied per line of output adds up.
+                let tail = match self.tails.get_mut(job) {
+                    Some(tail) => tail,
+                    None => self.tails.entry(job.clone()).or_default(),
+                };
                 if tail.len() == TAIL_LINES {
                     tail.pop_front();
                 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendError, JobShape, JobSpec, LogSink, RunShape, Stop};
+use crate::backend::{Backend, BackendError, Backlog, JobShape, JobSpec, LogSink, RunShape, Stop};
 use crate::event::{Event, EventKind, JobStatus, PlannedJob, RunStatus};
 use crate::plan::Plan;
 use crate::reuse::{self, Reuse};
@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub cache: Option<crate::cache::Store>,
     /// Reuse jobs that passed in earlier runs with the same key; `None`: every job runs.
     pub reuse: Option<Arc<Reuse>>,
+    /// The output lines not yet recorded, which jobs' output waits on when there are too many.
+    pub backlog: Arc<Backlog>,
 }
 
 /// What the user asked for while the run was going: each request escalates.
@@ -178,7 +180,9 @@ pub async fn run(
             let spec = job_spec(plan, i, &opts);
             let task = JobTask {
                 backend: backend.clone(),
-                log: LogSink::new(spec.job.clone(), events.clone()).masking(opts.masks.clone()),
+                log: LogSink::new(spec.job.clone(), events.clone())
+                    .masking(opts.masks.clone())
+                    .with_backlog(opts.backlog.clone()),
                 events: events.clone(),
                 timeout: plan.jobs[i].timeout,
                 retry: plan.jobs[i].retry,
@@ -433,6 +437,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
             paths: c.paths.clone(),
             dest: opts.run.scratch(&slugs[i]).join("cache-save"),
         }),
+        network: job.network,
         binds: job
             .volumes
             .iter()

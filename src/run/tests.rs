@@ -80,6 +80,7 @@ async fn run_with(
         masks: Default::default(),
         cache: None,
         reuse: None,
+        backlog: Default::default(),
     };
     let result = super::run(&plan, fake.clone(), opts, tx, irx)
         .await

@@ -585,6 +585,7 @@ fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
         artifacts: Vec::new(),
         artifacts_dest: dir.path().join("kept"),
         privileged: false,
+        network: true,
         binds: Vec::new(),
         scan: None,
         cache: None,

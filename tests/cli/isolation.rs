@@ -242,6 +242,7 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
         artifacts: Vec::new(),
         artifacts_dest: dir.path().join("kept"),
         privileged: false,
+        network: true,
         binds: Vec::new(),
         scan: None,
         cache: None,

@@ -18,6 +18,7 @@ mod isolation;
 mod junit;
 mod leak;
 mod local;
+mod network;
 mod project;
 mod release;
 mod retry;
