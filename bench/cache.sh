@@ -7,9 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-50}
 RUNS=${RUNS:-5}
-IMAGE=pipe-test/busybox:1
-cargo build --release --quiet
-PIPE=${CARGO_TARGET_DIR:-$PWD/target}/release/pipe
+. bench/common.sh
+pipe_binary
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

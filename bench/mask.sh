@@ -9,20 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-10}
 BACKEND=${BACKEND:-docker}
-IMAGE=pipe-test/busybox:1
+. bench/common.sh
 
-command -v hyperfine >/dev/null || { echo "bench needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
-cargo build --release --quiet
-PIPE=$PWD/target/release/pipe
-[ -n "${CARGO_TARGET_DIR:-}" ] && PIPE=$CARGO_TARGET_DIR/release/pipe
+need hyperfine
+pipe_binary
 
-if [ "$BACKEND" = docker ] && ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' > "$ctx/Dockerfile"
-  docker build -q -t "$IMAGE" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+[ "$BACKEND" = docker ] && busybox_image
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

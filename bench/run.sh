@@ -10,24 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 ONLY=${ONLY:-"chain fan wide wide-nonet logs cpu dag100"}
-IMAGE=pipe-test/busybox:1
+. bench/common.sh
 
-command -v hyperfine >/dev/null || { echo "bench needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
+need hyperfine
 [ -x /usr/bin/time ] || { echo "bench needs GNU time for peak RSS (apt-get install time)" >&2; exit 1; }
-if [ -z "${PIPE:-}" ]; then
-  cargo build --release --quiet
-  PIPE=$PWD/target/release/pipe
-  [ -n "${CARGO_TARGET_DIR:-}" ] && PIPE=$CARGO_TARGET_DIR/release/pipe
-fi
+pipe_binary
 OLD=${PIPE_OLD:-}
 
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' > "$ctx/Dockerfile"
-  docker build -q -t "$IMAGE" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+busybox_image
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -7,19 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
-IMAGE=pipe-test/busybox:1
+. bench/common.sh
 
-cargo build --release --quiet
-PIPE=$PWD/target/release/pipe
-[ -n "${CARGO_TARGET_DIR:-}" ] && PIPE=$CARGO_TARGET_DIR/release/pipe
+pipe_binary
 
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  ctx=$(mktemp -d)
-  cp /bin/busybox "$ctx/busybox"
-  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' > "$ctx/Dockerfile"
-  docker build -q -t "$IMAGE" "$ctx" >/dev/null
-  rm -rf "$ctx"
-fi
+busybox_image
 
 work=$(mktemp -d)
 events=$(mktemp) # outside the project: the session's own output is no change
