@@ -81,6 +81,9 @@ pub struct DockerBackend {
     network: Mutex<String>,
     /// The `owner::project_key` that objects are labelled with.
     project: Option<String>,
+    /// The sandboxes `prepare` planned (image, count, run id), started when the first job
+    /// really runs: a run whose jobs are all reused never pays for them.
+    planned_sandboxes: Mutex<Option<(String, usize, String)>>,
 }
 
 /// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
@@ -158,6 +161,7 @@ impl DockerBackend {
             sandboxes: Arc::default(),
             network: Mutex::default(),
             project: None,
+            planned_sandboxes: Mutex::default(),
         }
     }
 
@@ -957,7 +961,8 @@ impl Backend for DockerBackend {
                     .contains_key(*i)
             });
             if let Some(image) = usable.filter(|_| parallel > 0) {
-                self.start_sandboxes(image, parallel, &run.run_id);
+                *self.planned_sandboxes.lock().expect("not poisoned") =
+                    Some((image.clone(), parallel, run.run_id.clone()));
             }
             Ok(())
         }
@@ -971,6 +976,10 @@ impl Backend for DockerBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
+            let planned = self.planned_sandboxes.lock().expect("not poisoned").take();
+            if let Some((image, count, run_id)) = planned {
+                self.start_sandboxes(&image, count, &run_id);
+            }
             let mut unfinished = Unfinished {
                 backend: self,
                 spec,
