@@ -88,20 +88,22 @@ for c in \$(seq 11); do (for i in \$(seq 9); do $RUN sh -ec "echo \$c \$i" >/dev
 wait
 SH
 
+# Every job runs, as the CLI's containers do: pipe would otherwise reuse the earlier runs' jobs.
+NEW="$PIPE run --pull never --no-reuse"
 # The jobs' network exists before the first timing (pipe makes it once per engine).
-(cd "$work/chain" && $PIPE run --pull never >/dev/null)
+(cd "$work/chain" && $NEW >/dev/null)
 
-# Peak RSS of one run of `$1` in folder `$2`, in MB.
-rss() { (cd "$2" && /usr/bin/time -f %M "$1" run --pull never 2>&1 >/dev/null | tail -1) | awk '{printf "%.0f", $1 / 1024}'; }
+# Peak RSS of one run of the command `$1` in folder `$2`, in MB.
+rss() { (cd "$2" && /usr/bin/time -f %M $1 2>&1 >/dev/null | tail -1) | awk '{printf "%.0f", $1 / 1024}'; }
 
 printf '%-11s %9s %9s %6s %9s\n' workload "CLI s" "pipe s" ratio "pipe RSS"
 for name in $ONLY; do
-  cmds=(-n pipe "cd $work/$name && $PIPE run --pull never >/dev/null" -n cli "sh $work/$name.sh")
+  cmds=(-n pipe "cd $work/$name && $NEW >/dev/null" -n cli "sh $work/$name.sh")
   # An older binary may not know a key the workload uses (`network`): it is left out there.
   old=$([ -n "$OLD" ] && (cd "$work/$name" && "$OLD" validate >/dev/null 2>&1) && echo "$OLD" || true)
   [ -n "$old" ] && cmds+=(-n old "cd $work/$name && $old run --pull never >/dev/null")
   hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$work/$name.json" "${cmds[@]}" >/dev/null
-  python3 - "$work/$name.json" "$name" "$(rss "$PIPE" "$work/$name")" "${old:+$(rss "$old" "$work/$name")}" <<'PY'
+  python3 - "$work/$name.json" "$name" "$(rss "$NEW" "$work/$name")" "${old:+$(rss "$old run --pull never" "$work/$name")}" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
 name, rss, old_rss = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -112,6 +114,6 @@ print(line)
 PY
 done
 if [[ " $ONLY " == *" logs "* ]]; then
-  printf '%-11s %9s %9s %6s %6s MB\n' logs-214MB - - - "$(rss "$PIPE" "$work/logs10")"
+  printf '%-11s %9s %9s %6s %6s MB\n' logs-214MB - - - "$(rss "$NEW" "$work/logs10")"
 fi
 echo "(medians of $RUNS runs; ratio = pipe / CLI; RSS = pipe's peak resident memory, one run)"
