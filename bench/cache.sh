@@ -24,10 +24,10 @@ for backend in local docker; do
   printf 'image: %s\njobs:\n  build:\n    cache: {key: deps-1, paths: [deps]}\n    script: ["%s", "test -f deps/f999"]\n' "$IMAGE" "$fill" > "$work/cached/pipe.yml"
   printf 'image: %s\njobs:\n  build:\n    script: ["test ! -d deps"]\n' "$IMAGE" > "$work/plain/pipe.yml"
   rm -rf "$work/cache"/*
-  (cd "$work/cached" && $PIPE run --backend $backend --pull never --cache-dir "$work/cache" >/dev/null)
+  (cd "$work/cached" && $PIPE run --backend $backend --pull never --no-reuse --cache-dir "$work/cache" >/dev/null)
   hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/$backend.json" \
-    -n restore "cd $work/cached && $PIPE run --backend $backend --pull never --cache-dir $work/cache >/dev/null" \
-    -n none "cd $work/plain && $PIPE run --backend $backend --pull never --cache-dir $work/cache >/dev/null" >/dev/null
+    -n restore "cd $work/cached && $PIPE run --backend $backend --pull never --no-reuse --cache-dir $work/cache >/dev/null" \
+    -n none "cd $work/plain && $PIPE run --backend $backend --pull never --no-reuse --cache-dir $work/cache >/dev/null" >/dev/null
   python3 - "$work/$backend.json" "$SIZE_MB" "$backend" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}

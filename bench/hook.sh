@@ -41,13 +41,13 @@ two=$(g rev-parse HEAD)
 echo "$one" > "$work/rev"
 
 # The first run writes the whole checkout; the timed ones only what differs.
-(cd "$repo" && "$PIPE" run --pull never --backend "$BACKEND" --commit "$one" >/dev/null)
+(cd "$repo" && "$PIPE" run --pull never --no-reuse --backend "$BACKEND" --commit "$one" >/dev/null)
 # Each timed run is of the other commit than the run before.
 flip="if [ \"\$(cat $work/rev)\" = $one ]; then echo $two; else echo $one; fi > $work/rev.next && mv $work/rev.next $work/rev"
 
 hyperfine --style basic --warmup 2 --runs "$RUNS" --export-json "$work/hook.json" \
   -n pipe --prepare "$flip" \
-  "cd $repo && $PIPE run --pull never --backend $BACKEND --commit \$(cat $work/rev) >/dev/null" \
+  "cd $repo && $PIPE run --pull never --no-reuse --backend $BACKEND --commit \$(cat $work/rev) >/dev/null" \
   -n archive --prepare "rm -rf $work/out && mkdir $work/out" \
   "git -C $repo archive $two | tar -x -C $work/out" >/dev/null
 python3 - "$work/hook.json" "$FILES" "$BACKEND" <<'PY'
@@ -64,7 +64,7 @@ for _ in range(int(runs)):
     rev = two if rev == one else one
     start = time.monotonic()
     run = subprocess.Popen(
-        [pipe, "run", "--pull", "never", "--backend", backend, "--output", "json", "--commit", rev],
+        [pipe, "run", "--pull", "never", "--no-reuse", "--backend", backend, "--output", "json", "--commit", rev],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in run.stdout:
         if '"event":"job_started"' in line:

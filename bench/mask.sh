@@ -30,8 +30,8 @@ BENCH_KEY=$(printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\n%s\n%s\n-----END OPE
 export BENCH_KEY
 
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$work/result.json" \
-  -n 'no secrets' "cd $work/plain && CI=true $PIPE run --backend $BACKEND --pull never >/dev/null" \
-  -n '3 secrets masked' "cd $work/masked && CI=true $PIPE run --backend $BACKEND --pull never >/dev/null"
+  -n 'no secrets' "cd $work/plain && CI=true $PIPE run --backend $BACKEND --pull never --no-reuse >/dev/null" \
+  -n '3 secrets masked' "cd $work/masked && CI=true $PIPE run --backend $BACKEND --pull never --no-reuse >/dev/null"
 
 python3 - "$work/result.json" <<'PY'
 import json, sys

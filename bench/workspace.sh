@@ -33,8 +33,8 @@ PY
 } > "$work/pipe.yml"
 
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/ws.json" \
-  -n overlay "cd $work && $PIPE run --pull never >/dev/null" \
-  -n copy "cd $work && PIPE_NO_OVERLAY=1 $PIPE run --pull never >/dev/null" >/dev/null
+  -n overlay "cd $work && $PIPE run --pull never --no-reuse >/dev/null" \
+  -n copy "cd $work && PIPE_NO_OVERLAY=1 $PIPE run --pull never --no-reuse >/dev/null" >/dev/null
 python3 - "$work/ws.json" "$SIZE_MB" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
