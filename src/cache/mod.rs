@@ -113,7 +113,8 @@ impl Store {
     /// This project's entries, newest first.
     pub fn list(&self) -> Result<Vec<Entry>, CacheError> {
         let mut entries = entries_in(&self.dir()).map_err(io_err("read the caches"))?;
-        entries.sort_by_key(|e| std::cmp::Reverse(e.meta.created));
+        // Saves within one clock tick: the later run's is the newer.
+        entries.sort_by_key(|e| std::cmp::Reverse((e.meta.created, e.meta.run)));
         Ok(entries)
     }
 
@@ -390,7 +391,6 @@ mod tests {
             store.save("deps-1", &from, 2, "build").unwrap(),
             Saved::AlreadyThere
         );
-        std::thread::sleep(Duration::from_millis(5)); // distinct creation times
         store
             .save("deps-2", &kept(dir.path(), "b", "two"), 3, "build")
             .unwrap();
