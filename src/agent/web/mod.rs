@@ -1,0 +1,13 @@
+//! The dashboard: server-rendered pages over the agent's state — recent runs, a run with its
+//! DAG, gate and findings, a job's live log — and sign-in with a session cookie. Every value
+//! from git, a job or a user is escaped in [`escape`]; no JavaScript build step, one small
+//! script follows a log.
+
+pub mod dag;
+pub mod escape;
+pub mod layout;
+pub mod log;
+pub mod login;
+pub mod run;
+pub mod runs;
+pub mod session;
