@@ -6,6 +6,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("pipe runs on Linux only: it reads /proc to tell a live run from a dead one");
 
+pub mod agent;
 pub mod backend;
 pub mod cache;
 pub mod cli;
