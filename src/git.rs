@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 mod export;
+mod fetch;
 mod rev;
 
 pub use export::{changes, Change, ExportError};
+pub use fetch::{fetch, has_commit, head_of, FetchError};
 pub use rev::{resolve, GitError, Resolved, Rev};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! subcommand, none importing another's; what a run's life needs lives in [`crate::engine`],
 //! so a hook and the agent do exactly what the CLI does.
 
+mod agent;
 mod artifacts;
 mod cache;
 mod clean;
@@ -104,6 +105,8 @@ enum Command {
     /// Run the pipeline as a git hook on what is pushed or committed
     #[command(subcommand)]
     Hook(hook::Command),
+    /// Run the self-hosted agent: watch repositories, queue and run their commits, serve the API
+    Agent(agent::Args),
 }
 
 /// The whole command line as clap sees it: for completions, manual pages and tests of the help.
@@ -138,7 +141,10 @@ pub enum Output {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The agent logs JSON lines of its own.
+    if !matches!(cli.command, Command::Agent(_)) {
+        init_tracing();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Validate { file } => validate::run(file.as_deref()),
@@ -158,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Hook(command) => hook::run(command),
+        Command::Agent(args) => agent::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

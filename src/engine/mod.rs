@@ -8,6 +8,7 @@
 mod artifacts;
 mod error;
 mod exec;
+mod follow;
 pub mod gate;
 mod load;
 mod project;
@@ -32,6 +33,7 @@ pub use crate::run::Interrupt;
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};
+pub use follow::{job_needs, log_since, LogPiece};
 pub use load::load_plan;
 pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
