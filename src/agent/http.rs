@@ -22,6 +22,7 @@ use crate::store::RunId;
 pub fn router(state: AgentState) -> Router {
     let max_body = state.config.max_body;
     Router::new()
+        .merge(super::web::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/runs", get(list_runs))

@@ -17,6 +17,7 @@ mod metrics;
 mod poll;
 mod queue;
 mod state;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -4,8 +4,10 @@
 mod harness;
 
 mod artifacts;
+mod browser;
 mod cache;
 mod commit;
+mod dashboard;
 mod docker;
 mod engine;
 mod extends;

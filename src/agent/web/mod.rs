@@ -3,11 +3,14 @@
 //! from git, a job or a user is escaped in [`escape`]; no JavaScript build step, one small
 //! script follows a log.
 
-pub mod dag;
-pub mod escape;
-pub mod layout;
-pub mod log;
-pub mod login;
-pub mod run;
-pub mod runs;
-pub mod session;
+mod dag;
+mod escape;
+mod layout;
+mod log;
+mod login;
+mod routes;
+mod run;
+mod runs;
+mod session;
+
+pub use routes::routes;
