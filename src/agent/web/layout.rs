@@ -30,7 +30,7 @@ pub fn page(title: &str, viewer: Option<&str>, body: &str) -> String {
         }
         None => out.push_str("<a id=\"login\" href=\"/login\">Sign in</a>"),
     }
-    let _ = write!(out, "</span></header><main>{body}</main></body></html>\n");
+    let _ = writeln!(out, "</span></header><main>{body}</main></body></html>");
     out
 }
 
