@@ -196,7 +196,7 @@ impl Agent {
                     }),
             );
         }
-        listed.sort_by(|a, b| b.run.started_at.cmp(&a.run.started_at));
+        listed.sort_by_key(|l| std::cmp::Reverse(l.run.started_at));
         listed.truncate(limit);
         Ok(listed)
     }
