@@ -202,7 +202,10 @@ fn parse(file: &Path, text: &str) -> Result<Raw, ConfigError> {
                 .location()
                 .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
             let message = e.to_string();
-            syntax(at, message.lines().next().unwrap_or("invalid YAML").to_string())
+            syntax(
+                at,
+                message.lines().next().unwrap_or("invalid YAML").to_string(),
+            )
         }),
         _ => Err(ConfigError::Format(file.to_path_buf())),
     }
@@ -269,16 +272,24 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
         if repos[..i].iter().any(|o| o.name == r.name) {
             problems.push(format!("{what}: another repository has this name"));
         }
-        if r.pipeline.as_deref().is_some_and(|p| p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)) {
-            problems.push(format!("{what}: pipeline must be a path inside the repository"));
+        if r.pipeline.as_deref().is_some_and(|p| {
+            p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
+        }) {
+            problems.push(format!(
+                "{what}: pipeline must be a path inside the repository"
+            ));
         }
         if r.branches.iter().any(|b| git_ref_invalid(b)) {
-            problems.push(format!("{what}: a branch name is empty or not a valid git branch name"));
+            problems.push(format!(
+                "{what}: a branch name is empty or not a valid git branch name"
+            ));
         }
     }
     for (i, t) in raw.tokens.iter().enumerate() {
         if t.name.trim().is_empty() {
-            problems.push(format!("tokens[{i}]: a token needs the name of who acts with it"));
+            problems.push(format!(
+                "tokens[{i}]: a token needs the name of who acts with it"
+            ));
         }
         if t.token.expose().len() < 16 {
             problems.push(format!(
@@ -287,7 +298,10 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             ));
         }
         if raw.tokens[..i].iter().any(|o| o.token == t.token) {
-            problems.push(format!("tokens[{i}] ({}): another token has the same value", t.name));
+            problems.push(format!(
+                "tokens[{i}] ({}): another token has the same value",
+                t.name
+            ));
         }
     }
     if raw.concurrency.runs == Some(0) || raw.concurrency.jobs == Some(0) {
@@ -322,7 +336,11 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
 
 fn duration(problems: &mut Vec<String>, what: &str, text: &str) -> Option<Duration> {
     humantime::parse_duration(text)
-        .map_err(|e| problems.push(format!("{what} `{text}` is not a duration like 30s or 5m: {e}")))
+        .map_err(|e| {
+            problems.push(format!(
+                "{what} `{text}` is not a duration like 30s or 5m: {e}"
+            ))
+        })
         .ok()
 }
 
@@ -340,7 +358,9 @@ fn git_ref_invalid(branch: &str) -> bool {
         || branch.starts_with(['-', '/'])
         || branch.ends_with(['/', '.'])
         || branch.contains("..")
-        || branch.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c))
+        || branch
+            .chars()
+            .any(|c| c.is_control() || " ~^:?*[\\".contains(c))
 }
 
 #[cfg(test)]
@@ -352,7 +372,9 @@ mod tests {
         let file = dir.path().join(name);
         std::fs::write(&file, text).unwrap();
         load(&file).map_err(|e| match e {
-            ConfigError::Syntax { line, col, message, .. } => ConfigError::Syntax {
+            ConfigError::Syntax {
+                line, col, message, ..
+            } => ConfigError::Syntax {
                 file: PathBuf::from(name),
                 line,
                 col,
@@ -383,18 +405,27 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_a_place() {
-        let e = load_text("agent.toml", "data_dir = \"d\"\n[[repos]]\nname = 3\nurl = \"x\"\n")
-            .unwrap_err();
+        let e = load_text(
+            "agent.toml",
+            "data_dir = \"d\"\n[[repos]]\nname = 3\nurl = \"x\"\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("agent.toml:3:8: "), "{e}");
-        let e = load_text("agent.yml", "data_dir: d\nrepos:\n  - name: web\n    colour: red\n")
-            .unwrap_err();
+        let e = load_text(
+            "agent.yml",
+            "data_dir: d\nrepos:\n  - name: web\n    colour: red\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("agent.yml:"), "{e}");
         assert!(e.to_string().contains("colour"), "{e}");
     }
 
     #[test]
     fn problems_are_told_together_and_secrets_never() {
-        let text = TOML.replace("5s", "soon").replace("0123456789abcdef0", "short") + "[[repos]]\nname = \"web\"\nurl = \"x\"\n";
+        let text = TOML
+            .replace("5s", "soon")
+            .replace("0123456789abcdef0", "short")
+            + "[[repos]]\nname = \"web\"\nurl = \"x\"\n";
         let e = load_text("agent.toml", &text).unwrap_err().to_string();
         assert!(e.contains("poll `soon`"), "{e}");
         assert!(e.contains("at least 16 characters"), "{e}");

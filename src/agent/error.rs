@@ -29,7 +29,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let text = e.to_string();
         match e {
-            EngineError::Invalid(_) if text.starts_with("no run") || text.contains(" has no job ") => {
+            EngineError::Invalid(_)
+                if text.starts_with("no run") || text.contains(" has no job ") =>
+            {
                 ApiError::NotFound(text)
             }
             EngineError::Invalid(_) => ApiError::Invalid(text),

@@ -50,14 +50,23 @@ fn start(agent: &Arc<Agent>, item: Item) {
         return;
     }
     agent.in_flight.fetch_add(1, Ordering::SeqCst);
-    tracing::info!(repo = item.repo, commit = item.commit, trigger = item.trigger, "run starting");
+    tracing::info!(
+        repo = item.repo,
+        commit = item.commit,
+        trigger = item.trigger,
+        "run starting"
+    );
     tokio::spawn(run(agent.clone(), item));
 }
 
 async fn run(agent: Arc<Agent>, item: Item) {
     match fetched(&agent, &item).await {
         Ok(()) => execute(&agent, &item).await,
-        Err(why) => tracing::error!(repo = item.repo, commit = item.commit, "the run cannot start: {why}"),
+        Err(why) => tracing::error!(
+            repo = item.repo,
+            commit = item.commit,
+            "the run cannot start: {why}"
+        ),
     }
     if let Err(e) = agent.queue.set_state(item.id, ItemState::Done) {
         tracing::error!("{e}");
@@ -71,7 +80,12 @@ async fn fetched(agent: &Agent, item: &Item) -> Result<(), String> {
     let repo = agent
         .config
         .repo(&item.repo)
-        .ok_or_else(|| format!("the repository `{}` is no longer in the configuration", item.repo))?
+        .ok_or_else(|| {
+            format!(
+                "the repository `{}` is no longer in the configuration",
+                item.repo
+            )
+        })?
         .clone();
     let dir = agent.config.clone_dir(&repo.name);
     let commit = item.commit.clone();
@@ -82,7 +96,10 @@ async fn fetched(agent: &Agent, item: &Item) -> Result<(), String> {
         crate::git::fetch(&dir, &repo.url, &repo.branches).map_err(|e| e.to_string())?;
         match crate::git::has_commit(&dir, &commit) {
             true => Ok(()),
-            false => Err(format!("no watched branch of {} has commit {commit}", repo.url)),
+            false => Err(format!(
+                "no watched branch of {} has commit {commit}",
+                repo.url
+            )),
         }
     })
     .await
@@ -92,7 +109,10 @@ async fn fetched(agent: &Agent, item: &Item) -> Result<(), String> {
 async fn execute(agent: &Arc<Agent>, item: &Item) {
     let (events, mut seen) = mpsc::unbounded_channel();
     let cancel = Cancel::new();
-    let file = agent.config.repo(&item.repo).and_then(|r| r.pipeline.clone());
+    let file = agent
+        .config
+        .repo(&item.repo)
+        .and_then(|r| r.pipeline.clone());
     let request = StartRequest {
         ctx: agent.context(&item.repo, &item.actor, Some(events)),
         file,

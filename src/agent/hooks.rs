@@ -114,12 +114,26 @@ async fn github_delivery(
     let push = Push {
         git_ref: payload.git_ref,
         after: payload.after,
-        names: [r.name, r.full_name, r.clone_url, r.ssh_url, r.html_url, r.git_url]
-            .into_iter()
-            .flatten()
-            .collect(),
+        names: [
+            r.name,
+            r.full_name,
+            r.clone_url,
+            r.ssh_url,
+            r.html_url,
+            r.git_url,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
-    queue(state, &signed, push, header(headers, "x-github-delivery"), "github").await
+    queue(
+        state,
+        &signed,
+        push,
+        header(headers, "x-github-delivery"),
+        "github",
+    )
+    .await
 }
 
 pub async fn gitlab(
@@ -176,10 +190,16 @@ async fn gitlab_delivery(
     let push = Push {
         git_ref: payload.git_ref.unwrap_or_default(),
         after: payload.after.unwrap_or_default(),
-        names: [p.name, p.path_with_namespace, p.git_http_url, p.git_ssh_url, p.web_url]
-            .into_iter()
-            .flatten()
-            .collect(),
+        names: [
+            p.name,
+            p.path_with_namespace,
+            p.git_http_url,
+            p.git_ssh_url,
+            p.web_url,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     let delivery = header(headers, "x-gitlab-event-uuid").or(header(headers, "idempotency-key"));
     queue(state, &signed, push, delivery, "gitlab").await
@@ -212,17 +232,25 @@ async fn queue(
         .queue
         .push_delivery(delivery, &repo.name, &push.after, branch, trigger)?;
     let Some(item) = item else {
-        return Ok((StatusCode::OK, Json(serde_json::json!({ "duplicate": true }))));
+        return Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({ "duplicate": true })),
+        ));
     };
     tracing::info!(repo = repo.name, commit = push.after, trigger, "run queued");
     state.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "queued": item }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "queued": item })),
+    ))
 }
 
 /// A payload names a watched repository by its configured name, its URL, or its path on the host.
 fn names_repo(repo: &Repo, name: &str) -> bool {
     let trim = |s: &str| s.trim_end_matches('/').trim_end_matches(".git").to_string();
-    name == repo.name || trim(name) == trim(&repo.url) || trim(&repo.url).ends_with(&format!("/{}", trim(name)))
+    name == repo.name
+        || trim(name) == trim(&repo.url)
+        || trim(&repo.url).ends_with(&format!("/{}", trim(name)))
 }
 
 fn ignored(why: &str) -> (StatusCode, Json<serde_json::Value>) {
@@ -254,8 +282,20 @@ mod tests {
     fn githubs_test_vector_holds_and_nothing_else_does() {
         assert!(github_signature_holds(SECRET, b"Hello, World!", SIGNATURE));
         assert!(!github_signature_holds(SECRET, b"Hello, World?", SIGNATURE));
-        assert!(!github_signature_holds(b"another secret", b"Hello, World!", SIGNATURE));
-        assert!(!github_signature_holds(SECRET, b"Hello, World!", &SIGNATURE[7..]));
-        assert!(!github_signature_holds(SECRET, b"Hello, World!", "sha256=zz"));
+        assert!(!github_signature_holds(
+            b"another secret",
+            b"Hello, World!",
+            SIGNATURE
+        ));
+        assert!(!github_signature_holds(
+            SECRET,
+            b"Hello, World!",
+            &SIGNATURE[7..]
+        ));
+        assert!(!github_signature_holds(
+            SECRET,
+            b"Hello, World!",
+            "sha256=zz"
+        ));
     }
 }

@@ -156,7 +156,10 @@ async fn cancel(
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = actor(&state, &headers)?;
     state.cancel(&repo, id, &actor)?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "run_id": id, "cancel": "asked" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "cancel": "asked" })),
+    ))
 }
 
 async fn retry(
@@ -166,7 +169,10 @@ async fn retry(
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = actor(&state, &headers)?;
     state.retry(&repo, id, &actor).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "run_id": id, "retry": "started" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "retry": "started" })),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -193,7 +199,10 @@ async fn release(
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = actor(&state, &headers)?;
     state.release(&repo, id, &actor).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "run_id": id, "release": "started" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "release": "started" })),
+    ))
 }
 
 /// A JSON body; an empty one is the type's default.
@@ -201,5 +210,6 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T,
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("the body is not the JSON expected: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid(format!("the body is not the JSON expected: {e}")))
 }

@@ -51,12 +51,28 @@ impl Default for Metrics {
         let jobs_running = Gauge::default();
         let deliveries = Family::<Delivery, Counter>::default();
         registry.register("runs", "Runs ended, by status", runs.clone());
-        registry.register("run_duration_seconds", "How long runs took, by status", run_seconds.clone());
+        registry.register(
+            "run_duration_seconds",
+            "How long runs took, by status",
+            run_seconds.clone(),
+        );
         registry.register("jobs", "Jobs ended, by status", jobs.clone());
-        registry.register("job_duration_seconds", "How long jobs took, by status", job_seconds.clone());
-        registry.register("queue_depth", "Runs queued, not started yet", queue_depth.clone());
+        registry.register(
+            "job_duration_seconds",
+            "How long jobs took, by status",
+            job_seconds.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Runs queued, not started yet",
+            queue_depth.clone(),
+        );
         registry.register("jobs_running", "Jobs running now", jobs_running.clone());
-        registry.register("webhook_deliveries", "Webhook deliveries, by source and result", deliveries.clone());
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries, by source and result",
+            deliveries.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -72,7 +88,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn run_ended(&self, status: &str, seconds: f64) {
-        let label = Status { status: status.into() };
+        let label = Status {
+            status: status.into(),
+        };
         self.runs.get_or_create(&label).inc();
         self.run_seconds.get_or_create(&label).observe(seconds);
     }
@@ -86,7 +104,9 @@ impl Metrics {
         if ran {
             self.jobs_running.dec();
         }
-        let label = Status { status: status.into() };
+        let label = Status {
+            status: status.into(),
+        };
         self.jobs.get_or_create(&label).inc();
         self.job_seconds.get_or_create(&label).observe(seconds);
     }

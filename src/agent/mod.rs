@@ -147,8 +147,15 @@ async fn drain(agent: &Arc<Agent>) {
         "stopping: no new runs; running jobs may finish"
     );
     if !wait_idle(agent, agent.config.stop_timeout).await {
-        let running = agent.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        tracing::warn!(runs = running.len(), "the deadline passed: cancelling the running jobs");
+        let running = agent
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        tracing::warn!(
+            runs = running.len(),
+            "the deadline passed: cancelling the running jobs"
+        );
         for cancel in running.values() {
             cancel.request(Interrupt::Terminate);
         }

@@ -19,7 +19,13 @@ pub async fn poll(agent: Arc<Agent>, repo: Repo, every: Duration) {
                 for (branch, commit) in heads {
                     match agent.queue.push_new_head(&repo.name, &branch, &commit) {
                         Ok(Some(_)) => {
-                            tracing::info!(repo = repo.name, branch, commit, trigger = "poll", "run queued");
+                            tracing::info!(
+                                repo = repo.name,
+                                branch,
+                                commit,
+                                trigger = "poll",
+                                "run queued"
+                            );
                             agent.wake.notify_one();
                         }
                         Ok(None) => {}

@@ -192,11 +192,11 @@ impl Queue {
     }
 
     pub fn depth(&self) -> Result<i64, QueueError> {
-        Ok(self
-            .db()
-            .query_row("SELECT count(*) FROM queue WHERE state = 'queued'", [], |r| {
-                r.get(0)
-            })?)
+        Ok(self.db().query_row(
+            "SELECT count(*) FROM queue WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn set_state(&self, id: i64, state: ItemState) -> Result<(), QueueError> {
@@ -208,8 +208,10 @@ impl Queue {
     }
 
     pub fn set_run(&self, id: i64, run: i64) -> Result<(), QueueError> {
-        self.db()
-            .execute("UPDATE queue SET run_id = ?2 WHERE id = ?1", params![id, run])?;
+        self.db().execute(
+            "UPDATE queue SET run_id = ?2 WHERE id = ?1",
+            params![id, run],
+        )?;
         Ok(())
     }
 
@@ -227,7 +229,8 @@ impl Queue {
     }
 }
 
-const SELECT: &str = "SELECT id, repo, commit_sha, branch, trigger_name, actor, state, run_id, queued_at FROM queue";
+const SELECT: &str =
+    "SELECT id, repo, commit_sha, branch, trigger_name, actor, state, run_id, queued_at FROM queue";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Item> {
     Ok(Item {

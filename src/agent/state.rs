@@ -178,9 +178,17 @@ impl Agent {
             let runs = engine::list_runs(&self.config.clone_dir(&repo.name), None, read)?;
             listed.extend(
                 runs.into_iter()
-                    .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.as_str() == s))
                     .filter(|r| {
-                        filter.branch.as_deref().is_none_or(|b| r.branch.as_deref() == Some(b))
+                        filter
+                            .state
+                            .as_deref()
+                            .is_none_or(|s| r.state.as_str() == s)
+                    })
+                    .filter(|r| {
+                        filter
+                            .branch
+                            .as_deref()
+                            .is_none_or(|b| r.branch.as_deref() == Some(b))
                     })
                     .map(|run| ListedRun {
                         repo: repo.name.clone(),
@@ -188,7 +196,7 @@ impl Agent {
                     }),
             );
         }
-        listed.sort_by(|a, b| b.run.started_at.cmp(&a.run.started_at));
+        listed.sort_by_key(|l| std::cmp::Reverse(l.run.started_at));
         listed.truncate(limit);
         Ok(listed)
     }
@@ -249,7 +257,15 @@ impl Agent {
                 offset = piece.next;
                 pending.extend_from_slice(&piece.text);
                 let text = whole_chars(&mut pending, piece.ended);
-                if !text.is_empty() && tx.send(LogEvent::Text { text, next: offset - pending.len() as u64 }).await.is_err() {
+                if !text.is_empty()
+                    && tx
+                        .send(LogEvent::Text {
+                            text,
+                            next: offset - pending.len() as u64,
+                        })
+                        .await
+                        .is_err()
+                {
                     return;
                 }
                 if piece.ended {
@@ -284,7 +300,9 @@ impl Agent {
             (Some(commit), branch) => (commit, branch),
             (None, Some(branch)) => {
                 let head = crate::git::head_of(&dir, &branch).ok_or_else(|| {
-                    ApiError::NotFound(format!("branch `{branch}` of `{repo}` is not watched or has no commit"))
+                    ApiError::NotFound(format!(
+                        "branch `{branch}` of `{repo}` is not watched or has no commit"
+                    ))
                 })?;
                 (head, Some(branch))
             }
@@ -329,9 +347,9 @@ impl Agent {
     pub fn cancel(&self, repo: &str, id: RunId, actor: &str) -> Result<(), ApiError> {
         self.repo(repo)?;
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let cancel = running
-            .get(&(repo.to_string(), id))
-            .ok_or_else(|| ApiError::Refused(format!("run {id} of `{repo}` is not running here")))?;
+        let cancel = running.get(&(repo.to_string(), id)).ok_or_else(|| {
+            ApiError::Refused(format!("run {id} of `{repo}` is not running here"))
+        })?;
         tracing::info!(repo, run = id, actor, "cancel asked");
         cancel.request(Interrupt::Terminate);
         Ok(())
@@ -339,7 +357,12 @@ impl Agent {
 
     /// Releases run `id` as `actor` when its gate holds: answers once the release is under way
     /// (or refused), while its jobs go on.
-    pub async fn release(self: &Arc<Self>, repo: &str, id: RunId, actor: &str) -> Result<(), ApiError> {
+    pub async fn release(
+        self: &Arc<Self>,
+        repo: &str,
+        id: RunId,
+        actor: &str,
+    ) -> Result<(), ApiError> {
         self.repo(repo)?;
         let agent = self.clone();
         let repo_name = repo.to_string();
@@ -361,7 +384,12 @@ impl Agent {
     }
 
     /// Retries run `id` (as a new run) as `actor`.
-    pub async fn retry(self: &Arc<Self>, repo: &str, id: RunId, actor: &str) -> Result<(), ApiError> {
+    pub async fn retry(
+        self: &Arc<Self>,
+        repo: &str,
+        id: RunId,
+        actor: &str,
+    ) -> Result<(), ApiError> {
         self.repo(repo)?;
         let agent = self.clone();
         let repo_name = repo.to_string();
@@ -384,10 +412,17 @@ impl Agent {
 
     /// Starts an engine request in the background and answers once it refused or began (its
     /// first event): refusals are the caller's to see, the jobs are not theirs to wait for.
-    async fn background<F, Fut>(self: &Arc<Self>, repo: &str, actor: &str, request: F) -> Result<(), ApiError>
+    async fn background<F, Fut>(
+        self: &Arc<Self>,
+        repo: &str,
+        actor: &str,
+        request: F,
+    ) -> Result<(), ApiError>
     where
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: std::future::Future<Output = Result<(String, RunId), engine::EngineError>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<(String, RunId), engine::EngineError>>
+            + Send
+            + 'static,
     {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable("the agent is stopping".into()));
@@ -425,15 +460,17 @@ impl Agent {
             }
             // The request's sink is dropped with it: the watcher ends.
             let unsent = watcher.await.ok().flatten();
-            if let (Some(tx), Err(e)) = (unsent, ended) {
-                let _ = tx.send(Err(ApiError::from(e)));
+            if let Some(tx) = unsent {
+                let _ = tx.send(ended.map(|_| ()).map_err(ApiError::from));
             }
             agent.in_flight.fetch_sub(1, Ordering::SeqCst);
             agent.wake.notify_one();
         });
-        began
-            .await
-            .unwrap_or_else(|_| Err(ApiError::Internal("the request ended without a word".into())))
+        began.await.unwrap_or_else(|_| {
+            Err(ApiError::Internal(
+                "the request ended without a word".into(),
+            ))
+        })
     }
 
     pub(super) fn track(&self, repo: &str, id: RunId, cancel: &Cancel) {

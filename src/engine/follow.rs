@@ -31,7 +31,9 @@ pub fn log_since(
     let mut store = recorded_store(project, &run.to_string())?;
     let record = store.jobs(run)?.into_iter().find(|j| j.name == job);
     let Some(record) = record else {
-        return Err(EngineError::Invalid(format!("run {run} has no job `{job}`")));
+        return Err(EngineError::Invalid(format!(
+            "run {run} has no job `{job}`"
+        )));
     };
     // Judged before reading: a job that ends meanwhile has written all of its log by then, so
     // the read below cannot miss its end.

@@ -16,7 +16,11 @@ pub struct FetchError {
 
 /// Fetches `branches` of `url` into the clone at `dir` (made on the first call) and returns
 /// each branch's commit there; a branch the remote does not have is left out.
-pub fn fetch(dir: &Path, url: &str, branches: &[String]) -> Result<Vec<(String, String)>, FetchError> {
+pub fn fetch(
+    dir: &Path,
+    url: &str,
+    branches: &[String],
+) -> Result<Vec<(String, String)>, FetchError> {
     let failed = |e: git2::Error| FetchError {
         url: url.to_string(),
         message: e.message().to_string(),

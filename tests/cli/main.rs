@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod agent;
+mod agent_hooks;
 mod artifacts;
 mod browser;
 mod cache;
