@@ -261,3 +261,65 @@ fn inputs_and_reuse_are_checked_like_every_key() {
         ran.stderr
     );
 }
+
+#[test]
+fn a_run_of_an_unchanged_tree_shares_the_earlier_snapshot_and_a_change_is_copied() {
+    let project = Project::new("jobs:\n  show: {reuse: false, script: ['cat data.txt']}\n");
+    project.write("data.txt", "one\n");
+    let local = |args: &[&str]| {
+        let ran = project.pipe(&[args, &["--backend", "local"]].concat());
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    };
+    let runs = project.path().join(".pipe/runs");
+    local(&["run"]);
+    assert!(runs.join("1/source/data.txt").is_file());
+
+    local(&["run"]);
+    assert!(
+        !runs.join("2/source").exists(),
+        "nothing of the unchanged tree was copied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("2/source-run")).unwrap(),
+        "1"
+    );
+    assert!(project.log("2", "show").contains("one\n"));
+
+    // A retry of the run that shares runs on the same snapshot, without a copy either.
+    local(&["retry", "2"]);
+    assert!(!runs.join("3/source").exists());
+    assert!(project.log("3", "show").contains("one\n"));
+
+    project.write("data.txt", "two\n");
+    local(&["run"]);
+    assert_eq!(
+        std::fs::read_to_string(runs.join("4/source/data.txt")).unwrap(),
+        "two\n",
+        "a changed tree gets a snapshot of its own"
+    );
+    assert!(project.log("4", "show").contains("two\n"));
+    assert!(
+        runs.join("1/source/data.txt").is_file(),
+        "the shared snapshot is never written to"
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("1/source/data.txt")).unwrap(),
+        "one\n"
+    );
+}
+
+#[test]
+fn a_shared_snapshot_stays_while_a_kept_run_shares_it() {
+    let project = Project::new("jobs:\n  show: {reuse: false, script: ['cat data.txt']}\n");
+    project.write("data.txt", "one\n");
+    let runs = project.path().join(".pipe/runs");
+    for _ in 0..12 {
+        let ran = project.pipe(&["run", "--backend", "local"]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    }
+    // Run 1 is past the ten newest, but runs 3 to 12 run on its snapshot.
+    assert!(runs.join("1/source/data.txt").is_file());
+    let retry = project.pipe(&["retry", "3", "--backend", "local"]);
+    assert_eq!(retry.code, 0, "{}", retry.all());
+    assert!(project.log("13", "show").contains("one\n"));
+}
