@@ -118,6 +118,10 @@ impl RunDir {
     pub fn log(&self, slug: &str) -> PathBuf {
         self.root.join("logs").join(format!("{slug}.log"))
     }
+    /// A scan job's SARIF report.
+    pub fn sarif(&self, slug: &str) -> PathBuf {
+        self.root.join("scan").join(format!("{slug}.sarif"))
+    }
 }
 
 /// The highest run number with a directory under `.pipe/runs`, 0 if none. New runs are numbered

@@ -323,3 +323,49 @@ fn a_shared_snapshot_stays_while_a_kept_run_shares_it() {
     assert_eq!(retry.code, 0, "{}", retry.all());
     assert!(project.log("13", "show").contains("one\n"));
 }
+
+#[test]
+fn a_reused_scan_job_restores_its_sarif_report_and_findings() {
+    let project = Project::new("jobs:\n  secrets: {stage: security-scan, scan: [secrets]}\n");
+    // A test-mode key (invented here): a low finding, below the default `fail_on`.
+    project.write("notes.txt", "STRIPE=sk_test_Z7Q2WXPLMN4RT6YBz7q2wxpl\n");
+    let first = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let (done, reused) = outcome(&project.pipe(&["run", "--backend", "local", "--output", "json"]));
+    assert!(done.is_empty(), "{done:?}");
+    assert_eq!(reused["secrets"], 1);
+    let sarif = |run: &str| {
+        std::fs::read(
+            project
+                .path()
+                .join(format!(".pipe/runs/{run}/scan/secrets.sarif")),
+        )
+        .unwrap_or_else(|e| panic!("run {run}'s SARIF report: {e}"))
+    };
+    assert_eq!(sarif("2"), sarif("1"));
+    let findings = |run: &str| {
+        let show = project.pipe(&["show", run, "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
+        let job = v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job"] == "secrets")
+            .unwrap()
+            .clone();
+        job["findings"].clone()
+    };
+    let first = findings("1");
+    assert_eq!(first["low"], 1, "{first}");
+    assert_eq!(
+        findings("2"),
+        first,
+        "the reused job's counts are recorded with run 2"
+    );
+
+    // Without the report it would restore, the scan runs again.
+    std::fs::remove_file(project.path().join(".pipe/runs/2/scan/secrets.sarif")).unwrap();
+    let (done, _) = outcome(&project.pipe(&["run", "--backend", "local", "--output", "json"]));
+    assert_eq!(done, set(&["secrets"]));
+    assert!(!sarif("3").is_empty());
+}
