@@ -38,7 +38,7 @@ echo "== rerun of an unchanged 10-job pipeline (every job reused)"
 hyperfine --runs "$RUNS" --warmup 1 -N "$PIPE run --pull never"
 "$PIPE" run --pull never --output json | grep -c '"reused_from"' | sed 's/^/jobs reused: /'
 
-echo "== one file under t3's inputs changed: t3 and report run, 8 jobs reused"
+echo "== one file under t3's inputs changed: t3 runs; report, which receives nothing from it, is reused with the other 8"
 
 hyperfine --runs "$RUNS" --warmup 1 -N \
   --prepare "sh -c 'date +%s%N > t3/case.txt'" \
