@@ -2,7 +2,8 @@
 # Job reuse: (1) rerunning an unchanged 10-job pipeline on Docker (every job reused; target
 # < 0.2 s wall), (2) a change to one file that only one job's `inputs` cover (only that job and
 # its dependent run), (3) the warm key computation over a 10,000-file tree (target < 50 ms),
-# as pipe reports it itself (PIPE_LOG=pipe=debug: "hashed the files jobs see").
+# as pipe reports it itself (PIPE_LOG=pipe=debug: "hashed the files jobs see"), (4) rerunning
+# that unchanged tree whole (its job reused; the run shares the earlier run's snapshot).
 #   bench/reuse.sh          # needs a Docker engine (scripts/docker-up.sh) and hyperfine
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ echo "== rerun of an unchanged 10-job pipeline (every job reused)"
 hyperfine --runs "$RUNS" --warmup 1 -N "$PIPE run --pull never"
 "$PIPE" run --pull never --output json | grep -c '"reused_from"' | sed 's/^/jobs reused: /'
 
-echo "== one file under t3's inputs changed: t3 and report run, 8 jobs reused"
+echo "== one file under t3's inputs changed: t3 runs; report, which receives nothing from it, is reused with the other 8"
 
 hyperfine --runs "$RUNS" --warmup 1 -N \
   --prepare "sh -c 'date +%s%N > t3/case.txt'" \
@@ -62,3 +63,6 @@ sleep 3 # past the index's racy window, as an edit-and-rerun session would be
 for i in 1 2 3 4 5 6; do
   PIPE_LOG=pipe=debug "$PIPE" run --backend local 2>&1 >/dev/null | grep -o 'hashed the files.*'
 done
+
+echo "== rerun of the unchanged 10,000-file tree (its job reused, no snapshot copied)"
+hyperfine --runs "$RUNS" --warmup 1 -N "$PIPE run --backend local"

@@ -3,6 +3,7 @@
 //! links that lead out of the folder, entries that pass through a link, and anything but files,
 //! folders and links — a poisoned cache (CVE-2022-1423) writes nothing outside.
 
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -51,6 +52,10 @@ pub fn pack(from: &Path, to: impl Write) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// How much of an entry is read and written at once: a cache is mostly large files, and 8 KiB
+/// steps cost a pair of system calls per 8 KiB.
+const COPY_BUFFER: usize = 256 * 1024;
+
 /// Unpacks `archive` into `into` (made here; it must not exist). On an error, what was unpacked
 /// so far stays in `into` for the caller to remove: nothing was written elsewhere.
 pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
@@ -59,6 +64,8 @@ pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
     }
     fs::create_dir(into)?;
     let mut archive = tar::Archive::new(archive);
+    let mut folders = Folders::default();
+    let mut buffer = vec![0; COPY_BUFFER];
     for entry in archive.entries()? {
         let mut entry = entry?;
         let written = entry.path()?.into_owned();
@@ -66,22 +73,23 @@ pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        through_folders_only(into, &rel)?;
+        folders.through_folders_only(into, &rel)?;
         let dest = into.join(&rel);
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         match entry.header().entry_type() {
             EntryType::Directory => {
-                match fs::symlink_metadata(&dest) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(duplicate(&rel)),
-                    Err(_) => fs::create_dir_all(&dest)?,
+                if !folders.known(&rel) {
+                    match fs::symlink_metadata(&dest) {
+                        Ok(m) if m.is_dir() => {}
+                        Ok(_) => return Err(duplicate(&rel)),
+                        Err(_) => fs::create_dir_all(&dest)?,
+                    }
+                    folders.add(&rel);
                 }
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))?;
             }
             EntryType::Regular | EntryType::Continuous => {
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)?;
-                }
+                folders.make_parents(into, &rel)?;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -92,7 +100,7 @@ pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
                         io::ErrorKind::AlreadyExists => duplicate(&rel),
                         _ => e.into(),
                     })?;
-                io::copy(&mut entry, &mut file)?;
+                copy(&mut entry, &mut file, &mut buffer)?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -100,9 +108,7 @@ pub fn unpack(archive: impl Read, into: &Path) -> Result<(), ArchiveError> {
                     .ok_or_else(|| unsafe_entry(&rel, "is a link to nothing"))?
                     .into_owned();
                 inward(&rel, &target).map_err(ArchiveError::Unsafe)?;
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)?;
-                }
+                folders.make_parents(into, &rel)?;
                 std::os::unix::fs::symlink(&target, &dest).map_err(|e| match e.kind() {
                     io::ErrorKind::AlreadyExists => duplicate(&rel),
                     _ => e.into(),
@@ -137,21 +143,76 @@ fn relative(written: &Path) -> Result<PathBuf, ArchiveError> {
     Ok(rel)
 }
 
-/// Refuses an entry whose folders are not all real folders: writing through a link an earlier
-/// entry made could land anywhere.
-fn through_folders_only(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
-    let mut at = root.to_path_buf();
-    let parents: Vec<_> = rel.components().collect();
-    for component in &parents[..parents.len().saturating_sub(1)] {
-        at.push(component);
-        match fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(unsafe_entry(rel, "passes through a link or a file")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
+/// Copies what is left of `from` into `to` in steps of `buffer`'s size.
+fn copy(from: &mut impl Read, to: &mut impl Write, buffer: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match from.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buffer[..n])?;
     }
-    Ok(())
+}
+
+/// The folders (relative to the unpack's root) known to be real folders. Nothing an unpack
+/// does replaces one (a file or link of the same name is refused as a duplicate), so each is
+/// looked at once, not once per entry beneath it.
+#[derive(Default)]
+struct Folders(HashSet<PathBuf>);
+
+impl Folders {
+    fn known(&self, rel: &Path) -> bool {
+        self.0.contains(rel)
+    }
+
+    fn add(&mut self, rel: &Path) {
+        self.0.insert(rel.to_path_buf());
+    }
+
+    /// Refuses an entry whose folders are not all real folders: writing through a link an
+    /// earlier entry made could land anywhere.
+    fn through_folders_only(&mut self, root: &Path, rel: &Path) -> Result<(), ArchiveError> {
+        for parent in parents(rel) {
+            if self.known(parent) {
+                continue;
+            }
+            match fs::symlink_metadata(root.join(parent)) {
+                Ok(m) if m.is_dir() => self.add(parent),
+                Ok(_) => return Err(unsafe_entry(rel, "passes through a link or a file")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the folders `rel` is in that are not there yet (checked by `through_folders_only`:
+    /// what is there of them is real folders).
+    fn make_parents(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
+        let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        if !self.known(parent) {
+            fs::create_dir_all(root.join(parent))?;
+            for folder in parents(rel) {
+                self.add(folder);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The folders `rel` is in, outermost first, without the root itself.
+fn parents(rel: &Path) -> impl Iterator<Item = &Path> {
+    let mut all: Vec<&Path> = rel
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    all.reverse();
+    all.into_iter()
 }
 
 /// Whether a link at `rel` pointing at `target` stays inside the folder it is in, or why not.
@@ -271,6 +332,33 @@ mod tests {
             assert!(matches!(err, ArchiveError::Unsafe(_)), "case {i}: {err}");
         }
         assert!(!dir.path().parent().unwrap().join("evil").exists());
+    }
+
+    #[test]
+    fn files_without_folder_entries_get_their_folders_and_a_link_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = archive(|b| {
+            file(b, "a/b/one", b"1");
+            file(b, "a/b/two", &vec![7; 3 * COPY_BUFFER + 5]);
+            file(b, "a/three", b"3");
+        });
+        let into = dir.path().join("ok");
+        unpack(&bytes[..], &into).unwrap();
+        assert_eq!(fs::read(into.join("a/b/one")).unwrap(), b"1");
+        assert_eq!(
+            fs::read(into.join("a/b/two")).unwrap().len(),
+            3 * COPY_BUFFER + 5
+        );
+        assert_eq!(fs::read(into.join("a/three")).unwrap(), b"3");
+
+        // A folder checked once stays a folder: a link of its name is refused.
+        let swapped = archive(|b| {
+            file(b, "a/one", b"1");
+            link(b, "a", "b");
+            file(b, "a/two", b"2");
+        });
+        let err = unpack(&swapped[..], &dir.path().join("swapped")).unwrap_err();
+        assert!(matches!(err, ArchiveError::Unsafe(_)), "{err}");
     }
 
     #[test]

@@ -4,9 +4,10 @@ use std::path::Path;
 
 use super::{Context, EngineError, Internal, Outcome};
 use crate::event::RunStatus;
+use crate::reuse::Manifest;
 use crate::run::RunResult;
 use crate::store::{self, RunId, RunRecord, RunState, SqliteStore, Store, StoreError};
-use crate::workspace::{self, private, RunDir};
+use crate::workspace::{self, private, shared, RunDir};
 
 /// How many of the newest runs keep their snapshot for a retry, whatever their state.
 pub const KEPT_SNAPSHOTS: usize = 10;
@@ -24,7 +25,8 @@ pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, E
 pub(super) enum Snapshot {
     /// A snapshot of the project's working tree.
     Tree,
-    /// The snapshot of the run retried.
+    /// The snapshot of an earlier run (of the run retried, or of one that ran the same tree),
+    /// shared: nothing is copied.
     Run(RunId),
     /// A tree from git (of a commit or the index), recorded by its id: its files are in a kept
     /// checkout, not in the run's directory.
@@ -32,8 +34,8 @@ pub(super) enum Snapshot {
 }
 
 /// The directory of new run `id`, with the pipeline file it runs, its source and the files it
-/// changes. The copy is made off the async workers (a large tree takes a while, and other runs
-/// go on meanwhile); a copy cut short (a full disk) is removed.
+/// changes. A copy of the tree is made off the async workers (a large tree takes a while, and
+/// other runs go on meanwhile); a copy cut short (a full disk) is removed.
 pub(super) async fn new_run_dir(
     project: &Path,
     id: RunId,
@@ -55,38 +57,45 @@ pub(super) async fn new_run_dir(
             .and_then(|()| read_only(&path))
             .map_err(Internal::io("list the changed files"))?;
     }
-    let (from, doing) = match source {
+    match source {
         Snapshot::Git(tree) => {
             private::write(&run.tree_file(), tree)
                 .map_err(Internal::io("record the tree the run runs"))?;
-            return Ok(run);
         }
-        Snapshot::Tree => (
-            project.to_path_buf(),
-            "snapshot the working tree".to_string(),
-        ),
-        Snapshot::Run(old) => (
-            RunDir::at(project, old).source(),
-            format!("copy the snapshot of run {old}"),
-        ),
-    };
-    let dest = run.source();
-    let tree = matches!(source, Snapshot::Tree);
-    let copied = tokio::task::spawn_blocking(move || {
-        let copied = if tree {
-            workspace::snapshot(&from, &dest).map(|_| ())
-        } else {
-            workspace::lay(&from, &dest, Path::new("")).map(|_| ())
-        };
-        if copied.is_err() {
-            let _ = workspace::remove(&dest);
+        Snapshot::Run(old) => {
+            let origin = shared::share(project, &run, old)
+                .map_err(Internal::io(format!("share the snapshot of run {old}")))?;
+            tracing::debug!("run {id} shares the snapshot of run {origin}");
         }
-        copied
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    copied.map_err(Internal::io(doing))?;
+        Snapshot::Tree => {
+            let (from, dest) = (project.to_path_buf(), run.source());
+            let copied = tokio::task::spawn_blocking(move || {
+                let copied = workspace::snapshot(&from, &dest).map(|_| ());
+                if copied.is_err() {
+                    let _ = workspace::remove(&dest);
+                }
+                copied
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            copied.map_err(Internal::io("snapshot the working tree"))?;
+        }
+    }
     Ok(run)
+}
+
+/// The newest of the kept runs other than `id` whose snapshot holds the files of `tree`: the
+/// origin of that snapshot, for run `id` to share.
+pub(super) fn same_snapshot(
+    project: &Path,
+    store: &mut dyn Store,
+    id: RunId,
+    tree: &Manifest,
+) -> Result<Option<RunId>, EngineError> {
+    // Among the kept runs only: a prune keeps the origin of each (see `prune_snapshots`).
+    let runs = store.runs(None, KEPT_SNAPSHOTS)?;
+    let earlier = runs.iter().map(|r| r.id).filter(|r| *r != id);
+    Ok(shared::with_digest(project, earlier, &tree.digest()))
 }
 
 /// Jobs read the list of changed files; none may change it for the others.
@@ -169,13 +178,20 @@ pub(super) fn finish(
 /// Drops the snapshots nothing can use any more, so `.pipe` does not grow by a copy of the tree
 /// per run. A run that reached the gate keeps its own: its release, or a release `--again` to
 /// roll back, runs on it. Any other run keeps it while it is one of the `KEPT_SNAPSHOTS` newest.
+/// A snapshot that a kept run shares stays with it.
 pub(super) fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(), EngineError> {
     let runs = store.runs(None, usize::MAX)?;
-    for record in runs.iter().skip(KEPT_SNAPSHOTS) {
-        if matches!(
-            record.state,
-            RunState::Passed | RunState::Failed | RunState::Interrupted
-        ) {
+    let prunable = |(i, record): &(usize, &RunRecord)| {
+        *i >= KEPT_SNAPSHOTS
+            && matches!(
+                record.state,
+                RunState::Passed | RunState::Failed | RunState::Interrupted
+            )
+    };
+    let kept = runs.iter().enumerate().filter(|r| !prunable(r));
+    let shared = shared::kept_origins(project, kept.map(|(_, r)| r.id));
+    for (_, record) in runs.iter().enumerate().filter(prunable) {
+        if !shared.contains(&record.id) {
             let _ = workspace::remove(&RunDir::at(project, record.id).source());
         }
     }

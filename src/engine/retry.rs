@@ -36,7 +36,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     }
     let old = RunDir::at(project, id);
     let exec = req.exec.following(&old);
-    if !source::has_source(&old) {
+    if !source::has_source(project, &old) {
         return Err(Refusal::RetrySnapshotGone {
             run: id,
             kept: KEPT_SNAPSHOTS,

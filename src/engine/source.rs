@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{EngineError, Internal};
 use crate::git::{self, Facts, Rev};
 use crate::workspace::checkout::{self, Checkout};
-use crate::workspace::RunDir;
+use crate::workspace::{shared, RunDir};
 
 /// What a run is started on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,11 +88,11 @@ pub(super) fn pipeline_name(project: &Path, file: Option<&Path>) -> String {
     name.map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned())
 }
 
-/// The files recorded run `run` ran on: its snapshot, or a checkout of its tree; `None` when
-/// its snapshot is gone.
+/// The files recorded run `run` ran on: its snapshot (its own or the one it shares), or a
+/// checkout of its tree; `None` when its snapshot is gone.
 pub(super) async fn recorded(project: &Path, run: &RunDir) -> Result<Option<Files>, EngineError> {
-    if run.source().is_dir() {
-        return Ok(Some(Files::snapshot(run.source())));
+    if let Some(dir) = shared::files(project, run) {
+        return Ok(Some(Files::snapshot(dir)));
     }
     match recorded_tree(run) {
         Some(tree) => hold(project, tree).await.map(Some),
@@ -106,6 +106,6 @@ pub(super) fn recorded_tree(run: &RunDir) -> Option<String> {
 }
 
 /// Whether a recorded run still has what it ran on.
-pub(super) fn has_source(run: &RunDir) -> bool {
-    run.source().is_dir() || run.tree_file().is_file()
+pub(super) fn has_source(project: &Path, run: &RunDir) -> bool {
+    shared::files(project, run).is_some() || run.tree_file().is_file()
 }

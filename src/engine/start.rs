@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use super::exec::Work;
 use super::load::load_plan_as;
 use super::record::{
-    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, Snapshot,
+    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, same_snapshot,
+    Snapshot,
 };
 use super::release::{announce, release_run};
 use super::source::{self, Files, Source};
@@ -18,6 +19,7 @@ use crate::pipeline::{Job, Pipeline};
 use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
 use crate::reuse::{self, Manifest};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
+use crate::workspace::{shared, RunDir};
 
 pub struct StartRequest {
     pub ctx: Context,
@@ -134,16 +136,36 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     } else {
         None
     };
+    // A tree that hashes as an earlier run's snapshot runs on that snapshot: nothing is copied.
+    let same = match &before {
+        Some(before) => same_snapshot(project, &mut store, id, before)
+            .map_err(|e| fail_run(ctx, &mut store, id, e))?,
+        None => None,
+    };
+    let snapshot = same.map_or(snapshot, Snapshot::Run);
     let run = new_run_dir(project, id, &text, snapshot, git.changed_files.as_deref())
         .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
     let checkout = files.as_ref().map(|f| f.dir.clone());
-    let files = files.unwrap_or_else(|| Files::snapshot(run.source()));
+    let files = files
+        .unwrap_or_else(|| Files::snapshot(RunDir::at(project, shared::origin(&run)).source()));
     let reuse = match (req.reuse, before) {
         (false, _) => None,
-        (true, Some(before)) => manifest(project, None)
-            .await
-            .filter(|after| *after == before),
+        // The shared snapshot holds exactly the files hashed.
+        (true, Some(before)) if same.is_some() => Some(before),
+        (true, Some(before)) => {
+            let after = manifest(project, None)
+                .await
+                .filter(|after| *after == before);
+            // Only a copy known to hold the tree hashed may stand in for it later.
+            if let Some(Err(e)) = after
+                .as_ref()
+                .map(|a| shared::record_digest(&run, &a.digest()))
+            {
+                tracing::warn!("run {id}'s snapshot will not be shared: {e}");
+            }
+            after
+        }
         (true, None) if tree => None,
         (true, None) => manifest(project, checkout).await,
     };

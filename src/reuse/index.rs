@@ -29,6 +29,20 @@ pub struct Manifest {
     pub files: Vec<(String, Hash)>,
 }
 
+impl Manifest {
+    /// One hash of every path and content hash: two trees with the same digest hold the same
+    /// files, links and executable bits.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, hash) in &self.files {
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update(hash);
+        }
+        hex(&h.finalize())
+    }
+}
+
 /// What the index keeps of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {

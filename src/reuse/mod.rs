@@ -1,6 +1,6 @@
 //! Content-addressed job reuse: a job whose inputs are those of a job that passed in an earlier
-//! run, whose artifacts and log are still there, does not run again; its artifacts and log are
-//! copied into the new run and it counts as passed.
+//! run, whose artifacts and log (and a scan job's SARIF report) are still there, does not run
+//! again; they are copied into the new run, and it counts as passed with the findings it had.
 //!
 //! A job's key covers what stands for its image (the image's id on Docker, see
 //! [`crate::backend::Backend::identity`]), its name, script, environment (all of it, git's
@@ -170,7 +170,15 @@ impl Reuse {
         }
         let held = RunDir::at(&self.project, found.run);
         let (log, artifacts) = (held.log(&found.slug), held.artifacts(&found.slug));
-        if !log.is_file() || (found.artifacts && !artifacts.is_dir()) {
+        // A scan job's outputs include its SARIF report.
+        let sarif = spec
+            .scan
+            .as_ref()
+            .map(|scan| (held.sarif(&found.slug), &scan.sarif));
+        if !log.is_file()
+            || (found.artifacts && !artifacts.is_dir())
+            || sarif.as_ref().is_some_and(|(old, _)| !old.is_file())
+        {
             return Ok(None);
         }
         if found.artifacts {
@@ -183,6 +191,12 @@ impl Reuse {
             private::dir(dir)?;
         }
         private::write(&new_log, as_ran(&fs::read(&log)?))?;
+        if let Some((old, new)) = sarif {
+            if let Some(dir) = new.parent() {
+                private::dir(dir)?;
+            }
+            private::write(new, fs::read(old)?)?;
+        }
         let hit = Hit {
             origin: found.origin,
             findings: found.findings,

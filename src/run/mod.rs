@@ -425,11 +425,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
         scan: (!job.scan.is_empty()).then(|| crate::backend::inprocess::ScanSpec {
             scanners: job.scan.clone(),
             fail_on: job.fail_on,
-            sarif: opts
-                .run
-                .root
-                .join("scan")
-                .join(format!("{}.sarif", slugs[i])),
+            sarif: opts.run.sarif(&slugs[i]),
             pipeline: (opts.run.pipeline_file(), opts.pipeline_file.clone()),
         }),
         privileged: job.privileged,

@@ -2,9 +2,10 @@
 //! the artifacts jobs hand on, each job's scratch space and log.
 //!
 //! The working tree is copied once per run (tracked and untracked-but-not-ignored files), so a
-//! run sees the tree as it was when it started. Jobs never write to that copy: the Docker backend
-//! stacks it with the needed artifacts under a per-job overlay, and only the local backend copies
-//! it again per job.
+//! run sees the tree as it was when it started; a run of a tree that hashes as an earlier run's
+//! snapshot shares that one instead (see `shared`). Jobs never write to a snapshot: the Docker
+//! backend stacks it with the needed artifacts under a per-job overlay, and only the local
+//! backend copies it again per job.
 
 use std::fs;
 use std::io;
@@ -19,6 +20,7 @@ pub mod checkout;
 mod lay;
 pub use lay::{lay, walk, Entry};
 pub mod private;
+pub mod shared;
 
 /// The directory under the project that holds pipe's own state.
 pub const STATE_DIR: &str = ".pipe";
@@ -115,6 +117,10 @@ impl RunDir {
     }
     pub fn log(&self, slug: &str) -> PathBuf {
         self.root.join("logs").join(format!("{slug}.log"))
+    }
+    /// A scan job's SARIF report.
+    pub fn sarif(&self, slug: &str) -> PathBuf {
+        self.root.join("scan").join(format!("{slug}.sarif"))
     }
 }
 

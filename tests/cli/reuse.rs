@@ -261,3 +261,111 @@ fn inputs_and_reuse_are_checked_like_every_key() {
         ran.stderr
     );
 }
+
+#[test]
+fn a_run_of_an_unchanged_tree_shares_the_earlier_snapshot_and_a_change_is_copied() {
+    let project = Project::new("jobs:\n  show: {reuse: false, script: ['cat data.txt']}\n");
+    project.write("data.txt", "one\n");
+    let local = |args: &[&str]| {
+        let ran = project.pipe(&[args, &["--backend", "local"]].concat());
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    };
+    let runs = project.path().join(".pipe/runs");
+    local(&["run"]);
+    assert!(runs.join("1/source/data.txt").is_file());
+
+    local(&["run"]);
+    assert!(
+        !runs.join("2/source").exists(),
+        "nothing of the unchanged tree was copied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("2/source-run")).unwrap(),
+        "1"
+    );
+    assert!(project.log("2", "show").contains("one\n"));
+
+    // A retry of the run that shares runs on the same snapshot, without a copy either.
+    local(&["retry", "2"]);
+    assert!(!runs.join("3/source").exists());
+    assert!(project.log("3", "show").contains("one\n"));
+
+    project.write("data.txt", "two\n");
+    local(&["run"]);
+    assert_eq!(
+        std::fs::read_to_string(runs.join("4/source/data.txt")).unwrap(),
+        "two\n",
+        "a changed tree gets a snapshot of its own"
+    );
+    assert!(project.log("4", "show").contains("two\n"));
+    assert!(
+        runs.join("1/source/data.txt").is_file(),
+        "the shared snapshot is never written to"
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.join("1/source/data.txt")).unwrap(),
+        "one\n"
+    );
+}
+
+#[test]
+fn a_shared_snapshot_stays_while_a_kept_run_shares_it() {
+    let project = Project::new("jobs:\n  show: {reuse: false, script: ['cat data.txt']}\n");
+    project.write("data.txt", "one\n");
+    let runs = project.path().join(".pipe/runs");
+    for _ in 0..12 {
+        let ran = project.pipe(&["run", "--backend", "local"]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    }
+    // Run 1 is past the ten newest, but runs 3 to 12 run on its snapshot.
+    assert!(runs.join("1/source/data.txt").is_file());
+    let retry = project.pipe(&["retry", "3", "--backend", "local"]);
+    assert_eq!(retry.code, 0, "{}", retry.all());
+    assert!(project.log("13", "show").contains("one\n"));
+}
+
+#[test]
+fn a_reused_scan_job_restores_its_sarif_report_and_findings() {
+    let project = Project::new("jobs:\n  secrets: {stage: security-scan, scan: [secrets]}\n");
+    // A test-mode key (invented here): a low finding, below the default `fail_on`.
+    project.write("notes.txt", "STRIPE=sk_test_Z7Q2WXPLMN4RT6YBz7q2wxpl\n");
+    let first = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let (done, reused) = outcome(&project.pipe(&["run", "--backend", "local", "--output", "json"]));
+    assert!(done.is_empty(), "{done:?}");
+    assert_eq!(reused["secrets"], 1);
+    let sarif = |run: &str| {
+        std::fs::read(
+            project
+                .path()
+                .join(format!(".pipe/runs/{run}/scan/secrets.sarif")),
+        )
+        .unwrap_or_else(|e| panic!("run {run}'s SARIF report: {e}"))
+    };
+    assert_eq!(sarif("2"), sarif("1"));
+    let findings = |run: &str| {
+        let show = project.pipe(&["show", run, "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
+        let job = v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job"] == "secrets")
+            .unwrap()
+            .clone();
+        job["findings"].clone()
+    };
+    let first = findings("1");
+    assert_eq!(first["low"], 1, "{first}");
+    assert_eq!(
+        findings("2"),
+        first,
+        "the reused job's counts are recorded with run 2"
+    );
+
+    // Without the report it would restore, the scan runs again.
+    std::fs::remove_file(project.path().join(".pipe/runs/2/scan/secrets.sarif")).unwrap();
+    let (done, _) = outcome(&project.pipe(&["run", "--backend", "local", "--output", "json"]));
+    assert_eq!(done, set(&["secrets"]));
+    assert!(!sarif("3").is_empty());
+}
