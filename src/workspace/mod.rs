@@ -116,6 +116,10 @@ impl RunDir {
     pub fn log(&self, slug: &str) -> PathBuf {
         self.root.join("logs").join(format!("{slug}.log"))
     }
+    /// The logs of the job's services, `NAME.log` each, beside the job's log.
+    pub fn service_logs(&self, slug: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{slug}.services"))
+    }
 }
 
 /// The highest run number with a directory under `.pipe/runs`, 0 if none. New runs are numbered
