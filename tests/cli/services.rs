@@ -70,8 +70,8 @@ jobs:
     services:
       - name: files
         image: {IMAGE}
-        command: [sh, -c, 'sleep 1; echo ok > /tmp/ready; exec sleep 300']
-        ready: {{command: test -f /tmp/ready}}
+        command: [sh, -c, 'sleep 1; echo ok > /ready; exec sleep 300']
+        ready: {{command: test -f /ready}}
     script:
       - echo reached
 "
