@@ -602,8 +602,7 @@ impl DockerBackend {
                     typ: Some(MountType::BIND),
                     ..Default::default()
                 };
-                let (container, result) =
-                    self.run_container(spec, mount, log, stop, joining).await;
+                let (container, result) = self.run_container(spec, mount, log, stop, joining).await;
                 self.tear_down(container, None, spec.scratch.clone());
                 result.map_err(Attempt::into_error)
             }

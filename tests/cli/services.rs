@@ -59,6 +59,19 @@ jobs:
         "{}",
         show.all()
     );
+    // Reused, the job starts no service.
+    let again = project.run_docker(&[]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("reused (run 1)"), "{}", again.all());
+    assert!(
+        !again.stdout.contains("waiting for services"),
+        "{}",
+        again.all()
+    );
+    assert!(!project
+        .path()
+        .join(".pipe/runs/2/logs/use-db.services")
+        .exists());
 }
 
 #[test]

@@ -260,7 +260,11 @@ impl DockerBackend {
             match &service.ready {
                 None => Ok(()),
                 Some(Ready::Tcp(port)) => {
-                    let address = self.address(id, network, *port).await?;
+                    // A service without an address has exited already (or is gone): its exit,
+                    // or the timeout, is what is reported.
+                    let Some(address) = self.address(id, network, *port).await else {
+                        return std::future::pending().await;
+                    };
                     while !connects(address).await {
                         tokio::time::sleep(services::TCP_POLL).await;
                     }
@@ -301,27 +305,14 @@ impl DockerBackend {
     }
 
     /// Where pipe reaches `port` of the service's container: its address on the job's network.
-    async fn address(
-        &self,
-        id: &str,
-        network: &str,
-        port: u16,
-    ) -> Result<SocketAddr, BackendError> {
-        let found = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(job_error("cannot inspect a service"))?;
-        found
-            .network_settings
-            .and_then(|s| s.networks)
-            .and_then(|mut n| n.remove(network))
-            .and_then(|e| e.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, port))
-            .ok_or_else(|| {
-                BackendError::Job("a service has no address on the job's network".into())
-            })
+    async fn address(&self, id: &str, network: &str, port: u16) -> Option<SocketAddr> {
+        let found = self.docker.inspect_container(id, None).await.ok()?;
+        let ip = found
+            .network_settings?
+            .networks?
+            .remove(network)?
+            .ip_address?;
+        Some(SocketAddr::new(ip.parse::<IpAddr>().ok()?, port))
     }
 
     /// Whether `command` exits 0 in the service's container.
