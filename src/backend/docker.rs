@@ -30,6 +30,8 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
+mod services;
+
 use super::{
     remove_dir, shell_script, Backend, BackendError, JobSpec, LogSink, Outcome, RunShape, Stop,
     Teardowns,
@@ -375,10 +377,13 @@ impl DockerBackend {
         spec: &JobSpec,
         mount: Mount,
         sandbox: Option<&str>,
+        network: Option<&str>,
     ) -> Result<String, BackendError> {
         // Secrets come on stdin, which the shell reads first: the container's recorded
-        // configuration (`docker inspect`) never holds them, unlike its Env.
-        let secrets = !spec.secrets.is_empty();
+        // configuration (`docker inspect`) never holds them, unlike its Env. A job with
+        // services reads its stdin too, which pipe closes once they are ready: its container
+        // starts while they come up, and its script right when they are.
+        let secrets = !spec.secrets.is_empty() || !spec.services.list.is_empty();
         let script = if secrets {
             format!("{}\n{}", super::READ_SECRETS, shell_script(&spec.script))
         } else {
@@ -414,11 +419,12 @@ impl DockerBackend {
                 init: Some(true),
                 // Only ever true when the user passed --allow-privileged.
                 privileged: Some(spec.privileged),
-                network_mode: Some(match sandbox {
+                network_mode: Some(match (sandbox, network) {
                     // No interface but loopback, which also spares setting a network up.
                     _ if !spec.network => "none".into(),
-                    Some(id) => format!("container:{id}"),
-                    None => self.network.lock().expect("not poisoned").clone(),
+                    (_, Some(network)) => network.into(),
+                    (Some(id), None) => format!("container:{id}"),
+                    (None, None) => self.network.lock().expect("not poisoned").clone(),
                 }),
                 ..Default::default()
             }),
@@ -507,11 +513,36 @@ impl DockerBackend {
         });
     }
 
+    /// Runs the job with its services, and removes them after it.
     async fn run_job(
         &self,
         spec: &JobSpec,
         log: &LogSink,
         stop: watch::Receiver<Stop>,
+    ) -> Result<Outcome, BackendError> {
+        let sidecars = match self.start_services(spec, log).await {
+            Ok(sidecars) => sidecars,
+            Err(e) => {
+                self.tear_down(None, None, spec.scratch.clone());
+                return Err(e);
+            }
+        };
+        let joining = sidecars.as_ref().map(|s| services::Joining {
+            network: &s.network,
+            ready: self.services_ready(spec, log, s, stop.clone()),
+        });
+        let result = self.run_job_on(spec, log, stop, joining).await;
+        self.stop_services(sidecars);
+        result
+    }
+
+    /// Runs the job's container, on its services' network when it has some.
+    async fn run_job_on(
+        &self,
+        spec: &JobSpec,
+        log: &LogSink,
+        stop: watch::Receiver<Stop>,
+        joining: Option<services::Joining<'_>>,
     ) -> Result<Outcome, BackendError> {
         if spec.image.is_none() {
             return Err(BackendError::Job(format!(
@@ -531,7 +562,9 @@ impl DockerBackend {
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
         match self.overlay_mount(spec).await {
             Ok(Some((volume, mount))) => {
-                let (container, result) = self.run_container(spec, mount, log, stop.clone()).await;
+                let (container, result) = self
+                    .run_container(spec, mount, log, stop.clone(), joining.clone())
+                    .await;
                 match result {
                     Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
                         self.overlay.store(false, Ordering::Relaxed);
@@ -569,7 +602,7 @@ impl DockerBackend {
                     typ: Some(MountType::BIND),
                     ..Default::default()
                 };
-                let (container, result) = self.run_container(spec, mount, log, stop).await;
+                let (container, result) = self.run_container(spec, mount, log, stop, joining).await;
                 self.tear_down(container, None, spec.scratch.clone());
                 result.map_err(Attempt::into_error)
             }
@@ -587,24 +620,33 @@ impl DockerBackend {
         mount: Mount,
         log: &LogSink,
         stop: watch::Receiver<Stop>,
+        joining: Option<services::Joining<'_>>,
     ) -> (Option<String>, Result<Outcome, Attempt>) {
-        // A job without a network has no use for a sandbox's: leave it to a job that has.
-        let sandbox = match spec.network {
-            true => self.sandboxes.take().await,
-            false => None,
+        let network = joining.as_ref().map(|j| j.network);
+        // A job without a network has no use for a sandbox's, nor has one on its services'
+        // network: leave it to a job that has.
+        let sandbox = match (spec.network, network) {
+            (true, None) => self.sandboxes.take().await,
+            _ => None,
         };
-        let id = match self.create(spec, mount.clone(), sandbox.as_deref()).await {
+        let id = match self
+            .create(spec, mount.clone(), sandbox.as_deref(), network)
+            .await
+        {
             Ok(id) => id,
             Err(e) => return (None, Err(Attempt::Failed(e))),
         };
-        let result = self.attach_and_wait(&id, spec, log, stop.clone()).await;
+        let ready = joining.map(|j| j.ready);
+        let result = self
+            .attach_and_wait(&id, spec, log, stop.clone(), ready.clone())
+            .await;
         match (result, sandbox) {
             // The sandbox is gone (stopped behind pipe's back): run with a network of its own.
             (Err(Attempt::NotStarted(_)), Some(_)) => {
                 Self::remove_container(&self.docker, &id).await;
-                match self.create(spec, mount, None).await {
+                match self.create(spec, mount, None, network).await {
                     Ok(id) => {
-                        let result = self.attach_and_wait(&id, spec, log, stop).await;
+                        let result = self.attach_and_wait(&id, spec, log, stop, ready).await;
                         (Some(id), result)
                     }
                     Err(e) => (None, Err(Attempt::Failed(e))),
@@ -626,9 +668,10 @@ impl DockerBackend {
         spec: &JobSpec,
         log: &LogSink,
         mut stop: watch::Receiver<Stop>,
+        ready: Option<services::Readiness<'_>>,
     ) -> Result<Outcome, Attempt> {
         // Attach before starting so that no early output is lost.
-        let secrets = !spec.secrets.is_empty();
+        let secrets = !spec.secrets.is_empty() || ready.is_some();
         let attach = AttachContainerOptions {
             stream: true,
             stdin: secrets,
@@ -646,6 +689,22 @@ impl DockerBackend {
             .start_container(id, None)
             .await
             .map_err(|e| Attempt::NotStarted(short(&e)))?;
+        if let Some(ready) = ready {
+            match ready.await {
+                Ok(()) => {}
+                // Stopped before its script ran, as a killed container would be.
+                Err(services::NotReady::Stopped) => {
+                    return Ok(Outcome {
+                        exit_code: 137,
+                        missing_artifacts: Vec::new(),
+                        findings: None,
+                    })
+                }
+                Err(services::NotReady::Failed(why)) => {
+                    return Err(Attempt::Failed(BackendError::Job(why)))
+                }
+            }
+        }
         if secrets {
             // Closing our side ends the script's stdin (`stdin_once`) after the exports.
             let exports = super::shell_exports(&spec.secrets);
@@ -882,7 +941,7 @@ impl DockerBackend {
         // Their workspaces, which nothing uses any more.
         let volumes = docker
             .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
+                filters: Some(filters.clone()),
             }))
             .await
             .map_err(job_error("cannot list volumes"))?;
@@ -890,6 +949,27 @@ impl DockerBackend {
             if dead(Some(&v.labels)) {
                 Self::remove_volume(docker, &v.name).await;
                 removed.1 += 1;
+            }
+        }
+        // The networks of jobs' services, which nothing is on any more (never the jobs'
+        // network, which is no run's).
+        let mut filters = filters;
+        filters
+            .entry("label".into())
+            .or_default()
+            .push(LABEL_RUN.into());
+        let networks = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(job_error("cannot list networks"))?;
+        for n in networks {
+            let name = n
+                .name
+                .filter(|name| name != NETWORK && dead(n.labels.as_ref()));
+            if let Some(name) = name {
+                services::remove_network(docker, &name).await;
             }
         }
         Ok(removed)

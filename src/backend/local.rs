@@ -476,6 +476,7 @@ mod tests {
             binds: Vec::new(),
             scan: None,
             cache: None,
+            services: Default::default(),
         };
         let backend = LocalBackend::new(Duration::ZERO, "0123abcd".into(), false);
         let workspace = workspace_dir(&backend.project, &spec);

@@ -9,6 +9,7 @@ pub mod inprocess;
 pub mod local;
 mod output;
 pub mod route;
+pub mod services;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,6 +57,8 @@ pub struct JobSpec {
     pub scan: Option<inprocess::ScanSpec>,
     /// The job's `cache: paths`, copied like artifacts when it passes, for the cache to save.
     pub cache: Option<CachePaths>,
+    /// Containers started beside the job on a network of its own; none for most jobs.
+    pub services: services::Services,
 }
 
 /// What a job's cache keeps, and where the backend copies it (never following a link).

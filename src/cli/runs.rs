@@ -170,6 +170,21 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     ));
     out.push('\n');
     out.push_str(&jobs_table(&jobs, color));
+    let dir = project(None)?.dir;
+    for job in &jobs {
+        let services: Vec<String> = engine::service_logs(&dir, job)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        if !services.is_empty() {
+            out.push_str(&format!(
+                "services of `{}`: {} (`pipe logs {id} '{}'` shows their logs)\n",
+                job.name,
+                services.join(", "),
+                job.name
+            ));
+        }
+    }
     if let Some(line) = gate {
         out.push_str(&format!("\ngate: {line}\n"));
     }

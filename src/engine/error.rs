@@ -62,6 +62,13 @@ pub enum Refusal {
         col: u32,
         job: String,
     },
+    #[error("{}:{}:{}: job `{job}` has `services`, which the local backend cannot run (they are containers on a network private to the job): run it with --backend docker", .file.display(), .line, .col)]
+    ServicesOnHost {
+        file: PathBuf,
+        line: u32,
+        col: u32,
+        job: String,
+    },
     /// Another pipe process changed the run between reading it and taking it over.
     #[error("run {run} is {} now: another pipe process took it over first", .now.as_str().replace('_', " "))]
     TakenOver { run: RunId, now: RunState },

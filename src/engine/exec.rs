@@ -137,7 +137,7 @@ impl ExecOptions {
                     job: job.name.clone(),
                 }
                 .into()),
-                None => Ok(Vec::new()),
+                None => services_on_host(file, jobs),
             };
         }
         let asks = privileges_asked(jobs.iter());
@@ -445,6 +445,20 @@ async fn forward_cancel(
 
 /// What jobs ask for that the Docker backend refuses unless allowed, each with where it is
 /// written.
+/// Services are containers: the local backend refuses a job with some before anything runs.
+fn services_on_host(file: &Path, jobs: &[Job]) -> Result<Vec<String>, EngineError> {
+    match jobs.iter().find_map(|j| Some((j, j.services.first()?.pos))) {
+        Some((job, pos)) => Err(Refusal::ServicesOnHost {
+            file: file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+            job: job.name.clone(),
+        }
+        .into()),
+        None => Ok(Vec::new()),
+    }
+}
+
 pub fn privileges_asked<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<(&'a Job, Pos, String)> {
     let mut asks = Vec::new();
     for job in jobs {

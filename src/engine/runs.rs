@@ -2,7 +2,7 @@
 //! what runs whose process is gone left behind.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::record::recorded_store;
@@ -110,8 +110,37 @@ pub fn job_log(
             continue;
         }
         read_log(&mut store, project, id, &job.name, follow, out)?;
+        for (service, path) in service_logs(project, job) {
+            out(LogChunk::Job(&format!("{} · service {service}", job.name)))?;
+            let text = std::fs::read(&path).map_err(Internal::io(format!(
+                "read the log of service `{service}` of job `{}`",
+                job.name
+            )))?;
+            out(LogChunk::Text(&text))?;
+        }
     }
     Ok(())
+}
+
+/// The logs of a job's services (`NAME.log` in a folder beside the job's log), by service
+/// name, sorted.
+pub fn service_logs(project: &Path, job: &JobRecord) -> Vec<(String, PathBuf)> {
+    if job.log.is_empty() {
+        return Vec::new();
+    }
+    let dir = project.join(&job.log).with_extension("services");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".log")?.to_string();
+            Some((name, e.path()))
+        })
+        .collect();
+    logs.sort();
+    logs
 }
 
 fn read_log(

@@ -12,6 +12,8 @@ use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 use crate::severity::Severity;
 
+pub(super) mod services;
+
 // The key tables are what the checker accepts and what `schema` describes to editors: a key
 // added here appears in docs/schemas/pipeline.json once it is regenerated.
 pub(super) const TOP_KEYS: &[&str] = &[
@@ -41,10 +43,11 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "cache",
     "inputs",
     "reuse",
+    "services",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &["services", "concurrency"];
+const LATER_JOB_KEYS: &[&str] = &["concurrency"];
 pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
@@ -244,6 +247,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut cache_node = None;
     let mut inputs = Vec::new();
     let mut reuse = true;
+    let mut services = Vec::new();
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -322,6 +326,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "cache" => cache_node = Some(v),
             "inputs" => inputs = input_globs(v, probs),
             "reuse" => reuse = boolean(v, "`reuse`", probs).unwrap_or(true),
+            "services" => services = services::services_of(v, probs),
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -356,6 +361,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "volumes",
             "cache",
             "network",
+            "services",
         ]
     } else {
         &["fail_on"]
@@ -475,6 +481,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             cache: cache.clone(),
             inputs: inputs.clone(),
             reuse,
+            services: services.clone(),
             spans: spans.clone(),
         })
         .collect()

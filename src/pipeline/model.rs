@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::artifact::ArtifactPath;
 use super::cache::Cache;
+use super::check::services::Service;
 use super::gate::Gate;
 use super::only::Only;
 use super::secrets::{Provider, SecretName};
@@ -88,6 +89,8 @@ pub struct Job {
     pub inputs: Vec<super::glob::Glob>,
     /// `reuse: false`: the job always runs, even when an earlier run passed with the same key.
     pub reuse: bool,
+    /// Containers started beside the job on a network private to it (see docs/services.md).
+    pub services: Vec<Service>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::check::services;
 use super::check::{
     GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS, TOP_KEYS,
 };
@@ -216,6 +217,43 @@ fn shape(key: &str) -> Value {
         "reuse" => (
             json!({ "type": "boolean" }),
             "Skip the job when an earlier passing run had the same inputs, restoring its artifacts and log [default: true].",
+        ),
+        "services" => (
+            json!({
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": with_description(json!({ "type": "string", "pattern": services::NAME_PATTERN }), "The host name the job reaches the service by."),
+                        "image": with_description(string.clone(), "The service's image."),
+                        "env": with_description(json!({ "$ref": "#/definitions/env" }), "The service's environment variables."),
+                        "command": with_description(
+                            json!({ "anyOf": [string.clone(), { "type": "array", "minItems": 1, "items": { "type": ["string", "integer"] } }] }),
+                            "Replaces the image's command: a list as it is, a string run by `sh -c`.",
+                        ),
+                        "ready": with_description(
+                            json!({
+                                "type": "object",
+                                "properties": {
+                                    "command": with_description(string.clone(), "Run by `sh -c` in the service's container until it exits 0."),
+                                    "tcp": with_description(json!({ "type": "integer", "minimum": 1, "maximum": 65535 }), "A port the service accepts connections on."),
+                                },
+                                "minProperties": 1,
+                                "maxProperties": 1,
+                                "additionalProperties": false,
+                            }),
+                            "How pipe tells the service is ready [default: once its container runs].",
+                        ),
+                        "timeout": with_description(
+                            json!({ "anyOf": [{ "type": "integer", "minimum": 1 }, { "type": "string", "minLength": 1 }] }),
+                            "How long the service may take to become ready [default: 60s].",
+                        ),
+                    },
+                    "required": ["name", "image"],
+                    "additionalProperties": false,
+                },
+            }),
+            "Containers started beside the job on a network private to it, reached by name (see docs/services.md).",
         ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };

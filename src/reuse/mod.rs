@@ -5,7 +5,7 @@
 //! A job's key covers what stands for its image (the image's id on Docker, see
 //! [`crate::backend::Backend::identity`]), its name, script, environment (all of it, git's
 //! facts included, but the run's number), the list of changed files, matrix values,
-//! declared artifacts and scanners, the files of the tree it sees (only those its `inputs:`
+//! declared artifacts and scanners, its services as written, the files of the tree it sees (only those its `inputs:`
 //! globs match, when it has them) and the content of the artifacts it receives. Keys live under
 //! `.pipe/reuse/keys/`, each naming the run that holds the job's outputs.
 
@@ -130,6 +130,14 @@ impl Reuse {
         h.list(job.inputs.iter().map(|g| g.as_str()));
         // The names of the secrets it gets, never their values: a rotated token reuses.
         h.list(job.secrets.iter().map(|s| s.name.as_str()));
+        // Its services, as written: what the job tests against.
+        h.list(job.services.iter().map(|s| {
+            let (env, command, ready) = (&s.env, &s.command, &s.ready);
+            format!(
+                "{} {} {env:?} {command:?} {ready:?} {:?}",
+                s.name, s.image, s.timeout
+            )
+        }));
         let seen = self.files.files.iter().filter(|(path, _)| {
             job.inputs.is_empty() || job.inputs.iter().any(|g| g.is_match(path))
         });

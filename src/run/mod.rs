@@ -434,6 +434,10 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
             dest: opts.run.scratch(&slugs[i]).join("cache-save"),
         }),
         network: job.network,
+        services: crate::backend::services::Services {
+            list: job.services.clone(),
+            logs: opts.run.service_logs(&slugs[i]),
+        },
         binds: job
             .volumes
             .iter()

@@ -122,6 +122,11 @@ impl RunDir {
     pub fn sarif(&self, slug: &str) -> PathBuf {
         self.root.join("scan").join(format!("{slug}.sarif"))
     }
+
+    /// The logs of the job's services, `NAME.log` each, beside the job's log.
+    pub fn service_logs(&self, slug: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{slug}.services"))
+    }
 }
 
 /// The highest run number with a directory under `.pipe/runs`, 0 if none. New runs are numbered

@@ -589,6 +589,7 @@ fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
         binds: Vec::new(),
         scan: None,
         cache: None,
+        services: Default::default(),
     };
     let filter = format!("label=dev.pipe.run={run_id}");
     let made = || {

@@ -246,6 +246,7 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
         binds: Vec::new(),
         scan: None,
         cache: None,
+        services: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (outcome, lines) = runtime.block_on(async {

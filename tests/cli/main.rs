@@ -31,6 +31,7 @@ mod scan;
 mod schemas;
 mod secrets;
 mod select;
+mod services;
 mod store;
 mod terminal;
 mod validate;

@@ -113,8 +113,9 @@ fn keys_of_later_versions_are_refused_not_ignored() {
         stderr.contains("`concurrency` is not supported yet"),
         "{stderr}"
     );
+    // Supported now, and a bare image is not a service.
     assert!(
-        stderr.contains("`services` is not supported yet"),
+        stderr.contains("a service must be a mapping with `name` and `image`"),
         "{stderr}"
     );
 }
