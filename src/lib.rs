@@ -9,10 +9,12 @@ compile_error!("pipe runs on Linux only: it reads /proc to tell a live run from 
 pub mod backend;
 pub mod cache;
 pub mod cli;
+pub mod drift;
 pub mod engine;
 pub mod event;
 pub mod git;
 pub mod hook;
+pub mod image;
 pub mod mask;
 pub mod owner;
 pub mod pipeline;

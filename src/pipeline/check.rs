@@ -41,6 +41,9 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "cache",
     "inputs",
     "reuse",
+    "build_image",
+    "drift",
+    "push",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -172,6 +175,7 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
             jobs.push(new);
         }
     }
+    check_pushes(&jobs, probs);
     check_needs(
         &jobs,
         &job_entries
@@ -244,6 +248,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut cache_node = None;
     let mut inputs = Vec::new();
     let mut reuse = true;
+    let mut build = None;
+    let mut build_node = None;
+    let mut drift = super::build::DriftPolicy::default();
+    let mut push = None;
+    let mut push_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -322,6 +331,23 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "cache" => cache_node = Some(v),
             "inputs" => inputs = input_globs(v, probs),
             "reuse" => reuse = boolean(v, "`reuse`", probs).unwrap_or(true),
+            "build_image" => {
+                build_node = Some(k.node);
+                let (parsed, problems) = super::build::build_image(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                build = parsed;
+            }
+            "push" => {
+                push_node = Some(k.node);
+                let (parsed, problems) = super::build::push(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                push = parsed;
+            }
+            "drift" => {
+                let (parsed, problems) = super::build::drift(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                drift = parsed;
+            }
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -333,6 +359,41 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             .hint = Some(
             "a scan job runs pipe's built-in scanners; put commands in a job of their own".into(),
         );
+    }
+    let kinds = [
+        has_script,
+        scan_node.is_some(),
+        build_node.is_some(),
+        push_node.is_some(),
+    ];
+    if let (Some(node), true) = (
+        build_node.or(push_node),
+        kinds.iter().filter(|k| **k).count() > 1,
+    ) {
+        probs
+            .at(
+                node,
+                format!(
+                    "job `{name}` has more than one of `script`, `scan`, `build_image`, `push`"
+                ),
+            )
+            .hint = Some("pipe builds and pushes images itself; give each its own job".into());
+    }
+    if let (Some(node), true) = (build_node, matrix.len() > 1) {
+        probs
+            .at(
+                node,
+                format!("job `{name}` has `build_image` and a `matrix`"),
+            )
+            .hint = Some(
+            "a `push` finds the image by the job's name: give each build a job of its own".into(),
+        );
+    }
+    // An image build or push runs in no container, and its product is an image on the engine
+    // or a registry, not files an earlier run could hand over.
+    if build_node.is_some() || push_node.is_some() {
+        image = None;
+        reuse = false;
     }
     // Services are reached over the job's network: a job without one could not use them.
     if let (false, Some((k, _))) = (
@@ -381,6 +442,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     if !has_script
         && scan_node.is_none()
+        && build_node.is_none()
+        && push_node.is_none()
         && !entries
             .iter()
             .any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str()) || k.as_str() == "extends")
@@ -475,6 +538,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             cache: cache.clone(),
             inputs: inputs.clone(),
             reuse,
+            build: build.clone(),
+            push: push.clone(),
+            drift,
             spans: spans.clone(),
         })
         .collect()
@@ -1239,5 +1305,49 @@ mod tests {
     fn suggestions_only_when_close() {
         assert_eq!(suggest("scrpt", JOB_KEYS.iter().copied()), Some("script"));
         assert_eq!(suggest("zzzzzz", JOB_KEYS.iter().copied()), None);
+    }
+}
+
+/// Each `push` names a `build_image` job of the pipeline, and a password secret the job names.
+fn check_pushes(jobs: &[Job], probs: &mut Problems) {
+    for job in jobs {
+        let Some(push) = &job.push else { continue };
+        if !jobs
+            .iter()
+            .any(|j| j.base == push.image && j.build.is_some())
+        {
+            let builds: Vec<&str> = jobs
+                .iter()
+                .filter(|j| j.build.is_some())
+                .map(|j| j.base.as_str())
+                .collect();
+            let mut p = Problem::at(
+                push.image_pos,
+                push.image.chars().count(),
+                format!(
+                    "job `{}` pushes the image of `{}`, which is no `build_image` job",
+                    job.name, push.image
+                ),
+            );
+            if let Some(s) = suggest(&push.image, builds.iter().copied()) {
+                p = p.hint(format!("did you mean `{s}`?"));
+            }
+            probs.add(p);
+        }
+        if let (Some(secret), Some(pos)) = (&push.password, push.password_pos) {
+            if !job.secrets.iter().any(|s| s.name == *secret) {
+                probs.add(
+                    Problem::at(
+                        pos,
+                        secret.chars().count(),
+                        format!(
+                            "job `{}` pushes with the secret `{secret}`, which it does not name",
+                            job.name
+                        ),
+                    )
+                    .hint(format!("add `secrets: [{secret}]` to the job")),
+                );
+            }
+        }
     }
 }

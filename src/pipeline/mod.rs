@@ -3,6 +3,7 @@
 //! file, and nothing downstream has to check the pipeline again.
 
 mod artifact;
+mod build;
 pub mod cache;
 mod check;
 mod duration;
@@ -20,6 +21,7 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use artifact::ArtifactPath;
+pub use build::{BuildImage, DriftPolicy, PushImage};
 pub use check::suggest;
 pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,
