@@ -4,6 +4,7 @@
 
 use std::path::{Component, Path};
 
+use super::model::Job;
 use super::yaml::{Kind, Node};
 use super::Problem;
 
@@ -193,6 +194,52 @@ fn scalar(node: &Node) -> Option<String> {
 fn inside(path: &str) -> bool {
     let path = Path::new(path);
     !path.is_absolute() && !path.components().any(|c| c == Component::ParentDir)
+}
+
+/// Each `push` names a `build_image` job of the pipeline, and a password secret the job names.
+pub(super) fn check_pushes(jobs: &[Job]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for job in jobs {
+        let Some(push) = &job.push else { continue };
+        if !jobs
+            .iter()
+            .any(|j| j.base == push.image && j.build.is_some())
+        {
+            let builds: Vec<&str> = jobs
+                .iter()
+                .filter(|j| j.build.is_some())
+                .map(|j| j.base.as_str())
+                .collect();
+            let mut p = Problem::at(
+                push.image_pos,
+                push.image.chars().count(),
+                format!(
+                    "job `{}` pushes the image of `{}`, which is no `build_image` job",
+                    job.name, push.image
+                ),
+            );
+            if let Some(s) = super::check::suggest(&push.image, builds.iter().copied()) {
+                p = p.hint(format!("did you mean `{s}`?"));
+            }
+            problems.push(p);
+        }
+        if let (Some(secret), Some(pos)) = (&push.password, push.password_pos) {
+            if !job.secrets.iter().any(|s| s.name == *secret) {
+                problems.push(
+                    Problem::at(
+                        pos,
+                        secret.chars().count(),
+                        format!(
+                            "job `{}` pushes with the secret `{secret}`, which it does not name",
+                            job.name
+                        ),
+                    )
+                    .hint(format!("add `secrets: [{secret}]` to the job")),
+                );
+            }
+        }
+    }
+    problems
 }
 
 fn at(node: &Node, message: impl Into<String>) -> Problem {

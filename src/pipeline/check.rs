@@ -175,7 +175,9 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
             jobs.push(new);
         }
     }
-    check_pushes(&jobs, probs);
+    super::build::check_pushes(&jobs)
+        .into_iter()
+        .for_each(|p| probs.add(p));
     check_needs(
         &jobs,
         &job_entries
@@ -1305,49 +1307,5 @@ mod tests {
     fn suggestions_only_when_close() {
         assert_eq!(suggest("scrpt", JOB_KEYS.iter().copied()), Some("script"));
         assert_eq!(suggest("zzzzzz", JOB_KEYS.iter().copied()), None);
-    }
-}
-
-/// Each `push` names a `build_image` job of the pipeline, and a password secret the job names.
-fn check_pushes(jobs: &[Job], probs: &mut Problems) {
-    for job in jobs {
-        let Some(push) = &job.push else { continue };
-        if !jobs
-            .iter()
-            .any(|j| j.base == push.image && j.build.is_some())
-        {
-            let builds: Vec<&str> = jobs
-                .iter()
-                .filter(|j| j.build.is_some())
-                .map(|j| j.base.as_str())
-                .collect();
-            let mut p = Problem::at(
-                push.image_pos,
-                push.image.chars().count(),
-                format!(
-                    "job `{}` pushes the image of `{}`, which is no `build_image` job",
-                    job.name, push.image
-                ),
-            );
-            if let Some(s) = suggest(&push.image, builds.iter().copied()) {
-                p = p.hint(format!("did you mean `{s}`?"));
-            }
-            probs.add(p);
-        }
-        if let (Some(secret), Some(pos)) = (&push.password, push.password_pos) {
-            if !job.secrets.iter().any(|s| s.name == *secret) {
-                probs.add(
-                    Problem::at(
-                        pos,
-                        secret.chars().count(),
-                        format!(
-                            "job `{}` pushes with the secret `{secret}`, which it does not name",
-                            job.name
-                        ),
-                    )
-                    .hint(format!("add `secrets: [{secret}]` to the job")),
-                );
-            }
-        }
     }
 }
