@@ -86,6 +86,22 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         reused_from: Option<RunId>,
     },
+    /// A `build_image` job built an image (before its `job_finished`).
+    ImageBuilt {
+        job: String,
+        image: crate::image::BuiltImage,
+    },
+    /// A `push` job pushed the image a `build_image` job built, by its id, as these tags.
+    ImagePushed {
+        job: String,
+        image: crate::image::BuiltImage,
+    },
+    /// What a Docker job changed outside `/workspace` and `/tmp` (before its `job_finished`;
+    /// none when it changed nothing there).
+    JobDrift {
+        job: String,
+        drift: crate::drift::Drift,
+    },
     JobSkipped {
         job: String,
         reason: String,

@@ -41,6 +41,9 @@ use crate::owner::Owner;
 use crate::pipeline::ArtifactPath;
 use crate::workspace;
 
+mod build;
+mod drift;
+
 /// Where the job sees its workspace.
 pub const WORKSPACE: &str = "/workspace";
 /// Label on every Docker object pipe creates.
@@ -520,6 +523,20 @@ impl DockerBackend {
         log: &LogSink,
         stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
+        if let Some(build) = &spec.build {
+            let result = match build {
+                Ok(build) => self.build(spec, build, log).await,
+                Err(why) => Err(BackendError::Job(why.clone())),
+            };
+            self.tear_down(None, None, spec.scratch.clone());
+            return result;
+        }
+        if let Some(push) = &spec.push {
+            return match push {
+                Ok(push) => self.push(spec, push, log).await,
+                Err(why) => Err(BackendError::Job(why.clone())),
+            };
+        }
         let sidecars = match self.start_services(spec, log).await {
             Ok(sidecars) => sidecars,
             Err(e) => {
@@ -770,6 +787,7 @@ impl DockerBackend {
         if let Some(handle) = stopping {
             let _ = handle.await;
         }
+        let exit_code = self.drift(id, spec, log, exit_code).await;
         let missing_artifacts = if exit_code == 0 {
             self.download(id, spec, &spec.artifacts, &spec.artifacts_dest)
                 .await
@@ -996,7 +1014,14 @@ impl Backend for DockerBackend {
 
     fn prepare<'a>(&'a self, run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
-            let mut images: Vec<String> = run.jobs.iter().filter_map(|j| j.image.clone()).collect();
+            // An image the run builds is not pulled: it is made before the jobs that use it.
+            let built: Vec<&String> = run.jobs.iter().flat_map(|j| &j.builds).collect();
+            let mut images: Vec<String> = run
+                .jobs
+                .iter()
+                .filter_map(|j| j.image.clone())
+                .filter(|i| !built.contains(&i))
+                .collect();
             images.sort();
             images.dedup();
             // Network sandboxes for the later waves; starting more of them than there are

@@ -24,6 +24,8 @@ pub struct ScanSpec {
     /// The run's own pipeline: the run's copy of it, and its name in reports. The `pipeline`
     /// scanner audits it even when it is not among the names it looks for in the workspace.
     pub pipeline: (PathBuf, PathBuf),
+    /// Where the run's Docker jobs keep their drift, listed beside the findings.
+    pub drift: PathBuf,
 }
 
 pub struct InProcess;
@@ -84,6 +86,9 @@ impl Backend for InProcess {
                 .map_err(|e| {
                     BackendError::Internal(format!("cannot write the SARIF report: {e}"))
                 })?;
+            for line in drift_report(&scan_spec.drift) {
+                log.line(Stream::Stdout, line);
+            }
             log.line(
                 Stream::Stdout,
                 format!("SARIF report: {}", scan_spec.sarif.display()),
@@ -135,4 +140,34 @@ fn scan_layers(layers: &[PathBuf], scanners: &[Scanner]) -> Result<Vec<Finding>,
     }
     out.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
     Ok(out)
+}
+
+/// Each earlier job's drift, as its Docker backend kept it in the run's folder: a line per
+/// job, sorted by name; nothing when no job changed anything outside its workspace.
+fn drift_report(dir: &std::path::Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        job: String,
+        drift: crate::drift::Drift,
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut kept: Vec<Kept> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    kept.sort_by(|a, b| a.job.cmp(&b.job));
+    let mut lines = vec!["drift (what jobs changed outside /workspace and /tmp):".to_string()];
+    for k in kept {
+        lines.push(format!("  {}: {}", k.job, k.drift.summary()));
+        for path in &k.drift.system.paths {
+            lines.push(format!("    system: {path}"));
+        }
+    }
+    lines
 }

@@ -187,6 +187,12 @@ impl Backend for LocalBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
+            if spec.build.is_some() || spec.push.is_some() {
+                return Err(BackendError::Job(
+                    "`build_image` and `push` jobs need an engine: run them with the Docker backend"
+                        .into(),
+                ));
+            }
             let mut unfinished = Unfinished {
                 backend: self,
                 spec,
@@ -449,6 +455,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("source")).unwrap();
         let spec = JobSpec {
+            build: None,
+            push: None,
+            drift: Default::default(),
             run_id: format!("unfinished-{}", std::process::id()),
             job: "long".into(),
             slug: "long".into(),

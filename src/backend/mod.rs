@@ -59,6 +59,22 @@ pub struct JobSpec {
     pub cache: Option<CachePaths>,
     /// Containers started beside the job on a network of its own; none for most jobs.
     pub services: services::Services,
+    /// Set for a `build_image` job, which the engine carries out instead of a script: the
+    /// build with its variables expanded, or why they could not be.
+    pub build: Option<Result<crate::image::BuildSpec, String>>,
+    /// Set for a `push` job, which the engine carries out instead of a script.
+    pub push: Option<Result<crate::image::PushSpec, String>>,
+    /// What is done with what the job changes outside its workspace.
+    pub drift: DriftSpec,
+}
+
+/// What a backend that can tell a job's drift does with it.
+#[derive(Debug, Clone, Default)]
+pub struct DriftSpec {
+    /// A job that wrote into system paths fails (`drift: fail`).
+    pub fail: bool,
+    /// Where the drift is kept for the run's scan jobs to report.
+    pub record: Option<PathBuf>,
 }
 
 /// What a job's cache keeps, and where the backend copies it (never following a link).
@@ -129,6 +145,9 @@ pub struct JobShape {
     pub image: Option<String>,
     /// The job's spec will carry a [`inprocess::ScanSpec`].
     pub scan: bool,
+    /// The tags a `build_image` job gives the image it builds: jobs that use one must not
+    /// have it pulled before it is built.
+    pub builds: Vec<String>,
 }
 
 pub trait Backend: Send + Sync {
@@ -234,6 +253,11 @@ impl LogSink {
             std::borrow::Cow::Borrowed(_) => line,
         };
         self.send(stream, line);
+    }
+
+    /// Something pipe says of the job besides its output (an image it built, its drift).
+    pub fn event(&self, kind: EventKind) {
+        let _ = self.events.send(Event::now(kind));
     }
 
     /// `bytes` masked, for what pipe writes of the job elsewhere (a scan's SARIF report).

@@ -222,7 +222,15 @@ fn jobs_table(jobs: &[JobRecord], color: bool) -> String {
                 j.findings
                     .map(|f| crate::scan::report::summary(&f))
                     .or_else(|| j.note.clone())
-                    .unwrap_or_default(),
+                    .into_iter()
+                    .chain(
+                        j.image
+                            .as_ref()
+                            .map(|i| format!("image {} ({})", short_id(&i.id), i.tags.join(", "))),
+                    )
+                    .chain(j.drift.as_ref().map(|d| format!("drift: {}", d.summary())))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             ]
         })
         .collect();
@@ -248,4 +256,10 @@ pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
         },
     )?;
     Ok(exit::OK)
+}
+
+/// `sha256:0123456789ab…` as `docker images` shows it: the first 12 hex digits.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
 }

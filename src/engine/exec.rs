@@ -165,7 +165,7 @@ impl ExecOptions {
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let missing: Vec<Problem> = jobs
             .iter()
-            .filter(|j| j.image.is_none() && j.scan.is_empty())
+            .filter(|j| j.image.is_none() && j.scan.is_empty() && j.build.is_none() && j.push.is_none())
             .map(|j| {
                 Problem::at(j.pos, j.base.chars().count(), format!("job `{}` has no image", j.name))
                     .hint("set `image:` on the job or at the top of the pipeline, or run with `--backend local`")

@@ -28,7 +28,11 @@ impl Patterns {
             | EventKind::JobFinished { message: None, .. }
             | EventKind::RunFinished { .. }
             | EventKind::Watching { .. }
-            | EventKind::FilesChanged { .. } => return,
+            | EventKind::FilesChanged { .. }
+            // Names and ids, no free text; the job's log lines that say them were masked.
+            | EventKind::ImageBuilt { .. }
+            | EventKind::ImagePushed { .. }
+            | EventKind::JobDrift { .. } => return,
         };
         if let std::borrow::Cow::Owned(masked) = self.text(text) {
             *text = masked;

@@ -44,6 +44,9 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "inputs",
     "reuse",
     "services",
+    "build_image",
+    "drift",
+    "push",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -175,6 +178,9 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
             jobs.push(new);
         }
     }
+    super::build::check_pushes(&jobs)
+        .into_iter()
+        .for_each(|p| probs.add(p));
     check_needs(
         &jobs,
         &job_entries
@@ -248,6 +254,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut inputs = Vec::new();
     let mut reuse = true;
     let mut services = Vec::new();
+    let mut build = None;
+    let mut build_node = None;
+    let mut drift = super::build::DriftPolicy::default();
+    let mut push = None;
+    let mut push_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -327,6 +338,23 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "inputs" => inputs = input_globs(v, probs),
             "reuse" => reuse = boolean(v, "`reuse`", probs).unwrap_or(true),
             "services" => services = services::services_of(v, probs),
+            "build_image" => {
+                build_node = Some(k.node);
+                let (parsed, problems) = super::build::build_image(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                build = parsed;
+            }
+            "push" => {
+                push_node = Some(k.node);
+                let (parsed, problems) = super::build::push(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                push = parsed;
+            }
+            "drift" => {
+                let (parsed, problems) = super::build::drift(v);
+                problems.into_iter().for_each(|p| probs.add(p));
+                drift = parsed;
+            }
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -338,6 +366,41 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             .hint = Some(
             "a scan job runs pipe's built-in scanners; put commands in a job of their own".into(),
         );
+    }
+    let kinds = [
+        has_script,
+        scan_node.is_some(),
+        build_node.is_some(),
+        push_node.is_some(),
+    ];
+    if let (Some(node), true) = (
+        build_node.or(push_node),
+        kinds.iter().filter(|k| **k).count() > 1,
+    ) {
+        probs
+            .at(
+                node,
+                format!(
+                    "job `{name}` has more than one of `script`, `scan`, `build_image`, `push`"
+                ),
+            )
+            .hint = Some("pipe builds and pushes images itself; give each its own job".into());
+    }
+    if let (Some(node), true) = (build_node, matrix.len() > 1) {
+        probs
+            .at(
+                node,
+                format!("job `{name}` has `build_image` and a `matrix`"),
+            )
+            .hint = Some(
+            "a `push` finds the image by the job's name: give each build a job of its own".into(),
+        );
+    }
+    // An image build or push runs in no container, and its product is an image on the engine
+    // or a registry, not files an earlier run could hand over.
+    if build_node.is_some() || push_node.is_some() {
+        image = None;
+        reuse = false;
     }
     // Services are reached over the job's network: a job without one could not use them.
     if let (false, Some((k, _))) = (
@@ -387,6 +450,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     if !has_script
         && scan_node.is_none()
+        && build_node.is_none()
+        && push_node.is_none()
         && !entries
             .iter()
             .any(|(k, _)| LATER_JOB_KEYS.contains(&k.as_str()) || k.as_str() == "extends")
@@ -482,6 +547,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             inputs: inputs.clone(),
             reuse,
             services: services.clone(),
+            build: build.clone(),
+            push: push.clone(),
+            drift,
             spans: spans.clone(),
         })
         .collect()

@@ -14,7 +14,7 @@ use super::Problem;
 
 /// What `default:` can set for every job: settings shared by almost all jobs. What only some
 /// jobs share belongs in a `.template` they extend.
-pub const DEFAULT_KEYS: &[&str] = &["image", "env", "retry", "timeout", "network"];
+pub const DEFAULT_KEYS: &[&str] = &["image", "env", "retry", "timeout", "network", "drift"];
 
 /// The tree with `default:` applied to every job and each `extends:` resolved, and the
 /// problems found on the way. A job whose `extends` cannot be

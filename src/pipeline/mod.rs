@@ -3,6 +3,7 @@
 //! file, and nothing downstream has to check the pipeline again.
 
 mod artifact;
+mod build;
 pub mod cache;
 mod check;
 mod duration;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use artifact::ArtifactPath;
 pub use check::services::{Ready, Service};
+pub use build::{BuildImage, DriftPolicy, PushImage};
 pub use check::suggest;
 pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,

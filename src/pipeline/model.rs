@@ -91,6 +91,12 @@ pub struct Job {
     pub reuse: bool,
     /// Containers started beside the job on a network private to it (see docs/services.md).
     pub services: Vec<Service>,
+    /// Set for a job that pipe carries out by building an image (`build_image:`).
+    pub build: Option<super::build::BuildImage>,
+    /// Set for a job that pushes the image a `build_image` job built (`push:`).
+    pub push: Option<super::build::PushImage>,
+    /// What a job that changed files outside its workspace comes to (`drift:`).
+    pub drift: super::build::DriftPolicy,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

@@ -255,6 +255,39 @@ fn shape(key: &str) -> Value {
             }),
             "Containers started beside the job on a network private to it, reached by name (see docs/services.md).",
         ),
+        "build_image" => (
+            json!({
+                "type": "object",
+                "properties": {
+                    "context": { "type": "string", "minLength": 1 },
+                    "dockerfile": { "type": "string", "minLength": 1 },
+                    "args": { "type": "object", "additionalProperties": { "type": ["string", "number", "boolean"] } },
+                    "target": { "type": "string", "minLength": 1 },
+                    "tags": { "type": "array", "minItems": 1, "items": { "type": "string", "minLength": 1 } },
+                },
+                "required": ["tags"],
+                "additionalProperties": false,
+            }),
+            "pipe builds an image from the job's workspace through the engine (see docs/images.md); tags may use `$PIPE_VERSION`.",
+        ),
+        "push" => (
+            json!({
+                "type": "object",
+                "properties": {
+                    "image": { "type": "string", "minLength": 1 },
+                    "to": { "type": "array", "minItems": 1, "items": { "type": "string", "minLength": 1 } },
+                    "username": { "type": "string", "minLength": 1 },
+                    "password": { "type": "string", "minLength": 1 },
+                },
+                "required": ["image", "to"],
+                "additionalProperties": false,
+            }),
+            "Pushes the image a `build_image` job built in this run, by its id, to registry tags; `password` names a secret of the job (see docs/images.md).",
+        ),
+        "drift" => (
+            json!({ "enum": ["report", "fail"] }),
+            "`fail`: the job fails when it wrote into system paths (/usr, /etc, …) [default: report].",
+        ),
         _ => (json!({}), "See docs/pipeline-format.md."),
     };
     with_description(described, doc)

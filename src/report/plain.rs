@@ -87,7 +87,11 @@ impl Reporter for Plain {
             EventKind::JobLeftOut { job, reason, .. } => {
                 writeln!(self.out, "[{job}] left out: {reason}")?
             }
-            EventKind::RunFinished { .. } => {}
+            // The job's log says it in its own lines.
+            EventKind::RunFinished { .. }
+            | EventKind::ImageBuilt { .. }
+            | EventKind::ImagePushed { .. }
+            | EventKind::JobDrift { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
             | EventKind::Stopping { .. }

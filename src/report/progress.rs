@@ -161,6 +161,10 @@ impl Reporter for Progress {
                     self.multi.println(line)?;
                 }
             }
+            // The job's log says it in its own lines.
+            EventKind::ImageBuilt { .. }
+            | EventKind::ImagePushed { .. }
+            | EventKind::JobDrift { .. } => {}
             // The summary table follows on stdout: no live line may be left above or in it.
             EventKind::RunFinished { .. } => self.clear(),
         }

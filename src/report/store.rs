@@ -61,6 +61,10 @@ impl Reporter for StoreSink {
                 record.findings = *findings;
                 started.and_then(|()| self.store.job_finished(self.run, &record))
             }
+            EventKind::ImageBuilt { job, image } | EventKind::ImagePushed { job, image } => {
+                self.store.job_built(self.run, job, image)
+            }
+            EventKind::JobDrift { job, drift } => self.store.job_drift(self.run, job, drift),
             EventKind::JobSkipped { job, reason } => {
                 let record = self.record(job, "skipped", 0, None, None, Some(reason.clone()));
                 self.store.job_finished(self.run, &record)
@@ -104,6 +108,8 @@ impl StoreSink {
                 Vec::new()
             },
             findings: None,
+            image: None,
+            drift: None,
         }
     }
 }

@@ -137,9 +137,18 @@ pub async fn run(
         jobs: plan
             .jobs
             .iter()
-            .map(|j| JobShape {
+            .enumerate()
+            .map(|(i, j)| JobShape {
                 image: j.image.clone(),
                 scan: !j.scan.is_empty(),
+                builds: match j.build {
+                    Some(_) => job_spec(plan, i, &opts)
+                        .build
+                        .and_then(Result::ok)
+                        .map(|b| b.tags)
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                },
             })
             .collect(),
         concurrency: opts.concurrency.max(1),
@@ -410,14 +419,37 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
         ("PIPE_STAGE".to_string(), job.stage.clone()),
     ]);
     env.extend(job.env.iter().cloned());
+    let images = opts.run.root.join("images");
+    let build = job.build.as_ref().map(|b| {
+        crate::image::BuildSpec::expand(b, &env).map(|spec| crate::image::BuildSpec {
+            record: Some(crate::image::record(&images, &job.base)),
+            ..spec
+        })
+    });
+    let secrets = opts.secrets.for_job(job);
+    let push = job.push.as_ref().map(|p| {
+        let record = crate::image::record(&images, &p.image);
+        crate::image::PushSpec::expand(p, record, &env, &secrets)
+    });
     JobSpec {
+        build,
+        push,
+        drift: crate::backend::DriftSpec {
+            fail: job.drift == crate::pipeline::DriftPolicy::Fail,
+            record: Some(
+                opts.run
+                    .root
+                    .join("drift")
+                    .join(format!("{}.json", slugs[i])),
+            ),
+        },
         run_id: opts.run.id.to_string(),
         job: job.name.clone(),
         slug: slugs[i].clone(),
         image: job.image.clone(),
         script: job.script.clone(),
         env,
-        secrets: opts.secrets.for_job(job),
+        secrets,
         layers,
         scratch: opts.run.scratch(&slugs[i]),
         artifacts: job.artifacts.clone(),
@@ -427,6 +459,7 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
             fail_on: job.fail_on,
             sarif: opts.run.sarif(&slugs[i]),
             pipeline: (opts.run.pipeline_file(), opts.pipeline_file.clone()),
+            drift: opts.run.root.join("drift"),
         }),
         privileged: job.privileged,
         cache: job.cache.as_ref().map(|c| crate::backend::CachePaths {

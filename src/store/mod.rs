@@ -161,6 +161,12 @@ pub struct JobRecord {
     pub artifacts: Vec<String>,
     /// A scan job's findings per severity, for gates that look at them.
     pub findings: Option<crate::scan::Counts>,
+    /// The image a `build_image` job built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::image::BuiltImage>,
+    /// What a Docker job changed outside its workspace, when it changed anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::Drift>,
 }
 
 /// Milliseconds as seconds, as the events give durations.
@@ -220,6 +226,20 @@ pub trait Store: Send {
         log: &str,
     ) -> Result<(), StoreError>;
     fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError>;
+    /// The image a `build_image` job built.
+    fn job_built(
+        &mut self,
+        id: RunId,
+        job: &str,
+        image: &crate::image::BuiltImage,
+    ) -> Result<(), StoreError>;
+    /// What a job changed outside its workspace.
+    fn job_drift(
+        &mut self,
+        id: RunId,
+        job: &str,
+        drift: &crate::drift::Drift,
+    ) -> Result<(), StoreError>;
     /// Resets jobs to pending for a rerun.
     fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError>;
     /// `1`, `12` or `last`.

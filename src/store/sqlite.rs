@@ -177,6 +177,17 @@ impl SqliteStore {
         if !has_changed_paths {
             tx.execute("ALTER TABLE runs ADD COLUMN changed_paths INTEGER", [])?;
         }
+        // Stores made before jobs recorded the image they built and their drift.
+        for column in ["image", "drift"] {
+            let has: bool = tx.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                tx.execute(&format!("ALTER TABLE jobs ADD COLUMN {column} TEXT"), [])?;
+            }
+        }
         tx.commit()
     }
 
@@ -377,13 +388,39 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn job_built(
+        &mut self,
+        id: RunId,
+        job: &str,
+        image: &crate::image::BuiltImage,
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE jobs SET image = ?1 WHERE run_id = ?2 AND name = ?3",
+            params![serde_json::to_string(image).unwrap_or_default(), id, job],
+        )?;
+        Ok(())
+    }
+
+    fn job_drift(
+        &mut self,
+        id: RunId,
+        job: &str,
+        drift: &crate::drift::Drift,
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE jobs SET drift = ?1 WHERE run_id = ?2 AND name = ?3",
+            params![serde_json::to_string(drift).unwrap_or_default(), id, job],
+        )?;
+        Ok(())
+    }
+
     fn reset_jobs(&mut self, id: RunId, jobs: &[String]) -> Result<(), StoreError> {
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for job in jobs {
             tx.execute(
-                "UPDATE jobs SET status = 'pending', exit_code = NULL, duration_ms = NULL, note = NULL WHERE run_id = ?1 AND name = ?2",
+                "UPDATE jobs SET status = 'pending', exit_code = NULL, duration_ms = NULL, note = NULL, image = NULL, drift = NULL WHERE run_id = ?1 AND name = ?2",
                 params![id, job],
             )?;
         }
@@ -461,6 +498,12 @@ impl Store for SqliteStore {
                 findings: r
                     .get::<_, Option<String>>("findings")?
                     .and_then(|f| serde_json::from_str(&f).ok()),
+                image: r
+                    .get::<_, Option<String>>("image")?
+                    .and_then(|i| serde_json::from_str(&i).ok()),
+                drift: r
+                    .get::<_, Option<String>>("drift")?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -573,6 +573,9 @@ fn an_attempt_that_never_finishes_leaves_no_container_or_volume() {
     std::fs::create_dir_all(dir.path().join("source")).unwrap();
     let run_id = format!("unfinished-{}", std::process::id());
     let spec = JobSpec {
+        build: None,
+        push: None,
+        drift: Default::default(),
         run_id: run_id.clone(),
         job: "long".into(),
         slug: "long".into(),

@@ -225,6 +225,9 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
         layers.push(layer);
     }
     let spec = JobSpec {
+        build: None,
+        push: None,
+        drift: Default::default(),
         run_id: format!("layers-{}", std::process::id()),
         job: "all".into(),
         slug: "all".into(),
@@ -257,6 +260,7 @@ fn five_hundred_artifact_layers_fit_one_overlay_mount() {
                 jobs: vec![JobShape {
                     image: Some(IMAGE.into()),
                     scan: false,
+                    builds: Vec::new(),
                 }],
                 concurrency: 1,
                 // No sandboxes: the one job runs in the first wave.

@@ -17,6 +17,7 @@ mod failures;
 mod graph;
 mod help;
 mod hook;
+mod images;
 mod init;
 mod isolation;
 mod junit;
