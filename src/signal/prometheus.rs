@@ -71,9 +71,11 @@ pub async fn query(server: &str, query: &str) -> Result<f64, SignalError> {
         Some("vector") => match result.as_array().map(Vec::len) {
             Some(1) => &result[0]["value"][1],
             Some(0) => return Err(bad("the query returned no series".into())),
-            Some(n) => return Err(bad(format!(
+            Some(n) => {
+                return Err(bad(format!(
                 "the query returned {n} series, and the gate needs one number (wrap it in sum(…))"
-            ))),
+            )))
+            }
             None => &serde_json::Value::Null,
         },
         _ => &serde_json::Value::Null,
