@@ -26,6 +26,7 @@ pub mod run;
 pub mod scan;
 pub mod secret;
 pub mod severity;
+pub mod signal;
 pub mod store;
 pub mod style;
 pub mod vars;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::pipeline::gate::Gate;
+use crate::scan::Counts;
 use crate::store::{Approval, JobRecord, Phase, RunRecord};
 
 /// Which condition does not hold, most fundamental first: what no approval can fix comes
@@ -16,8 +17,13 @@ pub enum Condition {
     Ref,
     /// A release job's gate names refs, and the run carries uncommitted changes.
     Committed,
+    /// The run's scans found more than a release job's gate allows.
+    Findings,
     Approvals,
     Freeze,
+    /// A release job's error budget is spent or cannot be read (judged after all the others,
+    /// when the release is asked for: see [`super::signals`]).
+    ErrorBudget,
 }
 
 /// A condition of the gate that does not hold: which, whose (the release job whose gate asks
@@ -85,6 +91,9 @@ pub fn unmet(
             ));
         }
     }
+    if let Some(over) = too_many_findings(gates, run, jobs) {
+        out.push(over);
+    }
     // Whether the snapshot is the commit's is the run's: one condition, named after the first
     // job whose gate names refs. A run without a commit is refused for its ref already.
     let vouching = gates.iter().find(|(_, g)| g.limits_refs());
@@ -121,6 +130,52 @@ pub fn unmet(
     }
     out.sort_by_key(|u| u.condition);
     out
+}
+
+/// The run's findings are its scan jobs' together; one condition, named after the first release
+/// job whose limits they exceed, with every count over its limit and where to read them.
+fn too_many_findings(gates: &[(&str, Gate)], run: &RunRecord, jobs: &[JobRecord]) -> Option<Unmet> {
+    let scans: Vec<(&str, Counts)> = jobs
+        .iter()
+        .filter_map(|j| j.findings.map(|c| (j.name.as_str(), c)))
+        .collect();
+    let found = |severity| -> usize { scans.iter().map(|(_, c)| c.get(severity)).sum() };
+    gates.iter().find_map(|(job, gate)| {
+        let over: Vec<String> = gate
+            .findings
+            .iter()
+            .filter(|(severity, most)| found(*severity) > *most)
+            .map(|(severity, most)| {
+                format!(
+                    "{} {} (at most {most})",
+                    found(*severity),
+                    severity.as_str()
+                )
+            })
+            .collect();
+        if over.is_empty() {
+            return None;
+        }
+        let logs: Vec<String> = scans
+            .iter()
+            .filter(|(_, c)| c.total() > 0)
+            .map(|(name, _)| format!("pipe logs {} {name}", run.id))
+            .collect();
+        Some(Unmet {
+            condition: Condition::Findings,
+            job: Some(job.to_string()),
+            why: format!(
+                "the run's scans found {}: see pipe show {}{}",
+                over.join(", "),
+                run.id,
+                if logs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {}", logs.join(", "))
+                }
+            ),
+        })
+    })
 }
 
 fn wrong_ref(gate: &Gate, run: &RunRecord) -> String {
@@ -303,5 +358,42 @@ mod tests {
         assert!(all[0].contains("built from branch `feature`"), "{all:?}");
         assert!(all[1].contains("uncommitted changes on feature"), "{all:?}");
         assert!(all[2].contains("needs 1 approval"), "{all:?}");
+    }
+
+    #[test]
+    fn findings_over_a_limit_are_named_with_where_to_read_them() {
+        use crate::severity::Severity;
+        let gates = [(
+            "to-prod",
+            Gate {
+                findings: vec![(Severity::Critical, 0), (Severity::High, 1)],
+                ..Default::default()
+            },
+        )];
+        let run = run_on("main", Some(0));
+        let scan = |name: &str, critical, high| JobRecord {
+            findings: Some(Counts {
+                critical,
+                high,
+                ..Default::default()
+            }),
+            name: name.into(),
+            stage: "test".into(),
+            phase: crate::store::Phase::Main,
+            environment: None,
+            status: "passed".into(),
+            attempts: 1,
+            exit_code: Some(0),
+            duration_ms: None,
+            note: None,
+            log: String::new(),
+            artifacts: vec![],
+        };
+        let over = too_many_findings(&gates, &run, &[scan("trivy", 1, 1), scan("secrets", 0, 1)]);
+        assert_eq!(
+            over.map(|u| u.to_string()).as_deref(),
+            Some("release job `to-prod`: the run's scans found 1 critical (at most 0), 2 high (at most 1): see pipe show 7 and pipe logs 7 trivy, pipe logs 7 secrets")
+        );
+        assert!(too_many_findings(&gates, &run, &[scan("trivy", 0, 1)]).is_none());
     }
 }

@@ -16,6 +16,7 @@ mod record;
 mod release;
 mod retry;
 mod runs;
+mod signals;
 mod source;
 mod start;
 mod watching;

@@ -8,6 +8,7 @@ use super::exec::{privileges_asked, runs_on_docker};
 use super::gate;
 use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::signals;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
 use crate::pipeline::gate::Gate;
@@ -105,6 +106,18 @@ pub(super) async fn release_run(
     if !unmet.is_empty() {
         if automatic {
             announce(ctx, store, id)?;
+            return Ok(None);
+        }
+        store.audit(id, &ctx.actor, "release refused", &unmet[0].to_string())?;
+        return Err(Refusal::Gate { run: id, unmet }.into());
+    }
+    // Signals from outside are asked for only now, when nothing recorded stands in the way.
+    let unmet = signals::error_budgets(ctx, store, id, &pipeline, &gates).await?;
+    if !unmet.is_empty() {
+        if automatic {
+            let reasons: Vec<String> = unmet.iter().map(ToString::to_string).collect();
+            let next = format!("release {id} waits at the gate: {}", reasons.join("; "));
+            ctx.emit(EventKind::AwaitingRelease { run_id: id, next });
             return Ok(None);
         }
         store.audit(id, &ctx.actor, "release refused", &unmet[0].to_string())?;

@@ -8,6 +8,7 @@ use super::gate::{Freeze, Gate};
 use super::glob::Glob;
 use super::habits;
 use super::model::{Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, RELEASE_STAGE};
+use super::signals::{ErrorBudget, OnError};
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 use crate::severity::Severity;
@@ -51,7 +52,16 @@ pub(super) const JOB_KEYS: &[&str] = &[
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
 const LATER_JOB_KEYS: &[&str] = &["concurrency"];
-pub(super) const GATE_KEYS: &[&str] = &["approvals", "branches", "tags", "freeze"];
+pub(super) const GATE_KEYS: &[&str] = &[
+    "approvals",
+    "branches",
+    "tags",
+    "freeze",
+    "error_budget",
+    "findings",
+];
+pub(super) const ERROR_BUDGET_KEYS: &[&str] =
+    &["prometheus", "query", "objective", "window", "on_error"];
 pub(super) const SCANNERS: &[&str] = &["secrets", "pipeline"];
 pub(super) const MAX_RETRY: i64 = 10;
 pub(super) const MAX_APPROVALS: i64 = 100;
@@ -1193,10 +1203,91 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                     }
                 }
             }
+            "error_budget" => gate.error_budget = error_budget_of(v, probs),
+            "findings" => gate.findings = finding_limits(v, probs),
             other => unknown_key(k.node, other, GATE_KEYS, &[], probs),
         }
     }
     Some(gate)
+}
+
+fn finding_limits(node: &Node, probs: &mut Problems) -> Vec<(Severity, usize)> {
+    let Some(entries) = mapping(node, "`findings`", probs) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let Some(severity) = Severity::ALL.into_iter().find(|s| s.as_str() == k.as_str()) else {
+            let known: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+            unknown_key(k.node, k.as_str(), &known, &[], probs);
+            continue;
+        };
+        match v.kind {
+            Kind::Int(n) if n >= 0 => out.push((severity, n as usize)),
+            _ => {
+                probs.at(
+                    v,
+                    format!(
+                        "`{}` is the most {} findings a release allows: a whole number from 0, found {}",
+                        k.as_str(),
+                        k.as_str(),
+                        v.kind.describe()
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn error_budget_of(node: &Node, probs: &mut Problems) -> Option<ErrorBudget> {
+    let entries = mapping(node, "`error_budget`", probs)?;
+    let mut text = HashMap::new();
+    let mut on_error = OnError::Refuse;
+    for (k, v) in entries {
+        match k.as_str() {
+            "on_error" => match string(v, "`on_error`", probs).as_deref() {
+                Some("refuse") => on_error = OnError::Refuse,
+                Some("allow") => on_error = OnError::Allow,
+                Some(other) => {
+                    probs.at(
+                        v,
+                        format!("`on_error` is `refuse` or `allow`, found `{other}`"),
+                    );
+                }
+                None => {}
+            },
+            key @ ("prometheus" | "query" | "objective" | "window") => {
+                if let Some(s) = string(v, &format!("`{key}`"), probs) {
+                    text.insert(key.to_string(), s);
+                }
+            }
+            other => unknown_key(k.node, other, ERROR_BUDGET_KEYS, &[], probs),
+        }
+    }
+    let missing: Vec<&str> = ["prometheus", "query", "objective", "window"]
+        .into_iter()
+        .filter(|k| !text.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        probs
+            .at(node, format!("`error_budget` needs `{}`", missing.join("`, `")))
+            .hint = Some("for example: {prometheus: http://127.0.0.1:9090, query: 'sum(rate(errors_total[$window])) / sum(rate(requests_total[$window]))', objective: 99.9%, window: 28d}".into());
+        return None;
+    }
+    match ErrorBudget::new(
+        text["prometheus"].clone(),
+        text["query"].clone(),
+        &text["objective"],
+        &text["window"],
+        on_error,
+    ) {
+        Ok(budget) => Some(budget),
+        Err(e) => {
+            probs.at(node, e);
+            None
+        }
+    }
 }
 
 fn retry_of(node: &Node, probs: &mut Problems) -> u32 {

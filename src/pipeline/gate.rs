@@ -2,6 +2,9 @@
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc, Weekday};
 
+use super::signals::ErrorBudget;
+use crate::severity::Severity;
+
 /// What must hold before a run's release jobs may run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gate {
@@ -13,6 +16,10 @@ pub struct Gate {
     pub tags: Vec<String>,
     /// Windows (UTC) in which nothing is released.
     pub freeze: Vec<Freeze>,
+    /// Release only while this service's error budget holds.
+    pub error_budget: Option<ErrorBudget>,
+    /// The most findings of a severity the run's scans may have; severities not named: any.
+    pub findings: Vec<(Severity, usize)>,
 }
 
 /// A freeze window: weekly (`Fri 16:00 - Mon 08:00 UTC`) or between two dates

@@ -15,6 +15,7 @@ mod model;
 mod only;
 mod schema;
 mod secrets;
+pub mod signals;
 pub mod starter;
 mod yaml;
 

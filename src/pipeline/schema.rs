@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::check::services;
 use super::check::{
-    GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS, TOP_KEYS,
+    ERROR_BUDGET_KEYS, GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS,
+    TOP_KEYS,
 };
 use super::extends::DEFAULT_KEYS;
 use crate::severity::Severity;
@@ -310,12 +311,62 @@ fn gate_keys() -> Value {
                         json!({ "type": "array", "items": { "type": "string" } }),
                         "Windows in which nothing is released: `Fri 16:00 - Mon 08:00 UTC`, or `2026-12-20 00:00 - 2027-01-04 00:00 UTC`.",
                     ),
+                    "findings" => (
+                        json!({
+                            "type": "object",
+                            "properties": Severity::ALL
+                                .iter()
+                                .map(|s| (s.as_str().to_string(), json!({ "type": "integer", "minimum": 0 })))
+                                .collect::<Map<_, _>>(),
+                            "additionalProperties": false,
+                        }),
+                        "The most findings of each severity the run's scans may have: `{critical: 0, high: 0}`.",
+                    ),
+                    "error_budget" => (
+                        error_budget(),
+                        "Release only while a service's error budget, as Prometheus counts it, holds.",
+                    ),
                     _ => (json!({}), "See docs/releases.md."),
                 };
                 (k.to_string(), with_description(shape, doc))
             })
             .collect::<Map<_, _>>(),
     )
+}
+
+fn error_budget() -> Value {
+    let string = json!({ "type": "string", "minLength": 1 });
+    let described = |key: &str| {
+        match key {
+        "prometheus" => (string.clone(), "The Prometheus server: `http://host:port`."),
+        "query" => (
+            string.clone(),
+            "PromQL for the share of events that failed over the window (0.001 is 0.1%); `$window` stands for the window.",
+        ),
+        "objective" => (
+            json!({ "type": "string", "pattern": "^[0-9.]+%$" }),
+            "The share of events that must succeed, like `99.9%`.",
+        ),
+        "window" => (string.clone(), "The period the objective is over, like `28d`."),
+        "on_error" => (
+            json!({ "enum": ["refuse", "allow"] }),
+            "When Prometheus cannot be asked: refuse the release (the default) or allow it.",
+        ),
+        _ => (json!({}), "See docs/releases.md."),
+    }
+    };
+    json!({
+        "type": "object",
+        "properties": ERROR_BUDGET_KEYS
+            .iter()
+            .map(|k| {
+                let (shape, doc) = described(k);
+                (k.to_string(), with_description(shape, doc))
+            })
+            .collect::<Map<_, _>>(),
+        "required": ["prometheus", "query", "objective", "window"],
+        "additionalProperties": false,
+    })
 }
 
 fn env() -> Value {
