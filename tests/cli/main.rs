@@ -19,6 +19,7 @@ mod junit;
 mod leak;
 mod local;
 mod network;
+mod output;
 mod project;
 mod release;
 mod retry;
