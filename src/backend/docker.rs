@@ -93,7 +93,8 @@ pub struct DockerBackend {
 /// jobs running at once never share ports; jobs that run one after another in the same
 /// sandbox see the same network, but nothing left over of each other (their processes end
 /// with their containers). Sandboxes are made for the jobs after the first wave, while the
-/// first wave runs; a job that finds none to take gets a network of its own.
+/// first wave runs; a job that finds none to take gets a network of its own, and so does every
+/// job of the first wave: waiting for a sandbox just begun costs it more than its own network.
 struct Sandboxes {
     ready: mpsc::UnboundedSender<Option<String>>,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<String>>>,
@@ -101,6 +102,8 @@ struct Sandboxes {
     available: AtomicUsize,
     all: Mutex<Vec<String>>,
     creating: Teardowns,
+    /// Set once a job has ended: jobs starting from then on are of a later wave.
+    later_wave: AtomicBool,
 }
 
 impl Default for Sandboxes {
@@ -112,6 +115,7 @@ impl Default for Sandboxes {
             available: AtomicUsize::new(0),
             all: Mutex::default(),
             creating: Teardowns::default(),
+            later_wave: AtomicBool::new(false),
         }
     }
 }
@@ -589,7 +593,8 @@ impl DockerBackend {
         stop: watch::Receiver<Stop>,
     ) -> (Option<String>, Result<Outcome, Attempt>) {
         // A job without a network has no use for a sandbox's: leave it to a job that has.
-        let sandbox = match spec.network {
+        let later_wave = self.sandboxes.later_wave.load(Ordering::Acquire);
+        let sandbox = match spec.network && later_wave {
             true => self.sandboxes.take().await,
             false => None,
         };
@@ -995,6 +1000,7 @@ impl Backend for DockerBackend {
                 other => other,
             };
             unfinished.armed = false;
+            self.sandboxes.later_wave.store(true, Ordering::Release);
             super::drop_partial_artifacts(spec, &result).await;
             result
         }
