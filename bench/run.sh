@@ -101,9 +101,9 @@ for name in $ONLY; do
   cmds=(-n pipe "cd $work/$name && $NEW >/dev/null" -n cli "sh $work/$name.sh")
   # An older binary may not know a key the workload uses (`network`): it is left out there.
   old=$([ -n "$OLD" ] && (cd "$work/$name" && "$OLD" validate >/dev/null 2>&1) && echo "$OLD" || true)
-  [ -n "$old" ] && cmds+=(-n old "cd $work/$name && $old run --pull never >/dev/null")
+  [ -n "$old" ] && cmds+=(-n old "cd $work/$name && $old run --pull never --no-reuse >/dev/null")
   hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$work/$name.json" "${cmds[@]}" >/dev/null
-  python3 - "$work/$name.json" "$name" "$(rss "$NEW" "$work/$name")" "${old:+$(rss "$old run --pull never" "$work/$name")}" <<'PY'
+  python3 - "$work/$name.json" "$name" "$(rss "$NEW" "$work/$name")" "${old:+$(rss "$old run --pull never --no-reuse" "$work/$name")}" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
 name, rss, old_rss = sys.argv[2], sys.argv[3], sys.argv[4]

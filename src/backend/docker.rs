@@ -98,7 +98,8 @@ pub struct DockerBackend {
 /// jobs running at once never share ports; jobs that run one after another in the same
 /// sandbox see the same network, but nothing left over of each other (their processes end
 /// with their containers). Sandboxes are made for the jobs after the first wave, while the
-/// first wave runs; a job that finds none to take gets a network of its own.
+/// first wave runs; a job that finds none to take gets a network of its own, and so does every
+/// job of the first wave: waiting for a sandbox just begun costs it more than its own network.
 struct Sandboxes {
     ready: mpsc::UnboundedSender<Option<String>>,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<String>>>,
@@ -106,6 +107,8 @@ struct Sandboxes {
     available: AtomicUsize,
     all: Mutex<Vec<String>>,
     creating: Teardowns,
+    /// Set once a job has ended: jobs starting from then on are of a later wave.
+    later_wave: AtomicBool,
 }
 
 impl Default for Sandboxes {
@@ -117,6 +120,7 @@ impl Default for Sandboxes {
             available: AtomicUsize::new(0),
             all: Mutex::default(),
             creating: Teardowns::default(),
+            later_wave: AtomicBool::new(false),
         }
     }
 }
@@ -642,7 +646,8 @@ impl DockerBackend {
         let network = joining.as_ref().map(|j| j.network);
         // A job without a network has no use for a sandbox's, nor has one on its services'
         // network: leave it to a job that has.
-        let sandbox = match (spec.network, network) {
+        let later_wave = self.sandboxes.later_wave.load(Ordering::Acquire);
+        let sandbox = match (spec.network && later_wave, network) {
             (true, None) => self.sandboxes.take().await,
             _ => None,
         };
@@ -1100,6 +1105,7 @@ impl Backend for DockerBackend {
                 other => other,
             };
             unfinished.armed = false;
+            self.sandboxes.later_wave.store(true, Ordering::Release);
             super::drop_partial_artifacts(spec, &result).await;
             result
         }

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
@@ -49,6 +50,9 @@ pub struct ExecArgs {
     vars: VarsArgs,
     #[command(flatten)]
     cache: CacheArgs,
+    /// The output lines on their way to the screen, shared by the recorder and the screen.
+    #[arg(skip)]
+    screen: Arc<report::ScreenQueue>,
 }
 
 /// Where jobs' caches live: shared by `run`, `release`, `retry` and `pipe cache`.
@@ -115,6 +119,7 @@ impl ExecArgs {
             supply: self.vars.supply()?,
             cache_dir: self.cache.dir(),
             cache_size: self.cache.size(),
+            screen: self.screen.clone(),
         })
     }
 
@@ -146,6 +151,7 @@ impl ExecArgs {
             mode,
             verbose: self.verbose,
             color: color_on(&io::stdout()),
+            queue: self.screen.clone(),
         };
         let _controls = (mode == report::Mode::Progress).then(super::tty::QuietControls::new);
         self.drive_to(project, |shown| report::show(options, shown), request)

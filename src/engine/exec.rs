@@ -82,6 +82,9 @@ pub struct ExecOptions {
     pub cache_dir: Option<PathBuf>,
     /// Bytes the caches of all projects may take; past it the least recently used go.
     pub cache_size: u64,
+    /// The output lines on their way to the screen that shows the request's events, if it
+    /// counts them (`report::show`): the recorder waits while it lags far behind.
+    pub screen: Arc<report::ScreenQueue>,
 }
 
 impl Default for ExecOptions {
@@ -98,6 +101,7 @@ impl Default for ExecOptions {
             supply: Supply::default(),
             cache_dir: None,
             cache_size: crate::cache::DEFAULT_LIMIT,
+            screen: Arc::default(),
         }
     }
 }
@@ -321,7 +325,7 @@ impl ExecOptions {
         let recorder = report::record(
             log_files,
             sink,
-            ctx.events.clone(),
+            ctx.events.clone().map(|to| (to, self.screen.clone())),
             events_rx,
             masks.clone(),
             backlog.clone(),

@@ -6,6 +6,7 @@ mod junit;
 mod logs;
 mod plain;
 mod progress;
+mod screen;
 mod store;
 mod summary;
 mod tail;
@@ -22,6 +23,7 @@ use crate::backend::Backlog;
 use crate::event::Event;
 use crate::mask::Patterns;
 
+pub use screen::ScreenQueue;
 pub use store::StoreSink;
 use summary::Summary;
 pub use verdict::verdict;
@@ -54,6 +56,8 @@ pub struct Options {
     /// Stream every output line, not only the last one of each job.
     pub verbose: bool,
     pub color: bool,
+    /// The output lines on their way to the screen: the same queue the recorder is given.
+    pub queue: Arc<ScreenQueue>,
 }
 
 /// Something that reacts to events, in order.
@@ -66,14 +70,15 @@ trait Reporter: Send {
 }
 
 /// Records a phase of a run as its events come — each job's log file, then the store — and
-/// passes every event on to `forward`, until the sender side closes; what events say in pipe's
-/// words is masked of `masks` first (output lines come masked). Any failure to record
+/// passes every event on to `forward`, until the sender side closes, waiting while `forward`'s
+/// screen is far behind (see [`screen`]); what events say in pipe's words is masked of `masks`
+/// first (output lines come masked). Any failure to record
 /// (a log on a full disk, the store) stops that recorder and is returned, the first one, for
 /// the run to fail with.
 pub fn record(
     log_files: HashMap<String, PathBuf>,
     store: StoreSink,
-    forward: Option<mpsc::UnboundedSender<Event>>,
+    forward: Option<(mpsc::UnboundedSender<Event>, Arc<ScreenQueue>)>,
     events: mpsc::UnboundedReceiver<Event>,
     masks: Arc<Patterns>,
     backlog: Arc<Backlog>,
@@ -83,8 +88,8 @@ pub fn record(
         reporters.push((Box::new(logs::LogFiles::new(log_files)), true));
     }
     reporters.push((Box::new(store), true));
-    if let Some(forward) = forward {
-        reporters.push((Box::new(Forward(forward)), true));
+    if let Some((to, queue)) = forward {
+        reporters.push((Box::new(Forward { to, queue }), true));
     }
     reporters.push((Box::new(Drained(backlog)), true));
     tokio::task::spawn_blocking(move || deliver_all(reporters, events, &masks))
@@ -99,7 +104,14 @@ pub fn junit(
 ) -> tokio::task::JoinHandle<Option<String>> {
     let reporters: Vec<(Box<dyn Reporter>, bool)> = vec![
         (Box::new(junit::JUnit::new(file)), true),
-        (Box::new(Forward(forward)), true),
+        (
+            Box::new(Forward {
+                to: forward,
+                // The recorder before counts the lines for the screen after.
+                queue: Arc::default(),
+            }),
+            true,
+        ),
     ];
     tokio::task::spawn_blocking(move || deliver_all(reporters, events, &Patterns::default()))
 }
@@ -108,14 +120,21 @@ pub fn junit(
 const OUT_BUFFER: usize = 64 * 1024;
 
 /// Shows every event of a request the way `options` say, with a summary table after each run
-/// or release (but in JSON), until the sender side closes. Output that can no longer be
-/// written (a closed pipe) is dropped quietly; any other failure is returned.
+/// or release (but in JSON), until the sender side closes, counting the output lines shown
+/// against `options.queue`. Output that can no longer be written (a closed pipe) is dropped
+/// quietly; any other failure is returned.
 pub fn show(
     options: Options,
     events: mpsc::UnboundedReceiver<Event>,
 ) -> tokio::task::JoinHandle<Option<String>> {
+    let queue = options.queue;
+    queue.count();
     let screen: Box<dyn Reporter> = match options.mode {
-        Mode::Progress => Box::new(progress::Progress::new(options.verbose, options.color)),
+        Mode::Progress => Box::new(progress::Progress::new(
+            options.verbose,
+            options.color,
+            queue.clone(),
+        )),
         // Buffered: stdout alone writes each line as it comes, a system call per line.
         Mode::Plain => Box::new(plain::Plain::new(
             Box::new(io::BufWriter::with_capacity(OUT_BUFFER, io::stdout())),
@@ -136,6 +155,8 @@ pub fn show(
             true,
         ));
     }
+    // Last, and never failing: a line is counted shown even when the screen has gone away.
+    reporters.push((Box::new(Shown(queue)), true));
     tokio::task::spawn_blocking(move || deliver_all(reporters, events, &Patterns::default()))
 }
 
@@ -192,13 +213,32 @@ impl Reporter for Drained {
     }
 }
 
-/// Passes events on, after the recorders have seen them.
-struct Forward(mpsc::UnboundedSender<Event>);
+/// Passes events on, after the recorders have seen them, waiting while the screen they go to
+/// has too many output lines to show.
+struct Forward {
+    to: mpsc::UnboundedSender<Event>,
+    queue: Arc<ScreenQueue>,
+}
 
 impl Reporter for Forward {
     fn event(&mut self, event: &Event) -> io::Result<()> {
+        if let crate::event::EventKind::JobOutput { .. } = event.kind {
+            self.queue.queue(|| self.to.is_closed());
+        }
         // A watcher that went away does not stop the run.
-        let _ = self.0.send(event.clone());
+        let _ = self.to.send(event.clone());
+        Ok(())
+    }
+}
+
+/// Counts each output line as shown, once the screen has had it.
+struct Shown(Arc<ScreenQueue>);
+
+impl Reporter for Shown {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        if let crate::event::EventKind::JobOutput { .. } = event.kind {
+            self.0.shown();
+        }
         Ok(())
     }
 }

@@ -2,6 +2,11 @@
 //! time, last output line, names padded so the columns line up), and a permanent line when each
 //! job ends. Drawn on stderr, so stdout stays clean. Live lines never outlive the run: they are
 //! cleared when it ends, or when the reporter is dropped (an interrupted run).
+//!
+//! A terminal can be slower than a job's output. Rather than hold the run back, the view leaves
+//! lines out while it is [`LAGGING`] lines behind: a live line shows the newest line it had
+//! time for, and `--verbose` says how many lines it left out where it left them out. The log
+//! file, the store and plain or JSON lines have every line.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,7 +14,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{duration, Reporter};
+use std::sync::Arc;
+
+use super::{duration, Reporter, ScreenQueue};
 use crate::event::{Event, EventKind};
 use crate::style::{self, paint, Tone};
 
@@ -21,17 +28,45 @@ pub struct Progress {
     width: usize,
     verbose: bool,
     color: bool,
+    /// How far behind the view is.
+    queue: Arc<ScreenQueue>,
+    /// Per job, the lines `--verbose` left out since the last one it printed.
+    left_out: HashMap<String, usize>,
 }
 
+/// Output lines waiting for the view past which it leaves lines out.
+const LAGGING: usize = super::screen::SCREEN_LINES / 4;
+
 impl Progress {
-    pub fn new(verbose: bool, color: bool) -> Self {
+    pub fn new(verbose: bool, color: bool, queue: Arc<ScreenQueue>) -> Self {
+        Self::drawing(ProgressDrawTarget::stderr(), verbose, color, queue)
+    }
+
+    fn drawing(
+        target: ProgressDrawTarget,
+        verbose: bool,
+        color: bool,
+        queue: Arc<ScreenQueue>,
+    ) -> Self {
         Progress {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi: MultiProgress::with_draw_target(target),
             bars: HashMap::new(),
             style: live_style(0, color),
             width: 0,
             verbose,
             color,
+            queue,
+            left_out: HashMap::new(),
+        }
+    }
+
+    /// Says how many of `job`'s lines were left out, if any were.
+    fn say_left_out(&mut self, job: &str) -> io::Result<()> {
+        match self.left_out.remove(job) {
+            Some(n) => self.multi.println(format!(
+                "[{job}] … {n} line(s) left out here, the terminal lagging (`pipe logs last {job}` has them)"
+            )),
+            None => Ok(()),
         }
     }
 
@@ -93,10 +128,15 @@ impl Reporter for Progress {
                 bar.set_message("");
             }
             EventKind::JobOutput { job, line, .. } => {
-                if self.verbose {
+                // The line still waiting for the view tells it whether it keeps up.
+                let lagging = self.queue.behind() > LAGGING;
+                if self.verbose && lagging {
+                    *self.left_out.entry(job.clone()).or_default() += 1;
+                } else if self.verbose {
+                    self.say_left_out(job)?;
                     self.multi.println(format!("[{job}] {line}"))?;
                 }
-                if let Some(bar) = self.bars.get(job) {
+                if let Some(bar) = self.bars.get(job).filter(|_| !lagging) {
                     bar.set_message(line.clone());
                 }
             }
@@ -111,6 +151,7 @@ impl Reporter for Progress {
                 reused_from,
                 ..
             } => {
+                self.say_left_out(job)?;
                 if let Some(bar) = self.bars.remove(job) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
@@ -169,5 +210,46 @@ impl Reporter for Progress {
             EventKind::RunFinished { .. } => self.clear(),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stream;
+
+    fn output(line: &str) -> Event {
+        Event::now(EventKind::JobOutput {
+            job: "loud".into(),
+            stream: Stream::Stdout,
+            line: line.into(),
+        })
+    }
+
+    #[test]
+    fn a_lagging_view_leaves_lines_out_and_says_how_many_once_it_keeps_up() {
+        let queue = Arc::new(ScreenQueue::default());
+        queue.count();
+        let mut view = Progress::drawing(ProgressDrawTarget::hidden(), true, false, queue.clone());
+        view.event(&Event::now(EventKind::JobStarted {
+            job: "loud".into(),
+            attempt: 1,
+        }))
+        .unwrap();
+        view.event(&output("kept up")).unwrap();
+        assert!(view.left_out.is_empty());
+        for _ in 0..=LAGGING {
+            queue.queue(|| false);
+        }
+        for line in ["a", "b", "c"] {
+            view.event(&output(line)).unwrap();
+        }
+        assert_eq!(view.left_out.get("loud"), Some(&3));
+        for _ in 0..=LAGGING {
+            queue.shown();
+        }
+        view.event(&output("caught up")).unwrap();
+        assert!(view.left_out.is_empty(), "said, and counted afresh");
+        assert_eq!(view.bars["loud"].message(), "caught up");
     }
 }

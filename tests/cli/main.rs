@@ -24,6 +24,7 @@ mod junit;
 mod leak;
 mod local;
 mod network;
+mod output;
 mod project;
 mod prometheus;
 mod release;
