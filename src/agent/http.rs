@@ -121,7 +121,8 @@ async fn job_log(
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await? {
             LogEvent::Text { text, next } => Event::default().id(next.to_string()).data(text),
-            LogEvent::End => Event::default().event("end").data(""),
+            // A browser's EventSource drops an event with no data, so the end says so in words.
+            LogEvent::End => Event::default().event("end").data("ended"),
         };
         Some((Ok(event), rx))
     });

@@ -388,6 +388,8 @@ mod tests {
             note: None,
             log: String::new(),
             artifacts: vec![],
+            image: None,
+            drift: None,
         };
         let over = too_many_findings(&gates, &run, &[scan("trivy", 1, 1), scan("secrets", 0, 1)]);
         assert_eq!(

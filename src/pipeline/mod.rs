@@ -22,8 +22,8 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use artifact::ArtifactPath;
-pub use check::services::{Ready, Service};
 pub use build::{BuildImage, DriftPolicy, PushImage};
+pub use check::services::{Ready, Service};
 pub use check::suggest;
 pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,

@@ -304,7 +304,11 @@ fn polling_runs_each_pushed_commit_and_its_log_streams_live() {
     );
     assert_eq!(log.status, 200, "{}", log.body);
     assert!(log.body.contains("data: built 2"), "{}", log.body);
-    assert!(log.body.trim_end().ends_with("event: end"), "{}", log.body);
+    assert!(
+        log.body.trim_end().ends_with("event: end\ndata: ended"),
+        "{}",
+        log.body
+    );
     // Each piece's id is the offset after it; Last-Event-ID resumes from there.
     let first_id: u64 = log
         .body

@@ -4,7 +4,7 @@
 //! screenshots under docs/screenshots/.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use crate::browser::{Browser, PATIENCE};
 use crate::harness::{git, KillOnDrop};
@@ -51,7 +51,7 @@ fn origin(dir: &Path, marker: &Path) -> PathBuf {
 }
 
 /// Starts `pipe agent` on a free loopback port; its base URL once it listens.
-fn agent(dir: &Path, origin: &Path) -> (KillOnDrop, String) {
+fn agent(dir: &Path, origin: &Path) -> ((KillOnDrop, Child), String) {
     let data = dir.join("data");
     let config = dir.join("agent.toml");
     std::fs::write(
@@ -82,7 +82,7 @@ fn agent(dir: &Path, origin: &Path) -> (KillOnDrop, String) {
             _ => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     };
-    (running, format!("http://{addr}"))
+    ((running, child), format!("http://{addr}"))
 }
 
 /// Opens `url` again until `ready` holds: pages are rendered once, not updated in place.

@@ -130,6 +130,8 @@ pub(crate) mod tests {
             log: String::new(),
             artifacts: vec![],
             findings: None,
+            image: None,
+            drift: None,
         }
     }
 

@@ -68,7 +68,7 @@ impl Viewer {
         state: &AgentState,
         sessions: &Sessions,
         headers: &HeaderMap,
-    ) -> Result<Viewer, Response> {
+    ) -> Result<Viewer, Box<Response>> {
         let name = headers
             .get_all(COOKIE)
             .iter()
@@ -76,7 +76,7 @@ impl Viewer {
             .find_map(session::from_header)
             .and_then(|id| sessions.name(id));
         if name.is_none() && !state.open_reads() {
-            return Err(see_other("/login", None));
+            return Err(Box::new(see_other("/login", None)));
         }
         Ok(Viewer { name })
     }
@@ -94,7 +94,7 @@ async fn recent(
 ) -> Response {
     let viewer = match Viewer::of(&state, &sessions, &headers) {
         Ok(v) => v,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     // An empty field of the filter form means "any".
     let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
@@ -136,7 +136,7 @@ async fn show_run(
 ) -> Response {
     let viewer = match Viewer::of(&state, &sessions, &headers) {
         Ok(v) => v,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     match blocking(move || state.run_view(&repo, id)).await {
         Ok(v) => {
@@ -166,7 +166,7 @@ async fn show_job(
 ) -> Response {
     let viewer = match Viewer::of(&state, &sessions, &headers) {
         Ok(v) => v,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     let wanted = job.clone();
     match blocking(move || state.run_view(&repo, id)).await {
@@ -197,7 +197,7 @@ async fn job_events(
     Path((repo, id, job)): Path<(String, RunId, String)>,
     Query(query): Query<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
-    Viewer::of(&state, &sessions, &headers)?;
+    Viewer::of(&state, &sessions, &headers).map_err(|to_login| *to_login)?;
     // EventSource resumes a dropped stream after the last event id it had.
     let resumed = headers
         .get("last-event-id")
