@@ -100,7 +100,7 @@ async fn show_run(
 }
 
 #[derive(Deserialize)]
-struct LogQuery {
+pub(super) struct LogQuery {
     offset: Option<u64>,
 }
 
@@ -111,13 +111,26 @@ async fn job_log(
     Query(query): Query<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     may_read(&state, &headers)?;
-    // A client that reconnects resumes after the last event it had.
+    log_events(&state, &headers, &repo, id, &job, &query)
+}
+
+/// A job's log as Server-Sent Events, each piece's id the offset after it: from where a client
+/// that reconnects left off (`Last-Event-ID`), else from `?offset=`. The API and the pages'
+/// script read it alike.
+pub(super) fn log_events(
+    state: &AgentState,
+    headers: &HeaderMap,
+    repo: &str,
+    id: RunId,
+    job: &str,
+    query: &LogQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let offset = resumed.or(query.offset).unwrap_or(0);
-    let rx = state.follow_log(&repo, id, &job, offset)?;
+    let rx = state.follow_log(repo, id, job, offset)?;
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await? {
             LogEvent::Text { text, next } => Event::default().id(next.to_string()).data(text),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Form, Router};
@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::session::{self, Sessions};
 use super::{layout, log, login, run, runs};
-use crate::agent::{AgentState, ApiError, LogEvent, RunFilter};
+use crate::agent::http::{log_events, LogQuery};
+use crate::agent::{AgentState, ApiError, RunFilter};
 use crate::store::RunId;
 
 /// Scripts and styles only from the agent itself, nothing inline: a value that escaped its
@@ -184,11 +185,6 @@ async fn show_job(
     }
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    offset: Option<u64>,
-}
-
 /// A job's log for the page's script, as the API streams it, readable with the session.
 async fn job_events(
     State(state): State<AgentState>,
@@ -198,24 +194,7 @@ async fn job_events(
     Query(query): Query<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
     Viewer::of(&state, &sessions, &headers).map_err(|to_login| *to_login)?;
-    // EventSource resumes a dropped stream after the last event id it had.
-    let resumed = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let offset = resumed.or(query.offset).unwrap_or(0);
-    let rx = state
-        .follow_log(&repo, id, &job, offset)
-        .map_err(IntoResponse::into_response)?;
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await? {
-            LogEvent::Text { text, next } => Event::default().id(next.to_string()).data(text),
-            // A browser drops an event with empty data: the end says something.
-            LogEvent::End => Event::default().event("end").data("ended"),
-        };
-        Some((Ok(event), rx))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    log_events(&state, &headers, &repo, id, &job, &query).map_err(IntoResponse::into_response)
 }
 
 async fn login_form() -> Response {
