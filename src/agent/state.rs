@@ -73,6 +73,13 @@ pub struct RunView {
     pub gate: Option<String>,
 }
 
+/// A later phase of a recorded run, started through the API.
+#[derive(Clone, Copy)]
+enum Later {
+    Release,
+    Retry,
+}
+
 /// What an approval came to.
 #[derive(Debug, Serialize)]
 pub struct ApprovalView {
@@ -363,24 +370,7 @@ impl Agent {
         id: RunId,
         actor: &str,
     ) -> Result<(), ApiError> {
-        self.repo(repo)?;
-        let agent = self.clone();
-        let repo_name = repo.to_string();
-        self.background(repo, actor, move |ctx, cancel| {
-            let exec = agent.exec_options();
-            async move {
-                engine::release(engine::ReleaseRequest {
-                    ctx,
-                    run: id.to_string(),
-                    again: false,
-                    exec,
-                    cancel,
-                })
-                .await
-                .map(|o| (repo_name, o.run))
-            }
-        })
-        .await
+        self.later(repo, id, actor, Later::Release).await
     }
 
     /// Retries run `id` (as a new run) as `actor`.
@@ -390,21 +380,40 @@ impl Agent {
         id: RunId,
         actor: &str,
     ) -> Result<(), ApiError> {
+        self.later(repo, id, actor, Later::Retry).await
+    }
+
+    /// Starts `phase` of recorded run `id` as `actor`, in the background.
+    async fn later(
+        self: &Arc<Self>,
+        repo: &str,
+        id: RunId,
+        actor: &str,
+        phase: Later,
+    ) -> Result<(), ApiError> {
         self.repo(repo)?;
-        let agent = self.clone();
-        let repo_name = repo.to_string();
-        self.background(repo, actor, move |ctx, cancel| {
-            let exec = agent.exec_options();
-            async move {
-                engine::retry(engine::RetryRequest {
+        let exec = self.exec_options();
+        let run = id.to_string();
+        self.background(repo, actor, move |ctx, cancel| async move {
+            match phase {
+                Later::Release => engine::release(engine::ReleaseRequest {
                     ctx,
-                    run: id.to_string(),
+                    run,
+                    again: false,
+                    exec,
+                    cancel,
+                })
+                .await
+                .map(|o| o.run),
+                Later::Retry => engine::retry(engine::RetryRequest {
+                    ctx,
+                    run,
                     failed: false,
                     exec,
                     cancel,
                 })
                 .await
-                .map(|o| (repo_name, o.run))
+                .map(|o| o.run),
             }
         })
         .await
@@ -420,9 +429,7 @@ impl Agent {
     ) -> Result<(), ApiError>
     where
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: std::future::Future<Output = Result<(String, RunId), engine::EngineError>>
-            + Send
-            + 'static,
+        Fut: std::future::Future<Output = Result<RunId, engine::EngineError>> + Send + 'static,
     {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable("the agent is stopping".into()));
