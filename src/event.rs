@@ -55,6 +55,13 @@ pub enum EventKind {
         job: String,
         attempt: u32,
     },
+    /// Before its `job_started`: the job waits for its `concurrency:` group, which a job of
+    /// another run holds; `reason` says which.
+    JobWaiting {
+        job: String,
+        group: String,
+        reason: String,
+    },
     JobOutput {
         job: String,
         stream: Stream,

@@ -158,7 +158,7 @@ fn read_log(
         let still_running = follow
             && record
                 .as_ref()
-                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending"))
+                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending" | "waiting"))
             && store.run(id)?.state.is_active();
         let path = record
             .filter(|j| !j.log.is_empty())

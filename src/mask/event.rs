@@ -15,6 +15,7 @@ impl Patterns {
             EventKind::JobRetrying { reason, .. }
             | EventKind::JobSkipped { reason, .. }
             | EventKind::JobLeftOut { reason, .. }
+            | EventKind::JobWaiting { reason, .. }
             | EventKind::Stopping { reason, .. } => reason,
             EventKind::JobFinished {
                 message: Some(message),

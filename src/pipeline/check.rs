@@ -48,10 +48,11 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "build_image",
     "drift",
     "push",
+    "concurrency",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &["concurrency"];
+const LATER_JOB_KEYS: &[&str] = &[];
 pub(super) const GATE_KEYS: &[&str] = &[
     "approvals",
     "branches",
@@ -269,6 +270,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut drift = super::build::DriftPolicy::default();
     let mut push = None;
     let mut push_node = None;
+    let mut concurrency = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -365,6 +367,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 problems.into_iter().for_each(|p| probs.add(p));
                 drift = parsed;
             }
+            "concurrency" => concurrency = group_name(v, probs),
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -560,6 +563,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             build: build.clone(),
             push: push.clone(),
             drift,
+            concurrency: concurrency.clone(),
             spans: spans.clone(),
         })
         .collect()
@@ -800,6 +804,23 @@ fn string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
             None
         }
     }
+}
+
+/// A `concurrency:` group: it names a lock file, so only letters, digits, `.`, `_` and `-`.
+fn group_name(node: &Node, probs: &mut Problems) -> Option<String> {
+    let name = non_empty_string(node, "`concurrency`", probs)?;
+    let fits = name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !fits {
+        probs.at(node, format!("`concurrency` group `{name}` is not a name")).hint = Some(
+            "use letters, digits, `.`, `_` and `-` (not first), up to 100: `production`".into(),
+        );
+        return None;
+    }
+    Some(name)
 }
 
 fn non_empty_string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {

@@ -97,6 +97,8 @@ pub struct Job {
     pub push: Option<super::build::PushImage>,
     /// What a job that changed files outside its workspace comes to (`drift:`).
     pub drift: super::build::DriftPolicy,
+    /// `concurrency:`: of the jobs of this group in the project, one runs at a time.
+    pub concurrency: Option<String>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

@@ -129,6 +129,10 @@ fn shape(key: &str) -> Value {
             "Files kept after the job (relative paths, `*` and `**` allowed), given to the jobs that need it.",
         ),
         "environment" => (string, "The environment the job deploys to."),
+        "concurrency" => (
+            json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$" }),
+            "A group: of the project's jobs in it, one runs at a time; a later run's waits.",
+        ),
         "gate" => (
             json!({
                 "type": "object",

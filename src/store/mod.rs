@@ -148,7 +148,7 @@ pub struct JobRecord {
     pub stage: String,
     pub phase: Phase,
     pub environment: Option<String>,
-    /// `pending`, `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
+    /// `pending`, `waiting` (for its `concurrency:` group; the note says for whom), `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
     /// `skipped`, `allowed_failure`, `left_out` (by `only:`), or when its process died `interrupted` (it was running)
     /// or `not_started`.
     pub status: String,

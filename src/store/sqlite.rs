@@ -236,7 +236,7 @@ impl SqliteStore {
             )?;
             // A job that had not started was not interrupted: it never ran.
             tx.execute("UPDATE jobs SET status = CASE status WHEN 'running' THEN 'interrupted' ELSE 'not_started' END
-                        WHERE run_id = ?1 AND status IN ('running', 'pending')", params![id])?;
+                        WHERE run_id = ?1 AND status IN ('running', 'pending', 'waiting')", params![id])?;
             tx.execute(
                 "INSERT INTO audit (run_id, at, actor, action, detail) VALUES (?1, ?2, 'pipe', 'interrupted', ?3)",
                 params![id, now(), format!("the pipe process working on the run ({state}) is gone")],
@@ -362,7 +362,7 @@ impl Store for SqliteStore {
         log: &str,
     ) -> Result<(), StoreError> {
         self.db.execute(
-            "UPDATE jobs SET status = 'running', attempts = ?1, log = ?2 WHERE run_id = ?3 AND name = ?4",
+            "UPDATE jobs SET status = 'running', attempts = ?1, log = ?2, note = NULL WHERE run_id = ?3 AND name = ?4",
             params![attempt, log, id, job],
         )?;
         Ok(())

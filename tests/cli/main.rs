@@ -4,6 +4,7 @@
 mod harness;
 
 mod agent;
+mod agent_concurrency;
 mod agent_hooks;
 mod artifacts;
 mod browser;
