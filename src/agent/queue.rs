@@ -21,17 +21,20 @@ pub enum ItemState {
     Queued,
     Started,
     Done,
+    /// Cancelled while it was queued: it never started, and never will.
+    Cancelled,
     /// It was started by an agent that stopped before the run ended: the run itself shows as
     /// interrupted in its repository's store, and can be retried.
     Interrupted,
 }
 
 impl ItemState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             ItemState::Queued => "queued",
             ItemState::Started => "started",
             ItemState::Done => "done",
+            ItemState::Cancelled => "cancelled",
             ItemState::Interrupted => "interrupted",
         }
     }
@@ -41,6 +44,7 @@ impl ItemState {
             "queued" => ItemState::Queued,
             "started" => ItemState::Started,
             "done" => ItemState::Done,
+            "cancelled" => ItemState::Cancelled,
             _ => ItemState::Interrupted,
         }
     }
@@ -207,6 +211,16 @@ impl Queue {
         Ok(())
     }
 
+    /// Moves queued item `id` to `to` (started, or cancelled), in one statement: of a start
+    /// and a cancel of the same item only one happens. False when it was no longer queued.
+    pub fn leave_queue(&self, id: i64, to: ItemState) -> Result<bool, QueueError> {
+        let changed = self.db().execute(
+            "UPDATE queue SET state = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, to.as_str()],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn set_run(&self, id: i64, run: i64) -> Result<(), QueueError> {
         self.db().execute(
             "UPDATE queue SET run_id = ?2 WHERE id = ?1",
@@ -266,6 +280,17 @@ mod tests {
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].id, b.id);
         assert_eq!(q.item(a.id).unwrap().unwrap().state, ItemState::Interrupted);
+    }
+
+    #[test]
+    fn a_queued_run_leaves_the_queue_once_started_or_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let a = q.push("web", "abc", None, "api", "alice").unwrap();
+        assert!(q.leave_queue(a.id, ItemState::Cancelled).unwrap());
+        assert!(!q.leave_queue(a.id, ItemState::Started).unwrap());
+        assert_eq!(q.item(a.id).unwrap().unwrap().state, ItemState::Cancelled);
+        assert!(q.queued().unwrap().is_empty());
     }
 
     #[test]

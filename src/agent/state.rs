@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use super::config::{Config, Repo};
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::queue::{Item, Queue};
+use super::queue::{Item, ItemState, Queue};
 use crate::engine::{
     self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown,
 };
@@ -360,6 +360,29 @@ impl Agent {
         tracing::info!(repo, run = id, actor, "cancel asked");
         cancel.request(Interrupt::Terminate);
         Ok(())
+    }
+
+    /// Cancels queued item `item` of `repo` as `actor`: it never starts. A run that started
+    /// already is cancelled as a run ([`Agent::cancel`]).
+    pub fn cancel_queued(&self, repo: &str, item: i64, actor: &str) -> Result<Item, ApiError> {
+        self.repo(repo)?;
+        let not_found = || ApiError::NotFound(format!("`{repo}` has no queued run {item}"));
+        let found = self.queue.item(item)?.filter(|i| i.repo == repo);
+        let found = found.ok_or_else(not_found)?;
+        if !self.queue.leave_queue(item, ItemState::Cancelled)? {
+            let now = self.queue.item(item)?.ok_or_else(not_found)?;
+            let run = now.run_id.map(|r| format!(" (run {r})")).unwrap_or_default();
+            return Err(ApiError::Refused(format!(
+                "queued run {item} of `{repo}` is no longer queued: it is {}{run}",
+                now.state.as_str()
+            )));
+        }
+        tracing::info!(repo, item, actor, commit = found.commit, "queued run cancelled");
+        self.wake.notify_one();
+        Ok(Item {
+            state: ItemState::Cancelled,
+            ..found
+        })
     }
 
     /// Releases run `id` as `actor` when its gate holds: answers once the release is under way

@@ -6,6 +6,7 @@ mod harness;
 mod agent;
 mod agent_concurrency;
 mod agent_hooks;
+mod agent_queue;
 mod artifacts;
 mod browser;
 mod cache;
