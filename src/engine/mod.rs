@@ -6,6 +6,7 @@
 //! and never exits.
 
 mod artifacts;
+mod author;
 mod error;
 mod exec;
 mod follow;

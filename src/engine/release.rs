@@ -51,8 +51,10 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
         ));
     }
     refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
-    let new = store.approve(id, by, comment, ctx.clock.now())?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
+    let jobs = store.jobs(id)?;
+    super::author::refuse_own_approval(&mut store, &pipeline, &jobs, id, by)?;
+    let new = store.approve(id, by, comment, ctx.clock.now())?;
     let needed = gate::approvals_needed(&run_gates(&pipeline, &store.jobs(id)?));
     let count = store.approvals(id)?.len();
     Ok(Approved {

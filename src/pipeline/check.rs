@@ -55,6 +55,7 @@ pub(super) const JOB_KEYS: &[&str] = &[
 const LATER_JOB_KEYS: &[&str] = &[];
 pub(super) const GATE_KEYS: &[&str] = &[
     "approvals",
+    "not_author",
     "branches",
     "tags",
     "freeze",
@@ -1194,6 +1195,7 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                     );
                 }
             },
+            "not_author" => gate.not_author = boolean(v, "`not_author`", probs).unwrap_or(false),
             "branches" | "tags" => {
                 let Some(items) = list(v, &format!("`{}`", k.as_str()), probs) else {
                     continue;
@@ -1228,6 +1230,10 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
             "findings" => gate.findings = finding_limits(v, probs),
             other => unknown_key(k.node, other, GATE_KEYS, &[], probs),
         }
+    }
+    if gate.not_author && gate.approvals == 0 {
+        probs.at(node, "`not_author` has no effect without `approvals`").hint =
+            Some("add `approvals: 1` (or more): the approvals that must not be the author's".into());
     }
     Some(gate)
 }

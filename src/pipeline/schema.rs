@@ -309,6 +309,10 @@ fn gate_keys() -> Value {
                         json!({ "type": "integer", "minimum": 0, "maximum": MAX_APPROVALS }),
                         "How many people must approve (`pipe approve`).",
                     ),
+                    "not_author" => (
+                        json!({ "type": "boolean" }),
+                        "Approvals must come from people other than the run's author.",
+                    ),
                     "branches" => (strings.clone(), "Branch patterns a release may come from."),
                     "tags" => (strings.clone(), "Tag patterns a released commit must carry."),
                     "freeze" => (

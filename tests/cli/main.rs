@@ -26,6 +26,7 @@ mod junit;
 mod leak;
 mod local;
 mod network;
+mod not_author;
 mod output;
 mod project;
 mod prometheus;
