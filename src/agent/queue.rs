@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::Utc;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sqlite::{self as sql, params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the agent's queue (agent.db) failed: {0}")]
-pub struct QueueError(#[from] rusqlite::Error);
+pub struct QueueError(#[from] sql::Error);
 
 /// Where a queued run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -70,11 +70,10 @@ pub struct Queue(Mutex<Connection>);
 
 impl Queue {
     pub fn open(dir: &Path) -> Result<Queue, QueueError> {
-        let db = Connection::open(dir.join("agent.db"))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let db = sql::open(&dir.join("agent.db"), std::time::Duration::from_secs(5))?;
+        sql::wal(&db)?;
         db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             CREATE TABLE IF NOT EXISTS queue (
+            "CREATE TABLE IF NOT EXISTS queue (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL, commit_sha TEXT NOT NULL,
                  branch TEXT, trigger_name TEXT NOT NULL, actor TEXT NOT NULL, state TEXT NOT NULL,
                  run_id INTEGER, queued_at TEXT NOT NULL);
@@ -246,7 +245,7 @@ impl Queue {
 const SELECT: &str =
     "SELECT id, repo, commit_sha, branch, trigger_name, actor, state, run_id, queued_at FROM queue";
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Item> {
+fn row(r: &sql::Row) -> sql::Result<Item> {
     Ok(Item {
         id: r.get(0)?,
         repo: r.get(1)?,

@@ -31,6 +31,7 @@ pub use model::{
 pub use only::Only;
 pub use schema::json_schema;
 pub use secrets::{Provider, SecretName};
+pub use yaml::{typed as typed_yaml, SyntaxError};
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

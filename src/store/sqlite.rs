@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use crate::sqlite::{self as sql, params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::*;
 use crate::owner::Owner;
@@ -14,13 +14,13 @@ use crate::workspace::private;
 use std::fs::OpenOptions;
 
 // SQLite's errors stay in this file: the store's error type names no database.
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<sql::Error> for StoreError {
+    fn from(e: sql::Error) -> Self {
         StoreError::Db(Box::new(e))
     }
 }
 
-fn open_failed(e: rusqlite::Error) -> StoreError {
+fn open_failed(e: sql::Error) -> StoreError {
     StoreError::Open(Box::new(e))
 }
 
@@ -129,18 +129,14 @@ impl SqliteStore {
             name.push(journal);
             private::file_if_exists(Path::new(&name))?;
         }
-        let mut db = Connection::open(&path).map_err(open_failed)?;
-        db.busy_timeout(Duration::from_secs(30))
-            .map_err(open_failed)?;
+        let mut db = sql::open(&path, Duration::from_secs(30)).map_err(open_failed)?;
         // Several pipe processes may set up a new store at once. Some of SQLite's answers to
         // that (switching to WAL while another process does) are "busy" at once, without the
         // busy handler: the whole setup, which can be repeated, is tried again for a while.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match Self::set_up(&mut db) {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
-                {
+                Err(e) if sql::busy(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 done => break done.map_err(open_failed)?,
@@ -156,8 +152,8 @@ impl SqliteStore {
 
     /// WAL, the schema, and the upgrade of older stores, in one transaction so that two
     /// processes never both add a column.
-    fn set_up(db: &mut Connection) -> rusqlite::Result<()> {
-        db.pragma_update(None, "journal_mode", "WAL")?;
+    fn set_up(db: &mut Connection) -> sql::Result<()> {
+        sql::wal(db)?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
@@ -249,7 +245,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+    fn run_row(r: &sql::Row) -> sql::Result<RunRecord> {
         let tags: String = r.get("tags")?;
         let envs: Option<String> = r.get("environments")?;
         Ok(RunRecord {
