@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use crate::sqlite::{self as sql, params, Connection, OptionalExtension, TransactionBehavior};
+use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::owner::Owner;
@@ -246,32 +246,34 @@ impl SqliteStore {
     }
 
     fn run_row(r: &sql::Row) -> sql::Result<RunRecord> {
-        let tags: String = r.get("tags")?;
-        let envs: Option<String> = r.get("environments")?;
+        let tags: String = r.get(6)?;
+        let envs: Option<String> = r.get(13)?;
         Ok(RunRecord {
-            id: r.get("id")?,
-            pipeline_name: r.get("pipeline_name")?,
-            pipeline_file: r.get("pipeline_file")?,
-            pipeline_sha256: r.get("pipeline_sha256")?,
-            commit: r.get("commit_sha")?,
-            branch: r.get("branch")?,
+            id: r.get(0)?,
+            pipeline_name: r.get(1)?,
+            pipeline_file: r.get(2)?,
+            pipeline_sha256: r.get(3)?,
+            commit: r.get(4)?,
+            branch: r.get(5)?,
             tags: serde_json::from_str(&tags).unwrap_or_default(),
-            changed_paths: r.get("changed_paths")?,
-            trigger: r.get("trigger")?,
-            state: RunState::parse(&r.get::<_, String>("state")?),
-            started_at: parse_time(&r.get::<_, String>("started_at")?),
-            ended_at: r
-                .get::<_, Option<String>>("ended_at")?
-                .map(|t| parse_time(&t)),
+            changed_paths: r.get(7)?,
+            trigger: r.get(8)?,
+            state: RunState::parse(&r.get::<_, String>(9)?),
+            started_at: parse_time(&r.get::<_, String>(10)?),
+            ended_at: r.get::<_, Option<String>>(11)?.map(|t| parse_time(&t)),
+            releases: r.get(12)?,
             environments: envs
                 .map(|e| e.split(',').map(str::to_string).collect())
                 .unwrap_or_default(),
-            releases: r.get("releases")?,
         })
     }
 }
 
-const RUN_COLUMNS: &str = "runs.*, (SELECT group_concat(DISTINCT environment) FROM jobs
+/// In [`SqliteStore::run_row`]'s order: read by position, as looking 14 names up in each of
+/// 10,000 rows took a fifth of listing them.
+const RUN_COLUMNS: &str = "runs.id, pipeline_name, pipeline_file, pipeline_sha256, commit_sha,
+    branch, tags, changed_paths, trigger, state, started_at, ended_at, releases,
+    (SELECT group_concat(DISTINCT environment) FROM jobs
     WHERE jobs.run_id = runs.id AND environment IS NOT NULL AND status = 'passed') AS environments";
 
 impl Store for SqliteStore {
