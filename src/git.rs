@@ -192,7 +192,10 @@ pub fn user(project: &Path) -> Option<String> {
 }
 
 fn person(name: Option<&str>, email: Option<&str>) -> Option<String> {
-    match (name.filter(|n| !n.is_empty()), email.filter(|e| !e.is_empty())) {
+    match (
+        name.filter(|n| !n.is_empty()),
+        email.filter(|e| !e.is_empty()),
+    ) {
         (Some(name), Some(email)) => Some(format!("{name} <{email}>")),
         (name, email) => name.or(email).map(str::to_string),
     }

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use rusqlite::{params, Connection, Error, OptionalExtension, Result, Row, TransactionBehavior};
+pub use rusqlite::{
+    params, Connection, Error, OptionalExtension, Result, Row, TransactionBehavior,
+};
 
 /// Opens (creating) the database at `path`. A writer waits up to `busy` for another one, in
 /// this process or another, instead of failing at once.

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use chrono::Utc;
 use crate::sqlite::{self as sql, params, Connection, OptionalExtension};
+use chrono::Utc;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the agent's queue (agent.db) failed: {0}")]

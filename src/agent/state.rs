@@ -371,13 +371,22 @@ impl Agent {
         let found = found.ok_or_else(not_found)?;
         if !self.queue.leave_queue(item, ItemState::Cancelled)? {
             let now = self.queue.item(item)?.ok_or_else(not_found)?;
-            let run = now.run_id.map(|r| format!(" (run {r})")).unwrap_or_default();
+            let run = now
+                .run_id
+                .map(|r| format!(" (run {r})"))
+                .unwrap_or_default();
             return Err(ApiError::Refused(format!(
                 "queued run {item} of `{repo}` is no longer queued: it is {}{run}",
                 now.state.as_str()
             )));
         }
-        tracing::info!(repo, item, actor, commit = found.commit, "queued run cancelled");
+        tracing::info!(
+            repo,
+            item,
+            actor,
+            commit = found.commit,
+            "queued run cancelled"
+        );
         self.wake.notify_one();
         Ok(Item {
             state: ItemState::Cancelled,

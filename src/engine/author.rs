@@ -13,7 +13,12 @@ use crate::store::{JobRecord, RunId, Store};
 const ACTION: &str = "author";
 
 /// The author of a new run that `actor` starts with `trigger`, of `commit` if it runs one.
-pub(super) fn of_new_run(project: &Path, trigger: &str, commit: Option<&str>, actor: &str) -> String {
+pub(super) fn of_new_run(
+    project: &Path,
+    trigger: &str,
+    commit: Option<&str>,
+    actor: &str,
+) -> String {
     let found = match trigger {
         // The agent's own triggers: whoever wrote the commit it picked up.
         "poll" | "github" | "gitlab" => commit.and_then(|c| crate::git::commit_author(project, c)),
@@ -31,7 +36,10 @@ pub(super) fn record(store: &mut dyn Store, id: RunId, author: &str) -> Result<(
 /// Who run `id` is by, as recorded when it started (runs recorded before pipe kept it: none).
 pub(super) fn of_run(store: &mut dyn Store, id: RunId) -> Result<Option<String>, EngineError> {
     let trail = store.audit_trail(id)?;
-    Ok(trail.into_iter().find(|a| a.action == ACTION).map(|a| a.detail))
+    Ok(trail
+        .into_iter()
+        .find(|a| a.action == ACTION)
+        .map(|a| a.detail))
 }
 
 /// Refuses `by`'s approval of run `id` when a release job it runs wants approvers other than
@@ -43,11 +51,14 @@ pub(super) fn refuse_own_approval(
     id: RunId,
     by: &str,
 ) -> Result<(), EngineError> {
-    let left_out = |name: &str| jobs.iter().any(|j| j.name == name && j.status == "left_out");
+    let left_out = |name: &str| {
+        jobs.iter()
+            .any(|j| j.name == name && j.status == "left_out")
+    };
     let wanting = pipeline
         .gates()
         .into_iter()
-        .find(|(name, gate)| gate.not_author && !left_out(*name));
+        .find(|(name, gate)| gate.not_author && !left_out(name));
     let Some((job, _)) = wanting else {
         return Ok(());
     };

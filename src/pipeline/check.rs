@@ -816,7 +816,9 @@ fn group_name(node: &Node, probs: &mut Problems) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !fits {
-        probs.at(node, format!("`concurrency` group `{name}` is not a name")).hint = Some(
+        probs
+            .at(node, format!("`concurrency` group `{name}` is not a name"))
+            .hint = Some(
             "use letters, digits, `.`, `_` and `-` (not first), up to 100: `production`".into(),
         );
         return None;
@@ -1232,8 +1234,11 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
         }
     }
     if gate.not_author && gate.approvals == 0 {
-        probs.at(node, "`not_author` has no effect without `approvals`").hint =
-            Some("add `approvals: 1` (or more): the approvals that must not be the author's".into());
+        probs
+            .at(node, "`not_author` has no effect without `approvals`")
+            .hint = Some(
+            "add `approvals: 1` (or more): the approvals that must not be the author's".into(),
+        );
     }
     Some(gate)
 }

@@ -594,7 +594,11 @@ impl JobTask {
         let holder = format!("run {} (job `{}`)", spec.run_id, spec.job);
         let events = self.events.clone();
         group::take(dir, group, &holder, &mut self.stop, |who| {
-            let by = if who.is_empty() { "another run".into() } else { who };
+            let by = if who.is_empty() {
+                "another run".into()
+            } else {
+                who
+            };
             let _ = events.send(Event::now(EventKind::JobWaiting {
                 job: spec.job.clone(),
                 group: group.to_string(),

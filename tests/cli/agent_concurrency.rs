@@ -78,7 +78,10 @@ fn the_agent_runs_one_job_of_a_group_at_a_time_and_shows_the_other_waiting() {
         "jobs:\n{}",
         deploy(&sync.path().display().to_string())
     ));
-    setup.config("backend = \"local\"\nopen_reads = true\n[concurrency]\nruns = 2", "");
+    setup.config(
+        "backend = \"local\"\nopen_reads = true\n[concurrency]\nruns = 2",
+        "",
+    );
     let agent = setup.start();
     for _ in 0..2 {
         let queued = agent.post("/api/repos/web/runs", Some(TOKEN), "{\"branch\":\"main\"}");
@@ -89,7 +92,10 @@ fn the_agent_runs_one_job_of_a_group_at_a_time_and_shows_the_other_waiting() {
         let view = |id: i64| agent.get(&format!("/api/repos/web/runs/{id}"), Some(TOKEN));
         [(1, 2), (2, 1)].into_iter().find_map(|(w, h)| {
             let answer = view(w);
-            let job = answer.status.eq(&200).then(|| answer.json()["jobs"][0].clone())?;
+            let job = answer
+                .status
+                .eq(&200)
+                .then(|| answer.json()["jobs"][0].clone())?;
             (job["status"] == "waiting").then(|| (w, h, job["note"].as_str().unwrap().to_string()))
         })
     });
@@ -100,11 +106,17 @@ fn the_agent_runs_one_job_of_a_group_at_a_time_and_shows_the_other_waiting() {
     assert!(marker(&format!("started-{holder}")).exists(), "{note}");
     assert!(!marker(&format!("started-{waiting}")).exists(), "{note}");
     let page = agent.get(&format!("/repos/web/runs/{waiting}"), Some(TOKEN));
-    assert!(page.body.contains("waiting") && page.body.contains("held by run"), "{}", page.body);
+    assert!(
+        page.body.contains("waiting") && page.body.contains("held by run"),
+        "{}",
+        page.body
+    );
     std::fs::write(marker("go"), "").unwrap();
     for id in [holder, waiting] {
         wait_for(&format!("run {id} to pass"), || {
-            let view = agent.get(&format!("/api/repos/web/runs/{id}"), Some(TOKEN)).json();
+            let view = agent
+                .get(&format!("/api/repos/web/runs/{id}"), Some(TOKEN))
+                .json();
             (view["run"]["state"] == "passed").then_some(())
         });
     }

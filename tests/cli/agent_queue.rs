@@ -24,7 +24,11 @@ fn a_queued_run_that_is_cancelled_never_starts() {
     assert_eq!(queue[0]["id"], item, "{queue}");
     let cancel = format!("/api/repos/web/queue/{item}/cancel");
     assert_eq!(agent.post(&cancel, None, "").status, 401);
-    let other = agent.post(&format!("/api/repos/web/queue/{}/cancel", item + 100), Some(BOB), "");
+    let other = agent.post(
+        &format!("/api/repos/web/queue/{}/cancel", item + 100),
+        Some(BOB),
+        "",
+    );
     assert_eq!(other.status, 404, "{}", other.body);
     let cancelled = agent.post(&cancel, Some(BOB), "");
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
@@ -32,7 +36,10 @@ fn a_queued_run_that_is_cancelled_never_starts() {
     let again = agent.post(&cancel, Some(BOB), "");
     assert_eq!(again.status, 409, "{}", again.body);
     assert!(again.body.contains("no longer queued"), "{}", again.body);
-    assert_eq!(agent.get("/api/queue", Some(TOKEN)).json(), serde_json::json!([]));
+    assert_eq!(
+        agent.get("/api/queue", Some(TOKEN)).json(),
+        serde_json::json!([])
+    );
     // Queued after the cancelled one, of another commit: had that one started, this would be
     // run 3.
     let later = setup.push("later.txt", "later");

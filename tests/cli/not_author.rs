@@ -89,7 +89,9 @@ fn not_author_without_approvals_is_refused_where_it_is_written() {
     assert_eq!(ran.code, 2, "{}", ran.all());
     assert!(
         ran.stderr.contains("pipe.yml:6:")
-            && ran.stderr.contains("`not_author` has no effect without `approvals`"),
+            && ran
+                .stderr
+                .contains("`not_author` has no effect without `approvals`"),
         "{}",
         ran.all()
     );
