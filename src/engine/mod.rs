@@ -41,7 +41,9 @@ pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
 pub use retry::{retry, RetryRequest};
-pub use runs::{clean, job_log, list_runs, service_logs, show, Cleaned, LogChunk, Shown};
+pub use runs::{
+    clean, empty_checkouts, job_log, list_runs, service_logs, show, Cleaned, LogChunk, Shown,
+};
 pub use source::Source;
 pub use start::{start, StartRequest};
 pub use watching::watch;

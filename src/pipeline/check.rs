@@ -400,7 +400,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             )
             .hint = Some("pipe builds and pushes images itself; give each its own job".into());
     }
-    if let (Some(node), true) = (build_node, matrix.len() > 1) {
+    // Even a matrix of one cell renames the job, which a `push` names.
+    let has_matrix = entries.iter().any(|(k, _)| k.as_str() == "matrix");
+    if let (Some(node), true) = (build_node, has_matrix) {
         probs
             .at(
                 node,

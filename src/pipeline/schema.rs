@@ -53,6 +53,10 @@ fn top_keys() -> Value {
                         json!({ "type": "string", "minLength": 1 }),
                         "A shell command that prints the secret's value, run once per run on the machine pipe runs on.",
                     ),
+                    "timeout": with_description(
+                        json!({ "anyOf": [{ "type": "integer", "minimum": 1 }, { "type": "string", "minLength": 1 }] }),
+                        "How long the command may take before it is stopped and the run refused [default: 30s].",
+                    ),
                 },
                 "required": ["command"],
                 "additionalProperties": false,

@@ -122,7 +122,11 @@ impl RunDir {
         self.root.join("jobs").join(slug)
     }
     pub fn log(&self, slug: &str) -> PathBuf {
-        self.root.join("logs").join(format!("{slug}.log"))
+        self.logs().join(format!("{slug}.log"))
+    }
+    /// The folder of the jobs' logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
     }
     /// A scan job's SARIF report.
     pub fn sarif(&self, slug: &str) -> PathBuf {
