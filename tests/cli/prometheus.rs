@@ -127,11 +127,11 @@ impl Prometheus {
                     // Most likely the port was taken: try another.
                     break;
                 }
-                if get(port, "/-/ready").is_some_and(|(status, _)| status == 200) {
-                    if prometheus.serves(&data) {
-                        return prometheus;
-                    }
-                    // Another process answers on the port: ours will fail to bind and exit.
+                // Ready but not ours: another process holds the port, and ours will exit.
+                if get(port, "/-/ready").is_some_and(|(status, _)| status == 200)
+                    && prometheus.serves(&data)
+                {
+                    return prometheus;
                 }
                 thread::sleep(Duration::from_millis(100));
             }
