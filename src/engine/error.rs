@@ -84,6 +84,11 @@ pub enum Refusal {
         author: String,
         job: String,
     },
+    /// Where the run's progressive release stands allows no next step.
+    #[error("run {run} cannot be released: {why}")]
+    Step { run: RunId, why: String },
+    #[error("run {run} cannot be rolled back: {why}")]
+    Rollback { run: RunId, why: String },
 }
 
 fn not_releasable(id: RunId, state: RunState) -> String {

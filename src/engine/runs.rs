@@ -196,7 +196,7 @@ fn read_log(
 /// `workspace::checkout`); how many. Apart from [`clean`], which the agent runs at every start:
 /// emptied, a checkout costs the next run of a commit its whole tree.
 pub fn empty_checkouts(project: &Path) -> Result<usize, EngineError> {
-    Ok(workspace::checkout::clean(project).map_err(Internal::io("empty the kept checkouts"))?)
+    workspace::checkout::clean(project).map_err(Internal::io("empty the kept checkouts"))
 }
 
 /// What [`clean`] removed.

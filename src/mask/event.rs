@@ -22,6 +22,7 @@ impl Patterns {
                 ..
             } => message,
             EventKind::AwaitingRelease { next, .. } => next,
+            EventKind::ReleaseStep { message, .. } => message,
             EventKind::PrivilegeGranted { what, .. } => what,
             EventKind::RunStarted { .. }
             | EventKind::JobStarted { .. }

@@ -14,6 +14,7 @@ use super::{Pos, Problem};
 use crate::severity::Severity;
 
 pub(super) mod services;
+pub(super) mod steps;
 
 // The key tables are what the checker accepts and what `schema` describes to editors: a key
 // added here appears in docs/schemas/pipeline.json once it is regenerated.
@@ -49,6 +50,8 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "drift",
     "push",
     "concurrency",
+    "steps",
+    "rollback",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -193,6 +196,7 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
     super::build::check_pushes(&jobs)
         .into_iter()
         .for_each(|p| probs.add(p));
+    one_stepped_job(&jobs, probs);
     check_needs(
         &jobs,
         &job_entries
@@ -207,6 +211,21 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
         jobs,
         secrets: providers,
     })
+}
+
+/// A release is one sequence of steps: two release jobs stepping on their own would leave no
+/// answer to "which step is the release at".
+fn one_stepped_job(jobs: &[Job], probs: &mut Problems) {
+    let mut stepped = jobs.iter().filter(|j| !j.steps.is_empty());
+    let Some(first) = stepped.next() else { return };
+    if let Some(other) = stepped.find(|j| j.base != first.base) {
+        probs
+            .add(Problem::at(other.pos, other.base.chars().count(), format!(
+                "jobs `{}` and `{}` both have `steps`, and a release goes through one sequence of steps",
+                first.base, other.base
+            ))
+            .hint("keep `steps` on one release job: every release job runs at each step and sees PIPE_RELEASE_STEP"));
+    }
 }
 
 struct JobContext<'a> {
@@ -272,6 +291,10 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut push = None;
     let mut push_node = None;
     let mut concurrency = None;
+    let mut steps = Vec::new();
+    let mut steps_node = None;
+    let mut rollback = Vec::new();
+    let mut rollback_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -369,6 +392,14 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 drift = parsed;
             }
             "concurrency" => concurrency = group_name(v, probs),
+            "steps" => {
+                steps_node = Some(k.node);
+                steps = steps::steps_of(v, probs);
+            }
+            "rollback" => {
+                rollback_node = Some(k.node);
+                rollback = script_lines(v, name, probs).unwrap_or_default();
+            }
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -502,6 +533,12 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
             Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
     }
+    for (node, key) in [(steps_node, "steps"), (rollback_node, "rollback")] {
+        if let (Some(node), false) = (node, gated && has_script) {
+            probs.at(node, format!("job `{name}` has `{key}`, but only release jobs with a `script` release in steps or roll back")).hint =
+                Some(format!("move the job to `stage: {RELEASE_STAGE}` with a `script`, or remove `{key}`"));
+        }
+    }
     // Each expansion's environment, and its artifact paths checked with `$VAR` expanded.
     let expansions: Vec<_> = matrix
         .into_iter()
@@ -567,6 +604,8 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             push: push.clone(),
             drift,
             concurrency: concurrency.clone(),
+            steps: steps.clone(),
+            rollback: rollback.clone(),
             spans: spans.clone(),
         })
         .collect()

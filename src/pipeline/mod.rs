@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use artifact::ArtifactPath;
 pub use build::{BuildImage, DriftPolicy, PushImage};
 pub use check::services::{Ready, Service};
+pub use check::steps::{Step, Verify};
 pub use check::suggest;
 pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,

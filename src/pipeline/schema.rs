@@ -8,6 +8,7 @@
 use serde_json::{json, Map, Value};
 
 use super::check::services;
+use super::check::steps::STEP_NAME_PATTERN;
 use super::check::{
     ERROR_BUDGET_KEYS, GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS,
     TOP_KEYS,
@@ -293,6 +294,14 @@ fn shape(key: &str) -> Value {
             }),
             "Pushes the image a `build_image` job built in this run, by its id, to registry tags; `password` names a secret of the job (see docs/images.md).",
         ),
+        "steps" => (
+            steps(),
+            "A progressive release: each `pipe release` runs the next step (`10%`, or `{name, percent, gate, verify}`), exported as PIPE_RELEASE_STEP and PIPE_RELEASE_PERCENT.",
+        ),
+        "rollback" => (
+            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] }),
+            "The commands `pipe release RUN --rollback` runs for each step taken, newest first.",
+        ),
         "drift" => (
             json!({ "enum": ["report", "fail"] }),
             "`fail`: the job fails when it wrote into system paths (/usr, /etc, …) [default: report].",
@@ -378,6 +387,47 @@ fn error_budget() -> Value {
             .collect::<Map<_, _>>(),
         "required": ["prometheus", "query", "objective", "window"],
         "additionalProperties": false,
+    })
+}
+
+fn steps() -> Value {
+    let percent = json!({ "anyOf": [
+        { "type": "integer", "minimum": 1, "maximum": 100 },
+        { "type": "string", "pattern": "^[0-9]{1,3}%$" },
+    ] });
+    let string = json!({ "type": "string", "minLength": 1 });
+    let verify = json!({
+        "type": "object",
+        "properties": {
+            "prometheus": with_description(string.clone(), "The Prometheus server: `http://host:port`."),
+            "query": with_description(string.clone(), "PromQL whose value must stay below `below`, like an error ratio."),
+            "below": with_description(json!({ "type": "number" }), "The step fails its verification at this value or above."),
+            "after": with_description(json!({ "type": ["string", "integer"] }), "The bake time: how long to wait after the step before asking [default: 0s]."),
+        },
+        "required": ["prometheus", "query", "below"],
+        "additionalProperties": false,
+    });
+    json!({
+        "type": "array",
+        "minItems": 1,
+        "items": { "anyOf": [
+            percent.clone(),
+            {
+                "type": "object",
+                "properties": {
+                    "name": with_description(json!({ "type": "string", "pattern": STEP_NAME_PATTERN }), "What PIPE_RELEASE_STEP says for the step [default: its number]."),
+                    "percent": percent,
+                    "gate": with_description(json!({
+                        "type": "object",
+                        "properties": gate_keys(),
+                        "additionalProperties": false,
+                    }), "Conditions of this step's own, judged before it runs."),
+                    "verify": with_description(verify, "A Prometheus check after the step; failing it stops the release at this step."),
+                },
+                "required": ["percent"],
+                "additionalProperties": false,
+            },
+        ] },
     })
 }
 

@@ -95,6 +95,7 @@ impl Reporter for Plain {
             | EventKind::JobDrift { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
+            | EventKind::ReleaseStep { .. }
             | EventKind::Stopping { .. }
             | EventKind::Watching {}
             | EventKind::FilesChanged { .. } => {

@@ -200,6 +200,7 @@ impl Reporter for Progress {
             }
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
+            | EventKind::ReleaseStep { .. }
             | EventKind::Watching {}
             | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {

@@ -78,6 +78,16 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS release_steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    name TEXT,
+    percent INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -581,6 +591,33 @@ impl Store for SqliteStore {
                 actor: r.get(1)?,
                 action: r.get(2)?,
                 detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn record_step(&mut self, id: RunId, step: &StepRecord) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO release_steps (run_id, step, name, percent, status, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, step.step, step.name, step.percent, step.status.as_str(), step.detail, time(step.at)],
+        )?;
+        Ok(())
+    }
+
+    fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
+        let mut q = self.db.prepare(
+            "SELECT step, name, percent, status, detail, at FROM release_steps WHERE run_id = ?1 ORDER BY step",
+        )?;
+        let rows = q.query_map([id], |r| {
+            let status: String = r.get(3)?;
+            Ok(StepRecord {
+                step: r.get(0)?,
+                name: r.get(1)?,
+                percent: r.get(2)?,
+                // A status this pipe does not know (a newer pipe's) blocks like a failure would.
+                status: StepStatus::parse(&status).unwrap_or(StepStatus::VerifyFailed),
+                detail: r.get(4)?,
+                at: parse_time(&r.get::<_, String>(5)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -39,6 +39,7 @@ mod secrets;
 mod select;
 mod services;
 mod signals;
+mod steps;
 mod store;
 mod terminal;
 mod validate;

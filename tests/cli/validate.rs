@@ -375,9 +375,15 @@ fn keys_from_gitlab_and_github_actions_point_at_pipes_names() {
     let stderr = invalid(
         "variables: {A: b}\njobs:\n  a:\n    steps: [x]\n    dependencies: [b]\n    continue-on-error: true\n",
     );
+    // `steps` is pipe's own key now (a progressive release), refused outside a release job.
+    assert!(
+        stderr.contains(
+            "job `a` has `steps`, but only release jobs with a `script` release in steps"
+        ),
+        "{stderr}"
+    );
     for (theirs, ours) in [
         ("variables", "env"),
-        ("steps", "script"),
         ("dependencies", "needs"),
         ("continue-on-error", "allow_failure"),
     ] {
