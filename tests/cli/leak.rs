@@ -109,6 +109,53 @@ fn echo_split_writes_bytes_with_pauses_and_stderr_are_masked() {
     }
 }
 
+/// `value` in base64 on one line, as the host's `base64 -w0` writes it.
+fn base64_unwrapped(value: &str) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(value.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `base64` wraps at 76 columns: the value's encoding is cut over three lines, and each line's
+/// piece of it is hidden.
+#[test]
+fn base64_wrapped_over_lines_is_masked_line_by_line() {
+    let value = format!(
+        "{}-{}",
+        secret("wrapped"),
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".repeat(2)
+    );
+    let project = Project::new(&pipeline(
+        r#"      - printf 'user:%s' "$LEAK" | base64
+"#,
+    ));
+    let runs = run_leaking(&project, &[], &[("LEAK", &value)]);
+    assert_eq!(runs.0.code, 0, "{}", runs.0.all());
+    let encoded = base64_unwrapped(&format!("user:{value}"));
+    // The characters only the value decides: after `user:`'s own, before the last group.
+    let (from, to) = (8, encoded.len() - 4);
+    let lines: Vec<(usize, usize)> = (0..encoded.len())
+        .step_by(76)
+        .map(|start| (start.max(from), (start + 76).min(to)))
+        .collect();
+    assert!(lines.len() >= 3, "{encoded}");
+    for (start, end) in lines {
+        if end >= start + 8 {
+            assert_hidden(&project, &runs, &encoded[start..end]);
+        }
+    }
+    assert_hidden(&project, &runs, &value);
+}
+
 #[test]
 fn base64_and_json_forms_are_masked() {
     let value = secret("forms") + "\"/+ x";
@@ -122,20 +169,7 @@ fn base64_and_json_forms_are_masked() {
     assert_eq!(runs.0.code, 0, "{}", runs.0.all());
     let encoded: Vec<String> = [value.clone(), format!("user:{value}")]
         .iter()
-        .map(|v| {
-            let out = Command::new("base64")
-                .arg("-w0")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .and_then(|mut c| {
-                    use std::io::Write;
-                    c.stdin.take().unwrap().write_all(v.as_bytes())?;
-                    c.wait_with_output()
-                })
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap()
-        })
+        .map(|v| base64_unwrapped(v))
         .collect();
     // The whole encoding of the value alone, and the part after `user:`'s own characters.
     assert_hidden(&project, &runs, &encoded[0][..encoded[0].len() - 4]);
