@@ -242,3 +242,53 @@ fn a_secret_in_an_image_name_that_cannot_be_found_is_masked() {
     assert!(runs.0.all().contains("***"), "{}", runs.0.all());
     assert_hidden_but_in(&project, &runs, &value, &["pipe.yml", "pipeline.yml"]);
 }
+
+/// A job that names files (and a link's target) after its secret: `pipe artifacts`, its JSON
+/// and copies show them masked, and no name under `.pipe/` holds the value.
+#[test]
+fn artifact_names_and_link_targets_are_masked() {
+    let value = secret("names");
+    let project = Project::new(&format!(
+        "image: {}\njobs:\n  leak:\n    secrets: [LEAK]\n    artifacts: [out]\n    script:\n      - mkdir -p \"out/dir-$LEAK\"\n      - echo hi > \"out/report-$LEAK.txt\"\n      - echo x > \"out/dir-$LEAK/f\"\n      - ln -s \"/tmp/$LEAK\" out/link\n",
+        docker_image()
+    ));
+    for backend in ["docker", "local"] {
+        let runs = run_leaking(&project, &["--backend", backend], &[("LEAK", &value)]);
+        assert_eq!(runs.0.code, 0, "{}", runs.0.all());
+        let listed = project.pipe(&["artifacts", "last"]);
+        assert_eq!(listed.code, 0, "{}", listed.all());
+        for shown in [
+            "out/dir-***/f",
+            "out/link -> /tmp/***",
+            "out/report-***.txt",
+        ] {
+            assert!(
+                listed.stdout.contains(shown),
+                "{backend}: {}",
+                listed.stdout
+            );
+        }
+        let json = project.pipe(&["artifacts", "last", "--output", "json"]);
+        let copied = project.pipe(&["artifacts", "last", "--to", backend, "--output", "json"]);
+        for text in [&listed.stdout, &json.stdout, &copied.stdout] {
+            assert!(!text.contains(&value), "{backend}: {text}");
+        }
+        assert!(
+            json.stdout.contains("out/report-***.txt"),
+            "{}",
+            json.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(project.path().join(backend).join("leak/out/report-***.txt"))
+                .unwrap(),
+            "hi\n"
+        );
+        let names = Command::new("find")
+            .args([".pipe", "-name", &format!("*{value}*")])
+            .current_dir(project.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&names.stdout), "", "{backend}");
+        assert_hidden(&project, &runs, &value);
+    }
+}
