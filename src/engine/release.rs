@@ -22,7 +22,8 @@ pub struct ReleaseRequest {
     pub ctx: Context,
     /// The run: its number, or `last`.
     pub run: String,
-    /// Release a run that was released before (recorded in the audit trail).
+    /// Release a run that was released before (recorded in the audit trail); a progressive
+    /// release that is complete or was rolled back starts over from step 1.
     pub again: bool,
     pub exec: ExecOptions,
     pub cancel: Cancel,
@@ -105,6 +106,8 @@ pub(super) async fn release_run(
     let pipeline = stored_pipeline(&run, &record)?;
     // A progressive release says first where it stands: done, or stopped by a verification.
     let taken = store.steps(id)?;
+    let over = again && steps::starts_over(pipeline.steps(), &taken);
+    let taken = if over { Vec::new() } else { taken };
     let next = match steps::next(id, pipeline.steps(), &taken) {
         Ok(next) => next,
         Err(refusal) => {
@@ -156,10 +159,14 @@ pub(super) async fn release_run(
     }
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
+    if over {
+        store.clear_steps(id)?;
+    }
     // Only the process that took the run over owns its directory.
     let run = RunDir::open(project, id)
         .map_err(Internal::io(format!("open the directory of run {id}")))?;
     let how = match next {
+        Some(n) if over => format!("started over (--again): {}", steps::started(n)),
         Some(n) => steps::started(n),
         None if record.state == RunState::Released => "released again (--again)".into(),
         None => "release started".into(),
