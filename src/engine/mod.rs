@@ -8,6 +8,7 @@
 mod artifacts;
 mod error;
 mod exec;
+mod findings;
 mod follow;
 pub mod gate;
 mod load;
@@ -34,6 +35,7 @@ pub use crate::run::Interrupt;
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};
+pub use findings::{finding_tools, run_sarif};
 pub use follow::{job_needs, log_since, LogPiece};
 pub use load::load_plan;
 pub use project::{find_project, Project};
