@@ -18,8 +18,8 @@ use crate::plan::Plan;
 use crate::reuse::{self, Reuse};
 use crate::workspace::RunDir;
 
-mod reports;
 mod group;
+mod reports;
 
 pub struct RunOptions {
     pub run: RunDir,
@@ -752,7 +752,7 @@ impl JobTask {
             Ok(o) if stopped && o.exit_code != 0 => (JobStatus::Cancelled, Some(o.exit_code), None),
             Ok(o) if o.exit_code == 0 => {
                 let reported = |p: &String| self.reports.as_ref().is_some_and(|r| r.declares(p));
-                for path in o.missing_artifacts.iter().filter(|p| !reported(*p)) {
+                for path in o.missing_artifacts.iter().filter(|p| !reported(p)) {
                     self.log.line(
                         crate::event::Stream::Stderr,
                         format!("pipe: artifact `{path}` was not produced"),
