@@ -70,6 +70,8 @@ pub struct Config {
     pub max_body: usize,
     pub repos: Vec<Repo>,
     pub tokens: Vec<Token>,
+    /// A team's shared run store (`postgres://…`); `None`: each clone's own `.pipe/pipe.db`.
+    pub store: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +118,7 @@ impl Config {
             .iter()
             .map(|t| t.token.expose().to_string())
             .chain(repos)
+            .chain(self.store.iter().map(|s| s.expose().to_string()))
             .collect()
     }
 }
@@ -140,6 +143,8 @@ struct Raw {
     repos: Vec<RawRepo>,
     #[serde(default)]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    store: Option<Secret>,
 }
 
 #[derive(Deserialize, Default)]
@@ -304,6 +309,16 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             ));
         }
     }
+    if let Some(url) = raw
+        .store
+        .as_ref()
+        .filter(|s| !crate::pg::is_url(s.expose()))
+    {
+        let shown = crate::pg::shown(url.expose());
+        problems.push(format!(
+            "store `{shown}` is not a PostgreSQL URL (postgres://user:password@host/database)"
+        ));
+    }
     if raw.concurrency.runs == Some(0) || raw.concurrency.jobs == Some(0) {
         problems.push("concurrency: runs and jobs must be at least 1".into());
     }
@@ -331,6 +346,7 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
                 token: t.token,
             })
             .collect(),
+        store: raw.store,
     })
 }
 

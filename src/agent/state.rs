@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::queue::{Item, Queue};
 use crate::engine::{
-    self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown,
+    self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown, StoreAt,
 };
 use crate::mask::Masks;
 use crate::store::{Approval, AuditEntry, JobRecord, RunId, RunRecord};
@@ -148,6 +148,8 @@ impl Agent {
             clock: Clock::System,
             events,
             masks: self.masks.clone(),
+            store: (self.config.store.as_ref())
+                .map_or(StoreAt::Project, |url| StoreAt::Shared(url.expose().into())),
         }
     }
 
@@ -175,7 +177,7 @@ impl Agent {
         };
         let mut listed = Vec::new();
         for repo in repos {
-            let runs = engine::list_runs(&self.config.clone_dir(&repo.name), None, read)?;
+            let runs = engine::list_runs(&self.context(&repo.name, "", None), None, read)?;
             listed.extend(
                 runs.into_iter()
                     .filter(|r| {

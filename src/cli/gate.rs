@@ -1,8 +1,8 @@
 //! `pipe approve` and `pipe release`: the gate between deploying and releasing.
 
-use super::exec::{context, ExecArgs};
+use super::exec::{context, ExecArgs, StoreArg};
 use super::{exit, print, CliError};
-use crate::engine::{self, ReleaseRequest};
+use crate::engine::{self, Context, ReleaseRequest};
 
 #[derive(clap::Args)]
 pub struct ApproveArgs {
@@ -15,6 +15,8 @@ pub struct ApproveArgs {
     /// Why, in a word or a sentence: recorded with the approval in the audit trail
     #[arg(long)]
     comment: Option<String>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -26,10 +28,15 @@ pub struct ReleaseArgs {
     again: bool,
     #[command(flatten)]
     exec: ExecArgs,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
-    let ctx = context(args.by.as_deref())?;
+    let ctx = Context {
+        store: args.store.at()?,
+        ..context(args.by.as_deref())?
+    };
     let approved = engine::approve(&ctx, &args.run, args.comment.as_deref())?;
     let again = if approved.new {
         ""
@@ -46,9 +53,13 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
+    let shared = args.store.at()?;
     args.exec.drive(|ctx, cancel| {
         engine::release(ReleaseRequest {
-            ctx,
+            ctx: Context {
+                store: shared.clone(),
+                ..ctx
+            },
             run: args.run.clone(),
             again: args.again,
             exec,

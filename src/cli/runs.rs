@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::exec::{context, project};
+use super::exec::{context, project, StoreArg};
 use super::{color_on, exit, print, table, CliError};
-use crate::engine::{self, LogChunk};
+use crate::engine::{self, Context, LogChunk};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
 use crate::store::{JobRecord, RunRecord};
@@ -21,6 +21,8 @@ pub struct RunsArgs {
     /// How to print the runs: a table for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -30,6 +32,8 @@ pub struct ShowArgs {
     /// How to print the run: for people, or one JSON object for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -45,7 +49,11 @@ pub struct LogsArgs {
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
     let color = color_on(&std::io::stdout());
-    let runs = engine::list_runs(&project(None)?.dir, args.environment.as_deref(), args.limit)?;
+    let ctx = Context {
+        store: args.store.at()?,
+        ..context(None)?
+    };
+    let runs = engine::list_runs(&ctx, args.environment.as_deref(), args.limit)?;
     if matches!(args.output, super::Output::Json) {
         let lines: String = runs
             .iter()
@@ -138,7 +146,13 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         approvals,
         audit,
         gate,
-    } = engine::show(&context(None)?, &args.run)?;
+    } = engine::show(
+        &Context {
+            store: args.store.at()?,
+            ..context(None)?
+        },
+        &args.run,
+    )?;
     let id = run.id;
     if matches!(args.output, super::Output::Json) {
         let mut v = record_json(&run);

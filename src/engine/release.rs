@@ -7,7 +7,7 @@ use super::exec::Work;
 use super::exec::{privileges_asked, runs_on_docker};
 use super::gate;
 use super::load::stored_pipeline;
-use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::record::{audit_grants, finish, recorded, recorded_facts};
 use super::signals;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
@@ -41,7 +41,7 @@ pub struct Approved {
 
 /// Approves run `run`'s release as `ctx.actor`.
 pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approved, EngineError> {
-    let mut store = recorded_store(&ctx.project, run)?;
+    let mut store = recorded(ctx, run)?;
     let id = store.resolve(run)?;
     let record = store.run(id)?;
     let by = ctx.actor.trim();
@@ -50,7 +50,7 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
             "an approval needs the approver's name: `--by NAME`".into(),
         ));
     }
-    refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
+    refuse_unless_releasable(&mut *store, &record, false, by, "approve refused")?;
     let new = store.approve(id, by, comment, ctx.clock.now())?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
     let needed = gate::approvals_needed(&run_gates(&pipeline, &store.jobs(id)?));
@@ -60,18 +60,18 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
         new,
         count,
         needed,
-        next: next_step(ctx, &mut store, id)?,
+        next: next_step(ctx, &mut *store, id)?,
     })
 }
 
 /// Runs the release jobs of a run if its gate holds.
 pub async fn release(req: ReleaseRequest) -> Result<Outcome, EngineError> {
-    let mut store = recorded_store(&req.ctx.project, &req.run)?;
+    let mut store = recorded(&req.ctx, &req.run)?;
     let id = store.resolve(&req.run)?;
     let released = release_run(
         &req.ctx,
         &req.cancel,
-        &mut store,
+        &mut *store,
         id,
         &req.exec,
         req.again,

@@ -14,6 +14,7 @@ mod docker;
 mod engine;
 mod extends;
 mod failures;
+mod fleet;
 mod graph;
 mod help;
 mod hook;
