@@ -7,7 +7,7 @@
 #   JOBS=20000 CLAIMERS="1 2 4 8 16" bench/fleet.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-JOBS=${JOBS:-5000}
+JOBS=${JOBS:-2000}
 CLAIMERS=${CLAIMERS:-"1 2 4 8"}
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)

@@ -71,13 +71,21 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(url: &str) -> Result<Worker, PgError> {
-        let client = connect(url)?;
         let (calls, rx) = mpsc::channel::<Call>();
+        let (ready_tx, ready) = mpsc::sync_channel(1);
         let url = url.to_string();
         thread::Builder::new()
             .name("pipe-postgres".into())
             .spawn(move || {
-                let mut client = Some(client);
+                // Connected here too: the client's runtime may not be entered from a caller's.
+                let mut client = match connect(&url) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
                 // Ends when the worker is dropped: the sender goes, and the connection with it.
                 for call in rx {
                     if client.as_ref().is_none_or(Client::is_closed) {
@@ -87,6 +95,7 @@ impl Worker {
                 }
             })
             .map_err(|_| PgError::Gone)?;
+        ready.recv().map_err(|_| PgError::Gone)??;
         Ok(Worker { calls })
     }
 
