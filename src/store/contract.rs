@@ -200,4 +200,12 @@ fn release_steps_read_back_in_order_the_last_record_of_each_winning(s: &mut dyn 
         ]
     );
     assert!(s.steps(other).unwrap().is_empty(), "another run's steps");
+    s.record_step(other, &step(1, StepStatus::Passed, None))
+        .unwrap();
+    s.clear_steps(id).unwrap();
+    assert!(
+        s.steps(id).unwrap().is_empty(),
+        "a release that starts over"
+    );
+    assert_eq!(s.steps(other).unwrap().len(), 1, "another run's steps stay");
 }

@@ -434,6 +434,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn clear_steps(&mut self, id: RunId) -> Result<(), StoreError> {
+        self.with(move |c, project| {
+            c.execute(
+                "DELETE FROM release_steps WHERE project = $1 AND run_id = $2",
+                &[&project, &id],
+            )
+        })?;
+        Ok(())
+    }
+
     fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
         self.with(move |c, project| {
             let rows = c.query(
