@@ -38,6 +38,7 @@ fn context(project: &Path) -> (Context, mpsc::UnboundedReceiver<Event>) {
         clock: Clock::System,
         events: Some(events),
         masks: Default::default(),
+        store: Default::default(),
     };
     (ctx, seen)
 }

@@ -70,6 +70,11 @@ pub struct Config {
     pub max_body: usize,
     pub repos: Vec<Repo>,
     pub tokens: Vec<Token>,
+    /// A team's shared run store (`postgres://…`); `None`: each clone's own `.pipe/pipe.db`.
+    pub store: Option<Secret>,
+    /// The labels this agent offers the fleet's queue (`gpu`, `arm64`): a job is claimed only
+    /// by an agent offering all of its labels.
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +121,7 @@ impl Config {
             .iter()
             .map(|t| t.token.expose().to_string())
             .chain(repos)
+            .chain(self.store.iter().map(|s| s.expose().to_string()))
             .collect()
     }
 }
@@ -140,6 +146,10 @@ struct Raw {
     repos: Vec<RawRepo>,
     #[serde(default)]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    store: Option<Secret>,
+    #[serde(default)]
+    labels: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -298,6 +308,30 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             ));
         }
     }
+    if let Some(url) = raw
+        .store
+        .as_ref()
+        .filter(|s| !crate::pg::is_url(s.expose()))
+    {
+        let shown = crate::pg::shown(url.expose());
+        problems.push(format!(
+            "store `{shown}` is not a PostgreSQL URL (postgres://user:password@host/database)"
+        ));
+    }
+    for label in &raw.labels {
+        let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if label.is_empty() || !label.chars().all(named) {
+            problems.push(format!(
+                "labels: `{label}` is not a label: letters, digits, `.`, `_` and `-`"
+            ));
+        }
+    }
+    if !raw.labels.is_empty() && raw.store.is_none() {
+        problems.push(
+            "labels are offered to a fleet's queue, which needs a shared `store = \"postgres://…\"`"
+                .into(),
+        );
+    }
     if raw.concurrency.runs == Some(0) || raw.concurrency.jobs == Some(0) {
         problems.push("concurrency: runs and jobs must be at least 1".into());
     }
@@ -325,6 +359,8 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
                 token: t.token,
             })
             .collect(),
+        store: raw.store,
+        labels: raw.labels,
     })
 }
 
@@ -427,5 +463,23 @@ mod tests {
         assert!(!e.contains("short"), "{e}");
         let ok = load_text("agent.toml", TOML).unwrap();
         assert!(!format!("{ok:?}").contains("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn labels_are_names_and_need_a_shared_store() {
+        let e = load_text(
+            "agent.toml",
+            &format!("labels = [\"gpu\", \"a b\"]\n{TOML}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("labels: `a b` is not a label"), "{e}");
+        assert!(e.contains("which needs a shared `store"), "{e}");
+        let ok = load_text(
+            "agent.toml",
+            &format!("labels = [\"gpu\", \"arm64\"]\nstore = \"postgres://db/pipe\"\n{TOML}"),
+        )
+        .unwrap();
+        assert_eq!(ok.labels, ["gpu", "arm64"]);
     }
 }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::queue::{Item, ItemState, Queue};
 use crate::engine::{
-    self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown,
+    self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown, StoreAt,
 };
 use crate::mask::Masks;
 use crate::store::{Approval, AuditEntry, JobRecord, RunId, RunRecord};
@@ -39,6 +39,8 @@ pub struct Agent {
     pub(super) wake: Notify,
     /// A graceful stop is under way: nothing new starts.
     pub(super) stopping: AtomicBool,
+    /// This agent leads its fleet's housekeeping (see `lead.rs`); only the leader polls.
+    pub(super) leading: AtomicBool,
 }
 
 /// A run as listed: its repository and the fields `pipe runs --output json` gives.
@@ -118,6 +120,7 @@ impl Agent {
             in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
         }
     }
 
@@ -155,6 +158,8 @@ impl Agent {
             clock: Clock::System,
             events,
             masks: self.masks.clone(),
+            store: (self.config.store.as_ref())
+                .map_or(StoreAt::Project, |url| StoreAt::Shared(url.expose().into())),
         }
     }
 
@@ -182,7 +187,7 @@ impl Agent {
         };
         let mut listed = Vec::new();
         for repo in repos {
-            let runs = engine::list_runs(&self.config.clone_dir(&repo.name), None, read)?;
+            let runs = engine::list_runs(&self.context(&repo.name, "", None), None, read)?;
             listed.extend(
                 runs.into_iter()
                     .filter(|r| {

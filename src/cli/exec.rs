@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::pull::PullArg;
 use super::vars::VarsArgs;
 use super::{color_on, exit, CliError, Internal, Output};
-use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome};
+use crate::engine::{self, Cancel, Clock, Context, ExecOptions, Interrupt, Outcome, StoreAt};
 use crate::event::{Event, RunStatus};
 use crate::report;
 
@@ -245,7 +245,36 @@ fn context_in(project: PathBuf, by: Option<&str>) -> Result<Context, CliError> {
         clock: clock()?,
         events: None,
         masks: super::masked::masks().clone(),
+        store: StoreAt::Project,
     })
+}
+
+/// `--store`: where runs are recorded.
+#[derive(clap::Args)]
+pub struct StoreArg {
+    /// The team's shared run store, a PostgreSQL URL (postgres://user:password@host/database)
+    /// [default: the project's own, .pipe/pipe.db]
+    #[arg(
+        long = "store",
+        env = "PIPE_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    url: Option<String>,
+}
+
+impl StoreArg {
+    /// The store named, refused unless it is a PostgreSQL URL.
+    pub fn at(self) -> Result<StoreAt, CliError> {
+        match self.url.filter(|s| !s.is_empty()) {
+            None => Ok(StoreAt::Project),
+            Some(url) if crate::pg::is_url(&url) => Ok(StoreAt::Shared(url)),
+            Some(other) => Err(CliError::Invalid(format!(
+                "--store {}: a shared store is a PostgreSQL URL, postgres://user@host/database",
+                crate::pg::shown(&other)
+            ))),
+        }
+    }
 }
 
 /// The project of pipeline `file` (as typed, relative to the current directory), else the

@@ -1,8 +1,8 @@
 //! `pipe approve` and `pipe release`: the gate between deploying and releasing.
 
-use super::exec::{context, ExecArgs};
+use super::exec::{context, ExecArgs, StoreArg};
 use super::{exit, print, CliError};
-use crate::engine::{self, ReleaseRequest};
+use crate::engine::{self, Context, ReleaseRequest};
 
 #[derive(clap::Args)]
 pub struct ApproveArgs {
@@ -15,6 +15,8 @@ pub struct ApproveArgs {
     /// Why, in a word or a sentence: recorded with the approval in the audit trail
     #[arg(long)]
     comment: Option<String>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -31,10 +33,15 @@ pub struct ReleaseArgs {
     rollback: bool,
     #[command(flatten)]
     exec: ExecArgs,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
-    let ctx = context(args.by.as_deref())?;
+    let ctx = Context {
+        store: args.store.at()?,
+        ..context(args.by.as_deref())?
+    };
     let approved = engine::approve(&ctx, &args.run, args.comment.as_deref())?;
     let again = if approved.new {
         ""
@@ -51,10 +58,14 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
+    let shared = args.store.at()?;
     let rollback = args.rollback;
     args.exec.drive(|ctx, cancel| {
         let request = ReleaseRequest {
-            ctx,
+            ctx: Context {
+                store: shared.clone(),
+                ..ctx
+            },
             run: args.run.clone(),
             again: args.again,
             exec,

@@ -24,6 +24,8 @@ pub struct Args {
     until: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
+    #[command(flatten)]
+    store: exec::StoreArg,
     /// Run every job, even one that passed in an earlier run with the same inputs
     #[arg(long)]
     no_reuse: bool,
@@ -84,8 +86,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     let project = exec::project(args.file.as_deref())?;
     let options = args.exec.options()?;
-    let request = |ctx, cancel| StartRequest {
-        ctx,
+    let store = args.store.at()?;
+    let request = |ctx: engine::Context, cancel| StartRequest {
+        ctx: engine::Context {
+            store: store.clone(),
+            ..ctx
+        },
         file: project.file.clone(),
         jobs: args.jobs.clone(),
         stages: args.stages.clone(),

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::exec::{context, project};
+use super::exec::{context, project, StoreArg};
 use super::{color_on, exit, print, table, CliError};
-use crate::engine::{self, LogChunk};
+use crate::engine::{self, Context, LogChunk, StoreAt};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
 use crate::store::{JobRecord, RunRecord};
@@ -21,6 +21,8 @@ pub struct RunsArgs {
     /// How to print the runs: a table for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -34,6 +36,8 @@ pub struct ShowArgs {
     /// job's `reports:`, in one document
     #[arg(long, conflicts_with = "output")]
     sarif: bool,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(clap::Args)]
@@ -49,7 +53,11 @@ pub struct LogsArgs {
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
     let color = color_on(&std::io::stdout());
-    let runs = engine::list_runs(&project(None)?.dir, args.environment.as_deref(), args.limit)?;
+    let ctx = Context {
+        store: args.store.at()?,
+        ..context(None)?
+    };
+    let runs = engine::list_runs(&ctx, args.environment.as_deref(), args.limit)?;
     if matches!(args.output, super::Output::Json) {
         let lines: String = runs
             .iter()
@@ -136,19 +144,35 @@ fn uncommitted(r: &RunRecord, long: bool) -> String {
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
+    let store = args.store.at()?;
     if args.sarif {
+        if store != StoreAt::Project {
+            // A shared store's run may have run on another machine, which holds its reports.
+            return Err(CliError::Invalid(
+                "--sarif reads the reports in this project's own .pipe/: not with a shared store"
+                    .into(),
+            ));
+        }
         let (_, sarif) = engine::run_sarif(&project(None)?.dir, &args.run)?;
         let text = serde_json::to_string_pretty(&sarif).unwrap_or_default();
         return print(&format!("{text}\n")).map(|_| exit::OK);
     }
+    let steps;
     let engine::Shown {
         run,
         jobs,
         approvals,
         audit,
         gate,
-    } = engine::show(&context(None)?, &args.run)?;
-    let steps = engine::release_steps(&context(None)?, &args.run)?;
+    } = {
+        let ctx = Context {
+            store,
+            ..context(None)?
+        };
+        let shown = engine::show(&ctx, &args.run)?;
+        steps = engine::release_steps(&ctx, &args.run)?;
+        shown
+    };
     let id = run.id;
     let dir = project(None)?.dir;
     let tools: Vec<Vec<String>> = jobs

@@ -22,7 +22,7 @@ use crate::plan::Plan;
 use crate::report::{self, StoreSink};
 use crate::run::{self as scheduler, RunOptions, RunResult};
 use crate::secret::{Secrets, Supply};
-use crate::store::{self, RunId, SqliteStore, Store};
+use crate::store::{self, RunId, Store};
 use crate::workspace::{self, private, RunDir};
 
 /// How long a job has to exit after SIGTERM (first cancel, fail-fast) before SIGKILL.
@@ -295,7 +295,7 @@ impl ExecOptions {
             .map(|(j, slug)| (j.name.clone(), run.log(slug)))
             .collect();
         let sink = StoreSink {
-            store: Box::new(SqliteStore::open(project)?),
+            store: super::record::open_store(ctx)?,
             run: id,
             phase,
             jobs: plan

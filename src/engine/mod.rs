@@ -68,6 +68,19 @@ pub struct Context {
     /// The secret values to hide in all that is said and kept; the engine adds a run's as it
     /// resolves them, so the caller's handle hides them too (in errors, in tracing).
     pub masks: crate::mask::Masks,
+    /// Where the project's runs are recorded.
+    pub store: StoreAt,
+}
+
+/// Where a project's runs are recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreAt {
+    /// The embedded store, `.pipe/pipe.db` in the project.
+    #[default]
+    Project,
+    /// A PostgreSQL database a team shares (`postgres://…`), where the project's runs are those
+    /// of its folder's name (an agent's clone is named as its repository).
+    Shared(String),
 }
 
 impl Context {

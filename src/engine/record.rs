@@ -2,11 +2,13 @@
 
 use std::path::Path;
 
-use super::{Context, EngineError, Internal, Outcome};
+use super::{Context, EngineError, Internal, Outcome, StoreAt};
 use crate::event::RunStatus;
 use crate::reuse::Manifest;
 use crate::run::RunResult;
-use crate::store::{self, RunId, RunRecord, RunState, SqliteStore, Store, StoreError};
+use crate::store::{
+    self, PostgresStore, RunId, RunRecord, RunState, SqliteStore, Store, StoreError,
+};
 use crate::workspace::{self, private, shared, RunDir};
 
 /// How many of the newest runs keep their snapshot for a retry, whatever their state.
@@ -19,6 +21,29 @@ pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, E
         return Err(StoreError::NoSuchRun(run.to_string()).into());
     }
     Ok(SqliteStore::open(project)?)
+}
+
+/// The store the context records the project's runs in, opened (or set up) for a new run.
+pub(super) fn open_store(ctx: &Context) -> Result<Box<dyn Store>, EngineError> {
+    Ok(match &ctx.store {
+        StoreAt::Project => Box::new(SqliteStore::open(&ctx.project)?),
+        StoreAt::Shared(url) => {
+            let name = ctx
+                .project
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            Box::new(PostgresStore::open(url, &name, Some(ctx.project.clone()))?)
+        }
+    })
+}
+
+/// The context's store, for a request about the recorded run `run`.
+pub(super) fn recorded(ctx: &Context, run: &str) -> Result<Box<dyn Store>, EngineError> {
+    match ctx.store {
+        StoreAt::Project => Ok(Box::new(recorded_store(&ctx.project, run)?)),
+        StoreAt::Shared(_) => open_store(ctx),
+    }
 }
 
 /// Where a new run's source comes from.

@@ -7,7 +7,7 @@ use super::exec::Work;
 use super::exec::{privileges_asked, runs_on_docker};
 use super::gate;
 use super::load::stored_pipeline;
-use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::record::{audit_grants, finish, recorded, recorded_facts};
 use super::release_setup::{release_setup, Setup};
 use super::signals;
 use super::steps;
@@ -43,7 +43,7 @@ pub struct Approved {
 
 /// Approves run `run`'s release as `ctx.actor`.
 pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approved, EngineError> {
-    let mut store = recorded_store(&ctx.project, run)?;
+    let mut store = recorded(ctx, run)?;
     let id = store.resolve(run)?;
     let record = store.run(id)?;
     let by = ctx.actor.trim();
@@ -52,10 +52,10 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
             "an approval needs the approver's name: `--by NAME`".into(),
         ));
     }
-    refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
+    refuse_unless_releasable(&mut *store, &record, false, by, "approve refused")?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
     let jobs = store.jobs(id)?;
-    super::author::refuse_own_approval(&mut store, &pipeline, &jobs, id, by)?;
+    super::author::refuse_own_approval(&mut *store, &pipeline, &jobs, id, by)?;
     let new = store.approve(id, by, comment, ctx.clock.now())?;
     let taken = store.steps(id)?;
     let next = steps::next(id, pipeline.steps(), &taken).unwrap_or(None);
@@ -67,18 +67,18 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
         new,
         count,
         needed,
-        next: next_step(ctx, &mut store, id)?,
+        next: next_step(ctx, &mut *store, id)?,
     })
 }
 
 /// Runs the release jobs of a run if its gate holds.
 pub async fn release(req: ReleaseRequest) -> Result<Outcome, EngineError> {
-    let mut store = recorded_store(&req.ctx.project, &req.run)?;
+    let mut store = recorded(&req.ctx, &req.run)?;
     let id = store.resolve(&req.run)?;
     let released = release_run(
         &req.ctx,
         &req.cancel,
-        &mut store,
+        &mut *store,
         id,
         &req.exec,
         req.again,

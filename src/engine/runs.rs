@@ -5,9 +5,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::record::recorded_store;
+use super::record::{open_store, recorded, recorded_store};
 use super::release::next_step;
-use super::{Context, EngineError, Internal, Pull};
+use super::{Context, EngineError, Internal, Pull, StoreAt};
 use crate::backend::docker::{self, DockerBackend};
 use crate::backend::{local, BackendError};
 use crate::owner::project_key;
@@ -17,14 +17,14 @@ use crate::workspace;
 /// The project's runs, newest first; only those that deployed to `environment` when given.
 /// Where pipe never ran there are none, and nothing is created for saying so.
 pub fn list_runs(
-    project: &Path,
+    ctx: &Context,
     environment: Option<&str>,
     limit: usize,
 ) -> Result<Vec<RunRecord>, EngineError> {
-    if !SqliteStore::exists(project) {
+    if ctx.store == StoreAt::Project && !SqliteStore::exists(&ctx.project) {
         return Ok(Vec::new());
     }
-    Ok(SqliteStore::open(project)?.runs(environment, limit)?)
+    Ok(open_store(ctx)?.runs(environment, limit)?)
 }
 
 /// A run in full.
@@ -39,7 +39,7 @@ pub struct Shown {
 }
 
 pub fn show(ctx: &Context, run: &str) -> Result<Shown, EngineError> {
-    let mut store = recorded_store(&ctx.project, run)?;
+    let mut store = recorded(ctx, run)?;
     let id = store.resolve(run)?;
     let record = store.run(id)?;
     let waiting = matches!(
@@ -47,7 +47,7 @@ pub fn show(ctx: &Context, run: &str) -> Result<Shown, EngineError> {
         RunState::AwaitingRelease | RunState::ReleaseFailed
     );
     let gate = if waiting {
-        Some(next_step(ctx, &mut store, id)?)
+        Some(next_step(ctx, store.as_mut(), id)?)
     } else {
         None
     };

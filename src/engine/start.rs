@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use super::exec::Work;
 use super::load::load_plan_as;
 use super::record::{
-    audit_grants, fail_run, finish, new_run_dir, prune_snapshots, recorded_jobs, same_snapshot,
-    Snapshot,
+    audit_grants, fail_run, finish, new_run_dir, open_store, prune_snapshots, recorded_jobs,
+    same_snapshot, Snapshot,
 };
 use super::release::{announce, release_run};
 use super::source::{self, Source};
@@ -18,7 +18,7 @@ use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusa
 use crate::pipeline::{Job, Pipeline};
 use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
 use crate::reuse::{self, Manifest};
-use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
+use crate::store::{self, NewRun, RunId, RunState, Store};
 use crate::workspace::shared;
 
 pub struct StartRequest {
@@ -98,7 +98,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     )?;
     let granted = exec.check_jobs(ctx, &file, &plan.jobs).await?;
     let secrets = exec.prepare_env(ctx, &file, &pipeline, &mut plan).await?;
-    let mut store = SqliteStore::open(project)?;
+    let mut store = open_store(ctx)?;
     // The gated jobs are recorded too, as pending, unless the run was narrowed to some jobs or
     // stages; those `only:` leaves out are reported with the run's.
     let whole = req.jobs.is_empty() && req.stages.is_empty() && req.until.is_none();
@@ -129,8 +129,8 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     let id = store.create_run(&new, &jobs)?;
     let author =
         super::author::of_new_run(project, &req.trigger, git.commit.as_deref(), &ctx.actor);
-    super::author::record(&mut store, id, &author)?;
-    audit_grants(ctx, &mut store, id, &granted)?;
+    super::author::record(&mut *store, id, &author)?;
+    audit_grants(ctx, &mut *store, id, &granted)?;
     let tree = matches!(snapshot, Snapshot::Tree);
     // The working tree hashed before and after it is copied: if it changed meanwhile, the keys
     // would not say what the jobs see, and nothing is reused or remembered.
@@ -141,14 +141,14 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     };
     // A tree that hashes as an earlier run's snapshot runs on that snapshot: nothing is copied.
     let same = match &before {
-        Some(before) => same_snapshot(project, &mut store, id, before)
-            .map_err(|e| fail_run(ctx, &mut store, id, e))?,
+        Some(before) => same_snapshot(project, &mut *store, id, before)
+            .map_err(|e| fail_run(ctx, &mut *store, id, e))?,
         None => None,
     };
     let snapshot = same.map_or(snapshot, Snapshot::Run);
     let run = new_run_dir(project, id, &text, snapshot, git.changed_files.as_deref())
         .await
-        .map_err(|e| fail_run(ctx, &mut store, id, e))?;
+        .map_err(|e| fail_run(ctx, &mut *store, id, e))?;
     let checkout = files.as_ref().map(|f| f.dir.clone());
     let files = match files {
         Some(files) => files,
@@ -160,7 +160,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
                     Internal::io(format!("hold the snapshot of run {id}"))(gone)
                 })
             })
-            .map_err(|e| fail_run(ctx, &mut store, id, e))?,
+            .map_err(|e| fail_run(ctx, &mut *store, id, e))?,
     };
     let reuse = match (req.reuse, before) {
         (false, _) => None,
@@ -197,7 +197,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         ctx,
         exec,
         &req.cancel,
-        &mut store,
+        &mut *store,
         id,
         work,
         !gated.is_empty(),
@@ -205,10 +205,11 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     .await?;
     if outcome.state == RunState::AwaitingRelease {
         if req.release && !req.cancel.requested() {
-            let released = release_run(ctx, &req.cancel, &mut store, id, exec, false, true).await?;
+            let released =
+                release_run(ctx, &req.cancel, &mut *store, id, exec, false, true).await?;
             return Ok(released.unwrap_or(outcome));
         }
-        announce(ctx, &mut store, id)?;
+        announce(ctx, &mut *store, id)?;
     }
     Ok(outcome)
 }

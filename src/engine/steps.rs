@@ -314,11 +314,16 @@ pub struct StepView {
 /// Every step of run `run`'s progressive release and where it stands; empty when its pipeline
 /// has no steps.
 pub fn release_steps(ctx: &Context, run: &str) -> Result<Vec<StepView>, EngineError> {
-    let mut store = super::record::recorded_store(&ctx.project, run)?;
+    let mut store = super::record::recorded(ctx, run)?;
     let id = store.resolve(run)?;
     let record = store.run(id)?;
-    let pipeline =
-        super::load::stored_pipeline(&crate::workspace::RunDir::at(&ctx.project, id), &record)?;
+    let dir = crate::workspace::RunDir::at(&ctx.project, id);
+    // A shared store's run may have run on another machine, whose folder holds its pipeline
+    // file: its steps cannot be told here (docs/fleet.md).
+    if !dir.pipeline_file().exists() {
+        return Ok(Vec::new());
+    }
+    let pipeline = super::load::stored_pipeline(&dir, &record)?;
     let taken = store.steps(id)?;
     // A run that never reached its gate has no next step.
     let releasable = matches!(

@@ -1,12 +1,16 @@
 //! Recorded runs: each run and its jobs, approvals, and an append-only audit trail. Behind the
-//! small [`Store`] interface so that the agent can later share a PostgreSQL one; the embedded
-//! SQLite store lives in `.pipe/pipe.db` of the project.
+//! small [`Store`] interface: the embedded SQLite store lives in `.pipe/pipe.db` of the project;
+//! a team's agents and laptops share a PostgreSQL one.
 
+#[cfg(test)]
+mod contract;
+mod postgres;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Where the embedded store lives in a project, as messages name it.
@@ -25,6 +29,9 @@ pub enum StoreError {
     Open(DbError),
     #[error("cannot open the run store {DB_PATH}: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared store (by its URL without the password) failed or cannot be reached.
+    #[error("the run store at {0} failed: {1}")]
+    Shared(String, DbError),
     #[error("cannot read the run directories in .pipe/runs: {0}")]
     RunDirs(std::io::Error),
     #[error("no run {0}")]

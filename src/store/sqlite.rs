@@ -634,6 +634,13 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_store_contract_holds_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || -> Box<dyn Store> { Box::new(SqliteStore::open(dir.path()).unwrap()) };
+        super::super::contract::holds(&open);
+    }
+
     fn new_run() -> NewRun {
         NewRun {
             pipeline_name: "p".into(),

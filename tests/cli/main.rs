@@ -16,6 +16,8 @@ mod docker;
 mod engine;
 mod extends;
 mod failures;
+mod fleet;
+mod fleet_agents;
 mod graph;
 mod help;
 mod hook;
