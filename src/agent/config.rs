@@ -72,6 +72,10 @@ pub struct Config {
     pub tokens: Vec<Token>,
     /// A team's shared run store (`postgres://…`); `None`: each clone's own `.pipe/pipe.db`.
     pub store: Option<Secret>,
+    /// Where the shared store's runs keep their logs and artifacts (`file:///…`, `s3://…`):
+    /// opened here without credentials; the command line opens it again with its
+    /// environment's.
+    pub objects: Option<crate::objects::Objects>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +149,8 @@ struct Raw {
     tokens: Vec<RawToken>,
     #[serde(default)]
     store: Option<Secret>,
+    #[serde(default)]
+    objects: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -319,6 +325,18 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             "store `{shown}` is not a PostgreSQL URL (postgres://user:password@host/database)"
         ));
     }
+    let objects = match (&raw.objects, &raw.store) {
+        (None, _) => None,
+        (Some(url), None) => {
+            problems.push(format!(
+                "objects `{url}`: an object store serves a shared run store: set `store` too"
+            ));
+            None
+        }
+        (Some(url), Some(_)) => crate::objects::Objects::open(url, &[])
+            .map_err(|e| problems.push(format!("objects: {e}")))
+            .ok(),
+    };
     if raw.concurrency.runs == Some(0) || raw.concurrency.jobs == Some(0) {
         problems.push("concurrency: runs and jobs must be at least 1".into());
     }
@@ -347,6 +365,7 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             })
             .collect(),
         store: raw.store,
+        objects,
     })
 }
 
@@ -449,5 +468,24 @@ mod tests {
         assert!(!e.contains("short"), "{e}");
         let ok = load_text("agent.toml", TOML).unwrap();
         assert!(!format!("{ok:?}").contains("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn an_object_store_needs_a_shared_store_and_a_url_pipe_knows() {
+        let alone = format!("objects = \"file:///\"\n{TOML}");
+        let e = load_text("agent.toml", &alone).unwrap_err().to_string();
+        assert!(
+            e.contains("an object store serves a shared run store"),
+            "{e}"
+        );
+        let unknown = format!("store = \"postgres://db/pipe\"\nobjects = \"ftp://x\"\n{TOML}");
+        let e = load_text("agent.toml", &unknown).unwrap_err().to_string();
+        assert!(e.contains("not an object store pipe knows"), "{e}");
+        let both = format!("store = \"postgres://db/pipe\"\nobjects = \"file:///\"\n{TOML}");
+        let ok = load_text("agent.toml", &both).unwrap();
+        assert_eq!(
+            ok.objects.map(|o| o.shown().to_string()).as_deref(),
+            Some("file:///")
+        );
     }
 }

@@ -54,10 +54,12 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
     let shared = args.store.at()?;
+    let objects = args.store.objects()?;
     args.exec.drive(|ctx, cancel| {
         engine::release(ReleaseRequest {
             ctx: Context {
                 store: shared.clone(),
+                objects: objects.clone(),
                 ..ctx
             },
             run: args.run.clone(),

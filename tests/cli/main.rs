@@ -25,6 +25,7 @@ mod junit;
 mod leak;
 mod local;
 mod network;
+mod objects;
 mod output;
 mod project;
 mod prometheus;
