@@ -26,6 +26,10 @@ pub struct ReleaseArgs {
     /// Release a run that was released before (recorded in the audit trail)
     #[arg(long)]
     again: bool,
+    /// Run the release jobs' `rollback:` scripts for the steps a progressive release took,
+    /// newest first
+    #[arg(long, conflicts_with = "again")]
+    rollback: bool,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
@@ -55,8 +59,9 @@ pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
     let shared = args.store.at()?;
     let objects = args.store.objects()?;
+    let rollback = args.rollback;
     args.exec.drive(|ctx, cancel| {
-        engine::release(ReleaseRequest {
+        let request = ReleaseRequest {
             ctx: Context {
                 store: shared.clone(),
                 objects: objects.clone(),
@@ -66,6 +71,13 @@ pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
             again: args.again,
             exec,
             cancel,
-        })
+        };
+        async move {
+            if rollback {
+                engine::rollback(request).await
+            } else {
+                engine::release(request).await
+            }
+        }
     })
 }

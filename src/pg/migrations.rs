@@ -120,6 +120,21 @@ const MIGRATIONS: &[&str] = &[
         seen_at TIMESTAMPTZ NOT NULL
     );
     ",
+    // 3: where each step of a run's progressive release stands.
+    "
+    CREATE TABLE release_steps (
+        project TEXT NOT NULL,
+        run_id BIGINT NOT NULL,
+        step INTEGER NOT NULL,
+        name TEXT,
+        percent INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT,
+        at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (project, run_id, step),
+        FOREIGN KEY (project, run_id) REFERENCES runs(project, id)
+    );
+    ",
 ];
 
 /// The newest schema version this pipe knows.

@@ -37,6 +37,7 @@ pub(super) fn holds(open: &dyn Fn() -> Box<dyn Store>) {
     only_one_process_takes_a_run_over(open().as_mut(), open().as_mut());
     approvals_count_distinct_people_in_the_audit_trail(open().as_mut());
     runs_that_deployed_to_an_environment_are_found(open().as_mut());
+    release_steps_read_back_in_order_the_last_record_of_each_winning(open().as_mut());
 }
 
 fn runs_get_increasing_ids_and_jobs_keep_their_order(s: &mut dyn Store) {
@@ -154,4 +155,49 @@ fn runs_that_deployed_to_an_environment_are_found(s: &mut dyn Store) {
     assert_eq!(s.run(deployed).unwrap().environments, ["prod"]);
     let newest = s.runs(None, 1).unwrap();
     assert_eq!(newest.iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+}
+
+fn release_steps_read_back_in_order_the_last_record_of_each_winning(s: &mut dyn Store) {
+    let id = s.create_run(&new_run(), &jobs()).unwrap();
+    let other = s.create_run(&new_run(), &jobs()).unwrap();
+    let step = |step: u32, status: StepStatus, detail: Option<&str>| StepRecord {
+        step,
+        name: (step == 1).then(|| "canary".to_string()),
+        percent: step * 10,
+        status,
+        detail: detail.map(str::to_string),
+        at: Utc::now(),
+    };
+    s.record_step(id, &step(2, StepStatus::Failed, Some("job failed")))
+        .unwrap();
+    s.record_step(id, &step(1, StepStatus::VerifyFailed, None))
+        .unwrap();
+    s.record_step(id, &step(1, StepStatus::Passed, Some("error rate 0.1%")))
+        .unwrap();
+    let back: Vec<_> = s
+        .steps(id)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.step, r.name, r.percent, r.status, r.detail))
+        .collect();
+    assert_eq!(
+        back,
+        [
+            (
+                1,
+                Some("canary".to_string()),
+                10,
+                StepStatus::Passed,
+                Some("error rate 0.1%".to_string())
+            ),
+            (
+                2,
+                None,
+                20,
+                StepStatus::Failed,
+                Some("job failed".to_string())
+            ),
+        ]
+    );
+    assert!(s.steps(other).unwrap().is_empty(), "another run's steps");
 }

@@ -417,6 +417,45 @@ impl Store for PostgresStore {
                 .collect())
         })
     }
+
+    fn record_step(&mut self, id: RunId, step: &StepRecord) -> Result<(), StoreError> {
+        let step = step.clone();
+        self.with(move |c, project| {
+            c.execute(
+                "INSERT INTO release_steps (project, run_id, step, name, percent, status, detail, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (project, run_id, step) DO UPDATE SET name = EXCLUDED.name,
+                    percent = EXCLUDED.percent, status = EXCLUDED.status, detail = EXCLUDED.detail,
+                    at = EXCLUDED.at",
+                &[&project, &id, &(step.step as i32), &step.name, &(step.percent as i32),
+                  &step.status.as_str(), &step.detail, &step.at],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
+        self.with(move |c, project| {
+            let rows = c.query(
+                "SELECT step, name, percent, status, detail, at FROM release_steps
+                 WHERE project = $1 AND run_id = $2 ORDER BY step",
+                &[&project, &id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| StepRecord {
+                    step: r.get::<_, i32>(0) as u32,
+                    name: r.get(1),
+                    percent: r.get::<_, i32>(2) as u32,
+                    // A status this pipe does not know (a newer pipe's) blocks like a failure
+                    // would, as in the embedded store.
+                    status: StepStatus::parse(r.get(3)).unwrap_or(StepStatus::VerifyFailed),
+                    detail: r.get(4),
+                    at: r.get(5),
+                })
+                .collect())
+        })
+    }
 }
 
 #[cfg(test)]
