@@ -33,6 +33,7 @@ mod output;
 mod project;
 mod prometheus;
 mod release;
+mod reports;
 mod retry;
 mod reuse;
 mod scan;
