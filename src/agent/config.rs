@@ -76,6 +76,9 @@ pub struct Config {
     /// opened here without credentials; the command line opens it again with its
     /// environment's.
     pub objects: Option<crate::objects::Objects>,
+    /// The labels this agent offers the fleet's queue (`gpu`, `arm64`): a job is claimed only
+    /// by an agent offering all of its labels.
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +154,7 @@ struct Raw {
     store: Option<Secret>,
     #[serde(default)]
     objects: Option<String>,
+    labels: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -331,6 +335,20 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             .map_err(|e| problems.push(format!("objects: {e}")))
             .ok(),
     };
+    for label in &raw.labels {
+        let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if label.is_empty() || !label.chars().all(named) {
+            problems.push(format!(
+                "labels: `{label}` is not a label: letters, digits, `.`, `_` and `-`"
+            ));
+        }
+    }
+    if !raw.labels.is_empty() && raw.store.is_none() {
+        problems.push(
+            "labels are offered to a fleet's queue, which needs a shared `store = \"postgres://…\"`"
+                .into(),
+        );
+    }
     if raw.concurrency.runs == Some(0) || raw.concurrency.jobs == Some(0) {
         problems.push("concurrency: runs and jobs must be at least 1".into());
     }
@@ -360,6 +378,7 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             .collect(),
         store: raw.store,
         objects,
+        labels: raw.labels,
     })
 }
 
@@ -481,5 +500,23 @@ mod tests {
             ok.objects.map(|o| o.shown().to_string()).as_deref(),
             Some("file:///")
         );
+    }
+
+    #[test]
+    fn labels_are_names_and_need_a_shared_store() {
+        let e = load_text(
+            "agent.toml",
+            &format!("labels = [\"gpu\", \"a b\"]\n{TOML}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("labels: `a b` is not a label"), "{e}");
+        assert!(e.contains("which needs a shared `store"), "{e}");
+        let ok = load_text(
+            "agent.toml",
+            &format!("labels = [\"gpu\", \"arm64\"]\nstore = \"postgres://db/pipe\"\n{TOML}"),
+        )
+        .unwrap();
+        assert_eq!(ok.labels, ["gpu", "arm64"]);
     }
 }

@@ -13,6 +13,7 @@ mod error;
 mod executor;
 mod hooks;
 mod http;
+mod lead;
 mod metrics;
 mod poll;
 mod queue;
@@ -93,6 +94,9 @@ pub async fn serve(
         .map_err(data_dir)?;
     tracing::info!(%addr, "listening");
     tokio::spawn(executor::dispatch(agent.clone()));
+    if let Some(url) = &agent.config.store {
+        lead::spawn(agent.clone(), url.expose().to_string());
+    }
     for repo in &agent.config.repos {
         if let Some(every) = repo.poll {
             tokio::spawn(poll::poll(agent.clone(), repo.clone(), every));

@@ -39,6 +39,8 @@ pub struct Agent {
     pub(super) wake: Notify,
     /// A graceful stop is under way: nothing new starts.
     pub(super) stopping: AtomicBool,
+    /// This agent leads its fleet's housekeeping (see `lead.rs`); only the leader polls.
+    pub(super) leading: AtomicBool,
 }
 
 /// A run as listed: its repository and the fields `pipe runs --output json` gives.
@@ -118,6 +120,7 @@ impl Agent {
             in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
         }
     }
 

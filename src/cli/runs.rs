@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::exec::{context, project, StoreArg};
 use super::{color_on, exit, print, table, CliError};
-use crate::engine::{self, Context, LogChunk};
+use crate::engine::{self, Context, LogChunk, StoreAt};
 use crate::event::SCHEMA_VERSION;
 use crate::report::duration;
 use crate::store::{JobRecord, RunRecord};
@@ -144,7 +144,15 @@ fn uncommitted(r: &RunRecord, long: bool) -> String {
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
+    let store = args.store.at()?;
     if args.sarif {
+        if store != StoreAt::Project {
+            // A shared store's run may have run on another machine, which holds its reports.
+            return Err(CliError::Invalid(
+                "--sarif reads the reports in this project's own .pipe/: not with a shared store"
+                    .into(),
+            ));
+        }
         let (_, sarif) = engine::run_sarif(&project(None)?.dir, &args.run)?;
         let text = serde_json::to_string_pretty(&sarif).unwrap_or_default();
         return print(&format!("{text}\n")).map(|_| exit::OK);
@@ -158,7 +166,7 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         gate,
     } = {
         let ctx = Context {
-            store: args.store.at()?,
+            store,
             ..context(None)?
         };
         let shown = engine::show(&ctx, &args.run)?;

@@ -9,7 +9,9 @@
 //! never on an async runtime's workers.
 
 mod error;
+mod heads;
 mod labels;
+mod leader;
 mod lease;
 mod queue;
 #[cfg(test)]
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub use error::FleetError;
 pub use labels::Waiting;
+pub use leader::Candidate;
 pub use lease::{Attempt, Expired};
 pub use queue::{Claim, Finished, JobSpec};
 
@@ -42,6 +45,7 @@ pub struct Agent {
 /// One agent's connection to the queue.
 pub struct Fleet {
     db: Client,
+    statements: queue::Statements,
     agent: Agent,
     listening: bool,
 }
@@ -50,8 +54,9 @@ impl Fleet {
     /// Connects (bringing the schema up to date) and says that `agent` is present with its
     /// labels.
     pub fn connect(url: &str, agent: Agent) -> Result<Fleet, FleetError> {
-        let db = pg::connect(url)?;
+        let mut db = pg::connect(url)?;
         let mut fleet = Fleet {
+            statements: queue::Statements::prepare(&mut db)?,
             db,
             agent,
             listening: false,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Fleet, FleetError, JobId, CHANNEL};
-use crate::pg::{Error, FallibleIterator, Transaction};
+use crate::pg::{Client, Error, FallibleIterator, GenericClient, Statement, Transaction};
 use crate::store::RunId;
 
 /// A job of a run, as the queue needs it.
@@ -85,19 +85,7 @@ impl Fleet {
     /// claiming at once skip each other's locked rows instead of waiting on them.
     pub fn claim(&mut self) -> Result<Option<Claim>, FleetError> {
         let row = self.db.query_opt(
-            "WITH next AS (
-                SELECT id FROM fleet_jobs WHERE state = 'queued' AND labels <@ $1::text[]
-                ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
-             ), claimed AS (
-                UPDATE fleet_jobs j SET state = 'claimed', epoch = j.epoch + 1, agent = $2,
-                    lease_until = now() + $3 * interval '1 millisecond'
-                FROM next WHERE j.id = next.id
-                RETURNING j.id, j.epoch, j.project, j.run_id, j.name
-             ), attempt AS (
-                INSERT INTO fleet_attempts (job, epoch, agent, claimed_at)
-                SELECT id, epoch, $2, clock_timestamp() FROM claimed
-             )
-             SELECT id, epoch, project, run_id, name FROM claimed",
+            &self.statements.claim,
             &[&self.agent.labels, &self.agent.name, &self.lease_ms()],
         )?;
         Ok(row.map(|r| Claim {
@@ -132,51 +120,42 @@ impl Fleet {
     /// Records how a claimed job ended and, in the same transaction, moves what needs it: a pass
     /// queues each job whose last need this was, a failure skips everything below it.
     pub fn finish(&mut self, claim: &Claim, passed: bool) -> Result<Finished, FleetError> {
-        let outcome = if passed { "passed" } else { "failed" };
+        if passed {
+            let row = self
+                .db
+                .query_one(&self.statements.pass, &[&claim.job, &claim.epoch])?;
+            if !row.get::<_, bool>(0) {
+                return Err(fenced(&mut self.db, claim)?);
+            }
+            return Ok(Finished {
+                queued: row.get::<_, i64>(1) as usize,
+                skipped: 0,
+            });
+        }
         let mut tx = self.db.transaction()?;
         let n = tx.execute(
-            "UPDATE fleet_jobs SET state = $3, agent = NULL, lease_until = NULL
+            "UPDATE fleet_jobs SET state = 'failed', agent = NULL, lease_until = NULL
              WHERE id = $1 AND epoch = $2 AND state = 'claimed'",
-            &[&claim.job, &claim.epoch, &outcome],
+            &[&claim.job, &claim.epoch],
         )?;
         if n == 0 {
             return Err(fenced(&mut tx, claim)?);
         }
         tx.execute(
-            "UPDATE fleet_attempts SET ended_at = clock_timestamp(), outcome = $3 WHERE job = $1 AND epoch = $2",
-            &[&claim.job, &claim.epoch, &outcome],
+            "UPDATE fleet_attempts SET ended_at = clock_timestamp(), outcome = 'failed' WHERE job = $1 AND epoch = $2",
+            &[&claim.job, &claim.epoch],
         )?;
-        let mut finished = Finished::default();
-        if passed {
-            // The row lock on each job below serializes two of its needs passing at once.
-            let rows = tx.query(
-                "UPDATE fleet_jobs j SET unfinished_needs = j.unfinished_needs - 1,
-                    state = CASE WHEN j.unfinished_needs = 1 AND j.state = 'waiting' THEN 'queued' ELSE j.state END,
-                    queued_at = CASE WHEN j.unfinished_needs = 1 AND j.state = 'waiting' THEN now() ELSE j.queued_at END
-                 FROM fleet_needs n WHERE n.needs = $1 AND j.id = n.job
-                 RETURNING j.state",
-                &[&claim.job],
-            )?;
-            finished.queued = rows
-                .iter()
-                .filter(|r| r.get::<_, &str>(0) == "queued")
-                .count();
-        } else {
-            finished.skipped = tx.execute(
-                "WITH RECURSIVE below(id) AS (
-                    SELECT job FROM fleet_needs WHERE needs = $1
-                    UNION SELECT n.job FROM fleet_needs n JOIN below b ON n.needs = b.id
-                 )
-                 UPDATE fleet_jobs SET state = 'skipped', note = $2
-                 WHERE id IN (SELECT id FROM below) AND state = 'waiting'",
-                &[&claim.job, &format!("needs `{}`, which failed", claim.name)],
-            )? as usize;
-        }
-        if finished.queued > 0 {
-            notify(&mut tx)?;
-        }
+        let skipped = tx.execute(
+            "WITH RECURSIVE below(id) AS (
+                SELECT job FROM fleet_needs WHERE needs = $1
+                UNION SELECT n.job FROM fleet_needs n JOIN below b ON n.needs = b.id
+             )
+             UPDATE fleet_jobs SET state = 'skipped', note = $2
+             WHERE id IN (SELECT id FROM below) AND state = 'waiting'",
+            &[&claim.job, &format!("needs `{}`, which failed", claim.name)],
+        )? as usize;
         tx.commit()?;
-        Ok(finished)
+        Ok(Finished { queued: 0, skipped })
     }
 
     /// Waits until some job may have become claimable (a `NOTIFY` from another agent) or
@@ -205,6 +184,60 @@ impl Fleet {
     }
 }
 
+/// The statements of the hot path (a claim, a pass), prepared once per connection: a claim or a
+/// pass is then one round trip and one commit, not a parse, a bind and several statements.
+pub(super) struct Statements {
+    claim: Statement,
+    pass: Statement,
+}
+
+impl Statements {
+    pub(super) fn prepare(db: &mut Client) -> Result<Statements, Error> {
+        Ok(Statements {
+            claim: db.prepare(CLAIM)?,
+            pass: db.prepare(PASS)?,
+        })
+    }
+}
+
+/// Takes the oldest queued job whose labels the agent offers ($1), as agent $2 for $3 ms.
+const CLAIM: &str = "WITH next AS (
+        SELECT id FROM fleet_jobs WHERE state = 'queued' AND labels <@ $1::text[]
+        ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+     ), claimed AS (
+        UPDATE fleet_jobs j SET state = 'claimed', epoch = j.epoch + 1, agent = $2,
+            lease_until = now() + $3 * interval '1 millisecond'
+        FROM next WHERE j.id = next.id
+        RETURNING j.id, j.epoch, j.project, j.run_id, j.name
+     ), attempt AS (
+        INSERT INTO fleet_attempts (job, epoch, agent, claimed_at)
+        SELECT id, epoch, $2, clock_timestamp() FROM claimed
+     )
+     SELECT id, epoch, project, run_id, name FROM claimed";
+
+/// Records that claim ($1, epoch $2) passed and, in the same statement, queues each job whose
+/// last need this was (the row lock on each job below serializes two of its needs passing at
+/// once) and wakes waiting agents if any was. Gives whether the claim still held and how many
+/// jobs it queued.
+const PASS: &str = "WITH done AS (
+        UPDATE fleet_jobs SET state = 'passed', agent = NULL, lease_until = NULL
+        WHERE id = $1 AND epoch = $2 AND state = 'claimed' RETURNING id
+     ), attempt AS (
+        UPDATE fleet_attempts SET ended_at = clock_timestamp(), outcome = 'passed'
+        WHERE job = $1 AND epoch = $2 AND EXISTS (SELECT 1 FROM done)
+     ), below AS (
+        UPDATE fleet_jobs j SET unfinished_needs = j.unfinished_needs - 1,
+            state = CASE WHEN j.unfinished_needs = 1 AND j.state = 'waiting' THEN 'queued' ELSE j.state END,
+            queued_at = CASE WHEN j.unfinished_needs = 1 AND j.state = 'waiting' THEN now() ELSE j.queued_at END
+        FROM fleet_needs n, done WHERE n.needs = done.id AND j.id = n.job
+        RETURNING j.state
+     ), queued AS (
+        SELECT count(*) AS n FROM below WHERE state = 'queued'
+     ), woken AS (
+        SELECT pg_notify('pipe_fleet', '') FROM queued WHERE n > 0
+     )
+     SELECT EXISTS (SELECT 1 FROM done), (SELECT n FROM queued), (SELECT count(*) FROM woken)";
+
 /// Wakes waiting agents once the transaction commits.
 pub(super) fn notify(tx: &mut Transaction) -> Result<(), Error> {
     tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
@@ -212,8 +245,8 @@ pub(super) fn notify(tx: &mut Transaction) -> Result<(), Error> {
 }
 
 /// The refusal of a write with a stale claim, saying where the job is now.
-fn fenced(tx: &mut Transaction, claim: &Claim) -> Result<FleetError, FleetError> {
-    let row = tx
+fn fenced(db: &mut impl GenericClient, claim: &Claim) -> Result<FleetError, FleetError> {
+    let row = db
         .query_opt(
             "SELECT epoch, state FROM fleet_jobs WHERE id = $1",
             &[&claim.job],

@@ -297,3 +297,37 @@ fn a_waiting_agent_is_woken_when_a_need_passes_and_a_failure_skips_what_is_below
         ("skipped".into(), Some("needs `test`, which failed".into()))
     );
 }
+
+#[test]
+fn one_candidate_leads_until_its_connection_goes_and_then_another_does() {
+    let db = testdb::database();
+    let mut first = Candidate::new(&db.url);
+    let mut second = Candidate::new(&db.url);
+    assert!(first.lead().unwrap());
+    assert!(!second.lead().unwrap(), "the lock is taken");
+    assert!(first.lead().unwrap(), "the leader keeps it");
+    drop(first);
+    // The server lets the lock go once it has seen the session end.
+    let mut tries = 0;
+    while !second.lead().unwrap() {
+        tries += 1;
+        assert!(tries < 600, "the lock of a closed session was never let go");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_head_is_new_to_the_fleet_once_whichever_agent_sees_it() {
+    let db = testdb::database();
+    let mut a = Fleet::connect(&db.url, agent("a", &[], LONG)).unwrap();
+    let mut b = Fleet::connect(&db.url, agent("b", &[], LONG)).unwrap();
+    assert!(a.new_head("web", "main", "c1").unwrap());
+    assert!(!b.new_head("web", "main", "c1").unwrap(), "seen by a");
+    assert!(!a.new_head("web", "main", "c1").unwrap());
+    assert!(b.new_head("web", "main", "c2").unwrap());
+    assert!(a.new_head("web", "dev", "c1").unwrap(), "another branch");
+    assert!(
+        a.new_head("api", "main", "c1").unwrap(),
+        "another repository"
+    );
+}

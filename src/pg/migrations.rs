@@ -135,6 +135,15 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (project, run_id) REFERENCES runs(project, id)
     );
     ",
+    // 4: the heads of the branches the fleet's leader polls, as it last saw them.
+    "
+    CREATE TABLE fleet_heads (
+        repo TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        PRIMARY KEY (repo, branch)
+    );
+    ",
 ];
 
 /// The newest schema version this pipe knows.

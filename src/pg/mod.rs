@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 
 pub use postgres::fallible_iterator::FallibleIterator;
-pub use postgres::{Client, Error, GenericClient, Row, Transaction};
+pub use postgres::{Client, Error, GenericClient, Row, Statement, Transaction};
 
 /// A connection that could not be made or set up. `url` never carries the password.
 #[derive(Debug, thiserror::Error)]

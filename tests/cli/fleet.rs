@@ -2,7 +2,7 @@
 //! real PostgreSQL that the test process starts for itself (see `src/pg/testdb.rs`).
 
 #[path = "../../src/pg/testdb.rs"]
-pub(crate) mod testdb;
+pub mod testdb;
 
 use crate::harness::{finish, git, Project, Ran};
 

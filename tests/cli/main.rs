@@ -17,6 +17,7 @@ mod engine;
 mod extends;
 mod failures;
 mod fleet;
+mod fleet_agents;
 mod graph;
 mod help;
 mod hook;
