@@ -18,6 +18,7 @@ pub mod git;
 pub mod hook;
 pub mod image;
 pub mod mask;
+pub mod objects;
 pub mod owner;
 pub mod pg;
 pub mod pipeline;

@@ -39,6 +39,7 @@ fn context(project: &Path) -> (Context, mpsc::UnboundedReceiver<Event>) {
         events: Some(events),
         masks: Default::default(),
         store: Default::default(),
+        objects: None,
     };
     (ctx, seen)
 }

@@ -72,6 +72,10 @@ pub struct Config {
     pub tokens: Vec<Token>,
     /// A team's shared run store (`postgres://…`); `None`: each clone's own `.pipe/pipe.db`.
     pub store: Option<Secret>,
+    /// Where the shared store's runs keep their logs and artifacts (`file:///…`, `s3://…`):
+    /// opened here without credentials; the command line opens it again with its
+    /// environment's.
+    pub objects: Option<crate::objects::Objects>,
     /// The labels this agent offers the fleet's queue (`gpu`, `arm64`): a job is claimed only
     /// by an agent offering all of its labels.
     pub labels: Vec<String>,
@@ -149,6 +153,7 @@ struct Raw {
     #[serde(default)]
     store: Option<Secret>,
     #[serde(default)]
+    objects: Option<String>,
     labels: Vec<String>,
 }
 
@@ -318,6 +323,18 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             "store `{shown}` is not a PostgreSQL URL (postgres://user:password@host/database)"
         ));
     }
+    let objects = match (&raw.objects, &raw.store) {
+        (None, _) => None,
+        (Some(url), None) => {
+            problems.push(format!(
+                "objects `{url}`: an object store serves a shared run store: set `store` too"
+            ));
+            None
+        }
+        (Some(url), Some(_)) => crate::objects::Objects::open(url, &[])
+            .map_err(|e| problems.push(format!("objects: {e}")))
+            .ok(),
+    };
     for label in &raw.labels {
         let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if label.is_empty() || !label.chars().all(named) {
@@ -360,6 +377,7 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             })
             .collect(),
         store: raw.store,
+        objects,
         labels: raw.labels,
     })
 }
@@ -463,6 +481,25 @@ mod tests {
         assert!(!e.contains("short"), "{e}");
         let ok = load_text("agent.toml", TOML).unwrap();
         assert!(!format!("{ok:?}").contains("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn an_object_store_needs_a_shared_store_and_a_url_pipe_knows() {
+        let alone = format!("objects = \"file:///\"\n{TOML}");
+        let e = load_text("agent.toml", &alone).unwrap_err().to_string();
+        assert!(
+            e.contains("an object store serves a shared run store"),
+            "{e}"
+        );
+        let unknown = format!("store = \"postgres://db/pipe\"\nobjects = \"ftp://x\"\n{TOML}");
+        let e = load_text("agent.toml", &unknown).unwrap_err().to_string();
+        assert!(e.contains("not an object store pipe knows"), "{e}");
+        let both = format!("store = \"postgres://db/pipe\"\nobjects = \"file:///\"\n{TOML}");
+        let ok = load_text("agent.toml", &both).unwrap();
+        assert_eq!(
+            ok.objects.map(|o| o.shown().to_string()).as_deref(),
+            Some("file:///")
+        );
     }
 
     #[test]

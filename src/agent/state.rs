@@ -160,6 +160,7 @@ impl Agent {
             masks: self.masks.clone(),
             store: (self.config.store.as_ref())
                 .map_or(StoreAt::Project, |url| StoreAt::Shared(url.expose().into())),
+            objects: self.config.objects.clone(),
         }
     }
 

@@ -32,10 +32,15 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     // Read where it is, told as it was typed.
     let path = current_dir()?.join(&file);
-    let config = agent::load_config(&path).map_err(|e| {
+    let mut config = agent::load_config(&path).map_err(|e| {
         let told = e.to_string();
         CliError::Invalid(told.replace(&path.display().to_string(), &file.display().to_string()))
     })?;
+    if let Some(objects) = &config.objects {
+        let opened =
+            crate::objects::Objects::open(objects.shown(), &super::exec::cloud_credentials());
+        config.objects = Some(opened.map_err(|e| CliError::Invalid(e.to_string()))?);
+    }
     if let Some(Command::CheckConfig) = args.command {
         print(&format!(
             "{}: ok, {} repositories, {} tokens, listening on {}\n",

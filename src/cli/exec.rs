@@ -246,6 +246,7 @@ fn context_in(project: PathBuf, by: Option<&str>) -> Result<Context, CliError> {
         events: None,
         masks: super::masked::masks().clone(),
         store: StoreAt::Project,
+        objects: None,
     })
 }
 
@@ -261,12 +262,38 @@ pub struct StoreArg {
         value_name = "URL"
     )]
     url: Option<String>,
+    /// Where runs in the shared store keep their logs and artifacts and find reused jobs, for
+    /// every agent: file:///folder, s3://bucket/prefix, gs://bucket/prefix or
+    /// az://container/prefix (credentials from AWS_*, GOOGLE_*, AZURE_*) [default: on this
+    /// machine only]
+    #[arg(
+        long = "objects",
+        env = "PIPE_OBJECTS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    objects: Option<String>,
 }
 
 impl StoreArg {
+    /// The object store named, opened; refused without a shared store, whose runs it serves.
+    pub fn objects(&self) -> Result<Option<crate::objects::Objects>, CliError> {
+        let Some(url) = self.objects.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if self.url.as_deref().is_none_or(str::is_empty) {
+            return Err(CliError::Invalid(format!(
+                "--objects {url}: an object store serves a shared run store: give --store too"
+            )));
+        }
+        crate::objects::Objects::open(url, &cloud_credentials())
+            .map(Some)
+            .map_err(|e| CliError::Invalid(e.to_string()))
+    }
+
     /// The store named, refused unless it is a PostgreSQL URL.
-    pub fn at(self) -> Result<StoreAt, CliError> {
-        match self.url.filter(|s| !s.is_empty()) {
+    pub fn at(&self) -> Result<StoreAt, CliError> {
+        match self.url.clone().filter(|s| !s.is_empty()) {
             None => Ok(StoreAt::Project),
             Some(url) if crate::pg::is_url(&url) => Ok(StoreAt::Shared(url)),
             Some(other) => Err(CliError::Invalid(format!(
@@ -275,6 +302,18 @@ impl StoreArg {
             ))),
         }
     }
+}
+
+/// The clouds' credentials in the environment, for an object store (`AWS_*`, `GOOGLE_*`,
+/// `AZURE_*`, as each cloud's own tools read them).
+pub fn cloud_credentials() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .collect()
 }
 
 /// The project of pipeline `file` (as typed, relative to the current directory), else the

@@ -59,11 +59,13 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
     let shared = args.store.at()?;
+    let objects = args.store.objects()?;
     let rollback = args.rollback;
     args.exec.drive(|ctx, cancel| {
         let request = ReleaseRequest {
             ctx: Context {
                 store: shared.clone(),
+                objects: objects.clone(),
                 ..ctx
             },
             run: args.run.clone(),

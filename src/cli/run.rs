@@ -87,9 +87,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let project = exec::project(args.file.as_deref())?;
     let options = args.exec.options()?;
     let store = args.store.at()?;
+    let objects = args.store.objects()?;
     let request = |ctx: engine::Context, cancel| StartRequest {
         ctx: engine::Context {
             store: store.clone(),
+            objects: objects.clone(),
             ..ctx
         },
         file: project.file.clone(),

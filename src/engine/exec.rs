@@ -351,8 +351,10 @@ impl ExecOptions {
             cache: self.cache_dir.as_ref().map(|dir| {
                 crate::cache::Store::new(dir.clone(), project_key(project), self.cache_size)
             }),
-            reuse: reuse
-                .map(|files| Arc::new(crate::reuse::Reuse::new(project, run.clone(), files))),
+            reuse: reuse.map(|files| {
+                let reuse = crate::reuse::Reuse::new(project, run.clone(), files);
+                Arc::new(reuse.shared(super::publish::shared_outputs(ctx)))
+            }),
             backlog,
         };
         let result = scheduler::run(plan, backend, opts, events_tx, interrupt_rx).await;
@@ -363,8 +365,14 @@ impl ExecOptions {
             BackendError::Unavailable(m) => EngineError::Unavailable(m),
             BackendError::Job(m) | BackendError::Internal(m) => Internal::Backend(m).into(),
         })?;
+        let unpublished = match super::publish::shared_outputs(ctx) {
+            Some(to) => (super::publish::publish(&to, plan, run).await)
+                .err()
+                .map(|e| format!("cannot publish the run's logs and artifacts: {e}")),
+            None => None,
+        };
         // A run that could not be recorded whole (a log on a full disk) failed on pipe's side.
-        if let (None, Some(why)) = (&result.pipe_failure, unrecorded) {
+        if let (None, Some(why)) = (&result.pipe_failure, unrecorded.or(unpublished)) {
             result.pipe_failure = Some(why);
             if result.status == RunStatus::Passed {
                 result.status = RunStatus::Failed;

@@ -14,6 +14,7 @@ mod follow;
 pub mod gate;
 mod load;
 mod project;
+mod publish;
 mod record;
 mod release;
 mod release_setup;
@@ -70,6 +71,9 @@ pub struct Context {
     pub masks: crate::mask::Masks,
     /// Where the project's runs are recorded.
     pub store: StoreAt,
+    /// Where runs recorded in a shared store keep their logs and artifacts, and reused jobs
+    /// are found, for every agent; `None`: on this machine only.
+    pub objects: Option<crate::objects::Objects>,
 }
 
 /// Where a project's runs are recorded.

@@ -27,15 +27,22 @@ pub(super) fn recorded_store(project: &Path, run: &str) -> Result<SqliteStore, E
 pub(super) fn open_store(ctx: &Context) -> Result<Box<dyn Store>, EngineError> {
     Ok(match &ctx.store {
         StoreAt::Project => Box::new(SqliteStore::open(&ctx.project)?),
-        StoreAt::Shared(url) => {
-            let name = ctx
-                .project
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy();
-            Box::new(PostgresStore::open(url, &name, Some(ctx.project.clone()))?)
-        }
+        StoreAt::Shared(url) => Box::new(PostgresStore::open(
+            url,
+            &shared_name(&ctx.project),
+            Some(ctx.project.clone()),
+        )?),
     })
+}
+
+/// A project's name in what a team shares: its folder's name (an agent's clone is named as its
+/// repository).
+pub(super) fn shared_name(project: &Path) -> String {
+    project
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The context's store, for a request about the recorded run `run`.

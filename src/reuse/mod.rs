@@ -7,9 +7,11 @@
 //! facts included, but the run's number), the list of changed files, matrix values,
 //! declared artifacts, reports and scanners, its services as written, the files of the tree it sees (only those its `inputs:`
 //! globs match, when it has them) and the content of the artifacts it receives. Keys live under
-//! `.pipe/reuse/keys/`, each naming the run that holds the job's outputs.
+//! `.pipe/reuse/keys/`, each naming the run that holds the job's outputs; with a fleet's object
+//! store, in it too (see [`shared`]).
 
 mod index;
+mod shared;
 
 use std::fs;
 use std::io;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use index::{hex, Manifest};
+pub use shared::SharedOutputs;
 
 use crate::backend::JobSpec;
 use crate::pipeline::Job;
@@ -38,6 +41,8 @@ pub struct Reuse {
     project: PathBuf,
     run: RunDir,
     files: Manifest,
+    /// A fleet's object store: outputs recorded there too, and found there when not here.
+    shared: Option<SharedOutputs>,
 }
 
 /// A job reused from an earlier run.
@@ -76,7 +81,14 @@ impl Reuse {
             project: project.to_path_buf(),
             run,
             files,
+            shared: None,
         }
+    }
+
+    /// Records outputs in (and restores them from) a fleet's object store too.
+    pub fn shared(mut self, shared: Option<SharedOutputs>) -> Reuse {
+        self.shared = shared;
+        self
     }
 
     /// The key of `job` run as `spec`, where `identity` stands for its image.
@@ -160,14 +172,31 @@ impl Reuse {
         Ok(hex(&h.0.finalize()))
     }
 
-    /// The earlier run whose outputs of the job with `key` are still there, now copied into this
-    /// run (`spec`'s artifacts, the log); `None` when there is none.
+    /// The earlier run whose outputs of the job with `key` are still there (on this machine,
+    /// else in the fleet's object store), now copied into this run (`spec`'s artifacts, the
+    /// log); `None` when there is none.
     pub async fn restore(self: &Arc<Self>, key: String, spec: &JobSpec) -> io::Result<Option<Hit>> {
-        let this = self.clone();
-        let spec = spec.clone();
-        tokio::task::spawn_blocking(move || this.restore_now(&key, &spec))
+        let (this, owned) = (self.clone(), spec.clone());
+        let k = key.clone();
+        let here = tokio::task::spawn_blocking(move || this.restore_now(&k, &owned))
+            .await
+            .map_err(io::Error::other)??;
+        let Some(shared) = self.shared.as_ref().filter(|_| here.is_none()) else {
+            return Ok(here);
+        };
+        let Some(hit) = self
+            .restore_shared(shared, &key, spec)
             .await
             .map_err(io::Error::other)?
+        else {
+            return Ok(None);
+        };
+        // This run holds the outputs now, for later runs on this machine.
+        let (this, spec) = (self.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || this.record_now(&key, &spec, hit.origin, hit.findings))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(Some(hit))
     }
 
     fn restore_now(&self, key: &str, spec: &JobSpec) -> io::Result<Option<Hit>> {
@@ -227,11 +256,16 @@ impl Reuse {
         spec: &JobSpec,
         findings: Option<crate::scan::Counts>,
     ) -> io::Result<()> {
-        let this = self.clone();
-        let spec = spec.clone();
-        tokio::task::spawn_blocking(move || this.record_now(&key, &spec, this.run.id, findings))
+        let (this, owned, k) = (self.clone(), spec.clone(), key.clone());
+        tokio::task::spawn_blocking(move || this.record_now(&k, &owned, this.run.id, findings))
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
+        match &self.shared {
+            Some(shared) => {
+                (self.record_shared(shared, &key, spec, findings).await).map_err(io::Error::other)
+            }
+            None => Ok(()),
+        }
     }
 
     fn record_now(

@@ -29,6 +29,7 @@ mod leak;
 mod local;
 mod network;
 mod not_author;
+mod objects;
 mod output;
 mod project;
 mod prometheus;
