@@ -745,13 +745,16 @@ impl DockerBackend {
         let (mut out, mut err) = (log.output(Stream::Stdout), log.output(Stream::Stderr));
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
         let mut stop_open = true;
+        // The output ends when the job's process has exited, unless the connection failed.
+        let mut exited = false;
         loop {
             tokio::select! {
                 chunk = async { log.room().await; output.next().await } => match chunk {
                     Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
                     Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
                     Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break,
+                    None => { exited = true; break }
+                    Some(Err(_)) => break,
                 },
                 changed = stop.changed(), if stop_open => {
                     let level = if changed.is_err() { stop_open = false; Stop::Kill } else { *stop.borrow_and_update() };
@@ -774,7 +777,18 @@ impl DockerBackend {
         }
         out.finish();
         err.finish();
-        let exit_code = match self.docker.wait_container(id, None).next().await {
+        // Once the process has exited nothing more changes in the container: its diff (the
+        // drift) is asked for beside the wait, which saves a round trip to the engine on every
+        // job's path.
+        let mut wait = self.docker.wait_container(id, None);
+        let waited = wait.next();
+        let (waited, changes) = if exited {
+            tokio::join!(waited, self.docker.container_changes(id))
+        } else {
+            let waited = waited.await;
+            (waited, self.docker.container_changes(id).await)
+        };
+        let exit_code = match waited {
             Some(Ok(response)) => response.status_code,
             // bollard reports a non-zero exit as an error carrying the code: that is a result.
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => code,
@@ -792,7 +806,7 @@ impl DockerBackend {
         if let Some(handle) = stopping {
             let _ = handle.await;
         }
-        let exit_code = self.drift(id, spec, log, exit_code).await;
+        let exit_code = Self::drift(changes, spec, log, exit_code);
         let missing_artifacts = if exit_code == 0 {
             self.download(id, spec, &spec.artifacts, &spec.artifacts_dest)
                 .await
