@@ -5,6 +5,7 @@ mod harness;
 
 mod agent;
 mod agent_hooks;
+mod ahead;
 mod artifacts;
 mod browser;
 mod cache;
