@@ -55,6 +55,13 @@ pub enum EventKind {
         job: String,
         attempt: u32,
     },
+    /// Before its `job_started`: the job waits for its `concurrency:` group, which a job of
+    /// another run holds; `reason` says which.
+    JobWaiting {
+        job: String,
+        group: String,
+        reason: String,
+    },
     JobOutput {
         job: String,
         stream: Stream,
@@ -123,6 +130,17 @@ pub enum EventKind {
     AwaitingRelease {
         run_id: RunId,
         next: String,
+    },
+    /// A step of a progressive release: its jobs passed and it waits out its bake time
+    /// (`baking`), its verification (`verified`, `verify_failed`), or it is done (`passed`);
+    /// also during a rollback (`rolling_back`, `rolled_back`). `message` says it in a sentence.
+    ReleaseStep {
+        run_id: RunId,
+        /// 1-based.
+        step: u32,
+        percent: u32,
+        status: String,
+        message: String,
     },
     /// Before a run: a job gets what pipe refuses unless allowed (`--allow-privileged`); also
     /// in the run's audit trail.

@@ -173,6 +173,34 @@ pub fn user_name(project: &Path) -> Option<String> {
     config.get_string("user.name").ok()
 }
 
+/// `Name <email>` of the author of `commit`.
+pub fn commit_author(dir: &Path, commit: &str) -> Option<String> {
+    let (repo, _) = rev::open(dir).ok()?;
+    let commit = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    let author = commit.author();
+    person(author.name(), author.email())
+}
+
+/// `Name <email>` of the local git user, as a commit made in `project` would name its author.
+pub fn user(project: &Path) -> Option<String> {
+    let config = match git2::Repository::discover(project) {
+        Ok(repo) => repo.config().ok()?,
+        Err(_) => git2::Config::open_default().ok()?,
+    };
+    let get = |key| config.get_string(key).ok();
+    person(get("user.name").as_deref(), get("user.email").as_deref())
+}
+
+fn person(name: Option<&str>, email: Option<&str>) -> Option<String> {
+    match (
+        name.filter(|n| !n.is_empty()),
+        email.filter(|e| !e.is_empty()),
+    ) {
+        (Some(name), Some(email)) => Some(format!("{name} <{email}>")),
+        (name, email) => name.or(email).map(str::to_string),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ pub mod scan;
 pub mod secret;
 pub mod severity;
 pub mod signal;
+pub mod sqlite;
 pub mod store;
 pub mod style;
 pub mod vars;

@@ -60,7 +60,7 @@ pub fn status_tone(status: &str) -> Tone {
         "passed" | "released" => Tone::Good,
         "failed" | "timed_out" | "errored" | "release_failed" | "interrupted" => Tone::Bad,
         "allowed_to_fail" | "allowed_failure" => Tone::Warn,
-        "running" | "releasing" | "awaiting_release" => Tone::Busy,
+        "running" | "waiting" | "releasing" | "awaiting_release" => Tone::Busy,
         _ => Tone::Quiet,
     }
 }

@@ -180,6 +180,8 @@ async fn two_projects_run_at_once_then_one_is_released_and_the_other_retried() {
         actions,
         [
             "library started",
+            // Who the run is by, for gates with `not_author`.
+            "pipe author",
             "library awaiting_release",
             "library release",
             "library released",

@@ -197,15 +197,9 @@ fn parse(file: &Path, text: &str) -> Result<Raw, ConfigError> {
             let at = e.span().map_or((1, 1), |s| line_col(text, s.start));
             syntax(at, e.message().to_string())
         }),
-        "yml" | "yaml" => serde_saphyr::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
-            let message = e.to_string();
-            syntax(
-                at,
-                message.lines().next().unwrap_or("invalid YAML").to_string(),
-            )
+        "yml" | "yaml" => crate::pipeline::typed_yaml(text).map_err(|e| {
+            let at = e.pos.map_or((1, 1), |p| (p.line as usize, p.col as usize));
+            syntax(at, e.message)
         }),
         _ => Err(ConfigError::Format(file.to_path_buf())),
     }

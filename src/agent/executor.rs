@@ -45,9 +45,14 @@ pub async fn dispatch(agent: Arc<Agent>) {
 }
 
 fn start(agent: &Arc<Agent>, item: Item) {
-    if let Err(e) = agent.queue.set_state(item.id, ItemState::Started) {
-        tracing::error!("{e}");
-        return;
+    match agent.queue.leave_queue(item.id, ItemState::Started) {
+        Ok(true) => {}
+        // Cancelled since the queue was read.
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
     }
     agent.in_flight.fetch_add(1, Ordering::SeqCst);
     tracing::info!(

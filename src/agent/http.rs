@@ -27,6 +27,7 @@ pub fn router(state: AgentState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/runs", get(list_runs))
         .route("/api/queue", get(queue))
+        .route("/api/repos/{repo}/queue/{item}/cancel", post(cancel_queued))
         .route("/api/repos/{repo}/runs", post(start_run))
         .route("/api/repos/{repo}/runs/{id}", get(show_run))
         .route("/api/repos/{repo}/runs/{id}/jobs/{job}/log", get(job_log))
@@ -174,6 +175,15 @@ async fn cancel(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": id, "cancel": "asked" })),
     ))
+}
+
+async fn cancel_queued(
+    State(state): State<AgentState>,
+    headers: HeaderMap,
+    Path((repo, item)): Path<(String, i64)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = actor(&state, &headers)?;
+    Ok(Json(state.cancel_queued(&repo, item, &actor)?))
 }
 
 async fn retry(

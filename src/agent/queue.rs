@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::sqlite::{self as sql, params, Connection, OptionalExtension};
 use chrono::Utc;
-use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the agent's queue (agent.db) failed: {0}")]
-pub struct QueueError(#[from] rusqlite::Error);
+pub struct QueueError(#[from] sql::Error);
 
 /// Where a queued run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,17 +21,20 @@ pub enum ItemState {
     Queued,
     Started,
     Done,
+    /// Cancelled while it was queued: it never started, and never will.
+    Cancelled,
     /// It was started by an agent that stopped before the run ended: the run itself shows as
     /// interrupted in its repository's store, and can be retried.
     Interrupted,
 }
 
 impl ItemState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             ItemState::Queued => "queued",
             ItemState::Started => "started",
             ItemState::Done => "done",
+            ItemState::Cancelled => "cancelled",
             ItemState::Interrupted => "interrupted",
         }
     }
@@ -41,6 +44,7 @@ impl ItemState {
             "queued" => ItemState::Queued,
             "started" => ItemState::Started,
             "done" => ItemState::Done,
+            "cancelled" => ItemState::Cancelled,
             _ => ItemState::Interrupted,
         }
     }
@@ -66,11 +70,10 @@ pub struct Queue(Mutex<Connection>);
 
 impl Queue {
     pub fn open(dir: &Path) -> Result<Queue, QueueError> {
-        let db = Connection::open(dir.join("agent.db"))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let db = sql::open(&dir.join("agent.db"), std::time::Duration::from_secs(5))?;
+        sql::wal(&db)?;
         db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             CREATE TABLE IF NOT EXISTS queue (
+            "CREATE TABLE IF NOT EXISTS queue (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL, commit_sha TEXT NOT NULL,
                  branch TEXT, trigger_name TEXT NOT NULL, actor TEXT NOT NULL, state TEXT NOT NULL,
                  run_id INTEGER, queued_at TEXT NOT NULL);
@@ -207,6 +210,16 @@ impl Queue {
         Ok(())
     }
 
+    /// Moves queued item `id` to `to` (started, or cancelled), in one statement: of a start
+    /// and a cancel of the same item only one happens. False when it was no longer queued.
+    pub fn leave_queue(&self, id: i64, to: ItemState) -> Result<bool, QueueError> {
+        let changed = self.db().execute(
+            "UPDATE queue SET state = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, to.as_str()],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn set_run(&self, id: i64, run: i64) -> Result<(), QueueError> {
         self.db().execute(
             "UPDATE queue SET run_id = ?2 WHERE id = ?1",
@@ -232,7 +245,7 @@ impl Queue {
 const SELECT: &str =
     "SELECT id, repo, commit_sha, branch, trigger_name, actor, state, run_id, queued_at FROM queue";
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Item> {
+fn row(r: &sql::Row) -> sql::Result<Item> {
     Ok(Item {
         id: r.get(0)?,
         repo: r.get(1)?,
@@ -266,6 +279,17 @@ mod tests {
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].id, b.id);
         assert_eq!(q.item(a.id).unwrap().unwrap().state, ItemState::Interrupted);
+    }
+
+    #[test]
+    fn a_queued_run_leaves_the_queue_once_started_or_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let a = q.push("web", "abc", None, "api", "alice").unwrap();
+        assert!(q.leave_queue(a.id, ItemState::Cancelled).unwrap());
+        assert!(!q.leave_queue(a.id, ItemState::Started).unwrap());
+        assert_eq!(q.item(a.id).unwrap().unwrap().state, ItemState::Cancelled);
+        assert!(q.queued().unwrap().is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use super::config::{Config, Repo};
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::queue::{Item, Queue};
+use super::queue::{Item, ItemState, Queue};
 use crate::engine::{
     self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown,
 };
@@ -71,6 +71,13 @@ pub struct RunView {
     pub needs: Vec<(String, String)>,
     /// What the gate waits for, for a run waiting at it.
     pub gate: Option<String>,
+}
+
+/// A later phase of a recorded run, started through the API.
+#[derive(Clone, Copy)]
+enum Later {
+    Release,
+    Retry,
 }
 
 /// What an approval came to.
@@ -355,6 +362,38 @@ impl Agent {
         Ok(())
     }
 
+    /// Cancels queued item `item` of `repo` as `actor`: it never starts. A run that started
+    /// already is cancelled as a run ([`Agent::cancel`]).
+    pub fn cancel_queued(&self, repo: &str, item: i64, actor: &str) -> Result<Item, ApiError> {
+        self.repo(repo)?;
+        let not_found = || ApiError::NotFound(format!("`{repo}` has no queued run {item}"));
+        let found = self.queue.item(item)?.filter(|i| i.repo == repo);
+        let found = found.ok_or_else(not_found)?;
+        if !self.queue.leave_queue(item, ItemState::Cancelled)? {
+            let now = self.queue.item(item)?.ok_or_else(not_found)?;
+            let run = now
+                .run_id
+                .map(|r| format!(" (run {r})"))
+                .unwrap_or_default();
+            return Err(ApiError::Refused(format!(
+                "queued run {item} of `{repo}` is no longer queued: it is {}{run}",
+                now.state.as_str()
+            )));
+        }
+        tracing::info!(
+            repo,
+            item,
+            actor,
+            commit = found.commit,
+            "queued run cancelled"
+        );
+        self.wake.notify_one();
+        Ok(Item {
+            state: ItemState::Cancelled,
+            ..found
+        })
+    }
+
     /// Releases run `id` as `actor` when its gate holds: answers once the release is under way
     /// (or refused), while its jobs go on.
     pub async fn release(
@@ -363,24 +402,7 @@ impl Agent {
         id: RunId,
         actor: &str,
     ) -> Result<(), ApiError> {
-        self.repo(repo)?;
-        let agent = self.clone();
-        let repo_name = repo.to_string();
-        self.background(repo, actor, move |ctx, cancel| {
-            let exec = agent.exec_options();
-            async move {
-                engine::release(engine::ReleaseRequest {
-                    ctx,
-                    run: id.to_string(),
-                    again: false,
-                    exec,
-                    cancel,
-                })
-                .await
-                .map(|o| (repo_name, o.run))
-            }
-        })
-        .await
+        self.later(repo, id, actor, Later::Release).await
     }
 
     /// Retries run `id` (as a new run) as `actor`.
@@ -390,21 +412,40 @@ impl Agent {
         id: RunId,
         actor: &str,
     ) -> Result<(), ApiError> {
+        self.later(repo, id, actor, Later::Retry).await
+    }
+
+    /// Starts `phase` of recorded run `id` as `actor`, in the background.
+    async fn later(
+        self: &Arc<Self>,
+        repo: &str,
+        id: RunId,
+        actor: &str,
+        phase: Later,
+    ) -> Result<(), ApiError> {
         self.repo(repo)?;
-        let agent = self.clone();
-        let repo_name = repo.to_string();
-        self.background(repo, actor, move |ctx, cancel| {
-            let exec = agent.exec_options();
-            async move {
-                engine::retry(engine::RetryRequest {
+        let exec = self.exec_options();
+        let run = id.to_string();
+        self.background(repo, actor, move |ctx, cancel| async move {
+            match phase {
+                Later::Release => engine::release(engine::ReleaseRequest {
                     ctx,
-                    run: id.to_string(),
+                    run,
+                    again: false,
+                    exec,
+                    cancel,
+                })
+                .await
+                .map(|o| o.run),
+                Later::Retry => engine::retry(engine::RetryRequest {
+                    ctx,
+                    run,
                     failed: false,
                     exec,
                     cancel,
                 })
                 .await
-                .map(|o| (repo_name, o.run))
+                .map(|o| o.run),
             }
         })
         .await
@@ -420,9 +461,7 @@ impl Agent {
     ) -> Result<(), ApiError>
     where
         F: FnOnce(Context, Cancel) -> Fut,
-        Fut: std::future::Future<Output = Result<(String, RunId), engine::EngineError>>
-            + Send
-            + 'static,
+        Fut: std::future::Future<Output = Result<RunId, engine::EngineError>> + Send + 'static,
     {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable("the agent is stopping".into()));

@@ -541,7 +541,7 @@ impl DockerBackend {
     ) -> Result<Outcome, BackendError> {
         if let Some(build) = &spec.build {
             let result = match build {
-                Ok(build) => self.build(spec, build, log).await,
+                Ok(build) => self.build(spec, build, log, stop).await,
                 Err(why) => Err(BackendError::Job(why.clone())),
             };
             self.tear_down(None, None, spec.scratch.clone());
@@ -549,7 +549,7 @@ impl DockerBackend {
         }
         if let Some(push) = &spec.push {
             return match push {
-                Ok(push) => self.push(spec, push, log).await,
+                Ok(push) => self.push(spec, push, log, stop).await,
                 Err(why) => Err(BackendError::Job(why.clone())),
             };
         }

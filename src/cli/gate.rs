@@ -24,6 +24,10 @@ pub struct ReleaseArgs {
     /// Release a run that was released before (recorded in the audit trail)
     #[arg(long)]
     again: bool,
+    /// Run the release jobs' `rollback:` scripts for the steps a progressive release took,
+    /// newest first
+    #[arg(long, conflicts_with = "again")]
+    rollback: bool,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -46,13 +50,21 @@ pub fn approve(args: ApproveArgs) -> Result<u8, CliError> {
 
 pub fn release(args: ReleaseArgs) -> Result<u8, CliError> {
     let exec = args.exec.options()?;
+    let rollback = args.rollback;
     args.exec.drive(|ctx, cancel| {
-        engine::release(ReleaseRequest {
+        let request = ReleaseRequest {
             ctx,
             run: args.run.clone(),
             again: args.again,
             exec,
             cancel,
-        })
+        };
+        async move {
+            if rollback {
+                engine::rollback(request).await
+            } else {
+                engine::release(request).await
+            }
+        }
     })
 }

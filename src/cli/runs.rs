@@ -139,12 +139,14 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         audit,
         gate,
     } = engine::show(&context(None)?, &args.run)?;
+    let steps = engine::release_steps(&context(None)?, &args.run)?;
     let id = run.id;
     if matches!(args.output, super::Output::Json) {
         let mut v = record_json(&run);
         v["jobs"] = serde_json::to_value(&jobs).unwrap_or_default();
         v["approvals"] = serde_json::to_value(&approvals).unwrap_or_default();
         v["audit"] = serde_json::to_value(&audit).unwrap_or_default();
+        v["steps"] = serde_json::to_value(&steps).unwrap_or_default();
         v["gate"] = gate
             .clone()
             .map(Into::into)
@@ -185,6 +187,9 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
             ));
         }
     }
+    if !steps.is_empty() {
+        out.push_str(&format!("\nrelease steps:\n{}", steps_drawn(&steps, color)));
+    }
     if let Some(line) = gate {
         out.push_str(&format!("\ngate: {line}\n"));
     }
@@ -204,6 +209,31 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     }
     print(&out)?;
     Ok(exit::OK)
+}
+
+/// One line per step of a progressive release: `✓` done, `✗` failed, `↩` rolled back, `→` the
+/// next one, `·` later ones; with what its verification measured.
+fn steps_drawn(steps: &[engine::StepView], color: bool) -> String {
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let mark = match s.status.as_str() {
+                "passed" => "\u{2713}",
+                "failed" | "verify_failed" => "\u{2717}",
+                "rolled_back" => "\u{21a9}",
+                "next" => "\u{2192}",
+                _ => "\u{b7}",
+            };
+            vec![
+                format!("  {mark} {}", s.step),
+                s.name.clone().unwrap_or_default(),
+                format!("{}%", s.percent),
+                style::status(color, &s.status),
+                s.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["  STEP", "NAME", "PERCENT", "STATUS", "NOTE"], &rows)
 }
 
 fn jobs_table(jobs: &[JobRecord], color: bool) -> String {

@@ -77,6 +77,18 @@ pub enum Refusal {
     NeverReleases,
     #[error("run {run} still has jobs left running by a pipe process that is gone, and they cannot be stopped: {why}")]
     Orphans { run: RunId, why: String },
+    /// The run's author approved, and a gate wants approvers other than the author.
+    #[error("an approval of run {run} by its author ({author}) does not count: release job `{job}`'s gate wants approvers other than the author (`not_author`)")]
+    OwnApproval {
+        run: RunId,
+        author: String,
+        job: String,
+    },
+    /// Where the run's progressive release stands allows no next step.
+    #[error("run {run} cannot be released: {why}")]
+    Step { run: RunId, why: String },
+    #[error("run {run} cannot be rolled back: {why}")]
+    Rollback { run: RunId, why: String },
 }
 
 fn not_releasable(id: RunId, state: RunState) -> String {

@@ -37,7 +37,7 @@ pub fn log_since(
     };
     // Judged before reading: a job that ends meanwhile has written all of its log by then, so
     // the read below cannot miss its end.
-    let over = !matches!(record.status.as_str(), "running" | "pending")
+    let over = !matches!(record.status.as_str(), "running" | "pending" | "waiting")
         || !store.run(run)?.state.is_active();
     let mut text = Vec::new();
     if !record.log.is_empty() {

@@ -6,6 +6,7 @@
 //! and never exits.
 
 mod artifacts;
+mod author;
 mod error;
 mod exec;
 mod follow;
@@ -15,10 +16,12 @@ mod project;
 mod record;
 mod release;
 mod retry;
+mod rollback;
 mod runs;
 mod signals;
 mod source;
 mod start;
+mod steps;
 mod watching;
 
 use std::path::PathBuf;
@@ -40,9 +43,13 @@ pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
 pub use retry::{retry, RetryRequest};
-pub use runs::{clean, job_log, list_runs, service_logs, show, Cleaned, LogChunk, Shown};
+pub use rollback::rollback;
+pub use runs::{
+    clean, empty_checkouts, job_log, list_runs, service_logs, show, Cleaned, LogChunk, Shown,
+};
 pub use source::Source;
 pub use start::{start, StartRequest};
+pub use steps::{release_steps, StepView};
 pub use watching::watch;
 
 /// Who acts, when, where, and who hears about it: what every request carries.

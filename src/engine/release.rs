@@ -9,6 +9,7 @@ use super::gate;
 use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
 use super::signals;
+use super::steps;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
 use crate::pipeline::gate::Gate;
@@ -51,9 +52,14 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
         ));
     }
     refuse_unless_releasable(&mut store, &record, false, by, "approve refused")?;
-    let new = store.approve(id, by, comment, ctx.clock.now())?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
-    let needed = gate::approvals_needed(&run_gates(&pipeline, &store.jobs(id)?));
+    let jobs = store.jobs(id)?;
+    super::author::refuse_own_approval(&mut store, &pipeline, &jobs, id, by)?;
+    let new = store.approve(id, by, comment, ctx.clock.now())?;
+    let taken = store.steps(id)?;
+    let next = steps::next(id, pipeline.steps(), &taken).unwrap_or(None);
+    let gates = steps::with_step_gate(run_gates(&pipeline, &store.jobs(id)?), &pipeline, next);
+    let needed = gate::approvals_needed(&gates);
     let count = store.approvals(id)?.len();
     Ok(Approved {
         run: id,
@@ -95,12 +101,21 @@ pub(super) async fn release_run(
 ) -> Result<Option<Outcome>, EngineError> {
     let project = &ctx.project;
     let record = store.run(id)?;
-    refuse_unless_releasable(store, &record, again, &ctx.actor, "release refused")?;
     let run = RunDir::at(project, id);
-    let exec = &exec.following(&run);
     let pipeline = stored_pipeline(&run, &record)?;
+    // A progressive release says first where it stands: done, or stopped by a verification.
+    let taken = store.steps(id)?;
+    let next = match steps::next(id, pipeline.steps(), &taken) {
+        Ok(next) => next,
+        Err(refusal) => {
+            store.audit(id, &ctx.actor, "release refused", &refusal.to_string())?;
+            return Err(refusal.into());
+        }
+    };
+    refuse_unless_releasable(store, &record, again, &ctx.actor, "release refused")?;
+    let exec = &exec.following(&run);
     let jobs = store.jobs(id)?;
-    let gates = run_gates(&pipeline, &jobs);
+    let gates = steps::with_step_gate(run_gates(&pipeline, &jobs), &pipeline, next);
     let approvals = store.approvals(id)?;
     let unmet = gate::unmet(&gates, &record, &jobs, &approvals, ctx.clock.now());
     if !unmet.is_empty() {
@@ -151,17 +166,21 @@ pub(super) async fn release_run(
     let secrets = exec
         .prepare_env(ctx, &run.pipeline_file(), &pipeline, &mut plan)
         .await?;
+    if let Some(n) = next {
+        let step = &n.steps[n.index];
+        steps::export(&mut plan, &step.label(n.index), step.percent);
+    }
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
     // Only the process that took the run over owns its directory.
     let run = RunDir::open(project, id)
         .map_err(Internal::io(format!("open the directory of run {id}")))?;
-    let how = if record.state == RunState::Released {
-        "released again (--again)"
-    } else {
-        "release started"
+    let how = match next {
+        Some(n) => steps::started(n),
+        None if record.state == RunState::Released => "released again (--again)".into(),
+        None => "release started".into(),
     };
-    store.audit(id, &ctx.actor, "release", how)?;
+    store.audit(id, &ctx.actor, "release", &how)?;
     audit_grants(ctx, store, id, &granted)?;
 
     // The release runs for the run's own commit, on its own snapshot and artifacts.
@@ -182,7 +201,12 @@ pub(super) async fn release_run(
             },
         )
         .await?;
-    finish(ctx, store, id, result, true, true).map(Some)
+    match next {
+        Some(n) => steps::settle(ctx, cancel, store, id, result, n)
+            .await
+            .map(Some),
+        None => finish(ctx, store, id, result, true, true).map(Some),
+    }
 }
 
 /// Refuses, in one sentence and in the audit trail, a run that is not waiting at its gate.
@@ -235,7 +259,13 @@ pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<Stri
     let pipeline = stored_pipeline(&run, &record)?;
     let approvals = store.approvals(id)?;
     let jobs = store.jobs(id)?;
-    let gates = run_gates(&pipeline, &jobs);
+    let taken = store.steps(id)?;
+    let next = match steps::next(id, pipeline.steps(), &taken) {
+        Ok(next) => next,
+        Err(refusal) => return Ok(refusal.to_string()),
+    };
+    let gates = steps::with_step_gate(run_gates(&pipeline, &jobs), &pipeline, next);
+    let step = steps::for_step(next);
     let missing = (gate::approvals_needed(&gates) as usize).saturating_sub(approvals.len());
     let at: DateTime<Utc> = ctx.clock.now();
     let unmet = gate::unmet(&gates, &record, &jobs, &approvals, at);
@@ -252,13 +282,13 @@ pub fn next_step(ctx: &Context, store: &mut dyn Store, id: RunId) -> Result<Stri
         None => ("", String::new()),
     };
     Ok(if unmet.is_empty() {
-        format!("release {id} is ready: pipe release {id}{flag}{why}")
+        format!("release {id} is ready{step}: pipe release {id}{flag}{why}")
     } else if unmet
         .iter()
         .all(|u| u.condition == gate::Condition::Approvals)
     {
         format!(
-            "release {id} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",
+            "release {id}{step} awaits {missing} approval{}: pipe approve {id}, then pipe release {id}{flag}{why}",
             if missing == 1 { "" } else { "s" }
         )
     } else {

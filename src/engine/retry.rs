@@ -132,6 +132,9 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         let text = std::fs::read(old.pipeline_file())
             .map_err(Internal::io(format!("read the pipeline file of run {id}")))?;
         let new_id = store.create_run(&new, &jobs)?;
+        if let Some(author) = super::author::of_run(&mut store, id)? {
+            super::author::record(&mut store, new_id, &author)?;
+        }
         // A run of git content is rerun on the same tree, checked out again.
         let snapshot = match source::recorded_tree(&old) {
             Some(tree) => Snapshot::Git(tree),

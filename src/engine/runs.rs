@@ -152,13 +152,25 @@ fn read_log(
     out: &mut dyn FnMut(LogChunk) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let mut offset = 0u64;
+    // Woken by a write to the run's logs or to the store (a job's status); the slow timer is
+    // for a change the watch cannot see (a folder made after it began).
+    let wakeups = follow
+        .then(|| {
+            let dirs = [
+                project.join(crate::workspace::STATE_DIR),
+                crate::workspace::RunDir::at(project, id).logs(),
+            ];
+            crate::watch::Wakeups::watch(&dirs)
+        })
+        .transpose()
+        .map_err(|e| EngineError::Internal(Internal::Watch(e)))?;
     loop {
         // The record is read each time: a pending job gets its log file when it starts.
         let record = store.jobs(id)?.into_iter().find(|j| j.name == job);
         let still_running = follow
             && record
                 .as_ref()
-                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending"))
+                .is_some_and(|j| matches!(j.status.as_str(), "running" | "pending" | "waiting"))
             && store.run(id)?.state.is_active();
         let path = record
             .filter(|j| !j.log.is_empty())
@@ -174,8 +186,17 @@ fn read_log(
         if !still_running {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        if let Some(wakeups) = &wakeups {
+            wakeups.wait(Duration::from_secs(2));
+        }
     }
+}
+
+/// Empties the project's kept checkouts of commits that no run holds (see
+/// `workspace::checkout`); how many. Apart from [`clean`], which the agent runs at every start:
+/// emptied, a checkout costs the next run of a commit its whole tree.
+pub fn empty_checkouts(project: &Path) -> Result<usize, EngineError> {
+    workspace::checkout::clean(project).map_err(Internal::io("empty the kept checkouts"))
 }
 
 /// What [`clean`] removed.

@@ -127,6 +127,9 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         actor: ctx.actor.clone(),
     };
     let id = store.create_run(&new, &jobs)?;
+    let author =
+        super::author::of_new_run(project, &req.trigger, git.commit.as_deref(), &ctx.actor);
+    super::author::record(&mut store, id, &author)?;
     audit_grants(ctx, &mut store, id, &granted)?;
     let tree = matches!(snapshot, Snapshot::Tree);
     // The working tree hashed before and after it is copied: if it changed meanwhile, the keys

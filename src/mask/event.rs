@@ -15,12 +15,14 @@ impl Patterns {
             EventKind::JobRetrying { reason, .. }
             | EventKind::JobSkipped { reason, .. }
             | EventKind::JobLeftOut { reason, .. }
+            | EventKind::JobWaiting { reason, .. }
             | EventKind::Stopping { reason, .. } => reason,
             EventKind::JobFinished {
                 message: Some(message),
                 ..
             } => message,
             EventKind::AwaitingRelease { next, .. } => next,
+            EventKind::ReleaseStep { message, .. } => message,
             EventKind::PrivilegeGranted { what, .. } => what,
             EventKind::RunStarted { .. }
             | EventKind::JobStarted { .. }

@@ -14,6 +14,7 @@ use super::{Pos, Problem};
 use crate::severity::Severity;
 
 pub(super) mod services;
+pub(super) mod steps;
 
 // The key tables are what the checker accepts and what `schema` describes to editors: a key
 // added here appears in docs/schemas/pipeline.json once it is regenerated.
@@ -48,12 +49,16 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "build_image",
     "drift",
     "push",
+    "concurrency",
+    "steps",
+    "rollback",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
-const LATER_JOB_KEYS: &[&str] = &["concurrency"];
+const LATER_JOB_KEYS: &[&str] = &[];
 pub(super) const GATE_KEYS: &[&str] = &[
     "approvals",
+    "not_author",
     "branches",
     "tags",
     "freeze",
@@ -191,6 +196,7 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
     super::build::check_pushes(&jobs)
         .into_iter()
         .for_each(|p| probs.add(p));
+    one_stepped_job(&jobs, probs);
     check_needs(
         &jobs,
         &job_entries
@@ -205,6 +211,21 @@ fn top(root: &Node, default_name: &str, probs: &mut Problems) -> Option<Pipeline
         jobs,
         secrets: providers,
     })
+}
+
+/// A release is one sequence of steps: two release jobs stepping on their own would leave no
+/// answer to "which step is the release at".
+fn one_stepped_job(jobs: &[Job], probs: &mut Problems) {
+    let mut stepped = jobs.iter().filter(|j| !j.steps.is_empty());
+    let Some(first) = stepped.next() else { return };
+    if let Some(other) = stepped.find(|j| j.base != first.base) {
+        probs
+            .add(Problem::at(other.pos, other.base.chars().count(), format!(
+                "jobs `{}` and `{}` both have `steps`, and a release goes through one sequence of steps",
+                first.base, other.base
+            ))
+            .hint("keep `steps` on one release job: every release job runs at each step and sees PIPE_RELEASE_STEP"));
+    }
 }
 
 struct JobContext<'a> {
@@ -269,6 +290,11 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut drift = super::build::DriftPolicy::default();
     let mut push = None;
     let mut push_node = None;
+    let mut concurrency = None;
+    let mut steps = Vec::new();
+    let mut steps_node = None;
+    let mut rollback = Vec::new();
+    let mut rollback_node = None;
     let mut spans = Spans {
         env: ctx.env_pos.to_vec(),
         image: ctx.image_pos,
@@ -365,6 +391,15 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 problems.into_iter().for_each(|p| probs.add(p));
                 drift = parsed;
             }
+            "concurrency" => concurrency = group_name(v, probs),
+            "steps" => {
+                steps_node = Some(k.node);
+                steps = steps::steps_of(v, probs);
+            }
+            "rollback" => {
+                rollback_node = Some(k.node);
+                rollback = script_lines(v, name, probs).unwrap_or_default();
+            }
             // Left only where it could not be resolved, which extends.rs reported.
             "extends" => {}
             other => unknown_key(k.node, other, JOB_KEYS, LATER_JOB_KEYS, probs),
@@ -396,7 +431,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             )
             .hint = Some("pipe builds and pushes images itself; give each its own job".into());
     }
-    if let (Some(node), true) = (build_node, matrix.len() > 1) {
+    // Even a matrix of one cell renames the job, which a `push` names.
+    let has_matrix = entries.iter().any(|(k, _)| k.as_str() == "matrix");
+    if let (Some(node), true) = (build_node, has_matrix) {
         probs
             .at(
                 node,
@@ -496,6 +533,12 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         probs.at(node, format!("job `{name}` has a `gate`, but only jobs of the `{RELEASE_STAGE}` stage wait for one")).hint =
             Some(format!("move the job to `stage: {RELEASE_STAGE}`, or remove `gate`"));
     }
+    for (node, key) in [(steps_node, "steps"), (rollback_node, "rollback")] {
+        if let (Some(node), false) = (node, gated && has_script) {
+            probs.at(node, format!("job `{name}` has `{key}`, but only release jobs with a `script` release in steps or roll back")).hint =
+                Some(format!("move the job to `stage: {RELEASE_STAGE}` with a `script`, or remove `{key}`"));
+        }
+    }
     // Each expansion's environment, and its artifact paths checked with `$VAR` expanded.
     let expansions: Vec<_> = matrix
         .into_iter()
@@ -560,6 +603,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             build: build.clone(),
             push: push.clone(),
             drift,
+            concurrency: concurrency.clone(),
+            steps: steps.clone(),
+            rollback: rollback.clone(),
             spans: spans.clone(),
         })
         .collect()
@@ -800,6 +846,25 @@ fn string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
             None
         }
     }
+}
+
+/// A `concurrency:` group: it names a lock file, so only letters, digits, `.`, `_` and `-`.
+fn group_name(node: &Node, probs: &mut Problems) -> Option<String> {
+    let name = non_empty_string(node, "`concurrency`", probs)?;
+    let fits = name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !fits {
+        probs
+            .at(node, format!("`concurrency` group `{name}` is not a name"))
+            .hint = Some(
+            "use letters, digits, `.`, `_` and `-` (not first), up to 100: `production`".into(),
+        );
+        return None;
+    }
+    Some(name)
 }
 
 fn non_empty_string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {
@@ -1173,6 +1238,7 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
                     );
                 }
             },
+            "not_author" => gate.not_author = boolean(v, "`not_author`", probs).unwrap_or(false),
             "branches" | "tags" => {
                 let Some(items) = list(v, &format!("`{}`", k.as_str()), probs) else {
                     continue;
@@ -1207,6 +1273,13 @@ fn gate_of(node: &Node, probs: &mut Problems) -> Option<Gate> {
             "findings" => gate.findings = finding_limits(v, probs),
             other => unknown_key(k.node, other, GATE_KEYS, &[], probs),
         }
+    }
+    if gate.not_author && gate.approvals == 0 {
+        probs
+            .at(node, "`not_author` has no effect without `approvals`")
+            .hint = Some(
+            "add `approvals: 1` (or more): the approvals that must not be the author's".into(),
+        );
     }
     Some(gate)
 }

@@ -10,6 +10,8 @@ use crate::severity::Severity;
 pub struct Gate {
     /// Distinct approvers needed.
     pub approvals: u32,
+    /// `not_author: true`: an approval by the run's author does not count.
+    pub not_author: bool,
     /// Branch globs the run's ref must match (empty: any). `*` stops at `/`, `**` does not.
     pub branches: Vec<String>,
     /// Tag globs; a run whose commit carries a matching tag may release too.

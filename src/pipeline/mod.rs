@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use artifact::ArtifactPath;
 pub use build::{BuildImage, DriftPolicy, PushImage};
 pub use check::services::{Ready, Service};
+pub use check::steps::{Step, Verify};
 pub use check::suggest;
 pub use model::{
     Job, Need, Pipeline, Scanner, Spans, Volume, DEFAULT_STAGES, DEPLOY_STAGE, RELEASE_STAGE,
@@ -31,6 +32,7 @@ pub use model::{
 pub use only::Only;
 pub use schema::json_schema;
 pub use secrets::{Provider, SecretName};
+pub use yaml::{typed as typed_yaml, SyntaxError};
 
 /// 1-based line and column in the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

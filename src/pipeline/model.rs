@@ -38,6 +38,15 @@ impl Pipeline {
             .map(|j| (j.name.as_str(), j.gate.clone().unwrap_or_default()))
             .collect()
     }
+
+    /// The steps of the pipeline's progressive release: those of the release job that declares
+    /// them (the checker lets only one), else none.
+    pub fn steps(&self) -> &[super::check::steps::Step] {
+        self.jobs
+            .iter()
+            .find(|j| j.gated && !j.steps.is_empty())
+            .map_or(&[][..], |j| j.steps.as_slice())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +106,12 @@ pub struct Job {
     pub push: Option<super::build::PushImage>,
     /// What a job that changed files outside its workspace comes to (`drift:`).
     pub drift: super::build::DriftPolicy,
+    /// `concurrency:`: of the jobs of this group in the project, one runs at a time.
+    pub concurrency: Option<String>,
+    /// A release job's progressive release (`steps:`), in order; empty: released at once.
+    pub steps: Vec<super::check::steps::Step>,
+    /// A release job's `rollback:` script, run by `pipe release RUN --rollback`.
+    pub rollback: Vec<String>,
     /// Where the job's settings were written, for findings about them.
     pub spans: Spans,
 }

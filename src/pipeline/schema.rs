@@ -8,6 +8,7 @@
 use serde_json::{json, Map, Value};
 
 use super::check::services;
+use super::check::steps::STEP_NAME_PATTERN;
 use super::check::{
     ERROR_BUDGET_KEYS, GATE_KEYS, JOB_KEYS, MAX_APPROVALS, MAX_JOB_NAME, MAX_RETRY, SCANNERS,
     TOP_KEYS,
@@ -52,6 +53,10 @@ fn top_keys() -> Value {
                     "command": with_description(
                         json!({ "type": "string", "minLength": 1 }),
                         "A shell command that prints the secret's value, run once per run on the machine pipe runs on.",
+                    ),
+                    "timeout": with_description(
+                        json!({ "anyOf": [{ "type": "integer", "minimum": 1 }, { "type": "string", "minLength": 1 }] }),
+                        "How long the command may take before it is stopped and the run refused [default: 30s].",
                     ),
                 },
                 "required": ["command"],
@@ -129,6 +134,10 @@ fn shape(key: &str) -> Value {
             "Files kept after the job (relative paths, `*` and `**` allowed), given to the jobs that need it.",
         ),
         "environment" => (string, "The environment the job deploys to."),
+        "concurrency" => (
+            json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$" }),
+            "A group: of the project's jobs in it, one runs at a time; a later run's waits.",
+        ),
         "gate" => (
             json!({
                 "type": "object",
@@ -285,6 +294,14 @@ fn shape(key: &str) -> Value {
             }),
             "Pushes the image a `build_image` job built in this run, by its id, to registry tags; `password` names a secret of the job (see docs/images.md).",
         ),
+        "steps" => (
+            steps(),
+            "A progressive release: each `pipe release` runs the next step (`10%`, or `{name, percent, gate, verify}`), exported as PIPE_RELEASE_STEP and PIPE_RELEASE_PERCENT.",
+        ),
+        "rollback" => (
+            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] }),
+            "The commands `pipe release RUN --rollback` runs for each step taken, newest first.",
+        ),
         "drift" => (
             json!({ "enum": ["report", "fail"] }),
             "`fail`: the job fails when it wrote into system paths (/usr, /etc, …) [default: report].",
@@ -304,6 +321,10 @@ fn gate_keys() -> Value {
                     "approvals" => (
                         json!({ "type": "integer", "minimum": 0, "maximum": MAX_APPROVALS }),
                         "How many people must approve (`pipe approve`).",
+                    ),
+                    "not_author" => (
+                        json!({ "type": "boolean" }),
+                        "Approvals must come from people other than the run's author.",
                     ),
                     "branches" => (strings.clone(), "Branch patterns a release may come from."),
                     "tags" => (strings.clone(), "Tag patterns a released commit must carry."),
@@ -366,6 +387,47 @@ fn error_budget() -> Value {
             .collect::<Map<_, _>>(),
         "required": ["prometheus", "query", "objective", "window"],
         "additionalProperties": false,
+    })
+}
+
+fn steps() -> Value {
+    let percent = json!({ "anyOf": [
+        { "type": "integer", "minimum": 1, "maximum": 100 },
+        { "type": "string", "pattern": "^[0-9]{1,3}%$" },
+    ] });
+    let string = json!({ "type": "string", "minLength": 1 });
+    let verify = json!({
+        "type": "object",
+        "properties": {
+            "prometheus": with_description(string.clone(), "The Prometheus server: `http://host:port`."),
+            "query": with_description(string.clone(), "PromQL whose value must stay below `below`, like an error ratio."),
+            "below": with_description(json!({ "type": "number" }), "The step fails its verification at this value or above."),
+            "after": with_description(json!({ "type": ["string", "integer"] }), "The bake time: how long to wait after the step before asking [default: 0s]."),
+        },
+        "required": ["prometheus", "query", "below"],
+        "additionalProperties": false,
+    });
+    json!({
+        "type": "array",
+        "minItems": 1,
+        "items": { "anyOf": [
+            percent.clone(),
+            {
+                "type": "object",
+                "properties": {
+                    "name": with_description(json!({ "type": "string", "pattern": STEP_NAME_PATTERN }), "What PIPE_RELEASE_STEP says for the step [default: its number]."),
+                    "percent": percent,
+                    "gate": with_description(json!({
+                        "type": "object",
+                        "properties": gate_keys(),
+                        "additionalProperties": false,
+                    }), "Conditions of this step's own, judged before it runs."),
+                    "verify": with_description(verify, "A Prometheus check after the step; failing it stops the release at this step."),
+                },
+                "required": ["percent"],
+                "additionalProperties": false,
+            },
+        ] },
     })
 }
 

@@ -2,6 +2,8 @@
 //! commands that print a value (`secrets: {TOKEN: {command: …}}` at the top). Names only:
 //! values are never written in a pipeline, and are resolved when jobs are about to run.
 
+use std::time::Duration;
+
 use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 
@@ -18,8 +20,14 @@ pub struct Provider {
     pub name: String,
     /// Run by `sh -c` on the machine pipe runs on, in the project's folder.
     pub command: String,
+    /// How long the command may take before it is stopped and the run refused: a vault that
+    /// hangs must not hold the run forever.
+    pub timeout: Duration,
     pub pos: Pos,
 }
+
+/// A provider's `timeout` when it sets none.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A job's `secrets:` list.
 pub(super) fn job_secrets(node: &Node) -> (Vec<SecretName>, Vec<Problem>) {
@@ -90,11 +98,19 @@ pub(super) fn providers(node: &Node) -> (Vec<Provider>, Vec<Problem>) {
             problems.push(at(k, format!("secret `{name}` is defined twice")));
             continue;
         }
+        let mut timeout = DEFAULT_PROVIDER_TIMEOUT;
         let command = match &v.kind {
             Kind::Map(fields) => {
                 let mut command = None;
                 for (fk, fv) in fields {
                     match (&fk.kind, &fv.kind) {
+                        (Kind::Str(f), _) if f == "timeout" => match duration(fv) {
+                            Some(t) => timeout = t,
+                            None => problems.push(
+                                at(fv, format!("the `timeout` of secret `{name}` must be a duration longer than zero, found {}", fv.kind.describe()))
+                                    .hint("a number is seconds; or write a duration like `10s` or `2m`"),
+                            ),
+                        },
                         (Kind::Str(f), Kind::Str(c)) if f == "command" && !c.trim().is_empty() => {
                             command = Some(c.clone())
                         }
@@ -104,7 +120,7 @@ pub(super) fn providers(node: &Node) -> (Vec<Provider>, Vec<Problem>) {
                         )),
                         (Kind::Str(f), _) => problems.push(
                             at(fk, format!("unknown key `{f}` in secret `{name}`"))
-                                .hint("a secret has one key, `command`"),
+                                .hint("a secret has a `command` and may have a `timeout`"),
                         ),
                         _ => problems.push(at(fk, "a key must be a string")),
                     }
@@ -126,12 +142,23 @@ pub(super) fn providers(node: &Node) -> (Vec<Provider>, Vec<Problem>) {
             Some(command) => out.push(Provider {
                 name: name.clone(),
                 command,
+                timeout,
                 pos: k.pos,
             }),
             None => problems.push(at(k, format!("secret `{name}` has no `command`"))),
         }
     }
     (out, problems)
+}
+
+/// A positive duration: seconds, or `10s`, `2m`…
+fn duration(node: &Node) -> Option<Duration> {
+    let parsed = match &node.kind {
+        Kind::Str(s) => super::duration::parse(s).ok(),
+        Kind::Int(i) => u64::try_from(*i).ok().map(Duration::from_secs),
+        _ => None,
+    };
+    parsed.filter(|d| !d.is_zero())
 }
 
 fn is_name(s: &str) -> bool {

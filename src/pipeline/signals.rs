@@ -27,6 +27,21 @@ pub enum OnError {
     Allow,
 }
 
+/// A `prometheus:` URL as pipe can ask it: plain `http://` and a server, nothing after it.
+pub fn check_prometheus_url(prometheus: &str) -> Result<(), String> {
+    let Some(rest) = prometheus.strip_prefix("http://") else {
+        return Err(format!(
+            "`prometheus` must be an `http://` URL, found `{prometheus}` (pipe speaks plain HTTP to Prometheus: put it on a trusted network or behind a local proxy)"
+        ));
+    };
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "`prometheus` must be the server's URL, like `http://127.0.0.1:9090`, found `{prometheus}`"
+        ));
+    }
+    Ok(())
+}
+
 impl ErrorBudget {
     /// Checks the parts that are text in YAML; each error is one sentence naming the key.
     pub fn new(
@@ -36,16 +51,7 @@ impl ErrorBudget {
         window: &str,
         on_error: OnError,
     ) -> Result<ErrorBudget, String> {
-        let Some(rest) = prometheus.strip_prefix("http://") else {
-            return Err(format!(
-                "`prometheus` must be an `http://` URL, found `{prometheus}` (pipe speaks plain HTTP to Prometheus: put it on a trusted network or behind a local proxy)"
-            ));
-        };
-        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-            return Err(format!(
-                "`prometheus` must be the server's URL, like `http://127.0.0.1:9090`, found `{prometheus}`"
-            ));
-        }
+        check_prometheus_url(&prometheus)?;
         if query.trim().is_empty() {
             return Err("`query` must not be empty".into());
         }

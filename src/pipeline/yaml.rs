@@ -61,10 +61,10 @@ const MAX_DEPTH: usize = 64;
 const MAX_EVENTS: usize = 500_000;
 const MAX_REPLAYED_EVENTS: usize = 200_000;
 
-pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+/// serde-saphyr's options as pipe reads any YAML: YAML 1.1 reads `y`, `on` and `no` as
+/// booleans (the Norway problem in a CI file), and the limits stop alias bombs.
+fn options() -> Options {
     let mut options = Options::default();
-    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
-    // YAML 1.1 reads `y`, `on` and `no` as booleans: the Norway problem in a CI file.
     options.strict_booleans = true;
     if let Some(budget) = options.budget.as_mut() {
         budget.max_depth = MAX_DEPTH;
@@ -74,6 +74,12 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         budget.enforce_alias_anchor_ratio = false;
     }
     options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    options
+}
+
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut options = options();
+    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
         Ok(Some(root)) => {
             let mut root = node(root);
@@ -85,12 +91,22 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             kind: Kind::Null,
             written: None,
         }),
-        Err(err) => Err(SyntaxError {
-            pos: err
-                .location()
-                .map(|l| Pos::new(l.line() as u32, l.column() as u32)),
-            message: first_line(&err.to_string()),
-        }),
+        Err(err) => Err(syntax_error(err)),
+    }
+}
+
+/// Typed values straight from YAML text, read as a pipeline is (for files that are no pipeline:
+/// the agent's configuration); stops at the first error.
+pub fn typed<T: de::DeserializeOwned>(text: &str) -> Result<T, SyntaxError> {
+    serde_saphyr::from_str_with_options(text, options()).map_err(syntax_error)
+}
+
+fn syntax_error(err: serde_saphyr::Error) -> SyntaxError {
+    SyntaxError {
+        pos: err
+            .location()
+            .map(|l| Pos::new(l.line() as u32, l.column() as u32)),
+        message: first_line(&err.to_string()),
     }
 }
 

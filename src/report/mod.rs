@@ -276,6 +276,7 @@ fn notice(event: &Event) -> Option<String> {
             Some(format!("pipe: --allow-privileged: job `{job}` gets {what}"))
         }
         EventKind::AwaitingRelease { next, .. } => Some(next.clone()),
+        EventKind::ReleaseStep { message, .. } => Some(format!("pipe: {message}")),
         EventKind::Stopping { kill: false, .. } => {
             Some("pipe: stopping jobs (press Ctrl-C again to kill them)".into())
         }

@@ -87,6 +87,7 @@ impl Reporter for Plain {
             EventKind::JobLeftOut { job, reason, .. } => {
                 writeln!(self.out, "[{job}] left out: {reason}")?
             }
+            EventKind::JobWaiting { job, reason, .. } => writeln!(self.out, "[{job}] {reason}")?,
             // The job's log says it in its own lines.
             EventKind::RunFinished { .. }
             | EventKind::ImageBuilt { .. }
@@ -94,6 +95,7 @@ impl Reporter for Plain {
             | EventKind::JobDrift { .. } => {}
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
+            | EventKind::ReleaseStep { .. }
             | EventKind::Stopping { .. }
             | EventKind::Watching {}
             | EventKind::FilesChanged { .. } => {

@@ -186,6 +186,10 @@ impl Reporter for Progress {
                 "- {job:w$} {}: {reason}",
                 style::status(c, "left out")
             ))?,
+            EventKind::JobWaiting { job, reason, .. } => self.multi.println(format!(
+                "… {job:w$} {}: {reason}",
+                style::status(c, "waiting")
+            ))?,
             EventKind::Stopping { .. } => {
                 for bar in self.bars.values() {
                     bar.set_message("stopping");
@@ -196,6 +200,7 @@ impl Reporter for Progress {
             }
             EventKind::PrivilegeGranted { .. }
             | EventKind::AwaitingRelease { .. }
+            | EventKind::ReleaseStep { .. }
             | EventKind::Watching {}
             | EventKind::FilesChanged { .. } => {
                 if let Some(line) = super::notice(event) {

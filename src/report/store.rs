@@ -69,6 +69,12 @@ impl Reporter for StoreSink {
                 let record = self.record(job, "skipped", 0, None, None, Some(reason.clone()));
                 self.store.job_finished(self.run, &record)
             }
+            // Recorded as the job's state until it starts: the run's page and the API show why
+            // it has not.
+            EventKind::JobWaiting { job, reason, .. } => {
+                let record = self.record(job, "waiting", 0, None, None, Some(reason.clone()));
+                self.store.job_finished(self.run, &record)
+            }
             EventKind::JobLeftOut { job, stage, reason } => {
                 let mut record = self.record(job, "left_out", 0, None, None, Some(reason.clone()));
                 record.stage = stage.clone();

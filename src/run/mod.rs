@@ -19,6 +19,7 @@ use crate::reuse::{self, Reuse};
 use crate::workspace::RunDir;
 
 mod ahead;
+mod group;
 
 pub struct RunOptions {
     pub run: RunDir,
@@ -209,6 +210,10 @@ pub async fn run(
                     .map(|r| (r, plan.jobs[i].clone())),
                 live: (live_tx.clone(), i),
                 prepared: ahead.of(i),
+                group: plan.jobs[i]
+                    .concurrency
+                    .clone()
+                    .map(|g| (opts.run.locks(), g)),
             };
             let handle = running.spawn(task.run(spec));
             tasks.insert(handle.id(), i);
@@ -517,6 +522,8 @@ struct JobTask {
     live: (mpsc::UnboundedSender<usize>, usize),
     /// The backend's preparation of the first attempt, if one was begun.
     prepared: Option<ahead::Preparing>,
+    /// `concurrency:`: the project's lock folder and the job's group, held while it runs.
+    group: Option<(PathBuf, String)>,
 }
 
 impl JobTask {
@@ -544,6 +551,17 @@ impl JobTask {
                 Err(e) => tracing::warn!("job `{}`: cannot reuse an earlier run: {e}", spec.job),
             }
         }
+        let _held = match self.group.take() {
+            Some((dir, group)) => match self.hold(&dir, &group, &spec).await {
+                Ok(Some(held)) => Some(held),
+                Ok(None) => return not_run(JobStatus::Cancelled, started, None),
+                Err(e) => {
+                    let why = format!("pipe failed: cannot take concurrency group `{group}`: {e}");
+                    return not_run(JobStatus::Errored, started, Some(why));
+                }
+            },
+            None => None,
+        };
         // Said in the job's log once it has started.
         let mut notes = Vec::new();
         let restored = match &self.cache {
@@ -580,6 +598,31 @@ impl JobTask {
             }
         }
         result
+    }
+
+    /// Waits until the job's concurrency group is free and takes it; says the job waits, and
+    /// for whom, when it must. `None`: the run was stopped meanwhile.
+    async fn hold(
+        &mut self,
+        dir: &std::path::Path,
+        group: &str,
+        spec: &JobSpec,
+    ) -> std::io::Result<Option<group::Held>> {
+        let holder = format!("run {} (job `{}`)", spec.run_id, spec.job);
+        let events = self.events.clone();
+        group::take(dir, group, &holder, &mut self.stop, |who| {
+            let by = if who.is_empty() {
+                "another run".into()
+            } else {
+                who
+            };
+            let _ = events.send(Event::now(EventKind::JobWaiting {
+                job: spec.job.clone(),
+                group: group.to_string(),
+                reason: format!("waits for concurrency group `{group}`, held by {by}"),
+            }));
+        })
+        .await
     }
 
     /// The job's reuse key, if it may be reused and its key can be had.
@@ -740,6 +783,21 @@ impl JobTask {
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
         };
         Ok((status, code, message, findings))
+    }
+}
+
+/// What came of a job that never ran: stopped while it waited for its group, or `pipe_failure`.
+fn not_run(status: JobStatus, started: Instant, pipe_failure: Option<String>) -> JobResult {
+    JobResult {
+        status,
+        exit_code: None,
+        attempts: 0,
+        duration: started.elapsed(),
+        message: pipe_failure.clone(),
+        findings: None,
+        pipe_failure,
+        backend_lost: None,
+        reused: None,
     }
 }
 

@@ -4,24 +4,41 @@
 
 use std::process::Stdio;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use crate::pipeline::Provider;
 
-/// The value `provider` prints, or why there is none (never including its output).
+/// The value `provider` prints, or why there is none (never including its output). A command
+/// still running at its timeout is killed with everything it started (its process group).
 pub(super) async fn run(provider: &Provider, project: &std::path::Path) -> Result<String, String> {
     let name = &provider.name;
-    let output = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg(&provider.command)
         .current_dir(project)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|e| format!("the command for secret `{name}` could not be started: {e}"))?;
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let output = match tokio::time::timeout(provider.timeout, child.wait_with_output()).await {
+        Ok(output) => output
+            .map_err(|e| format!("the command for secret `{name}` could not be waited for: {e}"))?,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            return Err(format!(
+                "the command for secret `{name}` did not finish within {}: it was stopped",
+                humantime::format_duration(provider.timeout)
+            ));
+        }
+    };
     if !output.status.success() {
         let how = output
             .status

@@ -148,7 +148,7 @@ pub struct JobRecord {
     pub stage: String,
     pub phase: Phase,
     pub environment: Option<String>,
-    /// `pending`, `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
+    /// `pending`, `waiting` (for its `concurrency:` group; the note says for whom), `running`, `passed`, `failed`, `timed_out`, `cancelled`, `errored`,
     /// `skipped`, `allowed_failure`, `left_out` (by `only:`), or when its process died `interrupted` (it was running)
     /// or `not_started`.
     pub status: String,
@@ -202,6 +202,55 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub detail: String,
+}
+
+/// Where a step of a progressive release stands once it was taken (see docs/releases.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Its jobs passed, and its verification too if it has one.
+    Passed,
+    /// Its jobs failed, or it was stopped before its verification: `pipe release` runs it again.
+    Failed,
+    /// Its jobs passed and its verification did not: the release stops here.
+    VerifyFailed,
+    /// `pipe release RUN --rollback` undid it.
+    RolledBack,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Passed => "passed",
+            StepStatus::Failed => "failed",
+            StepStatus::VerifyFailed => "verify_failed",
+            StepStatus::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepStatus> {
+        [
+            StepStatus::Passed,
+            StepStatus::Failed,
+            StepStatus::VerifyFailed,
+            StepStatus::RolledBack,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
+/// A step of a run's progressive release that was taken, as last recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// 1-based, in the order of `steps:`.
+    pub step: u32,
+    pub name: Option<String>,
+    pub percent: u32,
+    pub status: StepStatus,
+    /// What its verification measured, or why it failed.
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// The recorded runs of one project.
@@ -269,4 +318,9 @@ pub trait Store: Send {
         detail: &str,
     ) -> Result<(), StoreError>;
     fn audit_trail(&mut self, id: RunId) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Records where a step of the run's progressive release stands, replacing what was
+    /// recorded for that step before.
+    fn record_step(&mut self, id: RunId, step: &StepRecord) -> Result<(), StoreError>;
+    /// The steps taken, in order of `step`.
+    fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError>;
 }

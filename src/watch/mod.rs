@@ -2,7 +2,8 @@
 //! file that imports `notify`. A batch starts at the first change a run would see (not under
 //! `.pipe/` or `.git/`, not git-ignored: see [`ignored`]) and ends when the project has been
 //! quiet for [`QUIET`], or [`LONGEST`] after it started, so that a tool that writes all the
-//! time still gets its changes run.
+//! time still gets its changes run. [`Wakeups`] is the plainer need of a follower (`pipe logs
+//! --follow`): to wake when something in a few folders changed.
 
 mod ignored;
 
@@ -184,9 +185,78 @@ impl Changes {
     }
 }
 
+/// Wakes a follower when a file in one of some folders (not their subfolders) is made, written
+/// or removed: `pipe logs --follow` waits on its run's logs and store this way instead of
+/// reading them again and again.
+pub struct Wakeups {
+    _watcher: RecommendedWatcher,
+    woken: std::sync::mpsc::Receiver<()>,
+}
+
+impl Wakeups {
+    /// Watches `dirs`; one that does not exist is left out.
+    pub fn watch(dirs: &[PathBuf]) -> Result<Wakeups, WatchError> {
+        let (tx, woken) = std::sync::mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Reading a file is an event too: the follower's own reads must not wake it.
+                if event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
+                    let _ = tx.send(());
+                }
+            })
+            .map_err(|source| WatchError::Watch {
+                path: dirs.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+        for dir in dirs {
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(())
+                | Err(notify::Error {
+                    kind: notify::ErrorKind::PathNotFound,
+                    ..
+                }) => {}
+                Err(source) => {
+                    return Err(WatchError::Watch {
+                        path: dir.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(Wakeups {
+            _watcher: watcher,
+            woken,
+        })
+    }
+
+    /// Blocks until something changed since the last wait, or for `at_most`.
+    pub fn wait(&self, at_most: Duration) {
+        let _ = self.woken.recv_timeout(at_most);
+        // One wake-up for however many changes came meanwhile.
+        while self.woken.try_recv().is_ok() {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_in_a_watched_folder_wakes_the_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("job.log");
+        std::fs::write(&log, "begin\n").unwrap();
+        let wakeups =
+            Wakeups::watch(&[dir.path().to_path_buf(), dir.path().join("missing")]).unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+            f.write_all(b"end\n").unwrap();
+        });
+        // Without the watch this would wait the hour out.
+        wakeups.wait(Duration::from_secs(3600));
+        writer.join().unwrap();
+    }
 
     async fn next(changes: &mut Changes) -> Vec<PathBuf> {
         tokio::time::timeout(Duration::from_secs(30), changes.next())

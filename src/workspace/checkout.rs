@@ -104,6 +104,38 @@ pub fn take(project: &Path, tree: &str) -> Result<Checkout, CheckoutError> {
     Ok(Checkout { files, _held: held })
 }
 
+/// Empties the kept checkouts of `project` that no run holds, for `pipe clean`; how many. Each
+/// keeps its folder and lock file, unrecorded: a run that takes it meanwhile waits on nothing
+/// and writes it afresh, and one listing it at this moment finds its lock where it looks.
+pub fn clean(project: &Path) -> io::Result<usize> {
+    let root = project.join(super::STATE_DIR).join("checkouts");
+    let entries = match fs::read_dir(&root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    let mut emptied = 0;
+    for entry in entries.flatten() {
+        let slot = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+        if !slot || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        let Some(_held) = try_hold(&dir)? else {
+            continue;
+        };
+        match fs::remove_file(dir.join(TREE_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        super::remove(&dir.join(FILES))?;
+        emptied += 1;
+    }
+    Ok(emptied)
+}
+
 /// Holds the checkout in `dir` if no one else does.
 fn try_hold(dir: &Path) -> io::Result<Option<Flock<File>>> {
     let file = private::open(

@@ -92,6 +92,12 @@ impl RunDir {
         project.join(STATE_DIR).join("runs").join(id.to_string())
     }
 
+    /// The project's folder of `concurrency:` group locks, shared by all its runs.
+    pub fn locks(&self) -> PathBuf {
+        let state = self.root.parent().and_then(Path::parent);
+        state.unwrap_or(&self.root).join("locks")
+    }
+
     /// The copy of the pipeline file the run was started with; release and retry use it.
     pub fn pipeline_file(&self) -> PathBuf {
         self.root.join("pipeline.yml")
@@ -116,7 +122,11 @@ impl RunDir {
         self.root.join("jobs").join(slug)
     }
     pub fn log(&self, slug: &str) -> PathBuf {
-        self.root.join("logs").join(format!("{slug}.log"))
+        self.logs().join(format!("{slug}.log"))
+    }
+    /// The folder of the jobs' logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
     }
     /// A scan job's SARIF report.
     pub fn sarif(&self, slug: &str) -> PathBuf {

@@ -361,3 +361,47 @@ fn a_rev_that_names_no_commit_is_the_users_mistake() {
         ran.stderr
     );
 }
+
+#[test]
+fn clean_empties_the_checkouts_no_run_holds_and_the_next_run_writes_its_own() {
+    let project = repo(
+        "jobs:\n  show: {script: [cat f.txt]}\n",
+        &[("f.txt", "committed\n")],
+    );
+    let run = |says: &str| {
+        let ran = project.pipe(&[
+            "run",
+            "--backend",
+            "local",
+            "--no-reuse",
+            "--commit",
+            "HEAD",
+        ]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+        assert!(ran.stdout.contains(says), "{}", ran.stdout);
+    };
+    run("[show] committed");
+    // A second checkout, held as a run going on holds it (its lock), stays as it is.
+    let held = project.path().join(".pipe/checkouts/7");
+    std::fs::create_dir_all(held.join("files")).unwrap();
+    std::fs::write(held.join("tree"), "a tree").unwrap();
+    let lock = std::fs::File::create(held.join("lock")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+
+    let clean = project.pipe(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(
+        clean
+            .stdout
+            .contains("; emptied 1 kept checkout(s) of commits"),
+        "{}",
+        clean.stdout
+    );
+    let free = project.path().join(".pipe/checkouts/0");
+    assert!(!free.join("files").exists() && !free.join("tree").exists());
+    assert!(held.join("files").is_dir() && held.join("tree").is_file());
+    run("[show] committed");
+    assert!(free.join("files/f.txt").is_file(), "written afresh");
+}

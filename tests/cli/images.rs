@@ -2,7 +2,8 @@
 //! by a later job, and a job that writes into system paths reported and failed.
 
 use crate::harness::{
-    assert_no_leftovers, docker, docker_image, git, spawn_command_until, KillOnDrop, Project, IMAGE,
+    assert_no_leftovers, docker, docker_image, git, spawn_command_until, spawn_until, KillOnDrop,
+    Project, IMAGE,
 };
 
 /// Removes the images the test built, whatever becomes of the test.
@@ -375,4 +376,184 @@ jobs:
     )
     .pipe(&["validate"]);
     assert_eq!(ran.code, 0, "{}", ran.all());
+}
+
+/// A build whose `RUN` step says `began-NONCE-running` (a line the step's own echo makes, not
+/// the builder's echo of the Dockerfile) and then blocks far longer than any test waits.
+fn blocking_build(repo: &str, nonce: &str, job: &str) -> Project {
+    let project = Project::new(&format!(
+        "jobs:\n  image:\n    {job}\n    build_image: {{tags: ['{repo}:1']}}\n"
+    ));
+    project.write(
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nRUN B=began; echo $B-{nonce}-running && sleep 300\n"),
+    );
+    project
+}
+
+/// The containers (any, running or not) whose command holds `nonce`: a build step's.
+fn build_containers(nonce: &str) -> Vec<String> {
+    docker(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"])
+        .lines()
+        .filter(|l| l.contains(nonce))
+        .map(str::to_string)
+        .collect()
+}
+
+fn job_status(project: &Project, job: &str) -> serde_json::Value {
+    let shown = project.pipe(&["show", "1", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == job)
+        .unwrap_or_else(|| panic!("no job {job}: {}", shown.stdout))["status"]
+        .clone()
+}
+
+#[test]
+fn ctrl_c_during_a_build_stops_it_and_leaves_no_build_container() {
+    docker_image();
+    let repo = unique("interrupted");
+    let nonce = repo.replace('/', "-");
+    let _cleanup = Images(vec![format!("{repo}:1")]);
+    let project = blocking_build(&repo, &nonce, "network: false");
+    let (child, _) = spawn_until(
+        &project,
+        &["run", "--pull", "never"],
+        &format!("began-{nonce}-running"),
+    );
+    let pid = child.id();
+    let _guard = KillOnDrop(pid as i32);
+    assert_eq!(build_containers(&nonce).len(), 1, "the step runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_no_leftovers(pid);
+    assert_eq!(build_containers(&nonce), Vec::<String>::new());
+    assert_eq!(job_status(&project, "image"), "cancelled");
+    let log = project.log("1", "image");
+    assert!(log.contains("pipe: the image build was stopped"), "{log}");
+    assert!(
+        !project.path().join(".pipe/runs/1/jobs/image/1").exists(),
+        "the attempt's scratch folder, where the context was laid, is gone"
+    );
+    let tagged = std::process::Command::new("docker")
+        .args(["image", "inspect", &format!("{repo}:1")])
+        .output()
+        .unwrap();
+    assert!(!tagged.status.success(), "the build did not finish");
+}
+
+#[test]
+fn a_build_past_its_timeout_is_stopped_and_leaves_no_build_container() {
+    docker_image();
+    let repo = unique("slow");
+    let nonce = repo.replace('/', "-");
+    let _cleanup = Images(vec![format!("{repo}:1")]);
+    // Long enough for the step to begin on a loaded engine: its container is there to stop.
+    let project = blocking_build(&repo, &nonce, "timeout: 8s");
+    let ran = project.run_docker(&[]);
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(ran.row("image").contains("timed out"), "{}", ran.stdout);
+    assert_eq!(build_containers(&nonce), Vec::<String>::new());
+    assert_eq!(job_status(&project, "image"), "timed_out");
+    let log = project.log("1", "image");
+    assert!(
+        log.contains(&format!("began-{nonce}-running")),
+        "it ran: {log}"
+    );
+    assert!(log.contains("pipe: the image build was stopped"), "{log}");
+    assert!(!project.path().join(".pipe/runs/1/jobs/image/1").exists());
+}
+
+#[test]
+fn ctrl_c_during_a_push_to_a_registry_that_never_answers_stops_it() {
+    docker_image();
+    // A "registry" that takes connections and never answers: the engine's push waits on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (connected, reached) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = connected.send(());
+            // Held unanswered, but not forever: a pipe that failed to stop ends in the end.
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(300)));
+                let _ = stream.read_to_end(&mut Vec::new());
+            });
+        }
+    });
+    let local = unique("unpushed");
+    let remote = format!("127.0.0.1:{port}/pipe-test/never");
+    let _cleanup = Images(vec![format!("{local}:1"), format!("{remote}:1")]);
+    let project = Project::new(&format!(
+        "jobs:
+  image:
+    build_image: {{tags: ['{local}:1']}}
+  publish:
+    stage: test
+    needs: [image]
+    push: {{image: image, to: ['{remote}:1']}}
+"
+    ));
+    project.write("Dockerfile", &format!("FROM {IMAGE}\nLABEL unpushed=yes\n"));
+    let child = project
+        .command(&["run", "--pull", "never"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guard = KillOnDrop(pid as i32);
+    // The engine reaching the registry is the push under way.
+    reached
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the engine reached the registry");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert_no_leftovers(pid);
+    assert_eq!(job_status(&project, "image"), "passed");
+    assert_eq!(job_status(&project, "publish"), "cancelled");
+    let log = project.log("1", "publish");
+    assert!(
+        log.contains(&format!("pipe: the push of `{remote}:1` was stopped")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_build_image_job_with_a_matrix_is_refused_where_it_is_written() {
+    let ran = Project::new(
+        "jobs:
+  image:
+    matrix: {ARCH: [amd64, arm64]}
+    build_image: {tags: ['app:$ARCH']}
+  single:
+    matrix: {ARCH: [amd64]}
+    build_image: {tags: ['app:$ARCH']}
+",
+    )
+    .pipe(&["validate"]);
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    for (job, at) in [("image", "[pipe.yml:4:5]"), ("single", "[pipe.yml:7:5]")] {
+        assert!(
+            ran.stderr
+                .contains(&format!("job `{job}` has `build_image` and a `matrix`")),
+            "{}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains(at), "{at}: {}", ran.stderr);
+    }
 }

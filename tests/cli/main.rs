@@ -4,7 +4,9 @@
 mod harness;
 
 mod agent;
+mod agent_concurrency;
 mod agent_hooks;
+mod agent_queue;
 mod ahead;
 mod artifacts;
 mod browser;
@@ -25,6 +27,7 @@ mod junit;
 mod leak;
 mod local;
 mod network;
+mod not_author;
 mod output;
 mod project;
 mod prometheus;
@@ -37,6 +40,7 @@ mod secrets;
 mod select;
 mod services;
 mod signals;
+mod steps;
 mod store;
 mod terminal;
 mod validate;

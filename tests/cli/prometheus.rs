@@ -91,6 +91,9 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// Prometheus cannot be told to pick a free port and say which: it gets one that was free a
+    /// moment ago. Should another process take it first, this one fails to bind (and is started
+    /// again on another port) or a stranger answers (told apart by the data folder it names).
     pub fn start(dir: &Path, exporter: &Exporter) -> Prometheus {
         let config = dir.join("prometheus.yml");
         std::fs::write(
@@ -101,29 +104,47 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("Debian's `prometheus` package must be installed (.ci/run installs it)");
-        let prometheus = Prometheus { port, child };
+        let data = dir.join("data");
         let started = Instant::now();
-        while get(port, "/-/ready").is_none_or(|(status, _)| status != 200) {
-            assert!(
-                started.elapsed() < PATIENCE,
-                "Prometheus did not get ready: {}",
-                std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(100));
+        loop {
+            let port = free_port();
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+                .spawn()
+                .expect("Debian's `prometheus` package must be installed (.ci/run installs it)");
+            let mut prometheus = Prometheus { port, child };
+            loop {
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "Prometheus did not get ready: {}",
+                    std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+                );
+                if prometheus.child.try_wait().unwrap().is_some() {
+                    // Most likely the port was taken: try another.
+                    break;
+                }
+                // Ready but not ours: another process holds the port, and ours will exit.
+                if get(port, "/-/ready").is_some_and(|(status, _)| status == 200)
+                    && prometheus.serves(&data)
+                {
+                    return prometheus;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
         }
-        prometheus
+    }
+
+    /// Whether the server on our port is ours: the one keeping its data in `data`.
+    fn serves(&self, data: &Path) -> bool {
+        let Some((_, body)) = get(self.port, "/api/v1/status/flags") else {
+            return false;
+        };
+        let flags: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        flags["data"]["storage.tsdb.path"].as_str() == data.to_str()
     }
 
     pub fn url(&self) -> String {

@@ -150,6 +150,8 @@ fn a_run_stops_at_the_gate_and_releases_days_later_on_its_own_snapshot() {
         actions,
         [
             "started",
+            // Who the run is by, for gates with `not_author`.
+            "author",
             "awaiting_release",
             "release refused",
             "approve",

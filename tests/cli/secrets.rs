@@ -273,3 +273,51 @@ fn a_release_job_gets_its_secret_when_it_is_released() {
     );
     assert_nowhere(&project, &released.all(), "tok-at-release-1234");
 }
+
+#[test]
+fn a_command_past_its_timeout_is_killed_with_what_it_started_and_names_the_secret() {
+    // The command leaves a child of its own behind it, as a vault client's helper would.
+    let project = Project::new(
+        "secrets:\n  TOKEN:\n    command: 'sleep 300 & echo $! > sleeper.pid; wait'\n    timeout: 2s\njobs:\n  t: {secrets: [TOKEN], script: ['true']}\n",
+    );
+    let mut cmd = project.command(&["run", "--backend", "local"]);
+    cmd.env_remove("TOKEN");
+    let ran = crate::harness::finish(cmd);
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    assert!(
+        ran.stderr
+            .contains("the command for secret `TOKEN` did not finish within 2s: it was stopped"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("[pipe.yml:2:3]"), "{}", ran.stderr);
+    let sleeper: i32 = std::fs::read_to_string(project.path().join("sleeper.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Killed before pipe said so; gone once the kernel has reaped what SIGKILL ended.
+    let killed = (0..100).any(|_| {
+        let gone = crate::harness::gone(sleeper);
+        if !gone {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        gone
+    });
+    assert!(killed, "the command's child is killed too");
+}
+
+#[test]
+fn a_secret_commands_timeout_must_be_a_duration() {
+    let ran = Project::new(
+        "secrets:\n  TOKEN: {command: 'echo x', timeout: soon}\njobs:\n  t: {secrets: [TOKEN], script: ['true']}\n",
+    )
+    .pipe(&["validate"]);
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    assert!(
+        ran.stderr
+            .contains("the `timeout` of secret `TOKEN` must be a duration longer than zero"),
+        "{}",
+        ran.stderr
+    );
+}

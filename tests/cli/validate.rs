@@ -107,10 +107,11 @@ fn empty_scripts_and_bad_durations_are_refused() {
 }
 
 #[test]
-fn keys_of_later_versions_are_refused_not_ignored() {
-    let stderr = invalid("jobs:\n  a:\n    script: [x]\n    concurrency: 1\n    services: [db]\n");
+fn a_concurrency_group_must_be_a_name_and_a_service_a_mapping() {
+    let stderr =
+        invalid("jobs:\n  a:\n    script: [x]\n    concurrency: ../prod\n    services: [db]\n");
     assert!(
-        stderr.contains("`concurrency` is not supported yet"),
+        stderr.contains("`concurrency` group `../prod` is not a name"),
         "{stderr}"
     );
     // Supported now, and a bare image is not a service.
@@ -374,9 +375,15 @@ fn keys_from_gitlab_and_github_actions_point_at_pipes_names() {
     let stderr = invalid(
         "variables: {A: b}\njobs:\n  a:\n    steps: [x]\n    dependencies: [b]\n    continue-on-error: true\n",
     );
+    // `steps` is pipe's own key now (a progressive release), refused outside a release job.
+    assert!(
+        stderr.contains(
+            "job `a` has `steps`, but only release jobs with a `script` release in steps"
+        ),
+        "{stderr}"
+    );
     for (theirs, ours) in [
         ("variables", "env"),
-        ("steps", "script"),
         ("dependencies", "needs"),
         ("continue-on-error", "allow_failure"),
     ] {

@@ -62,7 +62,7 @@ fn jobs(body: &mut String, view: &View) {
     for job in view.jobs {
         let _ = write!(
             body,
-            "<tr><td><a href=\"/repos/{}/runs/{}/jobs/{}\">{}</a>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/repos/{}/runs/{}/jobs/{}\">{}</a>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
             segment(view.repo),
             view.run.id,
             segment(&job.name),
@@ -70,6 +70,11 @@ fn jobs(body: &mut String, view: &View) {
             if job.phase == Phase::Release { " <span class=\"quiet\">(release)</span>" } else { "" },
             text(&job.stage),
             status(&job.status),
+            // Why it waits (its `concurrency:` group's holder), failed or was skipped.
+            job.note
+                .as_deref()
+                .map(|n| format!(" <span class=\"note\">{}</span>", text(n)))
+                .unwrap_or_default(),
             job.duration_ms.map(duration).unwrap_or_default(),
             job.attempts,
         );

@@ -1,14 +1,20 @@
 //! `build_image:` jobs on the engine: the context tarred from the job's workspace and built
 //! through the engine's build API, then tagged. pipe holds the socket; the job never does.
+//!
+//! A build or a push asked to stop (Ctrl-C, a timeout, fail-fast) ends at once: neither has a
+//! graceful way to end, so pipe drops the engine's stream, which makes the engine cancel the
+//! request, and removes the container of the `RUN` step under way itself, so that none is left
+//! when the job is reported stopped.
 
 use std::collections::HashMap;
 
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOptions};
 use futures_util::StreamExt;
+use tokio::sync::watch;
 
 use super::{io_error, short, DockerBackend};
-use crate::backend::{BackendError, JobSpec, LogSink, Outcome};
+use crate::backend::{BackendError, JobSpec, LogSink, Outcome, Stop};
 use crate::event::{EventKind, Stream};
 use crate::image::{BuildSpec, BuiltImage, PushSpec};
 use crate::workspace;
@@ -21,6 +27,7 @@ impl DockerBackend {
         spec: &JobSpec,
         build: &BuildSpec,
         log: &LogSink,
+        mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
         let (layers, dir, context) = (
             spec.layers.clone(),
@@ -44,16 +51,18 @@ impl DockerBackend {
             }
             Err(e) => return Err(io_error("cannot lay the build context")(e)),
         };
+        if *stop.borrow() != Stop::No {
+            return Ok(stopped(log, "the build was stopped before it began"));
+        }
         let first = build.tags.first().cloned().unwrap_or_default();
-        let mut labels = self.labels(&spec.run_id, &spec.job);
-        // Built images outlive the run: no sweep may take them for a dead run's leftovers.
-        labels.retain(|k, _| k == super::LABEL_RUN || k == super::LABEL_JOB);
         let options = BuildImageOptions {
             dockerfile: build.dockerfile.clone(),
             t: Some(first.clone()),
             target: build.target.clone().unwrap_or_default(),
             buildargs: Some(build.args.iter().cloned().collect::<HashMap<_, _>>()),
-            labels: Some(labels),
+            // No labels: the classic builder adds them as one more step, a container created
+            // and committed, which cost 1 to 1.5 s a build here (bench/images.sh). The run
+            // store says which run and job built which image.
             rm: true,
             forcerm: true,
             networkmode: Some(if spec.network { "default" } else { "none" }.into()),
@@ -64,22 +73,45 @@ impl DockerBackend {
                 .build_image(options, None, Some(bollard::body_full(tar.into())));
         let (mut out, mut err) = (log.output(Stream::Stdout), log.output(Stream::Stderr));
         let mut failure = None;
-        while let Some(step) = steps.next().await {
+        // The classic builder's container for the `RUN` step under way, as its output names it.
+        let mut running = None;
+        let asked_to_stop = loop {
+            let step = tokio::select! {
+                step = steps.next() => step,
+                () = stop_asked(&mut stop) => break true,
+            };
             match step {
-                Ok(info) => {
+                None => break false,
+                Some(Ok(info)) => {
                     if let Some(text) = info.stream {
+                        if let Some(id) = running_in(&text) {
+                            running = Some(id.to_string());
+                        }
                         out.push(text.as_bytes());
                     }
                     if let Some(detail) = info.error_detail.and_then(|d| d.message) {
                         failure = Some(detail);
                     }
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => failure = Some(error),
-                Err(e) => {
+                Some(Err(bollard::errors::Error::DockerStreamError { error })) => {
+                    failure = Some(error)
+                }
+                Some(Err(e)) => {
                     failure = Some(short(&e));
-                    break;
+                    break false;
                 }
             }
+        };
+        if asked_to_stop {
+            // Closing the connection cancels the build on the engine's side; the step's
+            // container goes now rather than when the engine gets to it.
+            drop(steps);
+            if let Some(id) = running {
+                Self::remove_container(&self.docker, &id).await;
+            }
+            out.finish();
+            err.finish();
+            return Ok(stopped(log, "the image build was stopped"));
         }
         out.finish();
         if let Some(why) = failure {
@@ -148,6 +180,7 @@ impl DockerBackend {
         spec: &JobSpec,
         push: &PushSpec,
         log: &LogSink,
+        mut stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
         let built: BuiltImage = match std::fs::read(&push.record) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -195,14 +228,22 @@ impl DockerBackend {
                 .docker
                 .push_image(repo, Some(options), credentials.clone());
             let mut failure = None;
-            while let Some(step) = steps.next().await {
+            loop {
+                let step = tokio::select! {
+                    step = steps.next() => step,
+                    // Dropping the stream makes the engine give the push up.
+                    () = stop_asked(&mut stop) => {
+                        return Ok(stopped(log, &format!("the push of `{target}` was stopped")));
+                    }
+                };
                 match step {
-                    Ok(info) => {
+                    None => break,
+                    Some(Ok(info)) => {
                         if let Some(why) = info.error_detail.and_then(|d| d.message) {
                             failure = Some(why);
                         }
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         failure = Some(short(&e));
                         break;
                     }
@@ -243,6 +284,28 @@ fn failed() -> Outcome {
     }
 }
 
+/// What a build or push asked to stop ends as: killed, as a stopped container would be.
+fn stopped(log: &LogSink, why: &str) -> Outcome {
+    log.line(Stream::Stderr, format!("pipe: {why}"));
+    Outcome {
+        exit_code: 137,
+        missing_artifacts: Vec::new(),
+        findings: None,
+    }
+}
+
+/// Resolves once the scheduler asks the job to stop, at whatever level: a closed channel means
+/// the attempt is being given up, which is as good as a kill.
+async fn stop_asked(stop: &mut watch::Receiver<Stop>) {
+    let _ = stop.wait_for(|s| *s != Stop::No).await;
+}
+
+/// The container id in the classic builder's ` ---> Running in 0123456789ab` line.
+fn running_in(text: &str) -> Option<&str> {
+    let id = text.trim().strip_prefix("---> Running in ")?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
 /// `registry:5000/app:v1` → (`registry:5000/app`, `v1`); no tag means `latest`.
 fn split_tag(tag: &str) -> (&str, &str) {
     match tag.rsplit_once(':') {
@@ -264,5 +327,18 @@ mod tests {
             ("127.0.0.1:5000/app", "latest")
         );
         assert_eq!(super::split_tag("app"), ("app", "latest"));
+    }
+
+    #[test]
+    fn the_running_step_container_is_read_from_the_builders_output() {
+        assert_eq!(
+            super::running_in(" ---> Running in 47a3aade43c4\n"),
+            Some("47a3aade43c4")
+        );
+        assert_eq!(super::running_in(" ---> 249e858fc145\n"), None);
+        assert_eq!(
+            super::running_in("Running in a shell; echo ---> Running in x"),
+            None
+        );
     }
 }
