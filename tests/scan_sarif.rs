@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pipe::scan::{sarif, scan_secrets, Finding, SecretsOptions, Severity};
+use pipe::scan::{reports, sarif, scan_secrets, Finding, SecretsOptions, Severity};
 use regex::Regex;
 use serde_json::{json, Map, Value};
 
@@ -248,15 +248,29 @@ fn pipeline_finding() -> Finding {
 }
 
 #[test]
-fn output_validates_against_the_sarif_schema() {
+fn output_and_job_reports_validate_against_the_sarif_schema() {
     let schema = schema();
     let validator = Validator { root: &schema };
     let mut findings = corpus_findings();
     findings.push(pipeline_finding());
-    for doc in [
-        sarif::to_sarif(&findings, "0.1.0"),
-        sarif::to_sarif(&[], "0.1.0"),
-    ] {
+    // Job reports as tools write them (the fixtures jobs in tests/cli/reports.rs hand on), and
+    // a run's SARIF: the scan stage's report with the job reports' runs appended.
+    let reports: Vec<Value> = ["trivy-critical.sarif", "semgrep-clean.sarif"]
+        .iter()
+        .map(|name| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sarif/reports")
+                .join(name);
+            reports::parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    let scanned = sarif::to_sarif(&findings, "0.1.0");
+    let merged = reports::merge([scanned.clone()].into_iter().chain(reports.iter().cloned()));
+    assert_eq!(reports::tools(&merged), ["pipe", "Trivy", "Semgrep OSS"]);
+    for doc in [scanned, sarif::to_sarif(&[], "0.1.0"), merged]
+        .into_iter()
+        .chain(reports)
+    {
         let errors = validator.validate(&doc);
         assert!(errors.is_empty(), "{}", errors.join("\n"));
     }

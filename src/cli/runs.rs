@@ -30,6 +30,10 @@ pub struct ShowArgs {
     /// How to print the run: for people, or one JSON object for programs
     #[arg(long, value_enum, default_value = "human")]
     output: super::Output,
+    /// Print the run's SARIF 2.1.0 instead: the runs of every scan job's report and of every
+    /// job's `reports:`, in one document
+    #[arg(long, conflicts_with = "output")]
+    sarif: bool,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +136,11 @@ fn uncommitted(r: &RunRecord, long: bool) -> String {
 }
 
 pub fn show(args: ShowArgs) -> Result<u8, CliError> {
+    if args.sarif {
+        let (_, sarif) = engine::run_sarif(&project(None)?.dir, &args.run)?;
+        let text = serde_json::to_string_pretty(&sarif).unwrap_or_default();
+        return print(&format!("{text}\n")).map(|_| exit::OK);
+    }
     let engine::Shown {
         run,
         jobs,
@@ -141,9 +150,22 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
     } = engine::show(&context(None)?, &args.run)?;
     let steps = engine::release_steps(&context(None)?, &args.run)?;
     let id = run.id;
+    let dir = project(None)?.dir;
+    let tools: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| match j.findings {
+            Some(_) => engine::finding_tools(&dir, id, j),
+            None => Vec::new(),
+        })
+        .collect();
     if matches!(args.output, super::Output::Json) {
         let mut v = record_json(&run);
         v["jobs"] = serde_json::to_value(&jobs).unwrap_or_default();
+        for (job, tools) in v["jobs"].as_array_mut().into_iter().flatten().zip(&tools) {
+            if !tools.is_empty() {
+                job["tools"] = serde_json::json!(tools);
+            }
+        }
         v["approvals"] = serde_json::to_value(&approvals).unwrap_or_default();
         v["audit"] = serde_json::to_value(&audit).unwrap_or_default();
         v["steps"] = serde_json::to_value(&steps).unwrap_or_default();
@@ -171,8 +193,7 @@ pub fn show(args: ShowArgs) -> Result<u8, CliError> {
         run.started_at.format("%Y-%m-%d %H:%M:%S")
     ));
     out.push('\n');
-    out.push_str(&jobs_table(&jobs, color));
-    let dir = project(None)?.dir;
+    out.push_str(&jobs_table(&jobs, &tools, color));
     for job in &jobs {
         let services: Vec<String> = engine::service_logs(&dir, job)
             .into_iter()
@@ -236,10 +257,12 @@ fn steps_drawn(steps: &[engine::StepView], color: bool) -> String {
     table(&["  STEP", "NAME", "PERCENT", "STATUS", "NOTE"], &rows)
 }
 
-fn jobs_table(jobs: &[JobRecord], color: bool) -> String {
+/// `tools`: for each job, the tools whose findings it kept.
+fn jobs_table(jobs: &[JobRecord], tools: &[Vec<String>], color: bool) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
-        .map(|j| {
+        .zip(tools)
+        .map(|(j, tools)| {
             vec![
                 j.name.clone(),
                 j.stage.clone(),
@@ -248,9 +271,15 @@ fn jobs_table(jobs: &[JobRecord], color: bool) -> String {
                     .map(|ms| duration(Duration::from_millis(ms)))
                     .unwrap_or_default(),
                 j.environment.clone().unwrap_or_default(),
-                // A scan job's findings say more than its exit code.
+                // A scan job's findings say more than its exit code; the tools that found them
+                // are named (`pipe` for the built-in scanners).
                 j.findings
-                    .map(|f| crate::scan::report::summary(&f))
+                    .map(|f| match tools.is_empty() {
+                        true => crate::scan::report::summary(&f),
+                        false => {
+                            format!("{}: {}", tools.join(", "), crate::scan::report::summary(&f))
+                        }
+                    })
                     .or_else(|| j.note.clone())
                     .into_iter()
                     .chain(

@@ -128,7 +128,7 @@ fn in_the_way(root: &Path, rel: &Path) -> bool {
 type Named = (String, String);
 
 /// The run, its directory, and the chosen jobs, in the pipeline's order.
-fn chosen_jobs(
+pub(super) fn chosen_jobs(
     project: &Path,
     run: &str,
     job: Option<&str>,

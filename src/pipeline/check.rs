@@ -13,6 +13,7 @@ use super::yaml::{Kind, Node};
 use super::{Pos, Problem};
 use crate::severity::Severity;
 
+mod reports;
 pub(super) mod services;
 pub(super) mod steps;
 
@@ -49,6 +50,7 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "build_image",
     "drift",
     "push",
+    "reports",
     "concurrency",
     "steps",
     "rollback",
@@ -270,6 +272,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut retry = 0;
     let mut allow_failure = false;
     let mut artifacts = Vec::new();
+    let mut reports = Vec::new();
     let mut environment = None;
     let mut only = None;
     let mut gate = None;
@@ -327,6 +330,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 allow_failure = boolean(v, "`allow_failure`", probs).unwrap_or(false)
             }
             "artifacts" => artifacts = artifact_paths(v, probs),
+            "reports" => reports = reports::sarif_paths(v, probs),
             "environment" => {
                 let before = probs.0.len();
                 environment = non_empty_string(v, "`environment`", probs);
@@ -472,6 +476,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             "cache",
             "network",
             "services",
+            "reports",
         ]
     } else {
         &["fail_on"]
@@ -545,8 +550,9 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
         .map(|values| {
             let mut env = env.clone();
             env.extend(values.iter().cloned());
-            let artifacts = artifact_paths_for(&artifacts, &env, &values, probs);
-            (values, env, artifacts)
+            let artifacts = artifact_paths_for(&artifacts, &env, &values, "artifact path", probs);
+            let reports = artifact_paths_for(&reports, &env, &values, "report", probs);
+            (values, env, (artifacts, reports))
         })
         .collect();
     let named: Vec<_> = expansions
@@ -571,7 +577,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     }
     named
         .into_iter()
-        .map(|(full, values, env, artifacts)| Job {
+        .map(|(full, values, env, (artifacts, reports))| Job {
             name: full,
             base: name.to_string(),
             pos: key.pos,
@@ -585,6 +591,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             retry,
             allow_failure,
             artifacts,
+            reports,
             env,
             environment: environment.clone(),
             only: only.clone(),
@@ -1429,12 +1436,14 @@ fn input_globs(node: &Node, probs: &mut Problems) -> Vec<Glob> {
 const ARTIFACT_HINT: &str =
     "use a path relative to the project, without `..`; `*` and `**` select several files";
 
-/// One job's (or matrix expansion's) artifacts with `$VAR` expanded: a value may still lead the
-/// path out of the workspace, which is reported where the path is written.
+/// One job's (or matrix expansion's) artifacts (or reports: `what`) with `$VAR` expanded: a
+/// value may still lead the path out of the workspace, which is reported where the path is
+/// written.
 fn artifact_paths_for(
     written: &[(String, &Node)],
     env: &[(String, String)],
     values: &[(String, String)],
+    what: &str,
     probs: &mut Problems,
 ) -> Vec<ArtifactPath> {
     let mut out = Vec::new();
@@ -1443,6 +1452,7 @@ fn artifact_paths_for(
         match ArtifactPath::parse(&full) {
             Ok(artifact) => out.push(artifact),
             Err(why) => {
+                let why = why.replacen("artifact path", what, 1);
                 let with: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let message = if with.is_empty() {
                     why

@@ -71,6 +71,8 @@ pub struct Job {
     pub allow_failure: bool,
     /// Paths or globs relative to the workspace, handed to the jobs that need this one.
     pub artifacts: Vec<ArtifactPath>,
+    /// SARIF files the job's tools write (`reports: {sarif: […]}`), read when it passes.
+    pub reports: Vec<ArtifactPath>,
     /// Where the job deploys to (`staging`, `production`), recorded with the run.
     pub environment: Option<String>,
     /// When the job is part of a run at all (`None`: always).

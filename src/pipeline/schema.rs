@@ -133,6 +133,19 @@ fn shape(key: &str) -> Value {
             strings,
             "Files kept after the job (relative paths, `*` and `**` allowed), given to the jobs that need it.",
         ),
+        "reports" => (
+            json!({
+                "type": "object",
+                "properties": {
+                    "sarif": with_description(
+                        strings.clone(),
+                        "SARIF 2.1.0 files the job writes (relative paths, `*` and `**` allowed): validated, kept with the run and counted with the scan findings.",
+                    ),
+                },
+                "additionalProperties": false,
+            }),
+            "Reports the job's tools write, read by pipe when the job passes.",
+        ),
         "environment" => (string, "The environment the job deploys to."),
         "concurrency" => (
             json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$" }),

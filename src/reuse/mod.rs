@@ -1,11 +1,11 @@
 //! Content-addressed job reuse: a job whose inputs are those of a job that passed in an earlier
-//! run, whose artifacts and log (and a scan job's SARIF report) are still there, does not run
+//! run, whose artifacts and log (and its SARIF report: a scan job's, or its `reports:`) are still there, does not run
 //! again; they are copied into the new run, and it counts as passed with the findings it had.
 //!
 //! A job's key covers what stands for its image (the image's id on Docker, see
 //! [`crate::backend::Backend::identity`]), its name, script, environment (all of it, git's
 //! facts included, but the run's number), the list of changed files, matrix values,
-//! declared artifacts and scanners, its services as written, the files of the tree it sees (only those its `inputs:`
+//! declared artifacts, reports and scanners, its services as written, the files of the tree it sees (only those its `inputs:`
 //! globs match, when it has them) and the content of the artifacts it receives. Keys live under
 //! `.pipe/reuse/keys/`, each naming the run that holds the job's outputs.
 
@@ -58,6 +58,10 @@ struct Recorded {
     slug: String,
     artifacts: bool,
     findings: Option<crate::scan::Counts>,
+    /// The job kept a SARIF report: a scan job's, or the reports its tools wrote. Absent in
+    /// keys of older versions, which had one only for scan jobs.
+    #[serde(default)]
+    sarif: bool,
 }
 
 /// Whether a job may be reused at all: never a deploy or release job, nor one that asked not to
@@ -125,6 +129,10 @@ impl Reuse {
             h.field(value);
         }
         h.list(job.artifacts.iter().map(ToString::to_string));
+        // Hashed only when written, so the keys of jobs without reports stay as they were.
+        if !job.reports.is_empty() {
+            h.list(job.reports.iter().map(ToString::to_string));
+        }
         h.list(job.scan.iter().map(|s| format!("{s:?}")));
         h.field(job.fail_on.as_str());
         h.list(job.inputs.iter().map(|g| g.as_str()));
@@ -178,11 +186,9 @@ impl Reuse {
         }
         let held = RunDir::at(&self.project, found.run);
         let (log, artifacts) = (held.log(&found.slug), held.artifacts(&found.slug));
-        // A scan job's outputs include its SARIF report.
-        let sarif = spec
-            .scan
-            .as_ref()
-            .map(|scan| (held.sarif(&found.slug), &scan.sarif));
+        // A scan job's outputs include its SARIF report, and so do those of a job with reports.
+        let sarif = (spec.scan.is_some() || found.sarif)
+            .then(|| (held.sarif(&found.slug), self.run.sarif(&spec.slug)));
         if !log.is_file()
             || (found.artifacts && !artifacts.is_dir())
             || sarif.as_ref().is_some_and(|(old, _)| !old.is_file())
@@ -203,7 +209,7 @@ impl Reuse {
             if let Some(dir) = new.parent() {
                 private::dir(dir)?;
             }
-            private::write(new, fs::read(old)?)?;
+            private::write(&new, fs::read(old)?)?;
         }
         let hit = Hit {
             origin: found.origin,
@@ -241,6 +247,7 @@ impl Reuse {
             slug: spec.slug.clone(),
             artifacts: spec.artifacts_dest.is_dir(),
             findings,
+            sarif: self.run.sarif(&spec.slug).is_file(),
         };
         let path = self.key_file(key);
         let dir = path.parent().expect("keys/KEY has a parent");

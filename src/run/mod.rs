@@ -20,6 +20,7 @@ use crate::workspace::RunDir;
 
 mod ahead;
 mod group;
+mod reports;
 
 pub struct RunOptions {
     pub run: RunDir,
@@ -210,6 +211,7 @@ pub async fn run(
                     .map(|r| (r, plan.jobs[i].clone())),
                 live: (live_tx.clone(), i),
                 prepared: ahead.of(i),
+                reports: reports::Reports::of(&plan.jobs[i], &opts.run, &plan.slugs[i]),
                 group: plan.jobs[i]
                     .concurrency
                     .clone()
@@ -471,7 +473,9 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions, ahead: bool) -> JobSpec {
         secrets,
         layers,
         scratch: opts.run.scratch(&slugs[i]),
-        artifacts: job.artifacts.clone(),
+        // Reports are kept as artifacts are: taken from the workspace without following links,
+        // restored when the job is reused.
+        artifacts: job.artifacts.iter().chain(&job.reports).cloned().collect(),
         artifacts_dest: opts.run.artifacts(&slugs[i]),
         scan: (!job.scan.is_empty()).then(|| crate::backend::inprocess::ScanSpec {
             scanners: job.scan.clone(),
@@ -522,6 +526,8 @@ struct JobTask {
     live: (mpsc::UnboundedSender<usize>, usize),
     /// The backend's preparation of the first attempt, if one was begun.
     prepared: Option<ahead::Preparing>,
+    /// Set for a job with `reports:`, read when it passes.
+    reports: Option<reports::Reports>,
     /// `concurrency:`: the project's lock folder and the job's group, held while it runs.
     group: Option<(PathBuf, String)>,
 }
@@ -757,7 +763,7 @@ impl JobTask {
             }
         };
         let stopped = *self.stop.borrow() != Stop::No;
-        let findings = outcome.as_ref().ok().and_then(|o| o.findings);
+        let mut findings = outcome.as_ref().ok().and_then(|o| o.findings);
         let (status, code, message) = match outcome {
             Ok(_) if timed_out => {
                 let t = self.timeout.expect("timed out, so it has a timeout");
@@ -769,7 +775,8 @@ impl JobTask {
             }
             Ok(o) if stopped && o.exit_code != 0 => (JobStatus::Cancelled, Some(o.exit_code), None),
             Ok(o) if o.exit_code == 0 => {
-                for path in &o.missing_artifacts {
+                let reported = |p: &String| self.reports.as_ref().is_some_and(|r| r.declares(p));
+                for path in o.missing_artifacts.iter().filter(|p| !reported(p)) {
                     self.log.line(
                         crate::event::Stream::Stderr,
                         format!("pipe: artifact `{path}` was not produced"),
@@ -782,6 +789,14 @@ impl JobTask {
             Err(BackendError::Unavailable(why)) => return Err(Abort::Backend(why)),
             Err(e) => (JobStatus::Errored, None, Some(e.to_string())),
         };
+        if let (Some(reports), JobStatus::Passed) = (&self.reports, status) {
+            match reports.judge(&self.log).await.map_err(Abort::Pipe)? {
+                reports::Judged::Counted(counts) => findings = Some(counts),
+                reports::Judged::Refused(why) => {
+                    return Ok((JobStatus::Failed, code, Some(why), findings))
+                }
+            }
+        }
         Ok((status, code, message, findings))
     }
 }

@@ -6,6 +6,7 @@
 pub mod baseline;
 pub mod pipeline;
 pub mod report;
+pub mod reports;
 pub mod sarif;
 pub mod secrets;
 

@@ -32,6 +32,7 @@ mod output;
 mod project;
 mod prometheus;
 mod release;
+mod reports;
 mod retry;
 mod reuse;
 mod scan;
