@@ -1158,8 +1158,7 @@ impl Backend for DockerBackend {
             };
             unfinished.armed = false;
             self.sandboxes.later_wave.store(true, Ordering::Release);
-            super::drop_partial_artifacts(spec, &result).await;
-            result
+            super::keep_artifacts(spec, log, result).await
         }
         .boxed()
     }

@@ -200,7 +200,7 @@ impl Backend for LocalBackend {
             };
             let result = self.run_job(spec, log, stop).await;
             unfinished.armed = false;
-            super::drop_partial_artifacts(spec, &result).await;
+            let result = super::keep_artifacts(spec, log, result).await;
             self.teardowns
                 .spawn(super::remove_dir(spec.scratch.clone()));
             self.teardowns

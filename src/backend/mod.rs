@@ -204,10 +204,39 @@ impl Teardowns {
 }
 
 /// An attempt that failed keeps no artifacts: a copy cut short (a full disk) must not be left
-/// behind, nor handed to a later attempt or a dependent.
-pub async fn drop_partial_artifacts(spec: &JobSpec, result: &Result<Outcome, BackendError>) {
+/// behind, nor handed to a later attempt or a dependent. One that ran keeps them under masked
+/// names: a name or link the job made is shown (`pipe artifacts`) as its output is.
+pub async fn keep_artifacts(
+    spec: &JobSpec,
+    log: &LogSink,
+    result: Result<Outcome, BackendError>,
+) -> Result<Outcome, BackendError> {
+    let dest = spec.artifacts_dest.clone();
     if result.is_err() {
-        remove_dir(spec.artifacts_dest.clone()).await;
+        remove_dir(dest).await;
+        return result;
+    }
+    let (log, at) = (log.clone(), dest.clone());
+    let masked = tokio::task::spawn_blocking(move || {
+        crate::workspace::mask_names(&at, &|name| match log.masked(name) {
+            std::borrow::Cow::Owned(masked) => Some(masked),
+            std::borrow::Cow::Borrowed(_) => None,
+        })
+    })
+    .await
+    .map_err(|e| BackendError::Internal(e.to_string()))
+    .and_then(|done| {
+        done.map_err(|e| {
+            BackendError::Internal(format!("cannot mask the names of the artifacts: {e}"))
+        })
+    });
+    match masked {
+        Ok(()) => result,
+        // Names left half masked are not kept either.
+        Err(e) => {
+            remove_dir(dest).await;
+            Err(e)
+        }
     }
 }
 

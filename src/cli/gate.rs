@@ -21,7 +21,8 @@ pub struct ApproveArgs {
 pub struct ReleaseArgs {
     /// The run: its number, or `last`
     run: String,
-    /// Release a run that was released before (recorded in the audit trail)
+    /// Release a run that was released before (recorded in the audit trail); a progressive
+    /// release that is complete or was rolled back starts over from step 1
     #[arg(long)]
     again: bool,
     /// Run the release jobs' `rollback:` scripts for the steps a progressive release took,

@@ -16,6 +16,7 @@ mod load;
 mod project;
 mod record;
 mod release;
+mod release_setup;
 mod retry;
 mod rollback;
 mod runs;

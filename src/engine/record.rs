@@ -178,7 +178,7 @@ pub(super) fn finish(
 /// Drops the snapshots nothing can use any more, so `.pipe` does not grow by a copy of the tree
 /// per run. A run that reached the gate keeps its own: its release, or a release `--again` to
 /// roll back, runs on it. Any other run keeps it while it is one of the `KEPT_SNAPSHOTS` newest.
-/// A snapshot that a kept run shares stays with it.
+/// A snapshot that a kept run shares stays with it, and so does one a live run holds.
 pub(super) fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(), EngineError> {
     let runs = store.runs(None, usize::MAX)?;
     let prunable = |(i, record): &(usize, &RunRecord)| {
@@ -192,7 +192,9 @@ pub(super) fn prune_snapshots(project: &Path, store: &mut dyn Store) -> Result<(
     let shared = shared::kept_origins(project, kept.map(|(_, r)| r.id));
     for (_, record) in runs.iter().enumerate().filter(prunable) {
         if !shared.contains(&record.id) {
-            let _ = workspace::remove(&RunDir::at(project, record.id).source());
+            // A live run that is not recorded as running yet (a retry resolving its secrets)
+            // holds what it will run on.
+            let _ = shared::remove_unheld(&RunDir::at(project, record.id));
         }
     }
     Ok(())

@@ -8,13 +8,13 @@ use super::exec::{privileges_asked, runs_on_docker};
 use super::gate;
 use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::release_setup::{release_setup, Setup};
 use super::signals;
 use super::steps;
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::event::EventKind;
 use crate::pipeline::gate::Gate;
 use crate::pipeline::Pipeline;
-use crate::plan::{self, Phase, Selection};
 use crate::store::{self, JobRecord, RunId, RunRecord, RunState, Store};
 use crate::workspace::RunDir;
 
@@ -22,7 +22,8 @@ pub struct ReleaseRequest {
     pub ctx: Context,
     /// The run: its number, or `last`.
     pub run: String,
-    /// Release a run that was released before (recorded in the audit trail).
+    /// Release a run that was released before (recorded in the audit trail); a progressive
+    /// release that is complete or was rolled back starts over from step 1.
     pub again: bool,
     pub exec: ExecOptions,
     pub cancel: Cancel,
@@ -105,6 +106,8 @@ pub(super) async fn release_run(
     let pipeline = stored_pipeline(&run, &record)?;
     // A progressive release says first where it stands: done, or stopped by a verification.
     let taken = store.steps(id)?;
+    let over = again && steps::starts_over(pipeline.steps(), &taken);
+    let taken = if over { Vec::new() } else { taken };
     let next = match steps::next(id, pipeline.steps(), &taken) {
         Ok(next) => next,
         Err(refusal) => {
@@ -138,44 +141,32 @@ pub(super) async fn release_run(
         store.audit(id, &ctx.actor, "release refused", &unmet[0].to_string())?;
         return Err(Refusal::Gate { run: id, unmet }.into());
     }
-    // Held from before the run is taken over: a checkout that cannot be had leaves it as it was.
-    let Some(files) = super::source::recorded(project, &run).await? else {
-        return Err(Refusal::ReleaseSnapshotGone(id).into());
-    };
     // Release jobs `only:` left out when the run started stay out.
     let left_out: Vec<String> = jobs
         .iter()
         .filter(|j| j.phase == store::Phase::Release && j.status == "left_out")
         .map(|j| j.name.clone())
         .collect();
-    let mut plan = plan::build(
-        &pipeline,
-        Selection {
-            done: &left_out,
-            ..Selection::of(Phase::Release)
-        },
-    )
-    .map_err(|problems| EngineError::Plan {
-        file: run.pipeline_file(),
-        problems,
-    })?;
-    let granted = exec
-        .check_jobs(ctx, &run.pipeline_file(), &plan.jobs)
-        .await?;
-    // Release jobs get their secrets now, from whoever releases, not from who ran.
-    let secrets = exec
-        .prepare_env(ctx, &run.pipeline_file(), &pipeline, &mut plan)
-        .await?;
+    let Setup {
+        files,
+        mut plan,
+        granted,
+        secrets,
+    } = release_setup(ctx, exec, id, &run, &pipeline, &left_out).await?;
     if let Some(n) = next {
         let step = &n.steps[n.index];
         steps::export(&mut plan, &step.label(n.index), step.percent);
     }
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
+    if over {
+        store.clear_steps(id)?;
+    }
     // Only the process that took the run over owns its directory.
     let run = RunDir::open(project, id)
         .map_err(Internal::io(format!("open the directory of run {id}")))?;
     let how = match next {
+        Some(n) if over => format!("started over (--again): {}", steps::started(n)),
         Some(n) => steps::started(n),
         None if record.state == RunState::Released => "released again (--again)".into(),
         None => "release started".into(),

@@ -36,7 +36,10 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
     }
     let old = RunDir::at(project, id);
     let exec = req.exec.following(&old);
-    if !source::has_source(project, &old) {
+    // Held until the retry runs: a run started meanwhile (while secrets are resolved) does not
+    // prune it. A run of git content is checked out again.
+    let held = source::snapshot(project, &old).await?;
+    if held.is_none() && source::recorded_tree(&old).is_none() {
         return Err(Refusal::RetrySnapshotGone {
             run: id,
             kept: KEPT_SNAPSHOTS,

@@ -7,10 +7,10 @@
 use super::exec::Work;
 use super::load::stored_pipeline;
 use super::record::{audit_grants, finish, recorded_facts, recorded_store};
+use super::release_setup::{release_setup, Setup};
 use super::steps::{describe, say, Next};
 use super::{EngineError, Internal, Outcome, Refusal, ReleaseRequest};
 use crate::event::RunStatus;
-use crate::plan::{self, Phase, Selection};
 use crate::store::{self, RunState, StepStatus, Store};
 use crate::workspace::RunDir;
 
@@ -74,26 +74,12 @@ pub async fn rollback(req: ReleaseRequest) -> Result<Outcome, EngineError> {
         }
     }
     let exec = &req.exec.following(&run);
-    let Some(files) = super::source::recorded(project, &run).await? else {
-        return Err(Refusal::ReleaseSnapshotGone(id).into());
-    };
-    let mut plan = plan::build(
-        &undo,
-        Selection {
-            done: &done,
-            ..Selection::of(Phase::Release)
-        },
-    )
-    .map_err(|problems| EngineError::Plan {
-        file: run.pipeline_file(),
-        problems,
-    })?;
-    let granted = exec
-        .check_jobs(ctx, &run.pipeline_file(), &plan.jobs)
-        .await?;
-    let secrets = exec
-        .prepare_env(ctx, &run.pipeline_file(), &undo, &mut plan)
-        .await?;
+    let Setup {
+        files,
+        plan,
+        granted,
+        secrets,
+    } = release_setup(ctx, exec, id, &run, &undo, &done).await?;
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
     let run = RunDir::open(project, id)

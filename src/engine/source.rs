@@ -24,16 +24,12 @@ pub enum Source {
     Commit(String),
 }
 
-/// A run's files for its jobs; a kept checkout stays the run's while this lives.
+/// A run's files for its jobs; a kept checkout stays the run's, and a snapshot stays where a
+/// prune leaves it, while this lives.
 pub(super) struct Files {
     pub dir: PathBuf,
-    _held: Option<Checkout>,
-}
-
-impl Files {
-    pub fn snapshot(dir: PathBuf) -> Files {
-        Files { dir, _held: None }
-    }
+    _checkout: Option<Checkout>,
+    _snapshot: Option<shared::Held>,
 }
 
 /// Git content resolved and checked out: its tree's id, facts and files.
@@ -75,7 +71,8 @@ pub(super) async fn hold(project: &Path, tree: String) -> Result<Files, EngineEr
         .map_err(Internal::Checkout)?;
     Ok(Files {
         dir: held.files().to_path_buf(),
-        _held: Some(held),
+        _checkout: Some(held),
+        _snapshot: None,
     })
 }
 
@@ -91,8 +88,8 @@ pub(super) fn pipeline_name(project: &Path, file: Option<&Path>) -> String {
 /// The files recorded run `run` ran on: its snapshot (its own or the one it shares), or a
 /// checkout of its tree; `None` when its snapshot is gone.
 pub(super) async fn recorded(project: &Path, run: &RunDir) -> Result<Option<Files>, EngineError> {
-    if let Some(dir) = shared::files(project, run) {
-        return Ok(Some(Files::snapshot(dir)));
+    if let Some(files) = snapshot(project, run).await? {
+        return Ok(Some(files));
     }
     match recorded_tree(run) {
         Some(tree) => hold(project, tree).await.map(Some),
@@ -100,12 +97,22 @@ pub(super) async fn recorded(project: &Path, run: &RunDir) -> Result<Option<File
     }
 }
 
+/// Run `run`'s snapshot (its own or the one it shares), held; `None` when there is none (a run
+/// of git content) or it is gone. Off the async workers: it waits while a prune removes it.
+pub(super) async fn snapshot(project: &Path, run: &RunDir) -> Result<Option<Files>, EngineError> {
+    let (project, at) = (project.to_path_buf(), run.clone());
+    let held = tokio::task::spawn_blocking(move || shared::hold(&project, &at))
+        .await
+        .map_err(|e| Internal::Backend(format!("holding the snapshot stopped: {e}")))?
+        .map_err(Internal::io(format!("hold the snapshot of run {}", run.id)))?;
+    Ok(held.map(|(dir, held)| Files {
+        dir,
+        _checkout: None,
+        _snapshot: Some(held),
+    }))
+}
+
 /// The tree a run of git content ran on, as recorded in its directory.
 pub(super) fn recorded_tree(run: &RunDir) -> Option<String> {
     std::fs::read_to_string(run.tree_file()).ok()
-}
-
-/// Whether a recorded run still has what it ran on.
-pub(super) fn has_source(project: &Path, run: &RunDir) -> bool {
-    shared::files(project, run).is_some() || run.tree_file().is_file()
 }

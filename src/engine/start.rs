@@ -13,13 +13,13 @@ use super::record::{
     Snapshot,
 };
 use super::release::{announce, release_run};
-use super::source::{self, Files, Source};
+use super::source::{self, Source};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome, Refusal};
 use crate::pipeline::{Job, Pipeline};
 use crate::plan::{self, Phase, Plan, Refs, Selection, Stages};
 use crate::reuse::{self, Manifest};
 use crate::store::{self, NewRun, RunId, RunState, SqliteStore, Store};
-use crate::workspace::{shared, RunDir};
+use crate::workspace::shared;
 
 pub struct StartRequest {
     pub ctx: Context,
@@ -150,8 +150,18 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         .await
         .map_err(|e| fail_run(ctx, &mut store, id, e))?;
     let checkout = files.as_ref().map(|f| f.dir.clone());
-    let files = files
-        .unwrap_or_else(|| Files::snapshot(RunDir::at(project, shared::origin(&run)).source()));
+    let files = match files {
+        Some(files) => files,
+        None => source::snapshot(project, &run)
+            .await
+            .and_then(|held| {
+                held.ok_or_else(|| {
+                    let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "it is gone");
+                    Internal::io(format!("hold the snapshot of run {id}"))(gone)
+                })
+            })
+            .map_err(|e| fail_run(ctx, &mut store, id, e))?,
+    };
     let reuse = match (req.reuse, before) {
         (false, _) => None,
         // The shared snapshot holds exactly the files hashed.

@@ -55,10 +55,16 @@ pub(super) fn next<'a>(
         return Ok(None);
     }
     let refuse = |why: String| Refusal::Step { run: id, why };
-    if taken.iter().any(|r| r.status == StepStatus::RolledBack) {
-        return Err(refuse(
-            "its release was rolled back; a new run releases again".into(),
-        ));
+    let rolled_back = |r: &StepRecord| r.status == StepStatus::RolledBack;
+    if taken.iter().all(rolled_back) && !taken.is_empty() {
+        return Err(refuse(format!(
+            "its release was rolled back; pipe release {id} --again starts it over from step 1"
+        )));
+    }
+    if taken.iter().any(rolled_back) {
+        return Err(refuse(format!(
+            "its release was rolled back in part; pipe release {id} --rollback rolls back the steps still standing"
+        )));
     }
     if let Some(r) = taken.iter().find(|r| r.status == StepStatus::VerifyFailed) {
         return Err(refuse(format!(
@@ -75,12 +81,22 @@ pub(super) fn next<'a>(
     if index >= steps.len() {
         let last = &steps[steps.len() - 1];
         return Err(refuse(format!(
-            "its progressive release is complete: all {} steps were taken, the last to {}%",
+            "its progressive release is complete: all {} steps were taken, the last to {}%; pipe release {id} --again starts it over from step 1",
             steps.len(),
             last.percent
         )));
     }
     Ok(Some(Next { index, steps }))
+}
+
+/// Whether `pipe release --again` starts a progressive release over from step 1: once it is
+/// complete (every step passed) or rolled back (every step taken undone), as a re-run of a
+/// finished rollout does in Argo Rollouts. A release midway goes on with its next step instead.
+pub(super) fn starts_over(steps: &[Step], taken: &[StepRecord]) -> bool {
+    let complete =
+        taken.len() == steps.len() && taken.iter().all(|r| r.status == StepStatus::Passed);
+    let rolled_back = taken.iter().all(|r| r.status == StepStatus::RolledBack);
+    !steps.is_empty() && !taken.is_empty() && (complete || rolled_back)
 }
 
 /// `step 1 (canary, 10%)`, from what was recorded.
@@ -381,7 +397,7 @@ mod tests {
         let all: Vec<_> = (1..=3).map(|s| taken(s, StepStatus::Passed)).collect();
         assert_eq!(
             index(&all),
-            Err("run 7 cannot be released: its progressive release is complete: all 3 steps were taken, the last to 100%".into())
+            Err("run 7 cannot be released: its progressive release is complete: all 3 steps were taken, the last to 100%; pipe release 7 --again starts it over from step 1".into())
         );
         assert!(next(7, &[], &[]).unwrap().is_none());
     }
@@ -394,6 +410,31 @@ mod tests {
         );
         assert!(index(&[taken(1, StepStatus::RolledBack)])
             .unwrap_err()
-            .contains("rolled back"));
+            .contains("rolled back; pipe release 7 --again"));
+        assert!(index(&[
+            taken(1, StepStatus::Passed),
+            taken(2, StepStatus::RolledBack)
+        ])
+        .unwrap_err()
+        .contains("rolled back in part; pipe release 7 --rollback"));
+    }
+
+    #[test]
+    fn again_starts_over_a_complete_or_rolled_back_release_only() {
+        let steps = steps();
+        let of = |statuses: &[StepStatus]| -> Vec<StepRecord> {
+            (1..).zip(statuses).map(|(s, st)| taken(s, *st)).collect()
+        };
+        use StepStatus::*;
+        assert!(starts_over(&steps, &of(&[Passed, Passed, Passed])));
+        assert!(starts_over(&steps, &of(&[RolledBack, RolledBack])));
+        assert!(!starts_over(&steps, &of(&[])), "not started");
+        assert!(!starts_over(&steps, &of(&[Passed, Passed])), "midway");
+        assert!(!starts_over(&steps, &of(&[Passed, RolledBack])), "in part");
+        assert!(
+            !starts_over(&steps, &of(&[VerifyFailed])),
+            "not rolled back"
+        );
+        assert!(!starts_over(&[], &[]), "no steps");
     }
 }

@@ -1,7 +1,7 @@
 //! The forms a secret value can take in output: the value itself, each line of a multi-line
 //! value, and its base64, URL-encoded and JSON-escaped encodings. A job that prints
-//! `echo $TOKEN | base64` or a JSON body holding the token leaks the value as surely as one
-//! that prints it plainly.
+//! `echo $TOKEN | base64` (wrapped over lines or not) or a JSON body holding the token leaks
+//! the value as surely as one that prints it plainly.
 
 /// Lines of a multi-line value shorter than this are not masked alone: a PEM key's blank or
 /// one-character lines would turn every such line of a log into `***`.
@@ -31,8 +31,13 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
             add(text.as_bytes().to_vec());
         }
         for offset in 0..3 {
-            add(base64_inside(text.as_bytes(), offset, STANDARD));
-            add(base64_inside(text.as_bytes(), offset, URL_SAFE));
+            for alphabet in [STANDARD, URL_SAFE] {
+                let encoded = base64_inside(text.as_bytes(), offset, alphabet);
+                for piece in wrapped_pieces(&encoded) {
+                    add(piece.to_vec());
+                }
+                add(encoded);
+            }
         }
         add(url_encoded(text, false));
         add(url_encoded(text, true));
@@ -58,6 +63,42 @@ fn base64_inside(value: &[u8], offset: usize, alphabet: &[u8; 64]) -> Vec<u8> {
         .get(first..last)
         .map(<[u8]>::to_vec)
         .unwrap_or_default()
+}
+
+/// A wrapped line's piece of an encoded value shorter than this is not masked. 8 base64
+/// characters stand for 6 bytes of the value: such a piece turns up by chance in other output
+/// (hashes, other base64) about once in 64⁸ ≈ 3·10¹⁴ characters, where a 4-character one
+/// would match once in 16 million characters of base64 a job prints. What stays visible, at
+/// most 7 characters at one end of a line, holds at most 5 bytes of the value.
+const MIN_PIECE: usize = 8;
+
+/// The widths base64 text is commonly wrapped at: `base64` (coreutils, busybox) at 76,
+/// `openssl base64` and PEM at 64. No piece on one line is longer than the widest.
+const WRAP_WIDTHS: [usize; 2] = [64, 76];
+const WIDEST: usize = 76;
+
+/// Up to this length an encoding's whole lines are looked for at every position (the value
+/// anywhere in a wrapped text); past it only where the value's encoding starts the text
+/// (`base64 key.pem`), so that a long value costs patterns in proportion to its length, not
+/// to its square.
+const ANY_POSITION: usize = 256;
+
+/// The pieces of `encoded` that a line break in a wrapped base64 text leaves on one line: each
+/// head (the end of a line) and tail (the start of the next) of at least [`MIN_PIECE`]
+/// characters, and, for an encoding longer than a line, its whole lines. Each line is masked
+/// alone, as GitHub Actions registers each line of a multi-line secret.
+fn wrapped_pieces(encoded: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let len = encoded.len();
+    let ends =
+        (MIN_PIECE..len.min(WIDEST + 1)).flat_map(move |k| [&encoded[..k], &encoded[len - k..]]);
+    let lines = WRAP_WIDTHS
+        .into_iter()
+        .filter(move |&w| w < len)
+        .flat_map(move |w| {
+            let step = if len <= ANY_POSITION { 1 } else { w };
+            encoded.windows(w).step_by(step)
+        });
+    ends.chain(lines)
 }
 
 /// Unpadded base64: every character the input determines, partial last one included.
@@ -122,6 +163,51 @@ mod tests {
             "eHlzM2NyM3QtdG9rZW4".contains(&two) && two.len() >= 14,
             "{two}"
         );
+    }
+
+    #[test]
+    fn each_line_of_a_wrapped_base64_text() {
+        // base64 of `user:VALUE` is 140 characters: at 64 a whole line falls inside the value.
+        let value = "s3cr3t-token-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789-the-end-of-it";
+        let encoded = base64(format!("user:{value}").as_bytes(), STANDARD);
+        let masks = super::super::Masks::default();
+        masks.add([value]);
+        for width in WRAP_WIDTHS {
+            for (i, line) in encoded.chunks(width).enumerate() {
+                let line = std::str::from_utf8(line).unwrap();
+                let masked = masks.text(line);
+                // The first line starts with `user:`'s characters, which stay.
+                let visible = masked.replace(super::super::MASK, "").len();
+                assert!(
+                    masked.contains(super::super::MASK) && (i == 0 || visible < MIN_PIECE),
+                    "width {width}: line {i} {line} became {masked}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_value_s_wrapped_lines_cost_patterns_in_proportion_to_its_length() {
+        let key: String = (0..3000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let patterns = forms(&key);
+        let bytes: usize = patterns.iter().map(Vec::len).sum();
+        assert!(
+            bytes < 2_000_000,
+            "{} patterns, {bytes} bytes",
+            patterns.len()
+        );
+        // `base64 key` wraps the value's own encoding from its first character.
+        let encoded = base64(key.as_bytes(), STANDARD);
+        assert!(patterns.contains(&encoded[76..152].to_vec()));
+    }
+
+    #[test]
+    fn a_short_piece_of_a_wrapped_value_is_not_a_pattern() {
+        assert!(!has("s3cr3t-token", "czNjcjN"));
+        assert!(has("s3cr3t-token", "czNjcjN0"));
+        assert!(has("s3cr3t-token", "cjN0LXRva2Vu"));
     }
 
     #[test]

@@ -323,4 +323,7 @@ pub trait Store: Send {
     fn record_step(&mut self, id: RunId, step: &StepRecord) -> Result<(), StoreError>;
     /// The steps taken, in order of `step`.
     fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError>;
+    /// Forgets the steps taken, for a progressive release that starts over (`pipe release RUN
+    /// --again`); the audit trail keeps what they were.
+    fn clear_steps(&mut self, id: RunId) -> Result<(), StoreError>;
 }

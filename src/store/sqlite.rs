@@ -604,6 +604,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn clear_steps(&mut self, id: RunId) -> Result<(), StoreError> {
+        self.db
+            .execute("DELETE FROM release_steps WHERE run_id = ?1", [id])?;
+        Ok(())
+    }
+
     fn steps(&mut self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
         let mut q = self.db.prepare(
             "SELECT step, name, percent, status, detail, at FROM release_steps WHERE run_id = ?1 ORDER BY step",

@@ -21,13 +21,13 @@ use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 
 use super::CopyStats;
 
-const DIR: OFlag = OFlag::O_RDONLY
+pub(super) const DIR: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Dir,
     File,
     Link,
@@ -36,7 +36,7 @@ enum Kind {
 }
 
 /// What `name` in `dir` is, without following it; `None` when there is nothing.
-fn kind_at(dir: impl AsFd, name: &OsStr) -> io::Result<Option<(Kind, Mode)>> {
+pub(super) fn kind_at(dir: impl AsFd, name: &OsStr) -> io::Result<Option<(Kind, Mode)>> {
     let stat = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Err(Errno::ENOENT) => return Ok(None),
         other => other?,
@@ -119,7 +119,7 @@ fn ensure_dir(parent: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<OwnedFd> 
 
 /// The entries of an open directory. Reads through a fresh open of `.`, so the position of
 /// `dir` itself is never moved.
-fn children(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+pub(super) fn children(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     let fresh = openat(dir, ".", DIR, Mode::empty())?;
     let mut listing = Dir::from_fd(fresh)?;
     let mut out = Vec::new();

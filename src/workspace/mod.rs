@@ -19,6 +19,8 @@ use crate::pipeline::ArtifactPath;
 pub mod checkout;
 mod lay;
 pub use lay::{lay, walk, Entry};
+mod masked_names;
+pub use masked_names::mask_names;
 pub mod private;
 pub mod shared;
 

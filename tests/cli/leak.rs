@@ -109,6 +109,53 @@ fn echo_split_writes_bytes_with_pauses_and_stderr_are_masked() {
     }
 }
 
+/// `value` in base64 on one line, as the host's `base64 -w0` writes it.
+fn base64_unwrapped(value: &str) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(value.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `base64` wraps at 76 columns: the value's encoding is cut over three lines, and each line's
+/// piece of it is hidden.
+#[test]
+fn base64_wrapped_over_lines_is_masked_line_by_line() {
+    let value = format!(
+        "{}-{}",
+        secret("wrapped"),
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".repeat(2)
+    );
+    let project = Project::new(&pipeline(
+        r#"      - printf 'user:%s' "$LEAK" | base64
+"#,
+    ));
+    let runs = run_leaking(&project, &[], &[("LEAK", &value)]);
+    assert_eq!(runs.0.code, 0, "{}", runs.0.all());
+    let encoded = base64_unwrapped(&format!("user:{value}"));
+    // The characters only the value decides: after `user:`'s own, before the last group.
+    let (from, to) = (8, encoded.len() - 4);
+    let lines: Vec<(usize, usize)> = (0..encoded.len())
+        .step_by(76)
+        .map(|start| (start.max(from), (start + 76).min(to)))
+        .collect();
+    assert!(lines.len() >= 3, "{encoded}");
+    for (start, end) in lines {
+        if end >= start + 8 {
+            assert_hidden(&project, &runs, &encoded[start..end]);
+        }
+    }
+    assert_hidden(&project, &runs, &value);
+}
+
 #[test]
 fn base64_and_json_forms_are_masked() {
     let value = secret("forms") + "\"/+ x";
@@ -122,20 +169,7 @@ fn base64_and_json_forms_are_masked() {
     assert_eq!(runs.0.code, 0, "{}", runs.0.all());
     let encoded: Vec<String> = [value.clone(), format!("user:{value}")]
         .iter()
-        .map(|v| {
-            let out = Command::new("base64")
-                .arg("-w0")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .and_then(|mut c| {
-                    use std::io::Write;
-                    c.stdin.take().unwrap().write_all(v.as_bytes())?;
-                    c.wait_with_output()
-                })
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap()
-        })
+        .map(|v| base64_unwrapped(v))
         .collect();
     // The whole encoding of the value alone, and the part after `user:`'s own characters.
     assert_hidden(&project, &runs, &encoded[0][..encoded[0].len() - 4]);
@@ -207,4 +241,54 @@ fn a_secret_in_an_image_name_that_cannot_be_found_is_masked() {
     assert_eq!(runs.0.code, 1, "{}", runs.0.all());
     assert!(runs.0.all().contains("***"), "{}", runs.0.all());
     assert_hidden_but_in(&project, &runs, &value, &["pipe.yml", "pipeline.yml"]);
+}
+
+/// A job that names files (and a link's target) after its secret: `pipe artifacts`, its JSON
+/// and copies show them masked, and no name under `.pipe/` holds the value.
+#[test]
+fn artifact_names_and_link_targets_are_masked() {
+    let value = secret("names");
+    let project = Project::new(&format!(
+        "image: {}\njobs:\n  leak:\n    secrets: [LEAK]\n    artifacts: [out]\n    script:\n      - mkdir -p \"out/dir-$LEAK\"\n      - echo hi > \"out/report-$LEAK.txt\"\n      - echo x > \"out/dir-$LEAK/f\"\n      - ln -s \"/tmp/$LEAK\" out/link\n",
+        docker_image()
+    ));
+    for backend in ["docker", "local"] {
+        let runs = run_leaking(&project, &["--backend", backend], &[("LEAK", &value)]);
+        assert_eq!(runs.0.code, 0, "{}", runs.0.all());
+        let listed = project.pipe(&["artifacts", "last"]);
+        assert_eq!(listed.code, 0, "{}", listed.all());
+        for shown in [
+            "out/dir-***/f",
+            "out/link -> /tmp/***",
+            "out/report-***.txt",
+        ] {
+            assert!(
+                listed.stdout.contains(shown),
+                "{backend}: {}",
+                listed.stdout
+            );
+        }
+        let json = project.pipe(&["artifacts", "last", "--output", "json"]);
+        let copied = project.pipe(&["artifacts", "last", "--to", backend, "--output", "json"]);
+        for text in [&listed.stdout, &json.stdout, &copied.stdout] {
+            assert!(!text.contains(&value), "{backend}: {text}");
+        }
+        assert!(
+            json.stdout.contains("out/report-***.txt"),
+            "{}",
+            json.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(project.path().join(backend).join("leak/out/report-***.txt"))
+                .unwrap(),
+            "hi\n"
+        );
+        let names = Command::new("find")
+            .args([".pipe", "-name", &format!("*{value}*")])
+            .current_dir(project.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&names.stdout), "", "{backend}");
+        assert_hidden(&project, &runs, &value);
+    }
 }

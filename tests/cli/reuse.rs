@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::harness::{docker, docker_image, Project, Ran, IMAGE};
+use crate::harness::{docker, docker_image, KillOnDrop, Project, Ran, IMAGE};
 
 /// The jobs that ran, and those reused with the run they came from.
 fn outcome(ran: &Ran) -> (BTreeSet<String>, BTreeMap<String, i64>) {
@@ -322,6 +322,46 @@ fn a_shared_snapshot_stays_while_a_kept_run_shares_it() {
     let retry = project.pipe(&["retry", "3", "--backend", "local"]);
     assert_eq!(retry.code, 0, "{}", retry.all());
     assert!(project.log("13", "show").contains("one\n"));
+}
+
+/// A retry is live before it is recorded as running (its secrets resolve first): a run started
+/// meanwhile prunes the snapshots past the ten newest, but not the one the retry holds.
+#[test]
+fn a_retry_holds_its_snapshot_while_a_run_started_meanwhile_prunes() {
+    // The secret's command waits at a marker, once, when `.hold` is there.
+    let project = Project::new(
+        "secrets:\n  TOKEN:\n    command: 'if [ -f .hold ]; then rm .hold; touch .held; while [ ! -f .go ]; do sleep 0.05; done; fi; echo token-value'\n    timeout: 5m\njobs:\n  show: {reuse: false, secrets: [TOKEN], script: ['cat data.txt']}\n",
+    );
+    let runs = project.path().join(".pipe/runs");
+    for i in 1..=10 {
+        project.write("data.txt", &format!("run {i}\n"));
+        let ran = project.pipe(&["run", "--backend", "local"]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    }
+    project.write(".hold", "");
+    let retry = project
+        .command(&["retry", "1", "--backend", "local"])
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(retry.id() as i32);
+    while !project.path().join(".held").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Run 11 makes run 1 the eleventh newest.
+    let ran = project.pipe(&["run", "--backend", "local"]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        runs.join("1/source/data.txt").is_file(),
+        "held by the retry"
+    );
+    project.write(".go", "");
+    let retried = retry.wait_with_output().unwrap();
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(project.log("12", "show").contains("run 1\n"));
 }
 
 #[test]

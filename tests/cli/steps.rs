@@ -246,3 +246,71 @@ fn a_rollback_needs_a_step_taken() {
     );
     assert_eq!(read(&marks.path().join("rolled-back")), "");
 }
+
+#[test]
+fn again_starts_a_complete_or_rolled_back_release_over_from_step_1() {
+    let marks = tempfile::tempdir().unwrap();
+    let project = stepped_project(marks.path(), "[10%, 100%]");
+    let deployed = marks.path().join("deployed");
+    let release = |extra: &[&str]| {
+        let mut args = vec!["release", "1", "--backend", "local"];
+        args.extend(extra);
+        project.pipe(&args)
+    };
+    for _ in 0..2 {
+        let ran = release(&[]);
+        assert_eq!(ran.code, 0, "{}", ran.all());
+    }
+    assert_eq!(read(&deployed), "1 10\n2 100\n");
+
+    // Complete: --again takes step 1 again, and the next release step 2.
+    let again = release(&["--again"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(read(&deployed), "1 10\n2 100\n1 10\n");
+    assert_eq!(
+        steps_json(&project),
+        [
+            ("10".into(), "passed".into()),
+            ("100".into(), "next".into())
+        ]
+    );
+    let show = project.pipe(&["show", "1"]).stdout;
+    assert!(
+        show.contains("release 1 is ready for step 2 (100%) of 2: pipe release 1"),
+        "{show}"
+    );
+    let ran = release(&[]);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert_eq!(read(&deployed), "1 10\n2 100\n1 10\n2 100\n");
+
+    // Rolled back: a plain release is refused and says how to start over.
+    let undone = release(&["--rollback"]);
+    assert_eq!(undone.code, 0, "{}", undone.all());
+    assert_eq!(
+        read(&marks.path().join("rolled-back")),
+        "2 100 built\n1 10 built\n"
+    );
+    let refused = release(&[]);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(
+        refused.stderr.contains(
+            "its release was rolled back; pipe release 1 --again starts it over from step 1"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let again = release(&["--again"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        read(&deployed).ends_with("2 100\n1 10\n"),
+        "{}",
+        read(&deployed)
+    );
+    assert_eq!(
+        steps_json(&project),
+        [
+            ("10".into(), "passed".into()),
+            ("100".into(), "next".into())
+        ]
+    );
+}
