@@ -41,6 +41,7 @@ use crate::owner::Owner;
 use crate::pipeline::ArtifactPath;
 use crate::workspace;
 
+mod ahead;
 mod build;
 mod drift;
 
@@ -89,6 +90,8 @@ pub struct DockerBackend {
     /// The sandboxes `prepare` planned (image, count, run id), started when the first job
     /// really runs: a run whose jobs are all reused never pays for them.
     planned_sandboxes: Mutex<Option<(String, usize, String)>>,
+    /// Containers made ahead for attempts (by their scratch folder), not started yet.
+    prepared: Mutex<HashMap<PathBuf, ahead::Prepared>>,
 }
 
 /// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
@@ -171,6 +174,7 @@ impl DockerBackend {
             network: Mutex::default(),
             project: None,
             planned_sandboxes: Mutex::default(),
+            prepared: Mutex::default(),
         }
     }
 
@@ -445,6 +449,14 @@ impl DockerBackend {
         Ok(created.id)
     }
 
+    /// Starts the sandboxes `prepare` planned, the first time a job runs or is prepared.
+    fn start_planned_sandboxes(&self) {
+        let planned = self.planned_sandboxes.lock().expect("not poisoned").take();
+        if let Some((image, count, run_id)) = planned {
+            self.start_sandboxes(&image, count, &run_id);
+        }
+    }
+
     /// Starts `count` sandboxes on `image` in the background; jobs use them as they come up.
     fn start_sandboxes(&self, image: &str, count: usize, run_id: &str) {
         for _ in 0..count {
@@ -583,8 +595,9 @@ impl DockerBackend {
         // Overlay first; if the engine cannot mount it, fall back to a copy for good.
         match self.overlay_mount(spec).await {
             Ok(Some((volume, mount))) => {
+                let prepared = self.take_prepared(spec).await;
                 let (container, result) = self
-                    .run_container(spec, mount, log, stop.clone(), joining.clone())
+                    .run_container(spec, mount, log, stop.clone(), joining.clone(), prepared)
                     .await;
                 match result {
                     Err(Attempt::NotStarted(e)) if is_mount_error(&e) => {
@@ -623,7 +636,9 @@ impl DockerBackend {
                     typ: Some(MountType::BIND),
                     ..Default::default()
                 };
-                let (container, result) = self.run_container(spec, mount, log, stop, joining).await;
+                let (container, result) = self
+                    .run_container(spec, mount, log, stop, joining, None)
+                    .await;
                 self.tear_down(container, None, spec.scratch.clone());
                 result.map_err(Attempt::into_error)
             }
@@ -634,7 +649,8 @@ impl DockerBackend {
         }
     }
 
-    /// Creates and runs one container; returns its id (if created) for the teardown.
+    /// Creates (unless it was prepared) and runs one container; returns its id (if created) for
+    /// the teardown.
     async fn run_container(
         &self,
         spec: &JobSpec,
@@ -642,21 +658,32 @@ impl DockerBackend {
         log: &LogSink,
         stop: watch::Receiver<Stop>,
         joining: Option<services::Joining<'_>>,
+        prepared: Option<ahead::Prepared>,
     ) -> (Option<String>, Result<Outcome, Attempt>) {
         let network = joining.as_ref().map(|j| j.network);
-        // A job without a network has no use for a sandbox's, nor has one on its services'
-        // network: leave it to a job that has.
-        let later_wave = self.sandboxes.later_wave.load(Ordering::Acquire);
-        let sandbox = match (spec.network && later_wave, network) {
-            (true, None) => self.sandboxes.take().await,
-            _ => None,
-        };
-        let id = match self
-            .create(spec, mount.clone(), sandbox.as_deref(), network)
-            .await
-        {
-            Ok(id) => id,
-            Err(e) => return (None, Err(Attempt::Failed(e))),
+        let (id, sandbox) = match prepared {
+            Some(prepared) => (prepared.id, prepared.sandbox),
+            None => {
+                // A job without a network has no use for a sandbox's, nor has one on its
+                // services' network: leave it to a job that has.
+                let later_wave = self.sandboxes.later_wave.load(Ordering::Acquire);
+                let sandbox = match (spec.network && later_wave, network) {
+                    (true, None) => self.sandboxes.take().await,
+                    _ => None,
+                };
+                match self
+                    .create(spec, mount.clone(), sandbox.as_deref(), network)
+                    .await
+                {
+                    Ok(id) => (id, sandbox),
+                    Err(e) => {
+                        if let Some(sandbox) = sandbox {
+                            self.sandboxes.give_back(sandbox);
+                        }
+                        return (None, Err(Attempt::Failed(e)));
+                    }
+                }
+            }
         };
         let ready = joining.map(|j| j.ready);
         let result = self
@@ -745,13 +772,16 @@ impl DockerBackend {
         let (mut out, mut err) = (log.output(Stream::Stdout), log.output(Stream::Stderr));
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
         let mut stop_open = true;
+        // The output ends when the job's process has exited, unless the connection failed.
+        let mut exited = false;
         loop {
             tokio::select! {
                 chunk = async { log.room().await; output.next().await } => match chunk {
                     Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
                     Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
                     Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break,
+                    None => { exited = true; break }
+                    Some(Err(_)) => break,
                 },
                 changed = stop.changed(), if stop_open => {
                     let level = if changed.is_err() { stop_open = false; Stop::Kill } else { *stop.borrow_and_update() };
@@ -774,7 +804,18 @@ impl DockerBackend {
         }
         out.finish();
         err.finish();
-        let exit_code = match self.docker.wait_container(id, None).next().await {
+        // Once the process has exited nothing more changes in the container: its diff (the
+        // drift) is asked for beside the wait, which saves a round trip to the engine on every
+        // job's path.
+        let mut wait = self.docker.wait_container(id, None);
+        let waited = wait.next();
+        let (waited, changes) = if exited {
+            tokio::join!(waited, self.docker.container_changes(id))
+        } else {
+            let waited = waited.await;
+            (waited, self.docker.container_changes(id).await)
+        };
+        let exit_code = match waited {
             Some(Ok(response)) => response.status_code,
             // bollard reports a non-zero exit as an error carrying the code: that is a result.
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => code,
@@ -792,7 +833,7 @@ impl DockerBackend {
         if let Some(handle) = stopping {
             let _ = handle.await;
         }
-        let exit_code = self.drift(id, spec, log, exit_code).await;
+        let exit_code = Self::drift(changes, spec, log, exit_code);
         let missing_artifacts = if exit_code == 0 {
             self.download(id, spec, &spec.artifacts, &spec.artifacts_dest)
                 .await
@@ -1032,8 +1073,12 @@ impl Backend for DockerBackend {
             // Network sandboxes for the later waves; starting more of them than there are
             // cores slows the first wave they start beside (bench/run.sh: fan-out 1.01x the
             // docker CLI with one per job of the widest level, 0.91x with one per core).
+            // A job made ahead holds one while the job it needs runs in another: twice as many
+            // serve a chain.
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let parallel = run.widest_later_level.min(run.concurrency.max(1)).min(cpus);
+            let parallel = (2 * run.widest_later_level)
+                .min(run.concurrency.max(1))
+                .min(cpus);
             let checks = images
                 .iter()
                 .map(|image| async move { (image, self.ensure_image(image).await) });
@@ -1079,6 +1124,16 @@ impl Backend for DockerBackend {
         .boxed()
     }
 
+    fn prepare_job<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, ()> {
+        async move {
+            // The job is then created when it runs, as it would be anyway.
+            if let Err(e) = self.prepare_container(spec).await {
+                tracing::info!("cannot prepare job `{}` ahead: {e}", spec.job);
+            }
+        }
+        .boxed()
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,
@@ -1086,10 +1141,7 @@ impl Backend for DockerBackend {
         stop: watch::Receiver<Stop>,
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
-            let planned = self.planned_sandboxes.lock().expect("not poisoned").take();
-            if let Some((image, count, run_id)) = planned {
-                self.start_sandboxes(&image, count, &run_id);
-            }
+            self.start_planned_sandboxes();
             let mut unfinished = Unfinished {
                 backend: self,
                 spec,
@@ -1113,6 +1165,8 @@ impl Backend for DockerBackend {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async move {
+            // Before the sandboxes, which prepared containers may have joined.
+            self.discard_prepared();
             self.sandboxes.creating.wait().await;
             let sandboxes = std::mem::take(&mut *self.sandboxes.all.lock().expect("not poisoned"));
             for id in sandboxes {

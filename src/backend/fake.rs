@@ -21,6 +21,8 @@ pub struct FakeBackend {
     /// (job, started, ended), in the order jobs ended.
     pub spans: Mutex<Vec<(String, Instant, Instant)>>,
     pub specs: Mutex<Vec<JobSpec>>,
+    /// The specs `prepare_job` was given, with when.
+    pub prepared: Mutex<Vec<(JobSpec, Instant)>>,
     /// `shutdown` was awaited.
     pub shut_down: AtomicBool,
 }
@@ -38,6 +40,14 @@ impl Backend for FakeBackend {
 
     fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>> {
         async move { Ok(format!("fake {:?}", spec.image)) }.boxed()
+    }
+
+    fn prepare_job<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, ()> {
+        self.prepared
+            .lock()
+            .unwrap()
+            .push((spec.clone(), Instant::now()));
+        async {}.boxed()
     }
 
     fn run<'a>(

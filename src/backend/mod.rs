@@ -155,6 +155,14 @@ pub trait Backend: Send + Sync {
     fn prepare<'a>(&'a self, _run: &'a RunShape) -> BoxFuture<'a, Result<(), BackendError>> {
         async { Ok(()) }.boxed()
     }
+    /// Makes ready what running the first attempt of `spec` needs while the jobs it needs still
+    /// run (a container, its workspace), so that `run` with that spec only has to start it.
+    /// The spec's layers may not exist yet: they are the needed jobs' artifacts to come. What
+    /// `run` does not use (a job skipped, reused or cancelled, a workspace that turned out
+    /// otherwise) goes at `shutdown`. A backend with nothing to make ahead does nothing.
+    fn prepare_job<'a>(&'a self, _spec: &'a JobSpec) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
     /// Runs one attempt. Returns as soon as the job's process has exited and its artifacts are
     /// kept; tearing down what the attempt used may go on in the background.
     fn run<'a>(

@@ -52,6 +52,10 @@ impl Backend for ScanRouter {
         .boxed()
     }
 
+    fn prepare_job<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, ()> {
+        self.pick(spec).prepare_job(spec)
+    }
+
     fn run<'a>(
         &'a self,
         spec: &'a JobSpec,

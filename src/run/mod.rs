@@ -18,6 +18,7 @@ use crate::plan::Plan;
 use crate::reuse::{self, Reuse};
 use crate::workspace::RunDir;
 
+mod ahead;
 mod group;
 mod reports;
 
@@ -145,7 +146,7 @@ pub async fn run(
                 image: j.image.clone(),
                 scan: !j.scan.is_empty(),
                 builds: match j.build {
-                    Some(_) => job_spec(plan, i, &opts)
+                    Some(_) => job_spec(plan, i, &opts, false)
                         .build
                         .and_then(Result::ok)
                         .map(|b| b.tags)
@@ -179,6 +180,9 @@ pub async fn run(
     let mut pipe_failure: Option<String> = None;
     let mut backend_lost: Option<String> = None;
     let mut interrupts_open = true;
+    let mut ahead = ahead::Ahead::new(n);
+    // Each job's task says here when its first attempt begins.
+    let (live_tx, mut live_rx) = mpsc::unbounded_channel::<usize>();
     if interrupted_by.is_some() {
         let _ = stop_tx.send(Stop::Graceful);
     }
@@ -189,7 +193,7 @@ pub async fn run(
                 break;
             };
             state[i] = State::Running;
-            let spec = job_spec(plan, i, &opts);
+            let spec = job_spec(plan, i, &opts, false);
             let task = JobTask {
                 backend: backend.clone(),
                 log: LogSink::new(spec.job.clone(), events.clone())
@@ -205,6 +209,8 @@ pub async fn run(
                     .clone()
                     .filter(|_| reuse::eligible(&plan.jobs[i]))
                     .map(|r| (r, plan.jobs[i].clone())),
+                live: (live_tx.clone(), i),
+                prepared: ahead.of(i),
                 reports: reports::Reports::of(&plan.jobs[i], &opts.run, &plan.slugs[i]),
                 group: plan.jobs[i]
                     .concurrency
@@ -216,6 +222,9 @@ pub async fn run(
         }
         if running.is_empty() {
             break;
+        }
+        if *stop_tx.borrow() == Stop::No {
+            ahead.prepare(plan, &state, &opts, &backend);
         }
         tokio::select! {
             joined = running.join_next_with_id() => {
@@ -275,6 +284,7 @@ pub async fn run(
                     }
                 }
             }
+            Some(i) = live_rx.recv() => ahead.started(i),
             request = interrupts.recv(), if interrupts_open => match request {
                 Some(kind) => {
                     interrupted_by.get_or_insert(kind);
@@ -286,6 +296,7 @@ pub async fn run(
         }
     }
 
+    ahead.finish().await;
     backend.shutdown().await;
     // Whatever never became ready was held back by a stop.
     let reason = if interrupted_by.is_some() {
@@ -399,7 +410,9 @@ fn job_cache(
     })
 }
 
-fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
+/// The spec of job `i`. `ahead`: for preparing it while its needs run, with the artifact
+/// folders of the needs in this run that declare artifacts, whether they exist yet or not.
+fn job_spec(plan: &Plan, i: usize, opts: &RunOptions, ahead: bool) -> JobSpec {
     let job = &plan.jobs[i];
     let slugs = &plan.slugs;
     let mut layers = vec![opts.source.clone()];
@@ -408,16 +421,16 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions) -> JobSpec {
     let prior = plan.prior[i]
         .iter()
         .filter(|p| p.has_artifacts)
-        .map(|p| p.slug.as_str());
+        .map(|p| (p.slug.as_str(), false));
     let mut deps: Vec<usize> = plan.deps[i]
         .iter()
         .filter(|(d, _)| !plan.jobs[*d].artifacts.is_empty())
         .map(|(d, _)| *d)
         .collect();
     deps.sort_unstable();
-    for slug in prior.chain(deps.iter().map(|&d| slugs[d].as_str())) {
+    for (slug, to_come) in prior.chain(deps.iter().map(|&d| (slugs[d].as_str(), ahead))) {
         let dir = opts.run.artifacts(slug);
-        if dir.is_dir() {
+        if to_come || dir.is_dir() {
             layers.push(dir);
         }
     }
@@ -509,6 +522,10 @@ struct JobTask {
     cache: Option<crate::cache::job::JobCache>,
     /// Set for a job that may be reused: the run's reuse and the job, for its key.
     reuse: Option<(Arc<Reuse>, crate::pipeline::Job)>,
+    /// Told the job's index when its first attempt begins: its dependents may be prepared.
+    live: (mpsc::UnboundedSender<usize>, usize),
+    /// The backend's preparation of the first attempt, if one was begun.
+    prepared: Option<ahead::Preparing>,
     /// Set for a job with `reports:`, read when it passes.
     reports: Option<reports::Reports>,
     /// `concurrency:`: the project's lock folder and the job's group, held while it runs.
@@ -650,6 +667,13 @@ impl JobTask {
             }));
             for note in notes.drain(..) {
                 self.log.line(crate::event::Stream::Stderr, note);
+            }
+            if attempt == 1 {
+                let _ = self.live.0.send(self.live.1);
+                // What was prepared is found only once it is made.
+                if let Some(prepared) = self.prepared.take() {
+                    prepared.await;
+                }
             }
             let spec = JobSpec {
                 scratch: spec.scratch.join(attempt.to_string()),

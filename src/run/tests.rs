@@ -321,6 +321,66 @@ async fn jobs_get_builtin_env_and_artifact_layers_of_what_they_need() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_job_is_prepared_while_its_needs_run_with_the_layers_to_come() {
+    let ran = run_yaml(
+        "jobs:\n  a: {needs: [], artifacts: [out], script: [sleep 100, keep]}\n  b: {needs: [], script: [sleep 300]}\n  c: {needs: [a, b], script: [sleep 10]}\n  d: {needs: [c], script: [echo d]}\n  e: {needs: [], script: [echo e]}\n",
+        8,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Passed);
+    let prepared = ran.fake.prepared.lock().unwrap();
+    let when = |job: &str| {
+        prepared
+            .iter()
+            .find(|(s, _)| s.job == job)
+            .map(|(_, at)| *at)
+            .unwrap_or_else(|| panic!("{job} was not prepared"))
+    };
+    // Prepared while its needs still ran, not once they were done; jobs that wait for nothing
+    // are never prepared, they start at once.
+    assert!(
+        when("c") < span(&ran, "a").1,
+        "c was prepared after a ended"
+    );
+    assert!(when("d") < span(&ran, "c").1);
+    assert!(prepared.iter().all(|(s, _)| s.job != "e" && s.job != "a"));
+    // For the first attempt, with `a`'s artifact folder that did not exist yet: the spec the
+    // job then runs with is the same.
+    let specs = ran.fake.specs.lock().unwrap();
+    let ran_c = specs.iter().find(|s| s.job == "c").unwrap();
+    let (prepared_c, _) = prepared.iter().find(|(s, _)| s.job == "c").unwrap();
+    assert_eq!(prepared_c.scratch, ran_c.scratch);
+    assert_eq!(prepared_c.layers, ran_c.layers);
+    assert_eq!(ran_c.layers.len(), 2, "{:?}", ran_c.layers);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prepared_job_that_never_runs_is_left_to_the_backends_shutdown() {
+    let ran = run_yaml(
+        "jobs:\n  a: {needs: [], script: [sleep 100]}\n  b: {needs: [a], script: [sleep 100]}\n  c: {needs: [b], script: [echo c]}\n",
+        8,
+        false,
+        Some(Duration::from_millis(50)),
+    )
+    .await;
+    assert_eq!(ran.result.status, RunStatus::Interrupted);
+    let prepared = ran.fake.prepared.lock().unwrap();
+    // `b` was prepared while `a` ran, then skipped by the interrupt; `c` never was (`b` never
+    // ran). The backend removes what it prepared when it shuts down, which the run awaits.
+    assert_eq!(
+        prepared
+            .iter()
+            .map(|(s, _)| s.job.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(ran.fake.specs.lock().unwrap().iter().all(|s| s.job == "a"));
+    assert!(ran.fake.shut_down.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panic_in_a_backend_errors_the_job_stops_the_run_and_still_tears_down() {
     let ran = run_yaml(
         "jobs:\n  buggy: {needs: [], retry: 2, script: [sleep 5, panic boom]}\n  long: {needs: [], script: [hang]}\n  later: {needs: [long], script: [echo x]}\n",

@@ -7,6 +7,7 @@ mod agent;
 mod agent_concurrency;
 mod agent_hooks;
 mod agent_queue;
+mod ahead;
 mod artifacts;
 mod browser;
 mod cache;

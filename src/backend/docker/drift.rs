@@ -1,7 +1,8 @@
 //! Drift on the engine: the container diff of a job's exited container, summarised in its log,
 //! sent as an event, and kept in the run's folder for the scan job's report.
 
-use bollard::models::ChangeType;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ChangeType, FilesystemChange};
 
 use super::DockerBackend;
 use crate::backend::JobSpec;
@@ -10,10 +11,16 @@ use crate::drift::{Change, Drift};
 use crate::event::{EventKind, Stream};
 
 impl DockerBackend {
-    /// The job's exit code once its drift is told: with `drift: fail`, a job that passed but
-    /// wrote into system paths fails. A diff the engine cannot give is said, never fatal.
-    pub(super) async fn drift(&self, id: &str, spec: &JobSpec, log: &LogSink, code: i64) -> i64 {
-        let changes = match self.docker.container_changes(id).await {
+    /// The job's exit code once its drift (`changes`, the engine's diff of its container) is
+    /// told: with `drift: fail`, a job that passed but wrote into system paths fails. A diff
+    /// the engine cannot give is said, never fatal.
+    pub(super) fn drift(
+        changes: Result<Option<Vec<FilesystemChange>>, DockerError>,
+        spec: &JobSpec,
+        log: &LogSink,
+        code: i64,
+    ) -> i64 {
+        let changes = match changes {
             Ok(changes) => changes.unwrap_or_default(),
             Err(e) => {
                 log.line(

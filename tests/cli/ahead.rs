@@ -1,0 +1,114 @@
+//! Jobs prepared ahead on Docker: a job's container exists while the job it needs still runs,
+//! gets that job's artifacts made after it was created, and is removed when the job never
+//! runs (a failure skips it, the run is interrupted).
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_no_leftovers, docker, docker_image, Project, IMAGE};
+
+/// `make` waits for the test's `go` marker in the folder the test owns, then runs `then`;
+/// `use` needs it and prints its artifact.
+fn project(sync: &Path, then: &str) -> Project {
+    Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  make:
+    volumes: ['{}:/sync']
+    artifacts: [out.txt]
+    script:
+      - touch /sync/started
+      - 'until test -e /sync/go; do sleep 0.05; done'
+      - {then}
+  use: {{needs: [make], script: [cat out.txt]}}
+",
+        sync.display()
+    ))
+}
+
+fn start(project: &Project) -> Child {
+    docker_image();
+    project
+        .command(&["run", "--pull", "never", "--allow-privileged"])
+        .spawn()
+        .expect("start pipe")
+}
+
+/// Polls until `done` holds, or panics after a minute.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `make` runs and `use`'s container has been created, not started, beside it.
+fn wait_until_prepared(sync: &Path, pid: u32) {
+    wait_for("make start", || sync.join("started").exists());
+    let filters = [
+        format!("label=dev.pipe.pid={pid}"),
+        "label=dev.pipe.job=use".to_string(),
+    ];
+    wait_for("use's container made ahead", || {
+        let states = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &filters[0],
+            "--filter",
+            &filters[1],
+            "--format",
+            "{{.State}}",
+        ]);
+        states.trim() == "created"
+    });
+}
+
+#[test]
+fn a_job_is_created_while_its_need_runs_and_sees_the_artifacts_made_after() {
+    let sync = tempfile::tempdir().unwrap();
+    let project = project(sync.path(), "echo made later > out.txt");
+    let child = start(&project);
+    let pid = child.id();
+    wait_until_prepared(sync.path(), pid);
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(project.log("1", "use").contains("made later"), "{stdout}");
+    assert_no_leftovers(pid);
+}
+
+#[test]
+fn a_prepared_job_that_a_failure_skips_leaves_nothing_behind() {
+    let sync = tempfile::tempdir().unwrap();
+    let project = project(sync.path(), "exit 1");
+    let child = start(&project);
+    let pid = child.id();
+    wait_until_prepared(sync.path(), pid);
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("needs `make`, which failed"), "{stdout}");
+    assert_no_leftovers(pid);
+}
+
+#[test]
+fn an_interrupt_while_a_job_is_prepared_leaves_nothing_behind() {
+    let sync = tempfile::tempdir().unwrap();
+    let project = project(sync.path(), "echo never");
+    let child = start(&project);
+    let pid = child.id();
+    wait_until_prepared(sync.path(), pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_no_leftovers(pid);
+}
