@@ -154,6 +154,7 @@ struct Raw {
     store: Option<Secret>,
     #[serde(default)]
     objects: Option<String>,
+    #[serde(default)]
     labels: Vec<String>,
 }
 
