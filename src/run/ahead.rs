@@ -5,8 +5,8 @@
 use futures_util::future::{BoxFuture, Shared};
 use futures_util::FutureExt;
 
-use super::{job_spec, RunOptions, State};
-use crate::backend::{Backend, JobSpec};
+use super::{attempt_spec, job_spec, RunOptions, State};
+use crate::backend::Backend;
 use crate::plan::Plan;
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ impl Ahead {
             if !ready {
                 continue;
             }
-            let spec = first_attempt(job_spec(plan, job, opts, true));
+            let spec = attempt_spec(&job_spec(plan, job, opts, true), 1);
             let backend = backend.clone();
             let task = tokio::spawn(async move { backend.prepare_job(&spec).await });
             self.preparing[job] = Some(task.map(|_| ()).boxed().shared());
@@ -75,13 +75,5 @@ impl Ahead {
         for preparing in self.preparing.into_iter().flatten() {
             preparing.await;
         }
-    }
-}
-
-/// The spec of a job's first attempt (its own scratch folder), as `JobTask::attempts` makes it.
-pub(super) fn first_attempt(spec: JobSpec) -> JobSpec {
-    JobSpec {
-        scratch: spec.scratch.join("1"),
-        ..spec
     }
 }

@@ -512,6 +512,15 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions, ahead: bool) -> JobSpec {
 }
 
 /// One job, through its attempts.
+/// The spec of a job's attempt: a scratch folder of its own. The Docker backend finds a job
+/// prepared ahead by its first attempt's folder, so both sides make it here.
+pub(super) fn attempt_spec(spec: &JobSpec, attempt: u32) -> JobSpec {
+    JobSpec {
+        scratch: spec.scratch.join(attempt.to_string()),
+        ..spec.clone()
+    }
+}
+
 struct JobTask {
     backend: Arc<dyn Backend>,
     log: LogSink,
@@ -675,10 +684,7 @@ impl JobTask {
                     prepared.await;
                 }
             }
-            let spec = JobSpec {
-                scratch: spec.scratch.join(attempt.to_string()),
-                ..spec.clone()
-            };
+            let spec = attempt_spec(spec, attempt);
             let (status, exit_code, message, findings) = match self.attempt(&spec).await {
                 Err(Abort::Pipe(why)) => {
                     pipe_failure = Some(why.clone());
