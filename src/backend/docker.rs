@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 mod services;
 
@@ -44,6 +44,9 @@ use crate::workspace;
 mod ahead;
 mod build;
 mod drift;
+mod sandboxes;
+
+use sandboxes::Sandboxes;
 
 /// Where the job sees its workspace.
 pub const WORKSPACE: &str = "/workspace";
@@ -92,60 +95,6 @@ pub struct DockerBackend {
     planned_sandboxes: Mutex<Option<(String, usize, String)>>,
     /// Containers made ahead for attempts (by their scratch folder), not started yet.
     prepared: Mutex<HashMap<PathBuf, ahead::Prepared>>,
-}
-
-/// Network namespaces kept alive for the run's jobs to join. Setting up a container's network
-/// is most of what starting it costs (on Docker 20.10 here: 258 ms with a network of its own,
-/// 112 ms joining another container's), so each job borrows a namespace held by an idle
-/// sandbox container and gives it back when it exits. A sandbox serves one job at a time, so
-/// jobs running at once never share ports; jobs that run one after another in the same
-/// sandbox see the same network, but nothing left over of each other (their processes end
-/// with their containers). Sandboxes are made for the jobs after the first wave, while the
-/// first wave runs; a job that finds none to take gets a network of its own, and so does every
-/// job of the first wave: waiting for a sandbox just begun costs it more than its own network.
-struct Sandboxes {
-    ready: mpsc::UnboundedSender<Option<String>>,
-    queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<String>>>,
-    /// Sandboxes free or still starting, not claimed by a job.
-    available: AtomicUsize,
-    all: Mutex<Vec<String>>,
-    creating: Teardowns,
-    /// Set once a job has ended: jobs starting from then on are of a later wave.
-    later_wave: AtomicBool,
-}
-
-impl Default for Sandboxes {
-    fn default() -> Self {
-        let (ready, queue) = mpsc::unbounded_channel();
-        Sandboxes {
-            ready,
-            queue: tokio::sync::Mutex::new(queue),
-            available: AtomicUsize::new(0),
-            all: Mutex::default(),
-            creating: Teardowns::default(),
-            later_wave: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Sandboxes {
-    /// A free sandbox, waiting for one that is still starting rather than setting up a network
-    /// of the job's own (which costs as much); `None` when there is none to wait for.
-    async fn take(&self) -> Option<String> {
-        let claimed = self
-            .available
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if !claimed {
-            return None;
-        }
-        self.queue.lock().await.recv().await.flatten()
-    }
-
-    fn give_back(&self, id: String) {
-        self.available.fetch_add(1, Ordering::AcqRel);
-        let _ = self.ready.send(Some(id));
-    }
 }
 
 /// Connects to the engine named by DOCKER_HOST (or the default socket) and agrees on an API
@@ -449,57 +398,6 @@ impl DockerBackend {
         Ok(created.id)
     }
 
-    /// Starts the sandboxes `prepare` planned, the first time a job runs or is prepared.
-    fn start_planned_sandboxes(&self) {
-        let planned = self.planned_sandboxes.lock().expect("not poisoned").take();
-        if let Some((image, count, run_id)) = planned {
-            self.start_sandboxes(&image, count, &run_id);
-        }
-    }
-
-    /// Starts `count` sandboxes on `image` in the background; jobs use them as they come up.
-    fn start_sandboxes(&self, image: &str, count: usize, run_id: &str) {
-        for _ in 0..count {
-            let (docker, sandboxes, image) = (
-                self.docker.clone(),
-                self.sandboxes.clone(),
-                image.to_string(),
-            );
-            let labels = self.labels(run_id, "(network sandbox)");
-            let network = self.network.lock().expect("not poisoned").clone();
-            self.sandboxes.available.fetch_add(1, Ordering::AcqRel);
-            self.sandboxes.creating.spawn(async move {
-                let body = ContainerCreateBody {
-                    image: Some(image),
-                    // Waits on an open stdin that never gets data: needs nothing but `sh`, which
-                    // every job image has.
-                    cmd: Some(vec!["sh".into(), "-c".into(), "read _".into()]),
-                    open_stdin: Some(true),
-                    labels: Some(labels),
-                    host_config: Some(HostConfig {
-                        init: Some(true),
-                        network_mode: Some(network),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
-                // A job waiting for this sandbox gets `None` if it cannot be had, and goes on
-                // with a network of its own.
-                let Ok(created) = docker.create_container(None, body).await else {
-                    let _ = sandboxes.ready.send(None);
-                    return;
-                };
-                sandboxes
-                    .all
-                    .lock()
-                    .expect("not poisoned")
-                    .push(created.id.clone());
-                let started = docker.start_container(&created.id, None).await.is_ok();
-                let _ = sandboxes.ready.send(started.then_some(created.id));
-            });
-        }
-    }
-
     async fn remove_container(docker: &Docker, id: &str) {
         let options = RemoveContainerOptions {
             force: true,
@@ -678,7 +576,7 @@ impl DockerBackend {
                     Ok(id) => (id, sandbox),
                     Err(e) => {
                         if let Some(sandbox) = sandbox {
-                            self.sandboxes.give_back(sandbox);
+                            self.give_back_sandbox(sandbox);
                         }
                         return (None, Err(Attempt::Failed(e)));
                     }
@@ -704,7 +602,7 @@ impl DockerBackend {
             (result, sandbox) => {
                 // The job's container has exited, so its network namespace is free again.
                 if let Some(sandbox) = sandbox {
-                    self.sandboxes.give_back(sandbox);
+                    self.give_back_sandbox(sandbox);
                 }
                 (Some(id), result)
             }
@@ -1161,6 +1059,10 @@ impl Backend for DockerBackend {
             super::keep_artifacts(spec, log, result).await
         }
         .boxed()
+    }
+
+    fn all_started(&self) {
+        self.close_sandboxes();
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

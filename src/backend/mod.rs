@@ -174,6 +174,9 @@ pub trait Backend: Send + Sync {
     /// What stands for the job's image in its reuse key: what the job runs on, so that a
     /// change to it (an image rebuilt under the same tag) means the job runs again.
     fn identity<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, BackendError>>;
+    /// Every job of the run has started or will never run (only a running job's retries may
+    /// start after): what was kept ready for later jobs can go now, beside the last ones.
+    fn all_started(&self) {}
     /// Waits until everything every attempt used is torn down.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async {}.boxed()

@@ -69,6 +69,11 @@ impl Backend for ScanRouter {
         self.pick(spec).identity(spec)
     }
 
+    fn all_started(&self) {
+        self.scans.all_started();
+        self.jobs.all_started();
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async move {
             futures_util::future::join(self.scans.shutdown(), self.jobs.shutdown()).await;

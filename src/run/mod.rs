@@ -181,6 +181,7 @@ pub async fn run(
     let mut backend_lost: Option<String> = None;
     let mut interrupts_open = true;
     let mut ahead = ahead::Ahead::new(n);
+    let mut all_started = false;
     // Each job's task says here when its first attempt begins.
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<usize>();
     if interrupted_by.is_some() {
@@ -225,6 +226,10 @@ pub async fn run(
         }
         if *stop_tx.borrow() == Stop::No {
             ahead.prepare(plan, &state, &opts, &backend);
+        }
+        if !all_started && !state.iter().any(|s| matches!(s, State::Pending)) {
+            all_started = true;
+            backend.all_started();
         }
         tokio::select! {
             joined = running.join_next_with_id() => {

@@ -44,7 +44,7 @@ impl DockerBackend {
             Ok(Some(made)) => made,
             unused => {
                 if let Some(sandbox) = sandbox {
-                    self.sandboxes.give_back(sandbox);
+                    self.give_back_sandbox(sandbox);
                 }
                 return unused.map(|_| ());
             }
@@ -125,7 +125,7 @@ impl DockerBackend {
         Self::remove_container(&self.docker, &prepared.id).await;
         Self::remove_volume(&self.docker, &prepared.volume).await;
         if let Some(sandbox) = prepared.sandbox {
-            self.sandboxes.give_back(sandbox);
+            self.give_back_sandbox(sandbox);
         }
         None
     }
