@@ -516,7 +516,6 @@ fn job_spec(plan: &Plan, i: usize, opts: &RunOptions, ahead: bool) -> JobSpec {
     }
 }
 
-/// One job, through its attempts.
 /// The spec of a job's attempt: a scratch folder of its own. The Docker backend finds a job
 /// prepared ahead by its first attempt's folder, so both sides make it here.
 pub(super) fn attempt_spec(spec: &JobSpec, attempt: u32) -> JobSpec {
@@ -526,6 +525,7 @@ pub(super) fn attempt_spec(spec: &JobSpec, attempt: u32) -> JobSpec {
     }
 }
 
+/// One job, through its attempts.
 struct JobTask {
     backend: Arc<dyn Backend>,
     log: LogSink,
