@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
     MountVolumeOptionsDriverConfig, NetworkCreateRequest,
 };
 use bollard::query_parameters::{
@@ -379,6 +379,7 @@ impl DockerBackend {
                 init: Some(true),
                 // Only ever true when the user passed --allow-privileged.
                 privileged: Some(spec.privileged),
+                log_config: Some(no_engine_log()),
                 network_mode: Some(match (sandbox, network) {
                     // No interface but loopback, which also spares setting a network up.
                     _ if !spec.network => "none".into(),
@@ -1128,6 +1129,15 @@ impl Attempt {
             }
             Attempt::Failed(e) => e,
         }
+    }
+}
+
+/// pipe keeps a job's log itself, from the attached streams: the engine's own copy (json-file
+/// by default) would write every line to disk a second time, and a sandbox has nothing to say.
+fn no_engine_log() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("none".into()),
+        config: None,
     }
 }
 

@@ -126,6 +126,7 @@ impl DockerBackend {
                     host_config: Some(HostConfig {
                         init: Some(true),
                         network_mode: Some(network),
+                        log_config: Some(super::no_engine_log()),
                         ..Default::default()
                     }),
                     ..Default::default()
