@@ -561,7 +561,10 @@ impl DockerBackend {
     ) -> (Option<String>, Result<Outcome, Attempt>) {
         let network = joining.as_ref().map(|j| j.network);
         let (id, sandbox) = match prepared {
-            Some(prepared) => (prepared.id, prepared.sandbox),
+            Some(prepared) => {
+                self.decided(&spec.scratch);
+                (prepared.id, prepared.sandbox)
+            }
             None => {
                 // A job without a network has no use for a sandbox's, nor has one on its
                 // services' network: leave it to a job that has.
@@ -570,6 +573,7 @@ impl DockerBackend {
                     (true, None) => self.sandboxes.take().await,
                     _ => None,
                 };
+                self.decided(&spec.scratch);
                 match self
                     .create(spec, mount.clone(), sandbox.as_deref(), network)
                     .await
@@ -637,6 +641,7 @@ impl DockerBackend {
             .start_container(id, None)
             .await
             .map_err(|e| Attempt::NotStarted(short(&e)))?;
+        self.sandboxes.go();
         if let Some(ready) = ready {
             match ready.await {
                 Ok(()) => {}
@@ -1041,6 +1046,7 @@ impl Backend for DockerBackend {
     ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         async move {
             self.start_planned_sandboxes();
+            self.sandboxes.deciding(&spec.scratch);
             let mut unfinished = Unfinished {
                 backend: self,
                 spec,
@@ -1056,6 +1062,8 @@ impl Backend for DockerBackend {
                 other => other,
             };
             unfinished.armed = false;
+            self.decided(&spec.scratch);
+            self.sandboxes.go();
             self.sandboxes.later_wave.store(true, Ordering::Release);
             super::keep_artifacts(spec, log, result).await
         }
@@ -1070,6 +1078,7 @@ impl Backend for DockerBackend {
         async move {
             // Before the sandboxes, which prepared containers may have joined.
             self.discard_prepared();
+            self.stop_sandboxes();
             self.sandboxes.creating.wait().await;
             let sandboxes = std::mem::take(&mut *self.sandboxes.all.lock().expect("not poisoned"));
             for id in sandboxes {

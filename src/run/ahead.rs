@@ -65,6 +65,15 @@ impl Ahead {
         }
     }
 
+    /// Whether every running job has begun its first attempt, so has reached the backend (a
+    /// job being reused never does, and is done soon).
+    pub fn all_live(&self, state: &[State]) -> bool {
+        state
+            .iter()
+            .zip(&self.live)
+            .all(|(s, &live)| live || !matches!(s, State::Running))
+    }
+
     /// The job's preparation, for its task to wait on before it runs.
     pub fn of(&self, job: usize) -> Option<Preparing> {
         self.preparing[job].clone()

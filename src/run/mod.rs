@@ -227,7 +227,12 @@ pub async fn run(
         if *stop_tx.borrow() == Stop::No {
             ahead.prepare(plan, &state, &opts, &backend);
         }
-        if !all_started && !state.iter().any(|s| matches!(s, State::Pending)) {
+        // Once the last jobs reached the backend: a job on its way may still want what the
+        // backend would let go then (a free network sandbox).
+        if !all_started
+            && !state.iter().any(|s| matches!(s, State::Pending))
+            && ahead.all_live(&state)
+        {
             all_started = true;
             backend.all_started();
         }
