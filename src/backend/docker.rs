@@ -438,6 +438,11 @@ impl DockerBackend {
         log: &LogSink,
         stop: watch::Receiver<Stop>,
     ) -> Result<Outcome, BackendError> {
+        // A build, a push or services come before any container of the job starts, and may
+        // take long: the sandboxes need not wait for them.
+        if spec.build.is_some() || spec.push.is_some() || !spec.services.list.is_empty() {
+            self.sandboxes.go();
+        }
         if let Some(build) = &spec.build {
             let result = match build {
                 Ok(build) => self.build(spec, build, log, stop).await,

@@ -116,3 +116,42 @@ fn an_interrupt_while_a_job_is_prepared_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(130));
     assert_no_leftovers(pid);
 }
+
+/// A job made ahead waits for a network sandbox, and sandboxes start once a container has:
+/// when its need is a scan, which runs in pipe and starts none, the job must still get one
+/// (the run hung for ever before).
+#[test]
+fn a_job_made_ahead_of_a_scan_it_needs_runs_when_the_scan_passes() {
+    docker_image();
+    let project = Project::new(&format!(
+        "image: {IMAGE}
+jobs:
+  scan: {{stage: security-scan, scan: [secrets]}}
+  after: {{stage: deploy, needs: [scan], script: [echo after the scan]}}
+"
+    ));
+    // Enough to scan that the job is made ahead while the scan runs.
+    let lines: String = (0..20_000).map(|i| format!("let x = {i};\n")).collect();
+    std::fs::write(project.path().join("code.rs"), lines).unwrap();
+    let mut child = project
+        .command(&["run", "--pull", "never"])
+        .spawn()
+        .expect("start pipe");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = project.pipe(&["clean"]);
+            panic!("the run never ended");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(project.log("1", "after").contains("after the scan"));
+    assert_no_leftovers(pid);
+}

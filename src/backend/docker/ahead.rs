@@ -33,10 +33,13 @@ impl DockerBackend {
         // none to claim the job is made when it starts, as before: on a network of its own it
         // would start 146 ms slower than in a sandbox a finished job gives back by then.
         let sandbox = match spec.network {
-            true => match self.sandboxes.take().await {
-                Some(sandbox) => Some(sandbox),
-                None => return Ok(()),
-            },
+            true => {
+                self.sandboxes.go_unless_begun();
+                match self.sandboxes.take().await {
+                    Some(sandbox) => Some(sandbox),
+                    None => return Ok(()),
+                }
+            }
             false => None,
         };
         let created = self.create_ahead(spec, sandbox.as_deref()).await;

@@ -39,6 +39,9 @@ pub(super) struct Sandboxes {
     /// sandboxes are started only then, not beside the first wave's starts, which they would
     /// slow (the fan-out bench's first job started 0.6 s after pipe did with them beside it).
     go: watch::Sender<bool>,
+    /// Set once a job began running on this backend: until then, a job made ahead waits on
+    /// needs that run elsewhere (a scan), which start no container here.
+    began: AtomicBool,
 }
 
 impl Default for Sandboxes {
@@ -54,6 +57,7 @@ impl Default for Sandboxes {
             closing: AtomicBool::new(false),
             deciding: Mutex::default(),
             go: watch::channel(false).0,
+            began: AtomicBool::new(false),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Sandboxes {
 
     /// A job began running: it may still take a sandbox.
     pub fn deciding(&self, scratch: &Path) {
+        self.began.store(true, Ordering::Release);
         self.deciding
             .lock()
             .expect("not poisoned")
@@ -83,6 +88,14 @@ impl Sandboxes {
     /// Lets the planned sandboxes start.
     pub fn go(&self) {
         self.go.send_replace(true);
+    }
+
+    /// A job is made ahead: it is about to wait for a sandbox, which would never come if no
+    /// job here is on its way to start a container (its needs run on another backend).
+    pub fn go_unless_begun(&self) {
+        if !self.began.load(Ordering::Acquire) {
+            self.go();
+        }
     }
 
     fn give_back(&self, id: String) {
