@@ -128,7 +128,9 @@ impl Claimer {
         // the job.
         let beat = self.agent.config.lease / 3;
         let joined = loop {
-            match self.runtime.block_on(tokio::time::timeout(beat, &mut task)) {
+            // The timer is made on the runtime: it has none outside.
+            let waited = async { tokio::time::timeout(beat, &mut task).await };
+            match self.runtime.block_on(waited) {
                 Ok(joined) => break joined,
                 Err(_) => self.heartbeat(claim, cancel),
             }

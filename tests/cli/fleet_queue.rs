@@ -71,6 +71,19 @@ impl Fleet<'_> {
         }
     }
 
+    /// Every agent's log, to tell why a test failed.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.setup.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                all.push_str(&format!("--- {}\n{text}", path.display()));
+            }
+        }
+        all
+    }
+
     fn db(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }
@@ -79,10 +92,8 @@ impl Fleet<'_> {
     fn present(&self, members: &[&Member]) {
         let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
         wait_for("the agents to join the fleet", || {
-            let rows = self
-                .db()
-                .query("SELECT name FROM fleet_agents", &[])
-                .unwrap();
+            // No table before the first agent has set up the schema.
+            let rows = self.db().query("SELECT name FROM fleet_agents", &[]).ok()?;
             let seen: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
             names.iter().all(|n| seen.contains(n)).then_some(())
         });
@@ -107,7 +118,8 @@ impl Fleet<'_> {
             }
             assert!(
                 Instant::now() < deadline,
-                "gave up waiting for a run of {commit} to be {states:?}"
+                "gave up waiting for a run of {commit} to be {states:?}; the agents said:\n{}",
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
