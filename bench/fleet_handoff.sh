@@ -6,16 +6,17 @@
 # whether the same agent or the other one claimed it. The local backend, so that no container
 # start is in the figure (a Docker job adds its container's start, see bench/run.sh).
 #   bench/fleet_handoff.sh
-#   CHAIN=100 BACKEND=docker bench/fleet_handoff.sh
+#   CHAIN=100 BACKEND=docker PIPE=target/release/pipe bench/fleet_handoff.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 CHAIN=${CHAIN:-40}
 BACKEND=${BACKEND:-local}
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$bin/initdb" ] || { echo "bench needs PostgreSQL's server (apt-get install postgresql)" >&2; exit 1; }
-cargo build --release --quiet --bin pipe
-pipe=${CARGO_TARGET_DIR:-$PWD/target}/release/pipe
+pipe_binary
+[ "$BACKEND" = docker ] && busybox_image
 
 work=$(mktemp -d)
 pids=()
@@ -42,7 +43,7 @@ g() { git -c user.name=b -c user.email=b@example.com -c commit.gpgsign=false "$@
 mkdir -p "$work/repo" "$work/objects"
 g -C "$work/repo" init -q -b main
 image=""
-[ "$BACKEND" = docker ] && image="image: ${IMAGE:-pipe-test/busybox:1}"
+[ "$BACKEND" = docker ] && image="image: $IMAGE"
 printf '%s\njobs:\n  hello:\n    script: [echo hello]\n' "$image" > "$work/repo/pipe.yml"
 g -C "$work/repo" add . && g -C "$work/repo" commit -qm first
 g clone -q --bare "$work/repo" "$work/bare.git"
@@ -58,7 +59,7 @@ name = "web"
 url = "bare.git"
 poll = "100ms"
 EOF
-  (cd "$work" && NO_COLOR=1 "$pipe" agent --config "$a.toml" 2>"$work/$a.log") &
+  (cd "$work" && NO_COLOR=1 "$PIPE" agent --config "$a.toml" 2>"$work/$a.log") &
   pids+=($!)
 done
 until [ "$(psql_ "SELECT count(*) FROM fleet_agents" 2>/dev/null || echo 0)" -ge 2 ]; do sleep 0.2; done
