@@ -59,7 +59,7 @@ name = "web"
 url = "bare.git"
 poll = "100ms"
 EOF
-  (cd "$work" && NO_COLOR=1 "$PIPE" agent --config "$a.toml" 2>"$work/$a.log") &
+  (cd "$work" && NO_COLOR=1 exec "$PIPE" agent --config "$a.toml" 2>"$work/$a.log") &
   pids+=($!)
 done
 until [ "$(psql_ "SELECT count(*) FROM fleet_agents" 2>/dev/null || echo 0)" -ge 2 ]; do sleep 0.2; done
