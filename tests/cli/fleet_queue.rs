@@ -508,3 +508,43 @@ fn a_run_in_flight_goes_on_when_the_database_restarts() {
         assert_eq!(fleet.queued(run, &format!("c{i}")).0, "passed");
     }
 }
+
+#[test]
+fn a_stopped_agent_gives_its_running_job_back_at_once_and_leaves_nothing() {
+    let (setup, db, objects) = setup();
+    let fleet = Fleet {
+        setup: &setup,
+        url: db.url.clone(),
+        objects,
+        // Far longer than the test: the job is queued again by the agent, not by a sweep.
+        lease: "10m",
+    };
+    let mut a = fleet.start("a", &[], 1);
+    fleet.present(&[&a]);
+    let commit = setup.push(
+        "pipe.yml",
+        &format!("image: {IMAGE}\njobs:\n  long:\n    script: ['echo started', 'sleep 300']\n"),
+    );
+    wait_for("the job to run", || {
+        claimed_log_has(&a.data, "started").then_some(())
+    });
+    signal(&a, nix::sys::signal::Signal::SIGTERM);
+    let pid = a.pid();
+    wait_for("the agent to stop", || {
+        crate::harness::gone(pid as i32).then_some(())
+    });
+    a.child.wait().unwrap();
+    let (run, _) = fleet.run_of(&commit, &["running"], Duration::ZERO);
+    let (state, note) = fleet.queued(run, "long");
+    assert_eq!(state, "queued", "{note:?}\n{}", a.log());
+    let attempts = &fleet.attempts(run)["long"];
+    assert_eq!(
+        attempts[0].1.as_deref(),
+        Some("given back: interrupted"),
+        "{attempts:?}"
+    );
+    assert_no_leftovers(pid);
+    let claims = a.data.join("repos/web/.pipe/claims");
+    let left: Vec<_> = std::fs::read_dir(&claims).map_or(vec![], |d| d.flatten().collect());
+    assert!(left.is_empty(), "claim folders left: {left:?}");
+}
