@@ -66,6 +66,7 @@ fn start(ctx: Context, cancel: Cancel) -> StartRequest {
         changes_since: None,
         reuse: true,
         cancel,
+        fleet: None,
     }
 }
 

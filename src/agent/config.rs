@@ -79,6 +79,9 @@ pub struct Config {
     /// The labels this agent offers the fleet's queue (`gpu`, `arm64`): a job is claimed only
     /// by an agent offering all of its labels.
     pub labels: Vec<String>,
+    /// How long a claim of a fleet's job holds unless renewed: an agent that dies or stalls
+    /// loses its jobs to others this long after its last heartbeat.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +159,8 @@ struct Raw {
     objects: Option<String>,
     #[serde(default)]
     labels: Vec<String>,
+    #[serde(default)]
+    lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -344,6 +349,29 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
             ));
         }
     }
+    if raw.store.is_some() && raw.objects.is_none() {
+        problems.push(
+            "store: the agents sharing a store run each other's jobs and hand on their logs and artifacts through an object store: set `objects = \"file:///…\"` (or s3://, gs://, az://) too"
+                .into(),
+        );
+    }
+    let lease = raw
+        .lease
+        .as_deref()
+        .and_then(|t| duration(&mut problems, "lease", t))
+        .unwrap_or(DEFAULT_LEASE);
+    if lease < MIN_LEASE {
+        problems.push(format!(
+            "lease: at least {} (it is renewed three times in each)",
+            humantime::format_duration(MIN_LEASE)
+        ));
+    }
+    if raw.lease.is_some() && raw.store.is_none() {
+        problems.push(
+            "lease: a lease holds a job of a fleet's queue, which needs a shared `store = \"postgres://…\"`"
+                .into(),
+        );
+    }
     if !raw.labels.is_empty() && raw.store.is_none() {
         problems.push(
             "labels are offered to a fleet's queue, which needs a shared `store = \"postgres://…\"`"
@@ -380,8 +408,14 @@ fn check(file: &Path, base: &Path, raw: Raw) -> Result<Config, ConfigError> {
         store: raw.store,
         objects,
         labels: raw.labels,
+        lease,
     })
 }
+
+/// A claim's lease unless `lease` says otherwise.
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Shorter leases would be renewed more often than a busy database answers.
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 fn duration(problems: &mut Vec<String>, what: &str, text: &str) -> Option<Duration> {
     humantime::parse_duration(text)
@@ -515,9 +549,34 @@ mod tests {
         assert!(e.contains("which needs a shared `store"), "{e}");
         let ok = load_text(
             "agent.toml",
-            &format!("labels = [\"gpu\", \"arm64\"]\nstore = \"postgres://db/pipe\"\n{TOML}"),
+            &format!("labels = [\"gpu\", \"arm64\"]\nstore = \"postgres://db/pipe\"\nobjects = \"file:///\"\n{TOML}"),
         )
         .unwrap();
         assert_eq!(ok.labels, ["gpu", "arm64"]);
+        assert_eq!(ok.lease, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_shared_store_needs_an_object_store_and_a_lease_needs_a_store() {
+        let e = load_text(
+            "agent.toml",
+            &format!("store = \"postgres://db/pipe\"\nlease = \"100ms\"\n{TOML}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("set `objects"), "{e}");
+        assert!(e.contains("lease: at least 1s"), "{e}");
+        let e = load_text("agent.toml", &format!("lease = \"5s\"\n{TOML}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lease: a lease holds a job"), "{e}");
+        let ok = load_text(
+            "agent.toml",
+            &format!(
+                "store = \"postgres://db/pipe\"\nobjects = \"file:///\"\nlease = \"5s\"\n{TOML}"
+            ),
+        )
+        .unwrap();
+        assert_eq!(ok.lease, Duration::from_secs(5));
     }
 }

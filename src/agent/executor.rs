@@ -132,6 +132,12 @@ async fn execute(agent: &Arc<Agent>, item: &Item) {
         changes_since: None,
         reuse: true,
         cancel: cancel.clone(),
+        // With a shared store, the fleet's agents (this one too) claim the run's jobs.
+        fleet: agent
+            .config
+            .store
+            .is_some()
+            .then(|| super::lead::member(&agent.config)),
     };
     let watcher = {
         let agent = agent.clone();
@@ -151,6 +157,17 @@ async fn execute(agent: &Arc<Agent>, item: &Item) {
     };
     let began = Instant::now();
     match engine::start(request).await {
+        Ok(outcome) if outcome.state == crate::store::RunState::Running => {
+            // No job ran here, so no event named the run.
+            if let Err(e) = agent.queue.set_run(item.id, outcome.run) {
+                tracing::error!("{e}");
+            }
+            tracing::info!(
+                repo = item.repo,
+                run = outcome.run,
+                "run queued: the fleet's agents claim its jobs"
+            )
+        }
         Ok(outcome) => tracing::info!(
             repo = item.repo,
             run = outcome.run,

@@ -17,8 +17,6 @@ use crate::fleet::{self, Candidate, Fleet, JobId};
 /// How often leadership is asked for (or checked) and the housekeeping done: how long the
 /// fleet goes without a leader, at most, after one dies.
 const TICK: Duration = Duration::from_millis(500);
-/// The lease of the agent's claims, as the queue records its presence.
-const LEASE: Duration = Duration::from_secs(30);
 /// Agents seen within this long count as present when a job's labels are looked for.
 const RECENT: Duration = Duration::from_secs(60);
 
@@ -65,7 +63,7 @@ pub(super) fn member(config: &Config) -> fleet::Agent {
     fleet::Agent {
         name: format!("{}:{}", host.trim(), std::process::id()),
         labels: config.labels.clone(),
-        lease: LEASE,
+        lease: config.lease,
     }
 }
 

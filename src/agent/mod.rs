@@ -8,6 +8,7 @@
 //! The data folder: `agent.db` (the queue, webhook deliveries seen, polled heads), `agent.addr`
 //! (the address it listens on, once it does), `repos/NAME/` (each clone), `cache/` (jobs' caches).
 
+mod claims;
 mod config;
 mod error;
 mod executor;
@@ -96,6 +97,11 @@ pub async fn serve(
     tokio::spawn(executor::dispatch(agent.clone()));
     if let Some(url) = &agent.config.store {
         lead::spawn(agent.clone(), url.expose().to_string());
+        claims::spawn(
+            agent.clone(),
+            url.expose().to_string(),
+            tokio::runtime::Handle::current(),
+        );
     }
     for repo in &agent.config.repos {
         if let Some(every) = repo.poll {
@@ -151,16 +157,12 @@ async fn drain(agent: &Arc<Agent>) {
         "stopping: no new runs; running jobs may finish"
     );
     if !wait_idle(agent, agent.config.stop_timeout).await {
-        let running = agent
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let running = agent.cancels();
         tracing::warn!(
             runs = running.len(),
             "the deadline passed: cancelling the running jobs"
         );
-        for cancel in running.values() {
+        for cancel in &running {
             cancel.request(Interrupt::Terminate);
         }
         wait_idle(agent, TEARDOWN).await;
@@ -170,7 +172,7 @@ async fn drain(agent: &Arc<Agent>) {
 /// Waits until no request is in flight, or `limit` passed (false).
 async fn wait_idle(agent: &Agent, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while agent.in_flight.load(Ordering::SeqCst) > 0 {
+    while !agent.idle() {
         if Instant::now() >= deadline {
             return false;
         }

@@ -19,6 +19,7 @@ use super::queue::{Item, ItemState, Queue};
 use crate::engine::{
     self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown, StoreAt,
 };
+use crate::fleet::JobId;
 use crate::mask::Masks;
 use crate::store::{Approval, AuditEntry, JobRecord, RunId, RunRecord};
 
@@ -33,6 +34,8 @@ pub struct Agent {
     pub(super) masks: Masks,
     /// Runs (and releases, retries) going on, by repository and run id: their cancel handles.
     pub(super) running: Mutex<HashMap<(String, RunId), Cancel>>,
+    /// Jobs claimed from the fleet's queue and running here: their cancel handles.
+    pub(super) claims: Mutex<HashMap<JobId, Cancel>>,
     /// Requests the agent is working on: runs from the queue, releases, retries.
     pub(super) in_flight: AtomicUsize,
     /// Wakes the dispatcher: a run was queued, or one ended.
@@ -117,6 +120,7 @@ impl Agent {
             metrics: Metrics::default(),
             masks,
             running: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -526,6 +530,30 @@ impl Agent {
     pub(super) fn untrack(&self, repo: &str, id: RunId) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.remove(&(repo.to_string(), id));
+    }
+
+    /// A job claimed from the fleet's queue, running here: a graceful stop cancels it.
+    pub(super) fn track_claim(&self, job: JobId, cancel: &Cancel) {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        claims.insert(job, cancel.clone());
+    }
+
+    pub(super) fn untrack_claim(&self, job: JobId) {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        claims.remove(&job);
+    }
+
+    /// The cancel handles of the runs and claimed jobs going on.
+    pub(super) fn cancels(&self) -> Vec<Cancel> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        running.values().chain(claims.values()).cloned().collect()
+    }
+
+    /// Whether nothing is going on: no request in flight, no claimed job running.
+    pub(super) fn idle(&self) -> bool {
+        let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.load(Ordering::SeqCst) == 0 && claims.is_empty()
     }
 
     /// `/metrics`' text.

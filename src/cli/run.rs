@@ -106,6 +106,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         changes_since: args.changes_since.clone(),
         reuse: !args.no_reuse,
         cancel,
+        fleet: None,
     };
     if args.watch {
         // A run that cannot start is said as `pipe run` would say it, and the session goes on.

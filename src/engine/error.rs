@@ -130,6 +130,9 @@ pub enum Internal {
     /// The jobs' cache folder could not be read or changed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// A fleet's queue (a run's jobs in it, or a claim of one) failed.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     /// A watch session cannot watch the project's files.
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),

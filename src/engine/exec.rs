@@ -264,6 +264,7 @@ impl ExecOptions {
             pipeline_file,
             secrets,
             reuse,
+            held,
         } = work;
         let project = &ctx.project;
         let kind = self.kind();
@@ -318,6 +319,7 @@ impl ExecOptions {
                     )
                 })
                 .collect(),
+            held,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let masks = ctx.masks.current();
@@ -396,6 +398,9 @@ pub(super) struct Work<'a> {
     pub secrets: &'a Secrets,
     /// The files the jobs see, hashed, for reusing jobs of earlier runs; `None`: every job runs.
     pub reuse: Option<crate::reuse::Manifest>,
+    /// Where finished jobs' records go instead of the store (a claimed job's, recorded once its
+    /// claim is known to hold); `None`: into the store as they finish.
+    pub held: Option<report::HeldRecords>,
 }
 
 /// The environment every job gets before its own. Values from git (a branch named

@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod author;
+mod claimed;
 mod error;
 mod exec;
 mod findings;
@@ -38,6 +39,9 @@ use crate::event::{Event, EventKind};
 pub use crate::run::Interrupt;
 
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
+pub use claimed::{
+    finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest, Claimed,
+};
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};
 pub use findings::{finding_tools, run_sarif};

@@ -60,6 +60,6 @@ pub(super) async fn publish(
     Ok(())
 }
 
-fn refs(name: &[String]) -> Vec<&str> {
+pub(super) fn refs(name: &[String]) -> Vec<&str> {
     name.iter().map(String::as_str).collect()
 }

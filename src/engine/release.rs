@@ -189,6 +189,7 @@ pub(super) async fn release_run(
                 pipeline_file: &record.pipeline_file,
                 secrets: &secrets,
                 reuse: None,
+                held: None,
             },
         )
         .await?;

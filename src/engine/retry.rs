@@ -168,6 +168,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         // A retry runs again what failed: a job passed earlier with the same key must not
         // stand in for it.
         reuse: None,
+        held: None,
     };
     let outcome = run_before_gate(ctx, &exec, &req.cancel, &mut store, new_id, work, gated).await?;
     if outcome.state == RunState::AwaitingRelease {

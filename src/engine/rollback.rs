@@ -122,6 +122,7 @@ pub async fn rollback(req: ReleaseRequest) -> Result<Outcome, EngineError> {
                     pipeline_file: &record.pipeline_file,
                     secrets: &secrets,
                     reuse: None,
+                    held: None,
                 },
             )
             .await?;

@@ -49,6 +49,10 @@ pub struct StartRequest {
     /// log (see [`crate::reuse`]); off, every job runs.
     pub reuse: bool,
     pub cancel: Cancel,
+    /// Put the jobs into the fleet's queue of the shared store, as this agent, for the fleet's
+    /// agents to claim, instead of running them here (needs a shared store, an object store
+    /// and a commit); `None`: run them here.
+    pub fleet: Option<crate::fleet::Agent>,
 }
 
 /// Runs the jobs before the gate; the outcome is the release's when it went on to one.
@@ -149,6 +153,11 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
     let run = new_run_dir(project, id, &text, snapshot, git.changed_files.as_deref())
         .await
         .map_err(|e| fail_run(ctx, &mut *store, id, e))?;
+    // The run's folder here keeps its pipeline file, for its release; the fleet runs its jobs.
+    if let Some(member) = &req.fleet {
+        return super::claimed::enqueue(ctx, &mut *store, id, &plan, member, !gated.is_empty())
+            .await;
+    }
     let checkout = files.as_ref().map(|f| f.dir.clone());
     let files = match files {
         Some(files) => files,
@@ -192,6 +201,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         pipeline_file: &new.pipeline_file,
         secrets: &secrets,
         reuse,
+        held: None,
     };
     let outcome = run_before_gate(
         ctx,

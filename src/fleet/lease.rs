@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::queue::notify;
-use super::{Fleet, FleetError, JobId};
+use super::queue::{fenced, notify};
+use super::{Claim, Fleet, FleetError, JobId};
 
 /// A claim whose lease ran out, and what became of its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,44 @@ impl Fleet {
         }
         tx.commit()?;
         Ok(expired)
+    }
+
+    /// Gives back a claim this agent cannot see through (it is stopping, or pipe itself failed
+    /// before the job ended), at once rather than when its lease runs out: a build, test or scan
+    /// job is queued again, a deploy or release job held, as [`Fleet::sweep`] does. `why` ends
+    /// the attempt. Refused (fenced) when the job was claimed again since.
+    pub fn release(&mut self, claim: &Claim, why: &str) -> Result<Expired, FleetError> {
+        let mut tx = self.db.transaction()?;
+        let row = tx.query_opt(
+            "UPDATE fleet_jobs SET
+                state = CASE WHEN deploys THEN 'held' ELSE 'queued' END,
+                queued_at = now(), agent = NULL, lease_until = NULL,
+                note = CASE WHEN deploys
+                    THEN 'agent ' || $3 || ' gave it back (' || $4 || ') while it ran this job, which may have deployed: held until a person resumes it'
+                    ELSE 'queued again: agent ' || $3 || ' gave it back (' || $4 || ')' END
+             WHERE id = $1 AND epoch = $2 AND state = 'claimed' RETURNING deploys",
+            &[&claim.job, &claim.epoch, &self.agent.name, &why],
+        )?;
+        let Some(row) = row else {
+            return Err(fenced(&mut tx, claim)?);
+        };
+        let held: bool = row.get(0);
+        tx.execute(
+            "UPDATE fleet_attempts SET ended_at = clock_timestamp(), outcome = $3
+             WHERE job = $1 AND epoch = $2",
+            &[&claim.job, &claim.epoch, &format!("given back: {why}")],
+        )?;
+        if !held {
+            notify(&mut tx)?;
+        }
+        tx.commit()?;
+        Ok(Expired {
+            job: claim.job,
+            name: claim.name.clone(),
+            epoch: claim.epoch,
+            agent: self.agent.name.clone(),
+            held,
+        })
     }
 
     /// A person's decision to run a held job again: it is queued for any agent.

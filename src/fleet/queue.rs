@@ -35,8 +35,8 @@ pub struct Claim {
 pub struct Finished {
     /// Jobs that became queued: their last need passed.
     pub queued: usize,
-    /// Jobs that will not run: a need of theirs (or of theirs) failed.
-    pub skipped: usize,
+    /// Jobs that will not run, by name: a need of theirs (or of theirs) failed.
+    pub skipped: Vec<String>,
 }
 
 impl Fleet {
@@ -129,7 +129,7 @@ impl Fleet {
             }
             return Ok(Finished {
                 queued: row.get::<_, i64>(1) as usize,
-                skipped: 0,
+                skipped: Vec::new(),
             });
         }
         let mut tx = self.db.transaction()?;
@@ -145,17 +145,34 @@ impl Fleet {
             "UPDATE fleet_attempts SET ended_at = clock_timestamp(), outcome = 'failed' WHERE job = $1 AND epoch = $2",
             &[&claim.job, &claim.epoch],
         )?;
-        let skipped = tx.execute(
-            "WITH RECURSIVE below(id) AS (
+        let skipped = tx
+            .query(
+                "WITH RECURSIVE below(id) AS (
                 SELECT job FROM fleet_needs WHERE needs = $1
                 UNION SELECT n.job FROM fleet_needs n JOIN below b ON n.needs = b.id
              )
              UPDATE fleet_jobs SET state = 'skipped', note = $2
-             WHERE id IN (SELECT id FROM below) AND state = 'waiting'",
-            &[&claim.job, &format!("needs `{}`, which failed", claim.name)],
-        )? as usize;
+             WHERE id IN (SELECT id FROM below) AND state = 'waiting' RETURNING name",
+                &[&claim.job, &format!("needs `{}`, which failed", claim.name)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         tx.commit()?;
         Ok(Finished { queued: 0, skipped })
+    }
+
+    /// Whether every job of run `run` of `project` is over — passed, failed or skipped — and
+    /// if so, whether all passed: `None` while one waits, is queued, claimed or held.
+    pub fn run_over(&mut self, project: &str, run: RunId) -> Result<Option<bool>, FleetError> {
+        let row = self.db.query_one(
+            "SELECT count(*) FILTER (WHERE state NOT IN ('passed', 'failed', 'skipped')),
+                    count(*) FILTER (WHERE state <> 'passed')
+             FROM fleet_jobs WHERE project = $1 AND run_id = $2",
+            &[&project, &run],
+        )?;
+        let (going, not_passed): (i64, i64) = (row.get(0), row.get(1));
+        Ok((going == 0).then_some(not_passed == 0))
     }
 
     /// Waits until some job may have become claimable (a `NOTIFY` from another agent) or
@@ -245,7 +262,7 @@ pub(super) fn notify(tx: &mut Transaction) -> Result<(), Error> {
 }
 
 /// The refusal of a write with a stale claim, saying where the job is now.
-fn fenced(db: &mut impl GenericClient, claim: &Claim) -> Result<FleetError, FleetError> {
+pub(super) fn fenced(db: &mut impl GenericClient, claim: &Claim) -> Result<FleetError, FleetError> {
     let row = db
         .query_opt(
             "SELECT epoch, state FROM fleet_jobs WHERE id = $1",

@@ -278,7 +278,7 @@ fn a_waiting_agent_is_woken_when_a_need_passes_and_a_failure_skips_what_is_below
         first.finish(&build, true).unwrap(),
         Finished {
             queued: 1,
-            skipped: 0
+            skipped: vec![]
         }
     );
     let (woken, test, mut second) = waiter.join().unwrap();
@@ -289,13 +289,14 @@ fn a_waiting_agent_is_woken_when_a_need_passes_and_a_failure_skips_what_is_below
         second.finish(&test, false).unwrap(),
         Finished {
             queued: 0,
-            skipped: 1
+            skipped: vec!["ship".into()]
         }
     );
     assert_eq!(
         second.state(ids[2]).unwrap(),
         ("skipped".into(), Some("needs `test`, which failed".into()))
     );
+    assert_eq!(second.run_over("p", 1).unwrap(), Some(false));
 }
 
 #[test]
@@ -330,4 +331,41 @@ fn a_head_is_new_to_the_fleet_once_whichever_agent_sees_it() {
         a.new_head("api", "main", "c1").unwrap(),
         "another repository"
     );
+}
+
+#[test]
+fn a_claim_given_back_queues_a_test_job_again_and_holds_a_deploy_job_and_is_fenced_after() {
+    let db = testdb::database();
+    let mut a = Fleet::connect(&db.url, agent("a", &[], LONG)).unwrap();
+    let deploy = JobSpec {
+        deploys: true,
+        ..job("deploy", &[])
+    };
+    let ids = a.enqueue("p", 1, &[job("test", &[]), deploy]).unwrap();
+    let test = a.claim().unwrap().unwrap();
+    let ship = a.claim().unwrap().unwrap();
+    assert_eq!(a.run_over("p", 1).unwrap(), None);
+    assert!(!a.release(&test, "agent stopping").unwrap().held);
+    assert!(a.release(&ship, "agent stopping").unwrap().held);
+    assert_eq!(a.state(ids[0]).unwrap().0, "queued");
+    let (state, note) = a.state(ids[1]).unwrap();
+    assert_eq!(state, "held");
+    assert!(note.unwrap().contains("may have deployed"));
+    let attempts = a.attempts(ids[0]).unwrap();
+    assert_eq!(
+        attempts[0].outcome.as_deref(),
+        Some("given back: agent stopping")
+    );
+    let again = a.claim().unwrap().unwrap();
+    assert_eq!(again.epoch, test.epoch + 1);
+    assert!(matches!(
+        a.finish(&test, true),
+        Err(FleetError::Fenced { .. })
+    ));
+    assert!(matches!(
+        a.release(&test, "late"),
+        Err(FleetError::Fenced { .. })
+    ));
+    a.finish(&again, true).unwrap();
+    assert_eq!(a.run_over("p", 1).unwrap(), None, "the deploy job is held");
 }

@@ -56,5 +56,6 @@ pub fn start_request(
         changes_since,
         // A hook's run of an unchanged tree is over at once.
         reuse: true,
+        fleet: None,
     }
 }

@@ -60,11 +60,12 @@ pub fn connect(url: &str) -> Result<Client, PgError> {
     Ok(client)
 }
 
-type Call = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+type Call = Box<dyn FnOnce(&mut Option<Client>, &str) + Send>;
 
 /// A connection on a thread of its own, so that sync callers on an async runtime's workers (the
-/// engine's recorder is one) can use it: each call is sent there and waited for. A connection
-/// found closed (the database restarted) is made again before the next call.
+/// engine's recorder is one) can use it: each call is sent there and waited for. A call that
+/// fails because the connection closed (the database restarted) is made once more on a new
+/// connection, so that a run in flight goes on across a restart.
 pub struct Worker {
     calls: mpsc::Sender<Call>,
 }
@@ -91,7 +92,7 @@ impl Worker {
                     if client.as_ref().is_none_or(Client::is_closed) {
                         client = connect(&url).ok();
                     }
-                    call(&mut client);
+                    call(&mut client, &url);
                 }
             })
             .map_err(|_| PgError::Gone)?;
@@ -99,18 +100,39 @@ impl Worker {
         Ok(Worker { calls })
     }
 
-    /// Runs `f` on the connection and returns what it returned.
+    /// Runs `f` on the connection and returns what it returned. `f` may run twice: when the
+    /// connection was found closed by the first, on a new one (a statement whose connection
+    /// closed under it did not commit, or its answer was lost with it).
     pub fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
+        f: impl Fn(&mut Client) -> Result<T, Error> + Send + 'static,
     ) -> Result<Result<T, Error>, PgError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let call: Call = Box::new(move |client| {
-            let _ = tx.send(client.as_mut().map(f));
+        let call: Call = Box::new(move |client, url| {
+            let mut result = client.as_mut().map(&f);
+            if matches!(&result, Some(Err(e)) if lost(e, client)) {
+                *client = connect(url).ok();
+                result = client.as_mut().map(&f);
+            }
+            let _ = tx.send(result);
         });
         self.calls.send(call).map_err(|_| PgError::Gone)?;
         rx.recv().ok().flatten().ok_or(PgError::Gone)
     }
+}
+
+/// Whether `e` came of the connection going away rather than of the call itself: the database
+/// shut down or restarted under it.
+fn lost(e: &Error, client: &Option<Client>) -> bool {
+    let shutdown = e.code().is_some_and(|c| {
+        [
+            &postgres::error::SqlState::ADMIN_SHUTDOWN,
+            &postgres::error::SqlState::CRASH_SHUTDOWN,
+            &postgres::error::SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(&c)
+    });
+    shutdown || e.is_closed() || client.as_ref().is_none_or(Client::is_closed)
 }
 
 #[cfg(test)]
@@ -124,6 +146,17 @@ mod tests {
             "postgres://ci@db.example:5432/pipe"
         );
         assert_eq!(shown("postgres://db/pipe"), "postgres://db/pipe");
+    }
+
+    #[test]
+    fn a_call_after_the_database_restarted_is_made_again_on_a_new_connection() {
+        let mut server = testdb::Server::start();
+        let worker = Worker::start(&server.url).unwrap();
+        let one = |c: &mut Client| c.query_one("SELECT 1", &[]).map(|r| r.get::<_, i32>(0));
+        assert_eq!(worker.call(one).unwrap().unwrap(), 1);
+        server.down();
+        server.up();
+        assert_eq!(worker.call(one).unwrap().unwrap(), 1);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub(super) const JOB_KEYS: &[&str] = &[
     "concurrency",
     "steps",
     "rollback",
+    "labels",
 ];
 /// Keys of the design that this version does not act on yet: refused rather than ignored, so a
 /// pipeline never silently means less than it says.
@@ -294,6 +295,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
     let mut push = None;
     let mut push_node = None;
     let mut concurrency = None;
+    let mut labels = Vec::new();
     let mut steps = Vec::new();
     let mut steps_node = None;
     let mut rollback = Vec::new();
@@ -396,6 +398,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
                 drift = parsed;
             }
             "concurrency" => concurrency = group_name(v, probs),
+            "labels" => labels = labels_of(v, probs),
             "steps" => {
                 steps_node = Some(k.node);
                 steps = steps::steps_of(v, probs);
@@ -611,6 +614,7 @@ fn job(name: &str, key: &Node, value: &Node, ctx: &JobContext, probs: &mut Probl
             push: push.clone(),
             drift,
             concurrency: concurrency.clone(),
+            labels: labels.clone(),
             steps: steps.clone(),
             rollback: rollback.clone(),
             spans: spans.clone(),
@@ -872,6 +876,31 @@ fn group_name(node: &Node, probs: &mut Problems) -> Option<String> {
         return None;
     }
     Some(name)
+}
+
+/// `labels:`: names an agent of a fleet must offer to claim the job, each as an agent's
+/// configuration spells its own (letters, digits, `.`, `_`, `-`), each once.
+fn labels_of(node: &Node, probs: &mut Problems) -> Vec<String> {
+    let Some(items) = list(node, "`labels`", probs) else {
+        return vec![];
+    };
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let Some(label) = non_empty_string(item, "a label", probs) else {
+            continue;
+        };
+        let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if !label.chars().all(named) {
+            probs
+                .at(item, format!("label `{label}` is not a label"))
+                .hint = Some(
+                "use letters, digits, `.`, `_` and `-`, as an agent's `labels` do: `gpu`".into(),
+            );
+        } else if !out.contains(&label) {
+            out.push(label);
+        }
+    }
+    out
 }
 
 fn non_empty_string(node: &Node, what: &str, probs: &mut Problems) -> Option<String> {

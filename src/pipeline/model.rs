@@ -110,6 +110,9 @@ pub struct Job {
     pub drift: super::build::DriftPolicy,
     /// `concurrency:`: of the jobs of this group in the project, one runs at a time.
     pub concurrency: Option<String>,
+    /// `labels:`: a fleet's agent claims the job only if it offers all of these (`gpu`,
+    /// `arm64`); a run on one machine (`pipe run`) does not look at them.
+    pub labels: Vec<String>,
     /// A release job's progressive release (`steps:`), in order; empty: released at once.
     pub steps: Vec<super::check::steps::Step>,
     /// A release job's `rollback:` script, run by `pipe release RUN --rollback`.

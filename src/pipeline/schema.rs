@@ -151,6 +151,10 @@ fn shape(key: &str) -> Value {
             json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$" }),
             "A group: of the project's jobs in it, one runs at a time; a later run's waits.",
         ),
+        "labels" => (
+            json!({ "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._-]+$" } }),
+            "Labels an agent of a fleet must offer to claim this job (`gpu`, `arm64`); `pipe run` on one machine ignores them.",
+        ),
         "gate" => (
             json!({
                 "type": "object",

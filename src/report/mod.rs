@@ -24,7 +24,7 @@ use crate::event::Event;
 use crate::mask::Patterns;
 
 pub use screen::ScreenQueue;
-pub use store::StoreSink;
+pub use store::{HeldRecords, StoreSink};
 use summary::Summary;
 pub use verdict::verdict;
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use super::Reporter;
 use crate::event::{Event, EventKind, JobStatus};
@@ -14,7 +15,13 @@ pub struct StoreSink {
     pub phase: Phase,
     /// Per job: its stage, log path and declared artifacts.
     pub jobs: HashMap<String, (String, String, Vec<String>)>,
+    /// Where finished jobs' records go instead of the store, when set: a job claimed from a
+    /// fleet's queue is recorded only once its claim is known to still hold.
+    pub held: Option<HeldRecords>,
 }
+
+/// Records of finished jobs, held back from the store (see [`StoreSink::held`]).
+pub type HeldRecords = Arc<Mutex<Vec<JobRecord>>>;
 
 impl Reporter for StoreSink {
     fn event(&mut self, event: &Event) -> io::Result<()> {
@@ -59,7 +66,13 @@ impl Reporter for StoreSink {
                     note,
                 );
                 record.findings = *findings;
-                started.and_then(|()| self.store.job_finished(self.run, &record))
+                match &self.held {
+                    Some(held) => {
+                        held.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+                        started
+                    }
+                    None => started.and_then(|()| self.store.job_finished(self.run, &record)),
+                }
             }
             EventKind::ImageBuilt { job, image } | EventKind::ImagePushed { job, image } => {
                 self.store.job_built(self.run, job, image)

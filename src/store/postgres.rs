@@ -104,7 +104,7 @@ impl PostgresStore {
     /// Runs `f` with the project's name on the connection.
     fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client, &str) -> Result<T, pg::Error> + Send + 'static,
+        f: impl Fn(&mut Client, &str) -> Result<T, pg::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
         let project = self.project.clone();
         let failed = |e: DbError| StoreError::Shared(self.shown.clone(), e);

@@ -46,6 +46,9 @@ pub fn state_dir(project: &Path) -> io::Result<PathBuf> {
 /// Names the pipe process that owns a run directory (`PID@START`, see `owner`).
 const OWNER_FILE: &str = "owner";
 
+/// The folder under `.pipe` of the jobs claimed from a fleet's queue (see [`RunDir::claim`]).
+const CLAIMS_DIR: &str = "claims";
+
 /// One run's directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -71,6 +74,19 @@ impl RunDir {
             ),
             _ => e,
         })?;
+        private::write(&root.join(OWNER_FILE), Owner::me().to_string())?;
+        Ok(RunDir { id, root })
+    }
+
+    /// The scratch directory of one job of run `id` that this agent claimed from a fleet's
+    /// queue at claim `epoch`: `.pipe/claims/RUN-JOB-EPOCH`, laid out as a run's directory (the
+    /// job's log, the artifacts of its needs and its own), owned by this process. Its caller
+    /// removes it once the job is over; [`clean_dead_runs`] removes those of dead agents.
+    pub fn claim(project: &Path, id: i64, slug: &str, epoch: i64) -> io::Result<RunDir> {
+        let claims = state_dir(project)?.join(CLAIMS_DIR);
+        private::dir(&claims)?;
+        let root = claims.join(format!("{id}-{slug}-{epoch}"));
+        private::new_dir(&root)?;
         private::write(&root.join(OWNER_FILE), Owner::me().to_string())?;
         Ok(RunDir { id, root })
     }
@@ -160,27 +176,42 @@ pub fn highest_run(project: &Path) -> io::Result<i64> {
 }
 
 /// Removes the per-job scratch space of runs whose pipe process is gone (killed before it could
-/// clean up). Snapshots stay: a failed or interrupted run keeps its own for `pipe retry`.
-/// Returns how many runs were cleaned.
+/// clean up), and the folders of claimed jobs whose agent is gone. Snapshots stay: a failed or
+/// interrupted run keeps its own for `pipe retry`. Returns how many runs and claims were
+/// cleaned.
 pub fn clean_dead_runs(project: &Path) -> io::Result<usize> {
-    let runs = project.join(STATE_DIR).join("runs");
-    let Ok(entries) = fs::read_dir(&runs) else {
-        return Ok(0);
-    };
+    let state = project.join(STATE_DIR);
     let mut cleaned = 0;
+    for root in dead_owners(&state.join("runs"))? {
+        let scratch = root.join("jobs");
+        if scratch.exists() {
+            remove(&scratch)?;
+            cleaned += 1;
+        }
+    }
+    for root in dead_owners(&state.join(CLAIMS_DIR))? {
+        remove(&root)?;
+        cleaned += 1;
+    }
+    Ok(cleaned)
+}
+
+/// The folders in `dir` whose owning process is gone (or never said who it was).
+fn dead_owners(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut dead = Vec::new();
     for entry in entries {
         let root = entry?.path();
         let owner = fs::read_to_string(root.join(OWNER_FILE))
             .ok()
             .and_then(|o| Owner::parse(&o));
-        let scratch = root.join("jobs");
-        if owner.is_some_and(|o| o.is_alive()) || !scratch.exists() {
-            continue;
+        if !owner.is_some_and(|o| o.is_alive()) {
+            dead.push(root);
         }
-        remove(&scratch)?;
-        cleaned += 1;
     }
-    Ok(cleaned)
+    Ok(dead)
 }
 
 /// A job name as a path component and Docker name: `unit [TARGET=x86]` → `unit-TARGET-x86`.

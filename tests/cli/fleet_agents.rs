@@ -25,11 +25,15 @@ impl Member {
     /// shared store `url`, offering `labels`.
     fn start(setup: &Setup, name: &str, url: &str, labels: &[&str]) -> Member {
         let file = setup.path().join(format!("{name}.toml"));
+        // Made by whichever agent of the test starts first.
+        let objects = setup.path().join("objects");
+        let _ = std::fs::create_dir(&objects);
         let labels: Vec<String> = labels.iter().map(|l| format!("{l:?}")).collect();
         std::fs::write(
             &file,
             format!(
-                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nbackend = \"local\"\nstore = \"{url}\"\nlabels = [{}]\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
+                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nbackend = \"local\"\nstore = \"{url}\"\nobjects = \"file://{}\"\nlabels = [{}]\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
+                objects.display(),
                 labels.join(", ")
             ),
         )
@@ -126,7 +130,8 @@ fn the_leader_requeues_an_expired_claim_and_says_which_job_no_agent_can_claim() 
         &db.url,
         Agent {
             name: "gone".into(),
-            labels: vec![],
+            // Only `gone` offers it: the agents running jobs from the queue leave these alone.
+            labels: vec!["gone".into()],
             lease: Duration::from_millis(200),
         },
     )
@@ -136,8 +141,8 @@ fn the_leader_requeues_an_expired_claim_and_says_which_job_no_agent_can_claim() 
             "other",
             1,
             &[
-                spec("test", &[], false),
-                spec("deploy", &[], true),
+                spec("test", &["gone"], false),
+                spec("deploy", &["gone"], true),
                 spec("train", &["gpu"], false),
             ],
         )

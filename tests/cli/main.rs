@@ -19,6 +19,7 @@ mod extends;
 mod failures;
 mod fleet;
 mod fleet_agents;
+mod fleet_queue;
 mod graph;
 mod help;
 mod hook;

@@ -122,6 +122,12 @@ fn a_concurrency_group_must_be_a_name_and_a_service_a_mapping() {
 }
 
 #[test]
+fn job_labels_are_names_a_fleet_agent_could_offer() {
+    let stderr = invalid("jobs:\n  a:\n    script: [x]\n    labels: [gpu, 'arm 64']\n");
+    assert!(stderr.contains("label `arm 64` is not a label"), "{stderr}");
+}
+
+#[test]
 fn only_globs_are_checked_where_they_are_written() {
     let stderr = invalid(
         "jobs:\n  docs:\n    only:\n      branches: [main]\n      changes: ['docs/**', 'src/[']\n    script: [x]\n  app:\n    only: {chnages: ['src/**']}\n    script: [x]\n",
