@@ -55,6 +55,11 @@ impl Fleet {
     /// labels.
     pub fn connect(url: &str, agent: Agent) -> Result<Fleet, FleetError> {
         let mut db = pg::connect(url)?;
+        // A claim takes the head of the queued jobs' index. On a table whose statistics were
+        // never gathered or are stale (a run's jobs just enqueued) the planner would rather
+        // bitmap-scan every queued job and sort them all: each claim would then cost as much
+        // as the queue is long (1.5 ms with 2,000 queued, against 0.05 ms).
+        db.batch_execute("SET enable_bitmapscan = off")?;
         let mut fleet = Fleet {
             statements: queue::Statements::prepare(&mut db)?,
             db,

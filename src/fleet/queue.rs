@@ -218,7 +218,7 @@ impl Statements {
 }
 
 /// Takes the oldest queued job whose labels the agent offers ($1), as agent $2 for $3 ms.
-const CLAIM: &str = "WITH next AS (
+pub(super) const CLAIM: &str = "WITH next AS (
         SELECT id FROM fleet_jobs WHERE state = 'queued' AND labels <@ $1::text[]
         ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
      ), claimed AS (

@@ -369,3 +369,30 @@ fn a_claim_given_back_queues_a_test_job_again_and_holds_a_deploy_job_and_is_fenc
     a.finish(&again, true).unwrap();
     assert_eq!(a.run_over("p", 1).unwrap(), None, "the deploy job is held");
 }
+
+#[test]
+fn a_claim_reads_the_head_of_the_queued_jobs_index_on_a_fresh_long_queue() {
+    let db = testdb::database();
+    let mut a = Fleet::connect(&db.url, agent("a", &[], LONG)).unwrap();
+    let jobs: Vec<JobSpec> = (0..2000).map(|i| job(&format!("j{i}"), &[])).collect();
+    a.enqueue("p", 1, &jobs).unwrap();
+    // The plan the claim's prepared statement gets (a generic one, as after a few claims), on
+    // the queue's own connection and settings, with statistics never gathered.
+    a.db.batch_execute(&format!(
+        "SET plan_cache_mode = force_generic_plan;
+         PREPARE probe(text[], text, float8) AS {}",
+        queue::CLAIM
+    ))
+    .unwrap();
+    let plan: Vec<String> =
+        a.db.query("EXPLAIN EXECUTE probe('{}', 'a', 1000)", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using fleet_jobs_queued") && !plan.contains("Sort"),
+        "a claim would read and sort every queued job:\n{plan}"
+    );
+}
