@@ -118,7 +118,7 @@ fn a_job_run_on_one_machine_is_reused_on_another_with_its_artifact_and_log_from_
             .any(|b| std::fs::read(b).unwrap() == b"built in run 1\n"),
         "{blobs:?}"
     );
-    assert!(fleet.objects.join("web/runs/1/build/log/end").is_file());
+    assert!(fleet.objects.join("web/runs/1/build/0/log/end").is_file());
 
     let second = fleet.run(&fleet.b);
     assert_eq!(second.code, 0, "{}", second.all());
@@ -172,14 +172,14 @@ fn a_lost_log_chunk_in_the_object_store_is_told_and_the_job_runs_again() {
     // The log is short: one chunk, at byte 0.
     let chunk = fleet
         .objects
-        .join(format!("web/runs/1/build/log/{:020}", 0));
+        .join(format!("web/runs/1/build/0/log/{:020}", 0));
     std::fs::remove_file(&chunk).unwrap();
     let second = fleet.run(&fleet.b);
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(
         second
             .stderr
-            .contains("log web/runs/1/build/log ends at byte 0 but its end record says"),
+            .contains("log web/runs/1/build/0/log ends at byte 0 but its end record says"),
         "{}",
         second.all()
     );
