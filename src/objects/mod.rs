@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use bucket::Bucket;
 pub use error::ObjectsError;
 pub use log::LogWriter;
-pub use tree::Tree;
+pub use tree::{Entry, Kind, Tree};
 
 /// An object store, opened.
 #[derive(Clone)]

@@ -84,6 +84,25 @@ impl Fleet<'_> {
         all
     }
 
+    /// `pipe ARGS` on a laptop of the team (a folder named as the repository), reading the
+    /// fleet's run store and object store; its folder.
+    fn pipe_on_laptop(&self, args: &[&str]) -> (std::process::Output, PathBuf) {
+        let laptop = self.setup.path().join("laptop/web");
+        std::fs::create_dir_all(&laptop).unwrap();
+        std::fs::write(laptop.join("pipe.yml"), "jobs:\n  x:\n    script: [true]\n").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .args(args)
+            .current_dir(&laptop)
+            .env("NO_COLOR", "1")
+            .env("PIPE_STORE", &self.url)
+            .env("PIPE_OBJECTS", format!("file://{}", self.objects.display()))
+            .env_remove("PIPE_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out, laptop)
+    }
+
     fn db(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }
@@ -540,6 +559,15 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     let artifact = published_artifact(&objects, run, "slow", epoch("slow"), "who.txt");
     assert_eq!(artifact.trim(), made_by);
     assert_eq!((epoch("slow"), epoch("check")), (2, 1));
+
+    // `pipe logs` and `pipe artifacts` on a laptop read the run store's epochs too.
+    let (logs, _) = fleet.pipe_on_laptop(&["logs", &run.to_string(), "check"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains(&format!("read: {made_by}")), "{text}{logs:?}");
+    let (copied, laptop) = fleet.pipe_on_laptop(&["artifacts", &run.to_string(), "slow", "--to", "got"]);
+    assert!(copied.status.success(), "{copied:?}");
+    let got = std::fs::read_to_string(laptop.join("got/who.txt")).unwrap();
+    assert_eq!(got.trim(), made_by);
 }
 
 #[test]
