@@ -30,7 +30,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let project = project(None)?.dir;
     let job = args.job.as_deref();
     // DIR is where the user stands, not the project.
-    let to = args.to.as_ref().map(|to| current_dir().map(|d| d.join(to))).transpose()?;
+    let to = args
+        .to
+        .as_ref()
+        .map(|to| current_dir().map(|d| d.join(to)))
+        .transpose()?;
     let (id, items) = match (args.store.objects()?, &to) {
         (None, Some(to)) => engine::copy_artifacts(&project, &args.run, job, to)?,
         (None, None) => engine::artifacts(&project, &args.run, job)?,

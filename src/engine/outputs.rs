@@ -116,7 +116,11 @@ pub async fn copy_shared_artifacts(
     let mut out = Vec::new();
     for (name, slug, tree) in chosen {
         let prefix = prefix(&slug);
-        (shared.objects.get_tree(&tree, &to.join(&prefix), &scratch).await).map_err(failed)?;
+        (shared
+            .objects
+            .get_tree(&tree, &to.join(&prefix), &scratch)
+            .await)
+            .map_err(failed)?;
         out.extend(tree.entries.into_iter().map(|e| listed(&name, &prefix, e)));
     }
     Ok((id, out))

@@ -564,7 +564,8 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     let (logs, _) = fleet.pipe_on_laptop(&["logs", &run.to_string(), "check"]);
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(text.contains(&format!("read: {made_by}")), "{text}{logs:?}");
-    let (copied, laptop) = fleet.pipe_on_laptop(&["artifacts", &run.to_string(), "slow", "--to", "got"]);
+    let (copied, laptop) =
+        fleet.pipe_on_laptop(&["artifacts", &run.to_string(), "slow", "--to", "got"]);
     assert!(copied.status.success(), "{copied:?}");
     let got = std::fs::read_to_string(laptop.join("got/who.txt")).unwrap();
     assert_eq!(got.trim(), made_by);

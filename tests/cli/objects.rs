@@ -250,7 +250,10 @@ fn a_shared_runs_logs_and_artifacts_are_read_from_the_object_store_on_a_machine_
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(items.len(), 1, "{}", listed.all());
-    assert_eq!((items[0]["job"].as_str(), items[0]["path"].as_str()), (Some("build"), Some("out/app")));
+    assert_eq!(
+        (items[0]["job"].as_str(), items[0]["path"].as_str()),
+        (Some("build"), Some("out/app"))
+    );
     assert_eq!(items[0]["size"], 15);
     let copied = fleet.pipe(&fleet.b, &["artifacts", "1", "build", "--to", "got"]);
     assert_eq!(copied.code, 0, "{}", copied.all());
@@ -260,7 +263,11 @@ fn a_shared_runs_logs_and_artifacts_are_read_from_the_object_store_on_a_machine_
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("would replace"), "{}", again.all());
     let unknown = fleet.pipe(&fleet.b, &["artifacts", "1", "biuld"]);
-    assert!(unknown.stderr.contains("did you mean `build`?"), "{}", unknown.all());
+    assert!(
+        unknown.stderr.contains("did you mean `build`?"),
+        "{}",
+        unknown.all()
+    );
     // What was copied is the user's; pipe's scratch folder is gone.
     let left: Vec<_> = std::fs::read_dir(fleet.b.join(".pipe"))
         .unwrap()
