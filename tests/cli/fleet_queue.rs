@@ -283,10 +283,11 @@ fn three_agents_run_each_job_of_a_wide_run_once_and_each_runs_some() {
     let recorded = fleet.recorded(run);
     assert_eq!(recorded.len(), n);
     assert!(recorded.values().all(|s| s == "passed"), "{recorded:?}");
-    // Each job's log is in the object store, for any agent or laptop to read.
+    // Each job's log is in the object store, for any agent or laptop to read, under the epoch
+    // of its one claim.
     let logs = objects.join("web/runs").join(run.to_string());
     assert!(
-        logs.join("j7/log").is_dir(),
+        logs.join("j7/1/log").is_dir(),
         "no log of j7 under {}",
         logs.display()
     );
