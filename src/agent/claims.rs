@@ -2,7 +2,8 @@
 //! own (the queue's client is blocking) claim the jobs whose labels this agent offers, run each
 //! through [`crate::engine::run_claimed`] on the async runtime, renew its lease by heartbeat
 //! while it runs, and finish it with the claim's epoch. A finish refused because another agent
-//! took the job over (fenced) drops the result. Idle claimers wait for the queue's wake-ups.
+//! took the job over (fenced) drops the result and removes what the job published under the
+//! claim's epoch, as does a job given back. Idle claimers wait for the queue's wake-ups.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -113,13 +114,18 @@ impl Claimer {
         cancel: &Cancel,
     ) -> Result<(), FleetError> {
         let ctx = self.agent.context(&repo.name, &self.me.name, None);
+        let needs = self.queue()?.passed_needs(claim.job)?;
+        let mut exec = self.agent.exec_options();
+        // Which agent ran a job is the job's to know (and to say in what it makes).
+        exec.vars.push(("PIPE_AGENT".into(), self.me.name.clone()));
         let request = ClaimRequest {
             ctx: ctx.clone(),
             run: claim.run,
             job: claim.name.clone(),
             epoch: claim.epoch,
-            exec: self.agent.exec_options(),
+            exec,
             cancel: cancel.clone(),
+            needs,
             remote: Some((repo.url.clone(), repo.branches.clone())),
         };
         let began = Instant::now();
@@ -141,11 +147,13 @@ impl Claimer {
             Err(e) => return self.pipe_failed(&ctx, claim, &format!("the job's task ended: {e}")),
         };
         if let Some(why) = &claimed.unfinished {
-            let back = self.queue()?.release(claim, why);
+            let back = self.queue().and_then(|q| q.release(claim, why));
+            self.runtime.block_on(claimed.withdraw());
             return self.given_back(claim, back);
         }
         let finished = self.finish(claim, claimed.passed)?;
         let Some(finished) = finished else {
+            self.runtime.block_on(claimed.withdraw());
             return Ok(());
         };
         tracing::info!(

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::exec::{current_dir, project};
+use super::exec::{context, current_dir, project, runtime, StoreArg};
 use super::{exit, print, table, CliError, Output};
-use crate::engine::{self, Artifact};
+use crate::engine::{self, Artifact, Context};
 use crate::event::SCHEMA_VERSION;
 
 #[derive(clap::Args)]
@@ -21,15 +21,36 @@ pub struct Args {
     /// programs
     #[arg(long, value_enum, default_value = "human")]
     output: Output,
+    // With --objects: the artifacts as published to the object store, wherever the jobs ran.
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 pub fn run(args: Args) -> Result<u8, CliError> {
     let project = project(None)?.dir;
     let job = args.job.as_deref();
-    let (id, items) = match &args.to {
-        // DIR is where the user stands, not the project.
-        Some(to) => engine::copy_artifacts(&project, &args.run, job, &current_dir()?.join(to))?,
-        None => engine::artifacts(&project, &args.run, job)?,
+    // DIR is where the user stands, not the project.
+    let to = args
+        .to
+        .as_ref()
+        .map(|to| current_dir().map(|d| d.join(to)))
+        .transpose()?;
+    let (id, items) = match (args.store.objects()?, &to) {
+        (None, Some(to)) => engine::copy_artifacts(&project, &args.run, job, to)?,
+        (None, None) => engine::artifacts(&project, &args.run, job)?,
+        (Some(objects), to) => {
+            let ctx = Context {
+                store: args.store.at()?,
+                objects: Some(objects),
+                ..context(None)?
+            };
+            runtime()?.block_on(async {
+                match to {
+                    Some(to) => engine::copy_shared_artifacts(&ctx, &args.run, job, to).await,
+                    None => engine::shared_artifacts(&ctx, &args.run, job).await,
+                }
+            })?
+        }
     };
     if args.output == Output::Json {
         let lines: String = items

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::exec::{context, project, StoreArg};
+use super::exec::{context, project, runtime, StoreArg};
 use super::{color_on, exit, print, table, CliError};
 use crate::engine::{self, Context, LogChunk, StoreAt};
 use crate::event::SCHEMA_VERSION;
@@ -49,6 +49,9 @@ pub struct LogsArgs {
     /// Keep printing as the log grows, until the job ends
     #[arg(long, short)]
     follow: bool,
+    // With --objects: the log as published to the object store, wherever the job ran.
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8, CliError> {
@@ -324,20 +327,37 @@ fn jobs_table(jobs: &[JobRecord], tools: &[Vec<String>], color: bool) -> String 
 }
 
 pub fn logs(args: LogsArgs) -> Result<u8, CliError> {
-    engine::job_log(
-        &project(None)?.dir,
-        &args.run,
-        args.job.as_deref(),
-        args.follow,
-        &mut |chunk| match chunk {
-            LogChunk::Job(name) => print(&format!("==> {name} <==\n")),
-            LogChunk::NoLog { job, status } => print(&format!(
-                "(job `{job}` has no log; its status: {})\n",
-                style::status_word(status)
-            )),
-            LogChunk::Text(text) => print(&String::from_utf8_lossy(text)),
-        },
-    )?;
+    let mut out = |chunk: LogChunk| match chunk {
+        LogChunk::Job(name) => print(&format!("==> {name} <==\n")),
+        LogChunk::NoLog { job, status } => print(&format!(
+            "(job `{job}` has no log; its status: {})\n",
+            style::status_word(status)
+        )),
+        LogChunk::Text(text) => print(&String::from_utf8_lossy(text)),
+    };
+    let Some(objects) = args.store.objects()? else {
+        engine::job_log(
+            &project(None)?.dir,
+            &args.run,
+            args.job.as_deref(),
+            args.follow,
+            &mut out,
+        )?;
+        return Ok(exit::OK);
+    };
+    if args.follow {
+        return Err(CliError::Invalid(
+            "--follow reads a log as it is written on this machine: one in the object store is there once its job ended"
+                .into(),
+        ));
+    }
+    let ctx = Context {
+        store: args.store.at()?,
+        objects: Some(objects),
+        ..context(None)?
+    };
+    let job = args.job.as_deref();
+    runtime()?.block_on(engine::shared_job_log(&ctx, &args.run, job, &mut out))?;
     Ok(exit::OK)
 }
 

@@ -62,7 +62,7 @@ pub fn copy_artifacts(
     let (id, dir, jobs) = chosen_jobs(project, run, job)?;
     let one = job.is_some();
     let mut laid = Vec::new();
-    let mut taken = Vec::new();
+    let mut taken: Vec<String> = Vec::new();
     for (name, slug) in &jobs {
         let from = dir.artifacts(slug);
         let prefix = if one {
@@ -83,16 +83,7 @@ pub fn copy_artifacts(
         }
     }
     if !taken.is_empty() {
-        let more = taken.len().saturating_sub(SHOWN);
-        taken.truncate(SHOWN);
-        if more > 0 {
-            taken.push(format!("{more} more"));
-        }
-        return Err(EngineError::Invalid(format!(
-            "copied nothing: the artifacts of run {id} would replace what is in {} already: {} (remove those, or copy to another folder)",
-            normalize(to).display(),
-            taken.join(", "),
-        )));
+        return Err(refused_in_the_way(id, to, taken));
     }
     let mut out = Vec::new();
     for (name, from, prefix, entries) in laid {
@@ -108,9 +99,23 @@ pub fn copy_artifacts(
     Ok((id, out))
 }
 
+/// The refusal of a copy whose artifacts would replace the paths `taken` in `to`.
+pub(super) fn refused_in_the_way(id: RunId, to: &Path, mut taken: Vec<String>) -> EngineError {
+    let more = taken.len().saturating_sub(SHOWN);
+    taken.truncate(SHOWN);
+    if more > 0 {
+        taken.push(format!("{more} more"));
+    }
+    EngineError::Invalid(format!(
+        "copied nothing: the artifacts of run {id} would replace what is in {} already: {} (remove those, or copy to another folder)",
+        normalize(to).display(),
+        taken.join(", "),
+    ))
+}
+
 /// Whether laying `rel` beneath `root` would replace something: a thing at its place, or a
 /// non-directory (a file, a link) where one of its folders goes. Looked at without following.
-fn in_the_way(root: &Path, rel: &Path) -> bool {
+pub(super) fn in_the_way(root: &Path, rel: &Path) -> bool {
     let mut at = root.to_path_buf();
     let parts: Vec<_> = rel.components().collect();
     for (i, part) in parts.iter().enumerate() {

@@ -2,11 +2,14 @@
 //! each job run by whichever agent claimed it — on the run's commit, with the jobs it needs
 //! counted as done and their artifacts laid from the object store, in a scratch folder of its
 //! own (`.pipe/claims/RUN-JOB-EPOCH`). The job's log and artifacts are published to the object
-//! store before its claim is finished, so that the jobs below find them; its record in the run
-//! store waits until the queue has taken the finish, so that an agent whose claim was taken
-//! over (fenced) records nothing. The queue's client is blocking: it is used off the async
-//! workers.
+//! store before its claim is finished, so that the jobs below find them, under the claim's epoch:
+//! an agent whose claim was taken over (fenced) never replaces what the agent that took it over
+//! published, and the jobs below read the epochs whose passes the queue accepted. The job's
+//! record in the run store, which names that epoch, waits until the queue has taken the finish,
+//! so that a fenced agent records nothing; it removes what it published. The queue's client is
+//! blocking: it is used off the async workers.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +25,7 @@ use crate::event::RunStatus;
 use crate::fleet::{self, Fleet, JobSpec};
 use crate::objects::Tree;
 use crate::plan::{Phase, Plan, Selection};
+use crate::reuse::SharedOutputs;
 use crate::run::RunResult;
 use crate::store::{self, JobRecord, RunId, RunState, Store};
 use crate::workspace::{self, RunDir};
@@ -102,6 +106,9 @@ pub struct ClaimRequest {
     pub epoch: i64,
     pub exec: ExecOptions,
     pub cancel: Cancel,
+    /// The job's needs that passed, each with the epoch of the claim whose pass the queue
+    /// accepted: the one whose artifacts are laid ([`crate::fleet::Fleet::passed_needs`]).
+    pub needs: HashMap<String, i64>,
     /// Where the project's commits come from (a URL and its branches), for a clone that lacks
     /// the run's commit (an agent that did not start the run, or has not polled yet).
     pub remote: Option<(String, Vec<String>)>,
@@ -117,6 +124,8 @@ pub struct Claimed {
     /// The run has jobs behind the release gate: it waits there once all before it passed.
     pub gated: bool,
     records: Vec<JobRecord>,
+    /// Where this claim's outputs are in the object store, under its epoch.
+    published: Option<(SharedOutputs, [String; 5])>,
 }
 
 impl Claimed {
@@ -142,7 +151,28 @@ impl Claimed {
                 findings: None,
                 image: None,
                 drift: None,
+                epoch: store::UNCLAIMED,
             }],
+            published: None,
+        }
+    }
+
+    /// Removes what this claim published to the object store, for a claim that did not hold
+    /// (taken over, or given back): nothing reads its epoch. Best effort: a failure is logged,
+    /// and what is left is never read.
+    pub async fn withdraw(&self) {
+        let Some((shared, name)) = &self.published else {
+            return;
+        };
+        match shared.objects.remove_under(&refs(name)).await {
+            Ok(n) => tracing::info!(
+                "removed the {n} object(s) this claim published under {}",
+                name.join("/")
+            ),
+            Err(e) => tracing::warn!(
+                "cannot remove what this claim published under {}: {e}",
+                name.join("/")
+            ),
         }
     }
 }
@@ -200,7 +230,13 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
         .map_err(Internal::io("make the claimed job's folder"))?;
     let _scratch = Scratch(run.root.clone());
     for need in plan.prior[0].iter().filter(|p| p.has_artifacts) {
-        let name = shared.artifacts_name(req.run, &need.slug);
+        let epoch = *req.needs.get(&need.name).ok_or_else(|| {
+            Internal::Backend(format!(
+                "the queue has no pass of `{}`, which `{}` needs",
+                need.name, req.job
+            ))
+        })?;
+        let name = shared.artifacts_name(req.run, &need.slug, epoch);
         let json = shared.objects.get_record(&refs(&name)).await;
         let tree: Tree = match json {
             Ok(Some(json)) => serde_json::from_slice(&json).map_err(|e| {
@@ -231,6 +267,7 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
         secrets: &secrets,
         reuse: None,
         held: Some(held.clone()),
+        epoch: req.epoch,
     };
     let result = req.exec.execute(ctx, &req.cancel, work).await?;
     let unfinished = match (&result.pipe_failure, &result.backend_lost, result.status) {
@@ -239,12 +276,19 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
         (None, None, RunStatus::Interrupted) => Some("interrupted".into()),
         _ => None,
     };
-    let records = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut records = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+    for record in &mut records {
+        record.epoch = req.epoch;
+    }
     Ok(Claimed {
         passed: result.status == RunStatus::Passed,
         unfinished,
         gated: pipeline.jobs.iter().any(|j| j.gated),
         records,
+        published: Some((
+            shared.clone(),
+            shared.outputs_name(req.run, &slug, req.epoch),
+        )),
     })
 }
 
@@ -302,6 +346,7 @@ pub fn record_claimed(
             findings: None,
             image: None,
             drift: None,
+            epoch: store::UNCLAIMED,
         };
         store.job_finished(run, &record)?;
     }

@@ -265,6 +265,7 @@ impl ExecOptions {
             secrets,
             reuse,
             held,
+            epoch,
         } = work;
         let project = &ctx.project;
         let kind = self.kind();
@@ -368,7 +369,7 @@ impl ExecOptions {
             BackendError::Job(m) | BackendError::Internal(m) => Internal::Backend(m).into(),
         })?;
         let unpublished = match super::publish::shared_outputs(ctx) {
-            Some(to) => (super::publish::publish(&to, plan, run).await)
+            Some(to) => (super::publish::publish(&to, plan, run, epoch).await)
                 .err()
                 .map(|e| format!("cannot publish the run's logs and artifacts: {e}")),
             None => None,
@@ -401,6 +402,9 @@ pub(super) struct Work<'a> {
     /// Where finished jobs' records go instead of the store (a claimed job's, recorded once its
     /// claim is known to hold); `None`: into the store as they finish.
     pub held: Option<report::HeldRecords>,
+    /// The claim of the fleet's queue the plan runs under, which names its outputs in the
+    /// object store; [`store::UNCLAIMED`] for a run not given to the fleet.
+    pub epoch: i64,
 }
 
 /// The environment every job gets before its own. Values from git (a branch named

@@ -390,6 +390,7 @@ mod tests {
             artifacts: vec![],
             image: None,
             drift: None,
+            epoch: crate::store::UNCLAIMED,
         };
         let over = too_many_findings(&gates, &run, &[scan("trivy", 1, 1), scan("secrets", 0, 1)]);
         assert_eq!(

@@ -24,11 +24,13 @@ pub(super) fn shared_outputs(ctx: &Context) -> Option<SharedOutputs> {
     }
 }
 
-/// Publishes each job's log and artifacts of the plan as they are in the run's directory.
+/// Publishes each job's log and artifacts of the plan as they are in the run's directory, under
+/// `epoch`: the claim of the fleet's queue the jobs run under, or [`crate::store::UNCLAIMED`].
 pub(super) async fn publish(
     to: &SharedOutputs,
     plan: &Plan,
     run: &RunDir,
+    epoch: i64,
 ) -> Result<(), ObjectsError> {
     for slug in &plan.slugs {
         let mut log = match tokio::fs::File::open(run.log(slug)).await {
@@ -37,7 +39,7 @@ pub(super) async fn publish(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
-        let name = to.log_name(run.id, slug);
+        let name = to.log_name(run.id, slug, epoch);
         let mut writer = LogWriter::new(&to.objects, &refs(&name));
         let mut chunk = Vec::with_capacity(CHUNK);
         loop {
@@ -54,7 +56,7 @@ pub(super) async fn publish(
         writer.finish().await?;
         let tree = to.objects.put_tree(&run.artifacts(slug)).await?;
         let json = serde_json::to_vec(&tree).expect("a manifest serializes");
-        let name = to.artifacts_name(run.id, slug);
+        let name = to.artifacts_name(run.id, slug, epoch);
         to.objects.put_record(&refs(&name), json).await?;
     }
     Ok(())

@@ -190,6 +190,7 @@ pub(super) async fn release_run(
                 secrets: &secrets,
                 reuse: None,
                 held: None,
+                epoch: crate::store::UNCLAIMED,
             },
         )
         .await?;

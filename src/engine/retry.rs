@@ -169,6 +169,7 @@ pub async fn retry(req: RetryRequest) -> Result<Outcome, EngineError> {
         // stand in for it.
         reuse: None,
         held: None,
+        epoch: crate::store::UNCLAIMED,
     };
     let outcome = run_before_gate(ctx, &exec, &req.cancel, &mut store, new_id, work, gated).await?;
     if outcome.state == RunState::AwaitingRelease {

@@ -123,6 +123,7 @@ pub async fn rollback(req: ReleaseRequest) -> Result<Outcome, EngineError> {
                     secrets: &secrets,
                     reuse: None,
                     held: None,
+                    epoch: crate::store::UNCLAIMED,
                 },
             )
             .await?;

@@ -84,18 +84,7 @@ pub fn job_log(
     let mut store = recorded_store(project, run)?;
     let id = store.resolve(run)?;
     let jobs = store.jobs(id)?;
-    let chosen: Vec<&JobRecord> = match job {
-        Some(name) => {
-            let job = jobs.iter().find(|j| j.name == name).ok_or_else(|| {
-                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                EngineError::Invalid(format!("run {id} has no job `{name}`{hint}"))
-            })?;
-            vec![job]
-        }
-        None => jobs.iter().filter(|j| !j.log.is_empty()).collect(),
-    };
+    let chosen = chosen_logs(id, &jobs, job)?;
     let several = chosen.len() > 1;
     for job in chosen {
         if several {
@@ -120,6 +109,26 @@ pub fn job_log(
         }
     }
     Ok(())
+}
+
+/// Of run `id`'s `jobs`, the one named `job`, or every one that has a log.
+pub(super) fn chosen_logs<'a>(
+    id: i64,
+    jobs: &'a [JobRecord],
+    job: Option<&str>,
+) -> Result<Vec<&'a JobRecord>, EngineError> {
+    Ok(match job {
+        Some(name) => {
+            let job = jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+                let hint = crate::pipeline::suggest(name, jobs.iter().map(|j| j.name.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                EngineError::Invalid(format!("run {id} has no job `{name}`{hint}"))
+            })?;
+            vec![job]
+        }
+        None => jobs.iter().filter(|j| !j.log.is_empty()).collect(),
+    })
 }
 
 /// The logs of a job's services (`NAME.log` in a folder beside the job's log), by service

@@ -202,6 +202,7 @@ pub async fn start(req: StartRequest) -> Result<Outcome, EngineError> {
         secrets: &secrets,
         reuse,
         held: None,
+        epoch: crate::store::UNCLAIMED,
     };
     let outcome = run_before_gate(
         ctx,

@@ -13,6 +13,7 @@ mod heads;
 mod labels;
 mod leader;
 mod lease;
+mod outputs;
 mod queue;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The queue against a real PostgreSQL (see `pg::testdb`): many claimers at once, leases that
 //! run out, fencing, held deploy jobs, labels nobody offers, wake-ups.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -165,6 +165,32 @@ fn a_stale_claim_is_refused_once_the_lease_ran_out_and_another_agent_took_over()
         paused.finish(&stale, true),
         Err(FleetError::Fenced { .. })
     ));
+}
+
+#[test]
+fn a_job_reads_for_each_need_the_epoch_of_the_claim_whose_pass_was_accepted() {
+    let db = testdb::database();
+    let mut paused = Fleet::connect(&db.url, agent("paused", &[], Duration::ZERO)).unwrap();
+    let mut other = Fleet::connect(&db.url, agent("other", &[], LONG)).unwrap();
+    let jobs = [
+        job("build", &[]),
+        job("lint", &[]),
+        job("test", &["build", "lint"]),
+    ];
+    let test = paused.enqueue("p", 1, &jobs).unwrap()[2];
+    let stale = paused.claim().unwrap().unwrap();
+    assert_eq!((stale.name.as_str(), stale.epoch), ("build", 1));
+    assert_eq!(other.sweep().unwrap().len(), 1);
+    let first = other.claim().unwrap().unwrap();
+    assert!(other.passed_needs(test).unwrap().is_empty());
+    other.finish(&first, true).unwrap();
+    let second = other.claim().unwrap().unwrap();
+    other.finish(&second, true).unwrap();
+    let expected = HashMap::from([("build".to_string(), 2), ("lint".to_string(), 1)]);
+    assert_eq!(other.passed_needs(test).unwrap(), expected);
+    // The stale claim's late pass changes nothing.
+    assert!(paused.finish(&stale, true).is_err());
+    assert_eq!(other.passed_needs(test).unwrap(), expected);
 }
 
 #[test]

@@ -179,4 +179,22 @@ impl Bucket {
             .await
             .map_err(|e| self.failed(name, e))
     }
+
+    /// Removes every object under `prefix`; returns how many there were.
+    pub async fn delete_under(&self, prefix: &[&str]) -> Result<usize, ObjectsError> {
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| self.failed(prefix, e))?;
+        for meta in &metas {
+            match self.store.delete(&meta.location).await {
+                // Removed meanwhile by another: what was asked for holds.
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed(prefix, e)),
+            }
+        }
+        Ok(metas.len())
+    }
 }

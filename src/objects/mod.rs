@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use bucket::Bucket;
 pub use error::ObjectsError;
 pub use log::LogWriter;
-pub use tree::Tree;
+pub use tree::{Entry, Kind, Tree};
 
 /// An object store, opened.
 #[derive(Clone)]
@@ -82,6 +82,12 @@ impl Objects {
     /// The record under `name`; `None` when there is none.
     pub async fn get_record(&self, name: &[&str]) -> Result<Option<Vec<u8>>, ObjectsError> {
         self.bucket.get(name).await
+    }
+
+    /// Removes every object named under `prefix` (a name of pipe's own, never a blob: blobs
+    /// are shared by whatever has the same bytes); returns how many there were.
+    pub async fn remove_under(&self, prefix: &[&str]) -> Result<usize, ObjectsError> {
+        self.bucket.delete_under(prefix).await
     }
 
     /// As messages name the store.
@@ -147,6 +153,27 @@ mod tests {
         );
         let missing = objects.get_blob(&sha256(b"other")).await.unwrap_err();
         assert!(matches!(missing, ObjectsError::Missing { .. }), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn removing_under_a_name_removes_what_is_below_it_and_nothing_beside_it() {
+        let (_dir, objects) = testing::store();
+        for name in [
+            &["r", "1", "log"][..],
+            &["r", "1", "a", "b"],
+            &["r", "10", "log"],
+        ] {
+            objects.put_record(name, b"x".to_vec()).await.unwrap();
+        }
+        assert_eq!(objects.remove_under(&["r", "1"]).await.unwrap(), 2);
+        assert_eq!(objects.get_record(&["r", "1", "log"]).await.unwrap(), None);
+        assert_eq!(
+            objects.get_record(&["r", "1", "a", "b"]).await.unwrap(),
+            None
+        );
+        let beside = objects.get_record(&["r", "10", "log"]).await.unwrap();
+        assert_eq!(beside.as_deref(), Some(&b"x"[..]));
+        assert_eq!(objects.remove_under(&["r", "1"]).await.unwrap(), 0);
     }
 
     #[test]

@@ -144,6 +144,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (repo, branch)
     );
     ",
+    // 5: the claim of the fleet's queue whose outputs (log, artifacts) are a job's.
+    "ALTER TABLE jobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this pipe knows.

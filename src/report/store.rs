@@ -129,6 +129,7 @@ impl StoreSink {
             findings: None,
             image: None,
             drift: None,
+            epoch: crate::store::UNCLAIMED,
         }
     }
 }

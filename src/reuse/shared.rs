@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{as_ran, Hit, Reuse};
 use crate::backend::JobSpec;
 use crate::objects::{Objects, ObjectsError, Tree};
-use crate::store::RunId;
+use crate::store::{RunId, UNCLAIMED};
 use crate::workspace::{self, private};
 
 /// The object store a fleet shares, and the project's name in it (as in the shared run store).
@@ -22,22 +22,32 @@ pub struct SharedOutputs {
 }
 
 impl SharedOutputs {
-    /// Where run `run`'s log of the job `slug` is kept.
-    pub fn log_name(&self, run: RunId, slug: &str) -> [String; 5] {
-        let p = self.project.clone();
-        [p, "runs".into(), run.to_string(), slug.into(), "log".into()]
-    }
-
-    /// Where run `run`'s manifest of the artifacts of job `slug` is kept.
-    pub fn artifacts_name(&self, run: RunId, slug: &str) -> [String; 5] {
+    /// Where run `run` keeps the outputs of job `slug` that claim `epoch` of the fleet's queue
+    /// published ([`crate::store::UNCLAIMED`] outside the queue): each claim apart, so that an agent that
+    /// lost its claim never replaces what the one that took it over published.
+    pub fn outputs_name(&self, run: RunId, slug: &str, epoch: i64) -> [String; 5] {
         let p = self.project.clone();
         [
             p,
             "runs".into(),
             run.to_string(),
             slug.into(),
-            "artifacts".into(),
+            epoch.to_string(),
         ]
+    }
+
+    /// Where the log of job `slug` of run `run` at claim `epoch` is kept.
+    pub fn log_name(&self, run: RunId, slug: &str, epoch: i64) -> Vec<String> {
+        let mut name = self.outputs_name(run, slug, epoch).to_vec();
+        name.push("log".into());
+        name
+    }
+
+    /// Where the manifest of the artifacts of job `slug` of run `run` at claim `epoch` is kept.
+    pub fn artifacts_name(&self, run: RunId, slug: &str, epoch: i64) -> Vec<String> {
+        let mut name = self.outputs_name(run, slug, epoch).to_vec();
+        name.push("artifacts".into());
+        name
     }
 
     fn key_name(&self, key: &str) -> [String; 3] {
@@ -106,7 +116,8 @@ impl Reuse {
         })?;
         let log = match from
             .objects
-            .read_log(&refs(&from.log_name(found.run, &found.slug)))
+            // A run that reuses is never run from the queue: its outputs are unclaimed ones.
+            .read_log(&refs(&from.log_name(found.run, &found.slug, UNCLAIMED)))
             .await
         {
             Ok(log) => log,

@@ -65,7 +65,10 @@ fn a_finished_job_reads_back_whole(s: &mut dyn Store) {
     s.job_started(id, "b", 1, ".pipe/runs/1/b.log").unwrap();
     let mut job = s.jobs(id).unwrap().remove(0);
     assert_eq!((job.status.as_str(), job.attempts), ("running", 1));
+    assert_eq!(job.epoch, crate::store::UNCLAIMED);
     job.status = "passed".into();
+    // The claim of a fleet's queue whose outputs are the job's.
+    job.epoch = 3;
     job.attempts = 2;
     job.exit_code = Some(0);
     job.duration_ms = Some(1500);
@@ -79,6 +82,7 @@ fn a_finished_job_reads_back_whole(s: &mut dyn Store) {
     );
     assert_eq!(back.artifacts, ["out/app"]);
     assert_eq!(back.log, ".pipe/runs/1/b.log");
+    assert_eq!(back.epoch, 3);
     s.reset_jobs(id, &["b".into()]).unwrap();
     let reset = s.jobs(id).unwrap().remove(0);
     assert_eq!((reset.status.as_str(), reset.exit_code), ("pending", None));

@@ -174,6 +174,19 @@ pub struct JobRecord {
     /// What a Docker job changed outside its workspace, when it changed anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::drift::Drift>,
+    /// The claim of a fleet's queue whose log and artifacts (in the object store) are the
+    /// run's: the one whose finish the queue accepted; [`UNCLAIMED`] for a job not run from
+    /// the queue.
+    #[serde(skip_serializing_if = "unclaimed")]
+    pub epoch: i64,
+}
+
+/// The epoch of a job not run from a fleet's queue (a plain `pipe run`, a release): claims
+/// count from 1, so no claim's outputs are named so.
+pub const UNCLAIMED: i64 = 0;
+
+fn unclaimed(epoch: &i64) -> bool {
+    *epoch == UNCLAIMED
 }
 
 /// Milliseconds as seconds, as the events give durations.

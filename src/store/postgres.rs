@@ -73,6 +73,7 @@ fn job_row(r: &Row) -> JobRecord {
         findings: json(11).and_then(|f| serde_json::from_str(&f).ok()),
         image: json(12).and_then(|i| serde_json::from_str(&i).ok()),
         drift: json(13).and_then(|d| serde_json::from_str(&d).ok()),
+        epoch: r.get(14),
     }
 }
 
@@ -225,10 +226,10 @@ impl Store for PostgresStore {
         self.with(move |c, project| {
             c.execute(
                 "UPDATE jobs SET status = $1, attempts = GREATEST(attempts, $2), exit_code = $3, duration_ms = $4,
-                 note = $5, artifacts = $6::text::jsonb, findings = $7::text::jsonb, finished_at = now()
+                 note = $5, artifacts = $6::text::jsonb, findings = $7::text::jsonb, finished_at = now(), epoch = $11
                  WHERE project = $8 AND run_id = $9 AND name = $10",
                 &[&job.status, &(job.attempts as i32), &job.exit_code, &job.duration_ms.map(|d| d as i64),
-                  &job.note, &json(&job.artifacts), &job.findings.map(|f| json(&f)), &project, &id, &job.name],
+                  &job.note, &json(&job.artifacts), &job.findings.map(|f| json(&f)), &project, &id, &job.name, &job.epoch],
             )
         })?;
         Ok(())
@@ -334,7 +335,7 @@ impl Store for PostgresStore {
         self.with(move |c, project| {
             let rows = c.query(
                 "SELECT name, stage, phase, environment, status, attempts, exit_code, duration_ms, note, log,
-                    artifacts::text, findings::text, image::text, drift::text
+                    artifacts::text, findings::text, image::text, drift::text, epoch
                  FROM jobs WHERE project = $1 AND run_id = $2 ORDER BY position",
                 &[&project, &id],
             )?;

@@ -186,15 +186,20 @@ impl SqliteStore {
         if !has_changed_paths {
             tx.execute("ALTER TABLE runs ADD COLUMN changed_paths INTEGER", [])?;
         }
-        // Stores made before jobs recorded the image they built and their drift.
-        for column in ["image", "drift"] {
+        // Stores made before jobs recorded the image they built, their drift, and the claim of
+        // a fleet's queue whose outputs are the run's.
+        for (column, kind) in [
+            ("image", "TEXT"),
+            ("drift", "TEXT"),
+            ("epoch", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
             let has: bool = tx.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
                 [column],
                 |r| r.get(0),
             )?;
             if !has {
-                tx.execute(&format!("ALTER TABLE jobs ADD COLUMN {column} TEXT"), [])?;
+                tx.execute(&format!("ALTER TABLE jobs ADD COLUMN {column} {kind}"), [])?;
             }
         }
         tx.commit()
@@ -382,7 +387,7 @@ impl Store for SqliteStore {
     fn job_finished(&mut self, id: RunId, job: &JobRecord) -> Result<(), StoreError> {
         self.db.execute(
             "UPDATE jobs SET status = ?1, attempts = MAX(attempts, ?2), exit_code = ?3, duration_ms = ?4, note = ?5, artifacts = ?6,
-             findings = ?9, finished_at = ?10 WHERE run_id = ?7 AND name = ?8",
+             findings = ?9, finished_at = ?10, epoch = ?11 WHERE run_id = ?7 AND name = ?8",
             params![
                 job.status,
                 job.attempts,
@@ -393,7 +398,8 @@ impl Store for SqliteStore {
                 id,
                 job.name,
                 job.findings.map(|f| serde_json::to_string(&f).unwrap_or_default()),
-                now()
+                now(),
+                job.epoch
             ],
         )?;
         Ok(())
@@ -524,6 +530,7 @@ impl Store for SqliteStore {
                 drift: r
                     .get::<_, Option<String>>("drift")?
                     .and_then(|d| serde_json::from_str(&d).ok()),
+                epoch: r.get("epoch")?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -4,7 +4,7 @@
 //! the agents' logs or the jobs' marker files say, never on time.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,25 @@ impl Fleet<'_> {
             }
         }
         all
+    }
+
+    /// `pipe ARGS` on a laptop of the team (a folder named as the repository), reading the
+    /// fleet's run store and object store; its folder.
+    fn pipe_on_laptop(&self, args: &[&str]) -> (std::process::Output, PathBuf) {
+        let laptop = self.setup.path().join("laptop/web");
+        std::fs::create_dir_all(&laptop).unwrap();
+        std::fs::write(laptop.join("pipe.yml"), "jobs:\n  x:\n    script: [true]\n").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .args(args)
+            .current_dir(&laptop)
+            .env("NO_COLOR", "1")
+            .env("PIPE_STORE", &self.url)
+            .env("PIPE_OBJECTS", format!("file://{}", self.objects.display()))
+            .env_remove("PIPE_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out, laptop)
     }
 
     fn db(&self) -> postgres::Client {
@@ -264,10 +283,11 @@ fn three_agents_run_each_job_of_a_wide_run_once_and_each_runs_some() {
     let recorded = fleet.recorded(run);
     assert_eq!(recorded.len(), n);
     assert!(recorded.values().all(|s| s == "passed"), "{recorded:?}");
-    // Each job's log is in the object store, for any agent or laptop to read.
+    // Each job's log is in the object store, for any agent or laptop to read, under the epoch
+    // of its one claim.
     let logs = objects.join("web/runs").join(run.to_string());
     assert!(
-        logs.join("j7/log").is_dir(),
+        logs.join("j7/1/log").is_dir(),
         "no log of j7 under {}",
         logs.display()
     );
@@ -416,6 +436,50 @@ fn a_killed_agents_test_job_runs_again_elsewhere_its_deploy_job_is_held_and_its_
     assert!(left.is_empty(), "claim folders left: {left:?}");
 }
 
+/// The log that claim `epoch` of job `slug` of run `run` published in the object store folder
+/// `objects`: its chunks in order (`pipe` checks them against the end record when it reads).
+fn published_log(objects: &Path, run: i64, slug: &str, epoch: i64) -> String {
+    let dir = objects.join(format!("web/runs/{run}/{slug}/{epoch}/log"));
+    let mut chunks: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !p.ends_with("end"))
+        .collect();
+    chunks.sort();
+    chunks
+        .iter()
+        .map(|c| std::fs::read_to_string(c).unwrap())
+        .collect()
+}
+
+/// The artifact `path` that claim `epoch` of job `slug` of run `run` published: its manifest's
+/// entry, then the blob it names.
+fn published_artifact(objects: &Path, run: i64, slug: &str, epoch: i64, path: &str) -> String {
+    let manifest = objects.join(format!("web/runs/{run}/{slug}/{epoch}/artifacts"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let entry = (manifest["entries"].as_array().unwrap().iter())
+        .find(|e| e["path"] == path)
+        .unwrap_or_else(|| panic!("no {path} in {manifest}"));
+    let hash = entry["file"]["sha256"].as_str().unwrap();
+    std::fs::read_to_string(objects.join("sha256").join(&hash[..2]).join(hash)).unwrap()
+}
+
+/// Every object under `dir` of the object store folder (none when it is missing).
+fn objects_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .flat_map(|e| match e.path().is_dir() {
+            true => objects_under(&e.path()),
+            false => vec![e.path()],
+        })
+        .collect()
+}
+
 #[test]
 fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     use nix::sys::signal::Signal;
@@ -423,10 +487,11 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     let fleet = Fleet {
         setup: &setup,
         url: db.url.clone(),
-        objects,
+        objects: objects.clone(),
         lease: "2s",
     };
-    // The leader sweeps; only agents offering `pause` claim the job.
+    // The leader sweeps; only agents offering `pause` claim the job, and only one offering
+    // `late`, started once the paused agent is back, the job that needs it.
     let leader = fleet.start("leader", &[], 1);
     wait_for("a leader", || {
         leader
@@ -438,11 +503,11 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     let commit = setup.push(
         "pipe.yml",
         &format!(
-            "image: {IMAGE}\njobs:\n  slow:\n    labels: [pause]\n    script: ['echo started', 'sleep 3']\n"
+            "image: {IMAGE}\njobs:\n  slow:\n    labels: [pause]\n    script: ['echo \"made by $PIPE_AGENT\" > who.txt', 'echo \"started by $PIPE_AGENT\"', 'sleep 3']\n    artifacts: [who.txt]\n  check:\n    needs: [slow]\n    labels: [late]\n    script: ['echo \"read: $(cat who.txt)\"']\n"
         ),
     );
     wait_for("the job to run on the agent to pause", || {
-        claimed_log_has(&paused.data, "started").then_some(())
+        claimed_log_has(&paused.data, "started by").then_some(())
     });
     signal(&paused, Signal::SIGSTOP);
     let (run, _) = fleet.run_of(&commit, &["running"], Duration::ZERO);
@@ -451,13 +516,22 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
         || (fleet.queued(run, "slow").0 == "queued").then_some(()),
     );
     let other = fleet.start("other", &["pause"], 1);
-    let (_, state) = fleet.run_of(&commit, &["passed", "failed"], Duration::from_secs(60));
-    assert_eq!(state, "passed", "{}", other.log());
+    wait_for("the job to pass on the other agent", || {
+        (fleet.queued(run, "slow").0 == "passed").then_some(())
+    });
 
     signal(&paused, Signal::SIGCONT);
     wait_for("the paused agent's late write to be refused", || {
         paused.logged("this agent's write is refused").then_some(())
     });
+    // What the paused agent published under its claim goes; nothing reads it.
+    let stale = objects.join(format!("web/runs/{run}/slow/1"));
+    wait_for("the paused agent's outputs to be removed", || {
+        objects_under(&stale).is_empty().then_some(())
+    });
+    let late = fleet.start("late", &["late"], 1);
+    let (_, state) = fleet.run_of(&commit, &["passed", "failed"], Duration::from_secs(60));
+    assert_eq!(state, "passed", "{}", late.log());
     let attempts = &fleet.attempts(run)["slow"];
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(
@@ -467,6 +541,35 @@ fn an_agent_paused_past_its_lease_is_refused_when_it_finishes_late() {
     assert_eq!(attempts[1], (other.name.clone(), Some("passed".into())));
     assert_eq!(fleet.queued(run, "slow").0, "passed");
     assert_eq!(fleet.recorded(run)["slow"], "passed");
+
+    // The job below read the winner's artifact, and the run store names the winner's outputs.
+    let epoch = |job: &str| -> i64 {
+        (fleet.db())
+            .query_one(
+                "SELECT epoch FROM jobs WHERE project = 'web' AND run_id = $1 AND name = $2",
+                &[&run, &job],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let made_by = format!("made by {}", other.name);
+    let read = published_log(&objects, run, "check", epoch("check"));
+    assert!(read.contains(&format!("read: {made_by}")), "{read}");
+    let log = published_log(&objects, run, "slow", epoch("slow"));
+    assert!(log.contains(&format!("started by {}", other.name)), "{log}");
+    let artifact = published_artifact(&objects, run, "slow", epoch("slow"), "who.txt");
+    assert_eq!(artifact.trim(), made_by);
+    assert_eq!((epoch("slow"), epoch("check")), (2, 1));
+
+    // `pipe logs` and `pipe artifacts` on a laptop read the run store's epochs too.
+    let (logs, _) = fleet.pipe_on_laptop(&["logs", &run.to_string(), "check"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains(&format!("read: {made_by}")), "{text}{logs:?}");
+    let (copied, laptop) =
+        fleet.pipe_on_laptop(&["artifacts", &run.to_string(), "slow", "--to", "got"]);
+    assert!(copied.status.success(), "{copied:?}");
+    let got = std::fs::read_to_string(laptop.join("got/who.txt")).unwrap();
+    assert_eq!(got.trim(), made_by);
 }
 
 #[test]

@@ -73,6 +73,21 @@ impl Fleet {
         finish(cmd)
     }
 
+    /// `pipe ARGS` on the machine whose clone is `at`, reading the shared stores.
+    fn pipe(&self, at: &Path, args: &[&str]) -> Ran {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipe"));
+        cmd.args(args)
+            .current_dir(at)
+            .env("NO_COLOR", "1")
+            .env("PIPE_STORE", &self.db.url)
+            .env("PIPE_OBJECTS", format!("file://{}", self.objects.display()))
+            .env_remove("PIPE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        finish(cmd)
+    }
+
     /// Every file the object store holds beneath `rel`.
     fn stored(&self, rel: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -118,7 +133,7 @@ fn a_job_run_on_one_machine_is_reused_on_another_with_its_artifact_and_log_from_
             .any(|b| std::fs::read(b).unwrap() == b"built in run 1\n"),
         "{blobs:?}"
     );
-    assert!(fleet.objects.join("web/runs/1/build/log/end").is_file());
+    assert!(fleet.objects.join("web/runs/1/build/0/log/end").is_file());
 
     let second = fleet.run(&fleet.b);
     assert_eq!(second.code, 0, "{}", second.all());
@@ -172,14 +187,14 @@ fn a_lost_log_chunk_in_the_object_store_is_told_and_the_job_runs_again() {
     // The log is short: one chunk, at byte 0.
     let chunk = fleet
         .objects
-        .join(format!("web/runs/1/build/log/{:020}", 0));
+        .join(format!("web/runs/1/build/0/log/{:020}", 0));
     std::fs::remove_file(&chunk).unwrap();
     let second = fleet.run(&fleet.b);
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(
         second
             .stderr
-            .contains("log web/runs/1/build/log ends at byte 0 but its end record says"),
+            .contains("log web/runs/1/build/0/log ends at byte 0 but its end record says"),
         "{}",
         second.all()
     );
@@ -207,4 +222,57 @@ fn an_object_store_without_a_shared_run_store_is_refused() {
         "{}",
         ran.all()
     );
+}
+
+#[test]
+fn a_shared_runs_logs_and_artifacts_are_read_from_the_object_store_on_a_machine_that_did_not_run_it(
+) {
+    let fleet = fleet();
+    let ran = fleet.run(&fleet.a);
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    // Machine b has no folder of run 1: all it reads comes from the stores.
+    assert!(!fleet.b.join(".pipe/runs/1").exists());
+    let one = fleet.pipe(&fleet.b, &["logs", "1", "build"]);
+    assert_eq!(one.code, 0, "{}", one.all());
+    assert!(one.stdout.contains("building"), "{}", one.all());
+    let all = fleet.pipe(&fleet.b, &["logs", "1"]);
+    assert_eq!(all.code, 0, "{}", all.all());
+    for text in ["==> build <==", "==> test <==", "built in run 1"] {
+        assert!(all.stdout.contains(text), "no {text:?} in {}", all.all());
+    }
+    let followed = fleet.pipe(&fleet.b, &["logs", "1", "build", "--follow"]);
+    assert_ne!(followed.code, 0);
+    assert!(followed.stderr.contains("--follow"), "{}", followed.all());
+
+    let listed = fleet.pipe(&fleet.b, &["artifacts", "1", "--output", "json"]);
+    assert_eq!(listed.code, 0, "{}", listed.all());
+    let items: Vec<serde_json::Value> = (listed.stdout.lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 1, "{}", listed.all());
+    assert_eq!(
+        (items[0]["job"].as_str(), items[0]["path"].as_str()),
+        (Some("build"), Some("out/app"))
+    );
+    assert_eq!(items[0]["size"], 15);
+    let copied = fleet.pipe(&fleet.b, &["artifacts", "1", "build", "--to", "got"]);
+    assert_eq!(copied.code, 0, "{}", copied.all());
+    let got = std::fs::read_to_string(fleet.b.join("got/out/app")).unwrap();
+    assert_eq!(got, "built in run 1\n");
+    let again = fleet.pipe(&fleet.b, &["artifacts", "1", "build", "--to", "got"]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("would replace"), "{}", again.all());
+    let unknown = fleet.pipe(&fleet.b, &["artifacts", "1", "biuld"]);
+    assert!(
+        unknown.stderr.contains("did you mean `build`?"),
+        "{}",
+        unknown.all()
+    );
+    // What was copied is the user's; pipe's scratch folder is gone.
+    let left: Vec<_> = std::fs::read_dir(fleet.b.join(".pipe"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("copying"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

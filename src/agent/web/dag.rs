@@ -132,6 +132,7 @@ pub(crate) mod tests {
             findings: None,
             image: None,
             drift: None,
+            epoch: crate::store::UNCLAIMED,
         }
     }
 
