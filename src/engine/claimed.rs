@@ -23,7 +23,6 @@ use super::source::{self, Source};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
 use crate::event::RunStatus;
 use crate::fleet::{self, Fleet, JobSpec};
-use crate::objects::Tree;
 use crate::plan::{Phase, Plan, Selection};
 use crate::reuse::SharedOutputs;
 use crate::run::RunResult;
@@ -236,25 +235,7 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
                 need.name, req.job
             ))
         })?;
-        let name = shared.artifacts_name(req.run, &need.slug, epoch);
-        let json = shared.objects.get_record(&refs(&name)).await;
-        let tree: Tree = match json {
-            Ok(Some(json)) => serde_json::from_slice(&json).map_err(|e| {
-                Internal::Backend(format!("the artifacts of `{}` do not read: {e}", need.name))
-            })?,
-            Ok(None) => {
-                return Err(Internal::Backend(format!(
-                    "the artifacts of `{}` are not in the object store {}",
-                    need.name,
-                    shared.objects.shown()
-                ))
-                .into())
-            }
-            Err(e) => return Err(Internal::Backend(e.to_string()).into()),
-        };
-        let (dest, scratch) = (run.artifacts(&need.slug), run.root.join("laying"));
-        (shared.objects.get_tree(&tree, &dest, &scratch).await)
-            .map_err(|e| Internal::Backend(e.to_string()))?;
+        super::adopt::lay(&shared, &run, &need.name, &need.slug, epoch).await?;
     }
     let held = Arc::new(Mutex::new(Vec::new()));
     let work = Work {

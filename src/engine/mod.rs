@@ -5,6 +5,7 @@
 //! once in one process. The engine never reads argv, the cwd or the environment, never prints
 //! and never exits.
 
+mod adopt;
 mod artifacts;
 mod author;
 mod claimed;

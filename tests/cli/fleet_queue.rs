@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::{wait_for, Setup};
 use crate::fleet::testdb;
-use crate::harness::{assert_no_leftovers, docker_image, KillOnDrop, IMAGE};
+use crate::harness::{assert_no_leftovers, docker_image, git, KillOnDrop, IMAGE};
 
 /// An agent of the fleet: its process (killed on drop), its data folder and its log.
 struct Member {
@@ -620,4 +620,74 @@ fn a_stopped_agent_gives_its_running_job_back_at_once_and_leaves_nothing() {
     let claims = a.data.join("repos/web/.pipe/claims");
     let left: Vec<_> = std::fs::read_dir(&claims).map_or(vec![], |d| d.flatten().collect());
     assert!(left.is_empty(), "claim folders left: {left:?}");
+}
+
+#[test]
+fn a_gated_run_of_the_fleet_is_released_from_a_laptop_with_its_artifacts_from_the_object_store() {
+    let (setup, db, objects) = setup();
+    let fleet = Fleet {
+        setup: &setup,
+        url: db.url.clone(),
+        objects: objects.clone(),
+        lease: "30s",
+    };
+    let agent = fleet.start("a", &[], 2);
+    fleet.present(&[&agent]);
+    let commit = setup.push(
+        "pipe.yml",
+        &format!(
+            "image: {IMAGE}\nstages: [build, release]\njobs:\n  build:\n    script: ['echo \"made by $PIPE_AGENT\" > built.txt']\n    artifacts: [built.txt]\n  publish:\n    stage: release\n    needs: [build]\n    gate: {{approvals: 1}}\n    script: ['echo \"publishing what was $(cat built.txt)\"']\n"
+        ),
+    );
+    let (run, _) = fleet.run_of(&commit, &["awaiting_release"], Duration::from_secs(60));
+    // A laptop: a clone of the repository named as the agent's (runs are shared by the
+    // project's name), with none of the agent's folders.
+    let laptop = setup.path().join("laptop");
+    std::fs::create_dir(&laptop).unwrap();
+    git(&laptop, &["clone", "-q", "../bare.git", "web"]);
+    let approved = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args([
+            "approve",
+            &run.to_string(),
+            "--by",
+            "ann",
+            "--store",
+            &db.url,
+        ])
+        .current_dir(laptop.join("web"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["release", &run.to_string(), "--store", &db.url, "--objects"])
+        .arg(format!("file://{}", objects.display()))
+        .current_dir(laptop.join("web"))
+        .env("NO_COLOR", "1")
+        .env("PIPE_USER", "laptop-user")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let released = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&released.stdout),
+        String::from_utf8_lossy(&released.stderr),
+    );
+    assert!(released.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("publishing what was made by {}", agent.name)),
+        "the release job read the artifact the agent's job made: {out}\n{err}"
+    );
+    assert_eq!(
+        fleet.run_of(&commit, &["released"], Duration::ZERO).1,
+        "released"
+    );
+    assert_no_leftovers(pid);
 }
