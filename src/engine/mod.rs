@@ -41,7 +41,8 @@ pub use crate::run::Interrupt;
 
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
 pub use claimed::{
-    finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest, Claimed,
+    fetch_commit, finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest,
+    Claimed,
 };
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::agent::{wait_for, Setup};
+use crate::agent::{request, wait_for, Setup};
 use crate::fleet::testdb;
 use crate::harness::{assert_no_leftovers, docker_image, git, KillOnDrop, IMAGE};
 
@@ -41,7 +41,7 @@ impl Fleet<'_> {
         std::fs::write(
             &file,
             format!(
-                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nstore = \"{}\"\nobjects = \"file://{}\"\nlease = \"{}\"\nlabels = [{}]\nstop_timeout = \"1s\"\n[concurrency]\njobs = {jobs}\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
+                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nopen_reads = true\nstore = \"{}\"\nobjects = \"file://{}\"\nlease = \"{}\"\nlabels = [{}]\nstop_timeout = \"1s\"\n[concurrency]\njobs = {jobs}\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
                 self.url,
                 self.objects.display(),
                 self.lease,
@@ -690,4 +690,51 @@ fn a_gated_run_of_the_fleet_is_released_from_a_laptop_with_its_artifacts_from_th
         "released"
     );
     assert_no_leftovers(pid);
+}
+
+#[test]
+fn an_agent_that_ran_none_of_a_fleet_runs_jobs_shows_the_run_and_their_logs_from_the_object_store()
+{
+    let (setup, db, objects) = setup();
+    let fleet = Fleet {
+        setup: &setup,
+        url: db.url.clone(),
+        objects,
+        lease: "30s",
+    };
+    // `a` leads (it starts the run, so the run's folder is a's) and alone offers the jobs'
+    // label; `b`, whose page is read, has neither the run's folder nor any job's log.
+    let a = fleet.start("a", &["runner"], 2);
+    wait_for("a to lead", || {
+        a.logged("leading the fleet's housekeeping").then_some(())
+    });
+    let b = fleet.start("b", &[], 2);
+    fleet.present(&[&a, &b]);
+    let commit = setup.push(
+        "pipe.yml",
+        &format!(
+            "image: {IMAGE}\njobs:\n  hello:\n    labels: [runner]\n    script: ['echo \"hello from $PIPE_AGENT\"']\n  after:\n    needs: [hello]\n    labels: [runner]\n    script: [echo after]\n"
+        ),
+    );
+    let (run, state) = fleet.run_of(&commit, &["passed", "failed"], Duration::from_secs(60));
+    assert_eq!(state, "passed", "{}", fleet.logs());
+    let addr = std::fs::read_to_string(b.data.join("agent.addr")).unwrap();
+    let get = |path: &str| request(addr.trim(), "GET", path, &[], b"");
+    let shown = get(&format!("/api/repos/web/runs/{run}"));
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let view = shown.json();
+    assert_eq!(view["run"]["state"], "passed", "{}", shown.body);
+    assert_eq!(
+        view["needs"],
+        serde_json::json!([["hello", "after"]]),
+        "{}",
+        shown.body
+    );
+    let log = get(&format!("/api/repos/web/runs/{run}/jobs/hello/log"));
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(
+        log.body.contains(&format!("hello from {}", a.name)) && log.body.contains("event: end"),
+        "b streams the log a published: {}",
+        log.body
+    );
 }
