@@ -3,7 +3,6 @@
 //! Every run's life goes through [`crate::engine`], exactly as `pipe run --commit` does.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +106,8 @@ pub enum LogEvent {
 
 /// How often a followed log is looked at while its job runs: a line reaches the client within it.
 const LOG_POLL: Duration = Duration::from_millis(25);
+/// The same with a shared store (a fleet's job logs only once it is over).
+const SHARED_LOG_POLL: Duration = Duration::from_millis(500);
 /// The most a log piece carries.
 const LOG_PIECE: usize = 64 * 1024;
 const DEFAULT_LIMIT: usize = 50;
@@ -150,8 +151,24 @@ impl Agent {
             .ok_or_else(|| ApiError::NotFound(format!("no repository `{name}` is watched")))
     }
 
-    fn project(&self, repo: &str) -> Result<PathBuf, ApiError> {
-        Ok(self.config.clone_dir(&self.repo(repo)?.name))
+    /// [`Self::have_commit`] for run `id`. Blocking.
+    fn have_run_commit(&self, repo: &str, ctx: &Context, id: RunId) -> Result<(), ApiError> {
+        if self.config.store.is_none() {
+            return Ok(());
+        }
+        let shown = engine::show(ctx, &id.to_string())?;
+        self.have_commit(repo, &shown.run)
+    }
+
+    /// Fetches the commit of run `run` into this agent's clone when it lacks it: in a fleet, the
+    /// agent that started the run, or the ones that ran its jobs, may be others. Blocking.
+    fn have_commit(&self, repo: &str, run: &RunRecord) -> Result<(), ApiError> {
+        let repo = self.repo(repo)?;
+        if let (Some(commit), Some(_)) = (&run.commit, &self.config.store) {
+            let project = self.config.clone_dir(&repo.name);
+            engine::fetch_commit(&project, &repo.url, &repo.branches, commit)?;
+        }
+        Ok(())
     }
 
     /// A request's context in repository `repo`, acting as `actor`.
@@ -224,7 +241,6 @@ impl Agent {
     }
 
     pub fn run_view(&self, repo: &str, id: RunId) -> Result<RunView, ApiError> {
-        let project = self.project(repo)?;
         let ctx = self.context(repo, "agent", None);
         let Shown {
             run,
@@ -233,9 +249,10 @@ impl Agent {
             audit,
             gate,
         } = engine::show(&ctx, &id.to_string())?;
+        self.have_commit(repo, &run)?;
         Ok(RunView {
             repo: repo.to_string(),
-            needs: engine::job_needs(&project, id)?,
+            needs: engine::job_needs(&ctx, id)?,
             run,
             jobs,
             approvals,
@@ -254,18 +271,24 @@ impl Agent {
         job: &str,
         offset: u64,
     ) -> Result<mpsc::Receiver<LogEvent>, ApiError> {
-        let project = self.project(repo)?;
+        self.repo(repo)?;
+        let ctx = self.context(repo, "agent", None);
         // Unknown runs and jobs are refused now, not as a broken stream.
-        engine::log_since(&project, id, job, offset, 0)?;
+        engine::log_since(&ctx, id, job, offset, 0)?;
+        // A shared store is a connection per look: looked at less often.
+        let poll = match ctx.store {
+            StoreAt::Project => LOG_POLL,
+            StoreAt::Shared(_) => SHARED_LOG_POLL,
+        };
         let (tx, rx) = mpsc::channel(8);
         let job = job.to_string();
         tokio::spawn(async move {
             let mut offset = offset;
             let mut pending = Vec::new();
             loop {
-                let (p, j) = (project.clone(), job.clone());
+                let (c, j) = (ctx.clone(), job.clone());
                 let read = tokio::task::spawn_blocking(move || {
-                    engine::log_since(&p, id, &j, offset, LOG_PIECE)
+                    engine::log_since(&c, id, &j, offset, LOG_PIECE)
                 })
                 .await;
                 let Ok(Ok(piece)) = read else {
@@ -290,7 +313,7 @@ impl Agent {
                     return;
                 }
                 if piece.text.is_empty() {
-                    tokio::time::sleep(LOG_POLL).await;
+                    tokio::time::sleep(poll).await;
                 }
             }
         });
@@ -338,7 +361,7 @@ impl Agent {
 
     /// Approves run `id`'s release as `actor`.
     pub async fn approve(
-        &self,
+        self: &Arc<Self>,
         repo: &str,
         id: RunId,
         actor: &str,
@@ -346,8 +369,10 @@ impl Agent {
     ) -> Result<ApprovalView, ApiError> {
         self.repo(repo)?;
         let ctx = self.context(repo, actor, None);
+        let (me, repo) = (self.clone(), repo.to_string());
         let approved = tokio::task::spawn_blocking(move || {
-            engine::approve(&ctx, &id.to_string(), comment.as_deref())
+            me.have_run_commit(&repo, &ctx, id)?;
+            Ok::<_, ApiError>(engine::approve(&ctx, &id.to_string(), comment.as_deref())?)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -434,6 +459,16 @@ impl Agent {
         phase: Later,
     ) -> Result<(), ApiError> {
         self.repo(repo)?;
+        if matches!(phase, Later::Release) {
+            let (me, r, ctx) = (
+                self.clone(),
+                repo.to_string(),
+                self.context(repo, actor, None),
+            );
+            tokio::task::spawn_blocking(move || me.have_run_commit(&r, &ctx, id))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+        }
         let exec = self.exec_options();
         let run = id.to_string();
         self.background(repo, actor, move |ctx, cancel| async move {

@@ -10,7 +10,7 @@
 //! blocking: it is used off the async workers.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -23,7 +23,6 @@ use super::source::{self, Source};
 use super::{Cancel, Context, EngineError, ExecOptions, Internal, Outcome};
 use crate::event::RunStatus;
 use crate::fleet::{self, Fleet, JobSpec};
-use crate::objects::Tree;
 use crate::plan::{Phase, Plan, Selection};
 use crate::reuse::SharedOutputs;
 use crate::run::RunResult;
@@ -236,25 +235,7 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
                 need.name, req.job
             ))
         })?;
-        let name = shared.artifacts_name(req.run, &need.slug, epoch);
-        let json = shared.objects.get_record(&refs(&name)).await;
-        let tree: Tree = match json {
-            Ok(Some(json)) => serde_json::from_slice(&json).map_err(|e| {
-                Internal::Backend(format!("the artifacts of `{}` do not read: {e}", need.name))
-            })?,
-            Ok(None) => {
-                return Err(Internal::Backend(format!(
-                    "the artifacts of `{}` are not in the object store {}",
-                    need.name,
-                    shared.objects.shown()
-                ))
-                .into())
-            }
-            Err(e) => return Err(Internal::Backend(e.to_string()).into()),
-        };
-        let (dest, scratch) = (run.artifacts(&need.slug), run.root.join("laying"));
-        (shared.objects.get_tree(&tree, &dest, &scratch).await)
-            .map_err(|e| Internal::Backend(e.to_string()))?;
+        super::adopt::lay(&shared, &run, &need.name, &need.slug, epoch).await?;
     }
     let held = Arc::new(Mutex::new(Vec::new()));
     let work = Work {
@@ -292,29 +273,38 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
     })
 }
 
-/// Fetches `url`'s `branches` into the clone at `project` unless it has `commit` already. One
-/// fetch at a time in this process: claims of the same project would fight over its refs.
+/// Fetches `url`'s `branches` into the clone at `project` unless it has `commit` already, off
+/// the async workers.
 async fn fetch(
     project: PathBuf,
     url: String,
     branches: Vec<String>,
     commit: String,
 ) -> Result<(), EngineError> {
+    tokio::task::spawn_blocking(move || fetch_commit(&project, &url, &branches, &commit))
+        .await
+        .map_err(|e| Internal::Backend(format!("the fetch stopped: {e}")))?
+}
+
+/// Fetches `url`'s `branches` into the clone at `project` (made if there is none) unless it has
+/// `commit` already. One fetch at a time in this process: claims of the same project would
+/// fight over its refs. Blocking.
+pub fn fetch_commit(
+    project: &Path,
+    url: &str,
+    branches: &[String],
+    commit: &str,
+) -> Result<(), EngineError> {
     static FETCHING: Mutex<()> = Mutex::new(());
-    tokio::task::spawn_blocking(move || {
-        let _one = FETCHING.lock().unwrap_or_else(|p| p.into_inner());
-        if crate::git::has_commit(&project, &commit) {
-            return Ok(());
-        }
-        crate::git::fetch(&project, &url, &branches).map_err(|e| e.to_string())?;
-        match crate::git::has_commit(&project, &commit) {
-            true => Ok(()),
-            false => Err(format!("no branch of {url} has commit {commit}")),
-        }
-    })
-    .await
-    .map_err(|e| Internal::Backend(format!("the fetch stopped: {e}")))?
-    .map_err(|e| Internal::Backend(e).into())
+    let _one = FETCHING.lock().unwrap_or_else(|p| p.into_inner());
+    if crate::git::has_commit(project, commit) {
+        return Ok(());
+    }
+    crate::git::fetch(project, url, branches).map_err(|e| Internal::Backend(e.to_string()))?;
+    match crate::git::has_commit(project, commit) {
+        true => Ok(()),
+        false => Err(Internal::Backend(format!("no branch of {url} has commit {commit}")).into()),
+    }
 }
 
 /// Records a claimed job in the run store, once the queue took its finish, with the jobs its

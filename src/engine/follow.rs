@@ -2,12 +2,14 @@
 //! byte offset, a piece at a time, and the run's job graph as its stored pipeline draws it.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+
+use tokio::runtime::Handle;
 
 use super::load::stored_pipeline;
-use super::record::recorded_store;
-use super::{EngineError, Internal};
-use crate::store::{RunId, Store};
+use super::publish::{refs, shared_outputs};
+use super::record::recorded;
+use super::{Context, EngineError, Internal};
+use crate::store::{RunId, UNCLAIMED};
 use crate::workspace::RunDir;
 
 /// A piece of a job's log.
@@ -20,15 +22,18 @@ pub struct LogPiece {
     pub ended: bool,
 }
 
-/// At most `max` bytes of run `run`'s log of `job` from byte `offset`.
+/// At most `max` bytes of run `run`'s log of `job` from byte `offset`. A job an agent of the
+/// fleet ran from the queue has its log in the object store once it is over (each agent's
+/// folder of the job is gone by then), whole: all of it from `offset` comes at once. Blocking:
+/// call it off the async workers, except with `max` 0, which reads nothing.
 pub fn log_since(
-    project: &Path,
+    ctx: &Context,
     run: RunId,
     job: &str,
     offset: u64,
     max: usize,
 ) -> Result<LogPiece, EngineError> {
-    let mut store = recorded_store(project, &run.to_string())?;
+    let mut store = recorded(ctx, &run.to_string())?;
     let record = store.jobs(run)?.into_iter().find(|j| j.name == job);
     let Some(record) = record else {
         return Err(EngineError::Invalid(format!(
@@ -40,12 +45,30 @@ pub fn log_since(
     let over = !matches!(record.status.as_str(), "running" | "pending" | "waiting")
         || !store.run(run)?.state.is_active();
     let mut text = Vec::new();
-    if !record.log.is_empty() {
-        if let Ok(mut f) = std::fs::File::open(project.join(&record.log)) {
+    let file = ctx.project.join(&record.log);
+    let local = (!record.log.is_empty() && max > 0).then(|| std::fs::File::open(&file));
+    match (local, shared_outputs(ctx)) {
+        (Some(Ok(mut f)), _) => {
             f.seek(SeekFrom::Start(offset))
                 .and_then(|_| f.take(max as u64).read_to_end(&mut text))
                 .map_err(Internal::io(format!("read the log of job `{job}`")))?;
         }
+        (Some(Err(_)), Some(shared)) if record.epoch != UNCLAIMED => {
+            let slug = file.file_stem().unwrap_or_default().to_string_lossy();
+            let name = shared.log_name(run, &slug, record.epoch);
+            match Handle::current().block_on(shared.objects.read_log(&refs(&name))) {
+                Ok(log) => text = log.get(offset as usize..).unwrap_or_default().to_vec(),
+                // Until the agent that ran it has published it.
+                Err(_) if !over => {}
+                Err(e) => return Err(Internal::Backend(e.to_string()).into()),
+            }
+            return Ok(LogPiece {
+                ended: over,
+                next: offset + text.len() as u64,
+                text,
+            });
+        }
+        _ => {}
     }
     Ok(LogPiece {
         ended: over && text.len() < max,
@@ -54,11 +77,13 @@ pub fn log_since(
     })
 }
 
-/// Run `run`'s edges `(needed, needing)` between job names, as its pipeline says.
-pub fn job_needs(project: &Path, run: RunId) -> Result<Vec<(String, String)>, EngineError> {
-    let mut store = recorded_store(project, &run.to_string())?;
+/// Run `run`'s edges `(needed, needing)` between job names, as its pipeline says. Blocking: a
+/// run of the fleet's queue started elsewhere gets its folder here first.
+pub fn job_needs(ctx: &Context, run: RunId) -> Result<Vec<(String, String)>, EngineError> {
+    let mut store = recorded(ctx, &run.to_string())?;
     let record = store.run(run)?;
-    let pipeline = stored_pipeline(&RunDir::at(project, run), &record)?;
+    super::adopt::directory(ctx, run, &record, &store.jobs(run)?)?;
+    let pipeline = stored_pipeline(&RunDir::at(&ctx.project, run), &record)?;
     let mut edges = Vec::new();
     for job in &pipeline.jobs {
         for need in job.needs.iter().flatten() {

@@ -5,6 +5,7 @@
 //! once in one process. The engine never reads argv, the cwd or the environment, never prints
 //! and never exits.
 
+mod adopt;
 mod artifacts;
 mod author;
 mod claimed;
@@ -41,7 +42,8 @@ pub use crate::run::Interrupt;
 
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
 pub use claimed::{
-    finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest, Claimed,
+    fetch_commit, finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest,
+    Claimed,
 };
 pub use error::{EngineError, Internal, Refusal};
 pub use exec::{privileges_asked, BackendKind, ExecOptions};

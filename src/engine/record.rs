@@ -75,25 +75,9 @@ pub(super) async fn new_run_dir(
     source: Snapshot,
     changed_files: Option<&[String]>,
 ) -> Result<RunDir, EngineError> {
-    let run = RunDir::create(project, id)
-        .map_err(Internal::io(format!("create the directory of run {id}")))?;
-    private::write(&run.pipeline_file(), pipeline)
-        .map_err(Internal::io("keep the pipeline file"))?;
-    if let Some(files) = changed_files {
-        let mut list = files.join("\n");
-        if !list.is_empty() {
-            list.push('\n');
-        }
-        let path = run.changed_files();
-        private::write(&path, list)
-            .and_then(|()| read_only(&path))
-            .map_err(Internal::io("list the changed files"))?;
-    }
+    let run = begin_run_dir(project, id, pipeline, changed_files)?;
     match source {
-        Snapshot::Git(tree) => {
-            private::write(&run.tree_file(), tree)
-                .map_err(Internal::io("record the tree the run runs"))?;
-        }
+        Snapshot::Git(tree) => record_tree(&run, &tree)?,
         Snapshot::Run(old) => {
             let origin = shared::share(project, &run, old)
                 .map_err(Internal::io(format!("share the snapshot of run {old}")))?;
@@ -114,6 +98,47 @@ pub(super) async fn new_run_dir(
         }
     }
     Ok(run)
+}
+
+/// The directory of run `id` of git content: tree `tree`, pipeline file `pipeline`. Made where
+/// it already ran elsewhere: a run of the fleet's queue on another machine.
+pub(super) fn git_run_dir(
+    project: &Path,
+    id: RunId,
+    pipeline: &[u8],
+    tree: &str,
+) -> Result<RunDir, EngineError> {
+    let run = begin_run_dir(project, id, pipeline, None)?;
+    record_tree(&run, tree)?;
+    Ok(run)
+}
+
+fn begin_run_dir(
+    project: &Path,
+    id: RunId,
+    pipeline: &[u8],
+    changed_files: Option<&[String]>,
+) -> Result<RunDir, EngineError> {
+    let run = RunDir::create(project, id)
+        .map_err(Internal::io(format!("create the directory of run {id}")))?;
+    private::write(&run.pipeline_file(), pipeline)
+        .map_err(Internal::io("keep the pipeline file"))?;
+    if let Some(files) = changed_files {
+        let mut list = files.join("\n");
+        if !list.is_empty() {
+            list.push('\n');
+        }
+        let path = run.changed_files();
+        private::write(&path, list)
+            .and_then(|()| read_only(&path))
+            .map_err(Internal::io("list the changed files"))?;
+    }
+    Ok(run)
+}
+
+fn record_tree(run: &RunDir, tree: &str) -> Result<(), EngineError> {
+    private::write(&run.tree_file(), tree).map_err(Internal::io("record the tree the run runs"))?;
+    Ok(())
 }
 
 /// The newest of the kept runs other than `id` whose snapshot holds the files of `tree`: the

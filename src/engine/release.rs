@@ -53,6 +53,7 @@ pub fn approve(ctx: &Context, run: &str, comment: Option<&str>) -> Result<Approv
         ));
     }
     refuse_unless_releasable(&mut *store, &record, false, by, "approve refused")?;
+    super::adopt::directory(ctx, id, &record, &store.jobs(id)?)?;
     let pipeline = stored_pipeline(&RunDir::at(&ctx.project, id), &record)?;
     let jobs = store.jobs(id)?;
     super::author::refuse_own_approval(&mut *store, &pipeline, &jobs, id, by)?;
@@ -102,6 +103,11 @@ pub(super) async fn release_run(
 ) -> Result<Option<Outcome>, EngineError> {
     let project = &ctx.project;
     let record = store.run(id)?;
+    // A run of the fleet's queue may have been started by another machine.
+    let (at, made, jobs) = (ctx.clone(), record.clone(), store.jobs(id)?);
+    tokio::task::spawn_blocking(move || super::adopt::directory(&at, id, &made, &jobs))
+        .await
+        .map_err(|e| Internal::Backend(format!("making the run's directory stopped: {e}")))??;
     let run = RunDir::at(project, id);
     let pipeline = stored_pipeline(&run, &record)?;
     // A progressive release says first where it stands: done, or stopped by a verification.
@@ -159,12 +165,17 @@ pub(super) async fn release_run(
     }
     exec.stop_orphans(ctx, store, id).await?;
     store.claim_run(id, record.state, RunState::Releasing)?;
-    if over {
-        store.clear_steps(id)?;
-    }
     // Only the process that took the run over owns its directory.
     let run = RunDir::open(project, id)
         .map_err(Internal::io(format!("open the directory of run {id}")))?;
+    if let Err(e) = super::adopt::artifacts(ctx, &plan, &jobs, &run).await {
+        // Nothing ran: the run is back where it was.
+        store.claim_run(id, RunState::Releasing, record.state)?;
+        return Err(e);
+    }
+    if over {
+        store.clear_steps(id)?;
+    }
     let how = match next {
         Some(n) if over => format!("started over (--again): {}", steps::started(n)),
         Some(n) => steps::started(n),

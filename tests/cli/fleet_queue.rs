@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::agent::{wait_for, Setup};
+use crate::agent::{request, wait_for, Setup};
 use crate::fleet::testdb;
-use crate::harness::{assert_no_leftovers, docker_image, KillOnDrop, IMAGE};
+use crate::harness::{assert_no_leftovers, docker_image, git, KillOnDrop, IMAGE};
 
 /// An agent of the fleet: its process (killed on drop), its data folder and its log.
 struct Member {
@@ -41,7 +41,7 @@ impl Fleet<'_> {
         std::fs::write(
             &file,
             format!(
-                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nstore = \"{}\"\nobjects = \"file://{}\"\nlease = \"{}\"\nlabels = [{}]\nstop_timeout = \"1s\"\n[concurrency]\njobs = {jobs}\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
+                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nopen_reads = true\nstore = \"{}\"\nobjects = \"file://{}\"\nlease = \"{}\"\nlabels = [{}]\nstop_timeout = \"1s\"\n[concurrency]\njobs = {jobs}\n[[repos]]\nname = \"web\"\nurl = \"bare.git\"\npoll = \"100ms\"\n",
                 self.url,
                 self.objects.display(),
                 self.lease,
@@ -650,4 +650,121 @@ fn a_stopped_agent_gives_its_running_job_back_at_once_and_leaves_nothing() {
     let claims = a.data.join("repos/web/.pipe/claims");
     let left: Vec<_> = std::fs::read_dir(&claims).map_or(vec![], |d| d.flatten().collect());
     assert!(left.is_empty(), "claim folders left: {left:?}");
+}
+
+#[test]
+fn a_gated_run_of_the_fleet_is_released_from_a_laptop_with_its_artifacts_from_the_object_store() {
+    let (setup, db, objects) = setup();
+    let fleet = Fleet {
+        setup: &setup,
+        url: db.url.clone(),
+        objects: objects.clone(),
+        lease: "30s",
+    };
+    let agent = fleet.start("a", &[], 2);
+    fleet.present(&[&agent]);
+    let commit = setup.push(
+        "pipe.yml",
+        &format!(
+            "image: {IMAGE}\nstages: [build, release]\njobs:\n  build:\n    script: ['echo \"made by $PIPE_AGENT\" > built.txt']\n    artifacts: [built.txt]\n  publish:\n    stage: release\n    needs: [build]\n    gate: {{approvals: 1}}\n    script: ['echo \"publishing what was $(cat built.txt)\"']\n"
+        ),
+    );
+    let (run, _) = fleet.run_of(&commit, &["awaiting_release"], Duration::from_secs(60));
+    // A laptop: a clone of the repository named as the agent's (runs are shared by the
+    // project's name), with none of the agent's folders.
+    let laptop = setup.path().join("laptop");
+    std::fs::create_dir(&laptop).unwrap();
+    git(&laptop, &["clone", "-q", "../bare.git", "web"]);
+    let approved = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args([
+            "approve",
+            &run.to_string(),
+            "--by",
+            "ann",
+            "--store",
+            &db.url,
+        ])
+        .current_dir(laptop.join("web"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["release", &run.to_string(), "--store", &db.url, "--objects"])
+        .arg(format!("file://{}", objects.display()))
+        .current_dir(laptop.join("web"))
+        .env("NO_COLOR", "1")
+        .env("PIPE_USER", "laptop-user")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let released = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&released.stdout),
+        String::from_utf8_lossy(&released.stderr),
+    );
+    assert!(released.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("publishing what was made by {}", agent.name)),
+        "the release job read the artifact the agent's job made: {out}\n{err}"
+    );
+    assert_eq!(
+        fleet.run_of(&commit, &["released"], Duration::ZERO).1,
+        "released"
+    );
+    assert_no_leftovers(pid);
+}
+
+#[test]
+fn an_agent_that_ran_none_of_a_fleet_runs_jobs_shows_the_run_and_their_logs_from_the_object_store()
+{
+    let (setup, db, objects) = setup();
+    let fleet = Fleet {
+        setup: &setup,
+        url: db.url.clone(),
+        objects,
+        lease: "30s",
+    };
+    // `a` leads (it starts the run, so the run's folder is a's) and alone offers the jobs'
+    // label; `b`, whose page is read, has neither the run's folder nor any job's log.
+    let a = fleet.start("a", &["runner"], 2);
+    wait_for("a to lead", || {
+        a.logged("leading the fleet's housekeeping").then_some(())
+    });
+    let b = fleet.start("b", &[], 2);
+    fleet.present(&[&a, &b]);
+    let commit = setup.push(
+        "pipe.yml",
+        &format!(
+            "image: {IMAGE}\njobs:\n  hello:\n    labels: [runner]\n    script: ['echo \"hello from $PIPE_AGENT\"']\n  after:\n    needs: [hello]\n    labels: [runner]\n    script: [echo after]\n"
+        ),
+    );
+    let (run, state) = fleet.run_of(&commit, &["passed", "failed"], Duration::from_secs(60));
+    assert_eq!(state, "passed", "{}", fleet.logs());
+    let addr = std::fs::read_to_string(b.data.join("agent.addr")).unwrap();
+    let get = |path: &str| request(addr.trim(), "GET", path, &[], b"");
+    let shown = get(&format!("/api/repos/web/runs/{run}"));
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let view = shown.json();
+    assert_eq!(view["run"]["state"], "passed", "{}", shown.body);
+    assert_eq!(
+        view["needs"],
+        serde_json::json!([["hello", "after"]]),
+        "{}",
+        shown.body
+    );
+    let log = get(&format!("/api/repos/web/runs/{run}/jobs/hello/log"));
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(
+        log.body.contains(&format!("hello from {}", a.name)) && log.body.contains("event: end"),
+        "b streams the log a published: {}",
+        log.body
+    );
 }
