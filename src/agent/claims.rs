@@ -113,8 +113,21 @@ impl Claimer {
         cancel: &Cancel,
     ) -> Result<(), FleetError> {
         let ctx = self.agent.context(&repo.name, &self.me.name, None);
+        // The job's events are counted in the agent's metrics, as a run's jobs are.
+        let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let agent = self.agent.clone();
+        // Ends when the request's sink goes with it.
+        self.runtime.spawn(async move {
+            let mut follower = super::executor::Follower::default();
+            while let Some(event) = seen.recv().await {
+                follower.see_job(&agent.metrics, &event);
+            }
+        });
         let request = ClaimRequest {
-            ctx: ctx.clone(),
+            ctx: engine::Context {
+                events: Some(events),
+                ..ctx.clone()
+            },
             run: claim.run,
             job: claim.name.clone(),
             epoch: claim.epoch,

@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod author;
+mod caches;
 mod claimed;
 mod error;
 mod exec;
@@ -19,6 +20,7 @@ mod publish;
 mod record;
 mod release;
 mod release_setup;
+mod resume;
 mod retry;
 mod rollback;
 mod runs;
@@ -39,6 +41,7 @@ use crate::event::{Event, EventKind};
 pub use crate::run::Interrupt;
 
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
+pub use caches::caches;
 pub use claimed::{
     finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest, Claimed,
 };
@@ -50,6 +53,7 @@ pub use load::load_plan;
 pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
+pub use resume::{held_jobs, resume, Resumed};
 pub use retry::{retry, RetryRequest};
 pub use rollback::rollback;
 pub use runs::{
