@@ -118,8 +118,21 @@ impl Claimer {
         let mut exec = self.agent.exec_options();
         // Which agent ran a job is the job's to know (and to say in what it makes).
         exec.vars.push(("PIPE_AGENT".into(), self.me.name.clone()));
+        // The job's events are counted in the agent's metrics, as a run's jobs are.
+        let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let agent = self.agent.clone();
+        // Ends when the request's sink goes with it.
+        self.runtime.spawn(async move {
+            let mut follower = super::executor::Follower::default();
+            while let Some(event) = seen.recv().await {
+                follower.see_job(&agent.metrics, &event);
+            }
+        });
         let request = ClaimRequest {
-            ctx: ctx.clone(),
+            ctx: engine::Context {
+                events: Some(events),
+                ..ctx.clone()
+            },
             run: claim.run,
             job: claim.name.clone(),
             epoch: claim.epoch,

@@ -200,6 +200,18 @@ impl Follower {
                 self.run = Some(*run_id);
                 return Some(*run_id);
             }
+            EventKind::RunFinished { status, duration } => {
+                metrics.run_ended(&word(status), duration.as_secs_f64());
+            }
+            _ => self.see_job(metrics, event),
+        }
+        None
+    }
+
+    /// Counts `event` if it is a job's: alone for a job claimed from a fleet's queue, whose run
+    /// is the fleet's, not this agent's.
+    pub fn see_job(&mut self, metrics: &super::metrics::Metrics, event: &Event) {
+        match &event.kind {
             EventKind::JobStarted { job, .. } => {
                 self.started.insert(job.clone());
                 metrics.job_started();
@@ -216,12 +228,8 @@ impl Follower {
                 let ran = self.started.remove(job);
                 metrics.job_ended(&word(status), duration.as_secs_f64(), ran);
             }
-            EventKind::RunFinished { status, duration } => {
-                metrics.run_ended(&word(status), duration.as_secs_f64());
-            }
             _ => {}
         }
-        None
     }
 
     /// The request is over: its run is no longer one to cancel.

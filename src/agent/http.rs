@@ -35,6 +35,10 @@ pub fn router(state: AgentState) -> Router {
         .route("/api/repos/{repo}/runs/{id}/retry", post(retry))
         .route("/api/repos/{repo}/runs/{id}/approve", post(approve))
         .route("/api/repos/{repo}/runs/{id}/release", post(release))
+        .route(
+            "/api/repos/{repo}/runs/{id}/jobs/{job}/resume",
+            post(resume),
+        )
         .route("/hooks/github", post(hooks::github))
         .route("/hooks/gitlab", post(hooks::gitlab))
         .layer(DefaultBodyLimit::max(max_body))
@@ -227,6 +231,15 @@ async fn release(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": id, "release": "started" })),
     ))
+}
+
+async fn resume(
+    State(state): State<AgentState>,
+    headers: HeaderMap,
+    Path((repo, id, job)): Path<(String, RunId, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = actor(&state, &headers)?;
+    Ok(Json(state.resume(&repo, id, &job, &actor).await?))
 }
 
 /// A JSON body; an empty one is the type's default.

@@ -1,5 +1,6 @@
 //! The agent's shared state and what its API (and the dashboard's pages) do through it: list and
-//! show runs, follow a job's log, start, cancel, retry, approve and release as a named actor.
+//! show runs, follow a job's log, start, cancel, retry, approve, release and resume a fleet's
+//! held job as a named actor.
 //! Every run's life goes through [`crate::engine`], exactly as `pipe run --commit` does.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use super::queue::{Item, ItemState, Queue};
 use crate::engine::{
     self, BackendKind, Cancel, Clock, Context, EventSink, ExecOptions, Interrupt, Shown, StoreAt,
 };
-use crate::fleet::JobId;
+use crate::fleet::{Held, JobId};
 use crate::mask::Masks;
 use crate::store::{Approval, AuditEntry, JobRecord, RunId, RunRecord};
 
@@ -75,6 +76,8 @@ pub struct RunView {
     pub needs: Vec<(String, String)>,
     /// What the gate waits for, for a run waiting at it.
     pub gate: Option<String>,
+    /// Jobs of a fleet's run held for a person, who may resume them.
+    pub held: Vec<Held>,
 }
 
 /// A later phase of a recorded run, started through the API.
@@ -252,6 +255,7 @@ impl Agent {
         self.have_commit(repo, &run)?;
         Ok(RunView {
             repo: repo.to_string(),
+            held: engine::held_jobs(&ctx, id)?,
             needs: engine::job_needs(&ctx, id)?,
             run,
             jobs,
@@ -383,6 +387,25 @@ impl Agent {
             needed: approved.needed,
             next: approved.next,
         })
+    }
+
+    /// Resumes held job `job` of run `id` as `actor`: queued for the fleet's agents.
+    pub async fn resume(
+        &self,
+        repo: &str,
+        id: RunId,
+        job: &str,
+        actor: &str,
+    ) -> Result<engine::Resumed, ApiError> {
+        self.repo(repo)?;
+        let ctx = self.context(repo, actor, None);
+        let job = job.to_string();
+        let resumed =
+            tokio::task::spawn_blocking(move || engine::resume(&ctx, &id.to_string(), &job))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+        tracing::info!(repo, run = id, job = resumed.job, actor, "held job resumed");
+        Ok(resumed)
     }
 
     /// Asks run `id`'s jobs (or its release's) to stop; it ends interrupted.

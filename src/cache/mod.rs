@@ -7,11 +7,12 @@
 //! place, so readers see all of it or none; the first of two saves of one key wins, and entries
 //! never change after (a restore on the exact key saves nothing). `data.tar`'s modification time
 //! is the entry's last use; past the size limit, the least recently used entries (of every
-//! project) go first.
+//! project) go first. A fleet keeps its caches in its object store instead ([`shared`]).
 
 mod archive;
 pub mod job;
 pub mod key;
+pub mod shared;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter};
@@ -34,9 +35,14 @@ pub enum CacheError {
     /// The entry holds what no cache may (`..`, an absolute path, a link out): refused whole.
     #[error("cache `{key}` is refused and removed: {why}; nothing of it was restored")]
     Poisoned { key: String, why: String },
+    /// The entry's archive in the object store is missing or damaged: forgotten.
+    #[error("cache `{key}` is damaged and forgotten: {why}; nothing of it was restored")]
+    Damaged { key: String, why: String },
     /// What the job kept cannot be cached as it is (a link out of the workspace).
     #[error("{0}")]
     Unsafe(String),
+    #[error(transparent)]
+    Objects(crate::objects::ObjectsError),
     #[error("cannot {what}: {source}")]
     Io {
         what: String,
@@ -76,6 +82,14 @@ pub enum Saved {
     },
     /// Another job saved this key first; entries never change.
     AlreadyThere,
+}
+
+/// Where a run's jobs keep their caches: a folder of this machine, or the object store every
+/// agent of a fleet reaches.
+#[derive(Clone)]
+pub enum Caches {
+    Folder(Store),
+    Objects(shared::SharedCaches),
 }
 
 /// The caches of one project, in a per-user folder.

@@ -1,13 +1,12 @@
 //! `pipe cache list` and `pipe cache clear [KEY]`: the project's job caches in the user's cache
-//! folder.
+//! folder, or with `--objects` in a fleet's object store.
 
 use chrono::{DateTime, Utc};
 
-use super::exec::{project, CacheArgs};
+use super::exec::{context, runtime, CacheArgs, StoreArg};
 use super::{exit, print, table, CliError, Output};
-use crate::cache::{human_size, Store};
-use crate::engine::{EngineError, Internal};
-use crate::owner::project_key;
+use crate::cache::{human_size, Caches};
+use crate::engine::{self, Context, EngineError, Internal};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -21,6 +20,8 @@ pub enum Command {
 pub struct ListArgs {
     #[command(flatten)]
     cache: CacheArgs,
+    #[command(flatten)]
+    store: StoreArg,
     /// How to print: a table for people, or one JSON object per line for programs
     #[arg(long, value_enum, default_value = "human")]
     output: Output,
@@ -32,6 +33,8 @@ pub struct ClearArgs {
     key: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 pub fn run(command: Command) -> Result<u8, CliError> {
@@ -41,32 +44,77 @@ pub fn run(command: Command) -> Result<u8, CliError> {
     }
 }
 
-fn store(args: &CacheArgs) -> Result<Store, CliError> {
-    let dir = args.dir().ok_or_else(|| {
+/// The project's caches: in the object store when one is given (with its shared store), else
+/// in the cache folder.
+fn caches(cache: &CacheArgs, store: &StoreArg) -> Result<Caches, CliError> {
+    let ctx = Context {
+        store: store.at()?,
+        objects: store.objects()?,
+        ..context(None)?
+    };
+    let dir = cache.dir();
+    engine::caches(&ctx, dir.as_ref(), cache.size()).ok_or_else(|| {
         EngineError::Invalid(
             "no cache folder: HOME and XDG_CACHE_HOME are unset; pass --cache-dir".into(),
         )
-    })?;
-    let project = project(None)?.dir;
-    Ok(Store::new(dir, project_key(&project), args.size()))
+        .into()
+    })
+}
+
+/// One cache as listed: key, size, last use (the object store's: when it was saved), and the
+/// run and job that saved it.
+struct Listed {
+    key: String,
+    size: u64,
+    used: DateTime<Utc>,
+    created: DateTime<Utc>,
+    run: i64,
+    job: String,
+}
+
+fn listed(caches: &Caches) -> Result<Vec<Listed>, CliError> {
+    Ok(match caches {
+        Caches::Folder(store) => (store.list().map_err(Internal::Cache)?)
+            .into_iter()
+            .map(|e| Listed {
+                used: e.last_used.into(),
+                created: e.meta.created,
+                size: e.size,
+                key: e.meta.key,
+                run: e.meta.run,
+                job: e.meta.job,
+            })
+            .collect(),
+        Caches::Objects(shared) => (runtime()?.block_on(shared.list()))
+            .map_err(|e| Internal::Cache(crate::cache::CacheError::Objects(e)))?
+            .into_iter()
+            .map(|r| Listed {
+                used: r.meta.created,
+                created: r.meta.created,
+                size: r.size,
+                key: r.meta.key,
+                run: r.meta.run,
+                job: r.meta.job,
+            })
+            .collect(),
+    })
 }
 
 fn list(args: ListArgs) -> Result<u8, CliError> {
-    let entries = store(&args.cache)?.list().map_err(Internal::Cache)?;
+    let entries = listed(&caches(&args.cache, &args.store)?)?;
     if args.output == Output::Json {
         let lines: String = entries
             .iter()
             .map(|e| {
-                let used: DateTime<Utc> = e.last_used.into();
                 format!(
                     "{}\n",
                     serde_json::json!({
-                        "key": e.meta.key,
+                        "key": e.key,
                         "size": e.size,
-                        "last_used": used.to_rfc3339(),
-                        "created": e.meta.created.to_rfc3339(),
-                        "run": e.meta.run,
-                        "job": e.meta.job,
+                        "last_used": e.used.to_rfc3339(),
+                        "created": e.created.to_rfc3339(),
+                        "run": e.run,
+                        "job": e.job,
                     })
                 )
             })
@@ -80,12 +128,11 @@ fn list(args: ListArgs) -> Result<u8, CliError> {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|e| {
-            let used: DateTime<Utc> = e.last_used.into();
             vec![
-                e.meta.key.clone(),
+                e.key.clone(),
                 human_size(e.size),
-                used.format("%Y-%m-%d %H:%M").to_string(),
-                format!("run {} job {}", e.meta.run, e.meta.job),
+                e.used.format("%Y-%m-%d %H:%M").to_string(),
+                format!("run {} job {}", e.run, e.job),
             ]
         })
         .collect();
@@ -97,9 +144,11 @@ fn list(args: ListArgs) -> Result<u8, CliError> {
 }
 
 fn clear(args: ClearArgs) -> Result<u8, CliError> {
-    let removed = store(&args.cache)?
-        .clear(args.key.as_deref())
-        .map_err(Internal::Cache)?;
+    let removed = match caches(&args.cache, &args.store)? {
+        Caches::Folder(store) => store.clear(args.key.as_deref()).map_err(Internal::Cache)?,
+        Caches::Objects(shared) => (runtime()?.block_on(shared.clear(args.key.as_deref())))
+            .map_err(|e| Internal::Cache(crate::cache::CacheError::Objects(e)))?,
+    };
     match (&args.key, removed) {
         (Some(key), 0) => Err(EngineError::Invalid(format!(
             "this project has no cache `{key}`: `pipe cache list` shows its caches"

@@ -17,6 +17,7 @@ mod list;
 mod man;
 mod masked;
 mod pull;
+mod resume;
 mod retry;
 mod run;
 mod runs;
@@ -93,6 +94,8 @@ enum Command {
     Release(gate::ReleaseArgs),
     /// Rerun a run (as a new run), or only its failed jobs (`--failed`, in the same run)
     Retry(retry::Args),
+    /// Run again a fleet's deploy or release job held after its agent's claim ended
+    Resume(resume::Args),
     /// List or remove this project's job caches
     #[command(subcommand)]
     Cache(cache::Command),
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => gate::approve(args),
         Command::Release(args) => gate::release(args),
         Command::Retry(args) => retry::run(args),
+        Command::Resume(args) => resume::run(args),
         Command::Cache(command) => cache::run(command),
         Command::Scan(args) => scan::run(args),
         Command::Init(args) => init::run(args),

@@ -228,6 +228,10 @@ pub async fn run_claimed(req: ClaimRequest) -> Result<Claimed, EngineError> {
     let run = RunDir::claim(&ctx.project, req.run, &slug, req.epoch)
         .map_err(Internal::io("make the claimed job's folder"))?;
     let _scratch = Scratch(run.root.clone());
+    // As the run's start lists them: the commit against its parent (or its merge base).
+    if let Some(files) = resolved.facts.changed_files.as_deref() {
+        super::record::write_changed_files(&run, files)?;
+    }
     for need in plan.prior[0].iter().filter(|p| p.has_artifacts) {
         let epoch = *req.needs.get(&need.name).ok_or_else(|| {
             Internal::Backend(format!(

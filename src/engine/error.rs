@@ -89,6 +89,13 @@ pub enum Refusal {
     Step { run: RunId, why: String },
     #[error("run {run} cannot be rolled back: {why}")]
     Rollback { run: RunId, why: String },
+    /// Only a job held for a person is resumed.
+    #[error("job `{job}` of run {run} is {state}, not held: only a deploy or release job held after its agent's claim ended is resumed")]
+    NotHeld {
+        run: RunId,
+        job: String,
+        state: String,
+    },
 }
 
 fn not_releasable(id: RunId, state: RunState) -> String {

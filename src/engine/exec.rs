@@ -78,7 +78,8 @@ pub struct ExecOptions {
     /// Where secrets' values may come from besides the pipeline's commands; the caller's
     /// environment in it also gives local jobs the host variables they keep.
     pub supply: Supply,
-    /// Where jobs' caches live (the user's cache folder); `None`: `cache:` is not acted on.
+    /// Where jobs' caches live (the user's cache folder); `None`: `cache:` is not acted on,
+    /// unless the runs keep their outputs in an object store, which then keeps caches too.
     pub cache_dir: Option<PathBuf>,
     /// Bytes the caches of all projects may take; past it the least recently used go.
     pub cache_size: u64,
@@ -351,9 +352,7 @@ impl ExecOptions {
             changed_files: run.changed_files().is_file().then(|| run.changed_files()),
             pipeline_file: PathBuf::from(pipeline_file),
             masks,
-            cache: self.cache_dir.as_ref().map(|dir| {
-                crate::cache::Store::new(dir.clone(), project_key(project), self.cache_size)
-            }),
+            cache: super::caches(ctx, self.cache_dir.as_ref(), self.cache_size),
             reuse: reuse.map(|files| {
                 let reuse = crate::reuse::Reuse::new(project, run.clone(), files);
                 Arc::new(reuse.shared(super::publish::shared_outputs(ctx)))

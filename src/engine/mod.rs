@@ -8,6 +8,7 @@
 mod adopt;
 mod artifacts;
 mod author;
+mod caches;
 mod claimed;
 mod error;
 mod exec;
@@ -21,6 +22,7 @@ mod publish;
 mod record;
 mod release;
 mod release_setup;
+mod resume;
 mod retry;
 mod rollback;
 mod runs;
@@ -41,6 +43,7 @@ use crate::event::{Event, EventKind};
 pub use crate::run::Interrupt;
 
 pub use artifacts::{artifacts, copy_artifacts, Artifact};
+pub use caches::caches;
 pub use claimed::{
     fetch_commit, finish_run as finish_fleet_run, record_claimed, run_claimed, ClaimRequest,
     Claimed,
@@ -54,6 +57,7 @@ pub use outputs::{copy_shared_artifacts, shared_artifacts, shared_job_log};
 pub use project::{find_project, Project};
 pub use record::KEPT_SNAPSHOTS;
 pub use release::{approve, next_step, release, Approved, ReleaseRequest};
+pub use resume::{held_jobs, resume, Resumed};
 pub use retry::{retry, RetryRequest};
 pub use rollback::rollback;
 pub use runs::{

@@ -53,6 +53,19 @@ pub(super) fn recorded(ctx: &Context, run: &str) -> Result<Box<dyn Store>, Engin
     }
 }
 
+/// Lists the files the run changes in its directory, one per line, read-only: what
+/// `PIPE_CHANGED_FILES` names.
+pub(super) fn write_changed_files(run: &RunDir, files: &[String]) -> Result<(), EngineError> {
+    let mut list = files.join("\n");
+    if !list.is_empty() {
+        list.push('\n');
+    }
+    let path = run.changed_files();
+    private::write(&path, list)
+        .and_then(|()| read_only(&path))
+        .map_err(Internal::io("list the changed files"))
+}
+
 /// Where a new run's source comes from.
 pub(super) enum Snapshot {
     /// A snapshot of the project's working tree.
@@ -124,14 +137,7 @@ fn begin_run_dir(
     private::write(&run.pipeline_file(), pipeline)
         .map_err(Internal::io("keep the pipeline file"))?;
     if let Some(files) = changed_files {
-        let mut list = files.join("\n");
-        if !list.is_empty() {
-            list.push('\n');
-        }
-        let path = run.changed_files();
-        private::write(&path, list)
-            .and_then(|()| read_only(&path))
-            .map_err(Internal::io("list the changed files"))?;
+        write_changed_files(&run, files)?;
     }
     Ok(run)
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::queue::{fenced, notify};
 use super::{Claim, Fleet, FleetError, JobId};
+use crate::store::RunId;
 
 /// A claim whose lease ran out, and what became of its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,15 @@ pub struct Expired {
     pub agent: String,
     /// Held for a person (a deploy or release job) rather than queued again.
     pub held: bool,
+}
+
+/// A job held for a person after its agent's claim ended while it may have deployed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Held {
+    pub job: JobId,
+    pub name: String,
+    /// Why it is held, as a person reads it.
+    pub note: Option<String>,
 }
 
 /// One claim of a job.
@@ -107,6 +117,37 @@ impl Fleet {
             agent: self.agent.name.clone(),
             held,
         })
+    }
+
+    /// The job `name` of run `run` of `project`, if the run's jobs went through the queue.
+    pub fn job_named(
+        &mut self,
+        project: &str,
+        run: RunId,
+        name: &str,
+    ) -> Result<Option<JobId>, FleetError> {
+        let row = self.db.query_opt(
+            "SELECT id FROM fleet_jobs WHERE project = $1 AND run_id = $2 AND name = $3",
+            &[&project, &run, &name],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The jobs of run `run` of `project` held for a person, in the order they were queued.
+    pub fn held(&mut self, project: &str, run: RunId) -> Result<Vec<Held>, FleetError> {
+        let rows = self.db.query(
+            "SELECT id, name, note FROM fleet_jobs
+             WHERE project = $1 AND run_id = $2 AND state = 'held' ORDER BY id",
+            &[&project, &run],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Held {
+                job: r.get(0),
+                name: r.get(1),
+                note: r.get(2),
+            })
+            .collect())
     }
 
     /// A person's decision to run a held job again: it is queued for any agent.

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use error::FleetError;
 pub use labels::Waiting;
 pub use leader::Candidate;
-pub use lease::{Attempt, Expired};
+pub use lease::{Attempt, Expired, Held};
 pub use queue::{Claim, Finished, JobSpec};
 
 use crate::pg::{self, Client};
@@ -69,6 +69,22 @@ impl Fleet {
         };
         fleet.present()?;
         Ok(fleet)
+    }
+
+    /// A person's connection, to look at held jobs and resume them: not an agent's, so it is
+    /// not said present and offers no labels.
+    pub fn connect_person(url: &str, name: &str) -> Result<Fleet, FleetError> {
+        let mut db = pg::connect(url)?;
+        Ok(Fleet {
+            statements: queue::Statements::prepare(&mut db)?,
+            db,
+            agent: Agent {
+                name: name.to_string(),
+                labels: Vec::new(),
+                lease: Duration::ZERO,
+            },
+            listening: false,
+        })
     }
 
     pub fn agent(&self) -> &Agent {

@@ -233,12 +233,27 @@ fn an_expired_deploy_job_is_held_for_a_person_and_an_expired_test_job_runs_again
         outcomes,
         [Some("lease expired".into()), Some("passed".into())]
     );
-    // A person decides.
+    // A person decides, on a connection that is no agent's.
+    let mut ann = Fleet::connect_person(&db.url, "ann").unwrap();
+    let held = ann.held("p", 1).unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|h| (h.job, h.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(deploy, "deploy")]
+    );
+    assert_eq!(ann.job_named("p", 1, "deploy").unwrap(), Some(deploy));
+    assert_eq!(ann.job_named("p", 2, "deploy").unwrap(), None);
     assert!(matches!(
-        next.resume(test, "ann"),
+        ann.resume(test, "ann"),
         Err(FleetError::NotHeld { .. })
     ));
-    next.resume(deploy, "ann").unwrap();
+    ann.resume(deploy, "ann").unwrap();
+    assert!(ann.held("p", 1).unwrap().is_empty());
+    assert_eq!(
+        ann.state(deploy).unwrap(),
+        ("queued".into(), Some("resumed by ann".into()))
+    );
     let resumed = next.claim().unwrap().unwrap();
     assert_eq!((resumed.job, resumed.epoch), (deploy, 2));
 }

@@ -171,12 +171,15 @@ impl Bucket {
             .collect())
     }
 
-    /// Removes an object (tests damage stores with it).
-    #[cfg(test)]
+    /// Removes an object; one that is not there is no error.
     pub async fn delete(&self, name: &[&str]) -> Result<(), ObjectsError> {
         self.store
             .delete(&self.path(name))
             .await
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })
             .map_err(|e| self.failed(name, e))
     }
 

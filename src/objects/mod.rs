@@ -90,6 +90,16 @@ impl Objects {
         self.bucket.delete_under(prefix).await
     }
 
+    /// The last part of the name of each record under `prefix`, with its size.
+    pub async fn list_records(&self, prefix: &[&str]) -> Result<Vec<(String, u64)>, ObjectsError> {
+        self.bucket.list(prefix).await
+    }
+
+    /// Removes the record under `name` (a blob is never removed: another record may name it).
+    pub async fn delete_record(&self, name: &[&str]) -> Result<(), ObjectsError> {
+        self.bucket.delete(name).await
+    }
+
     /// As messages name the store.
     pub fn shown(&self) -> &str {
         self.bucket.shown()

@@ -41,7 +41,7 @@ pub struct RunOptions {
     /// The secret values every job's output is masked of.
     pub masks: Arc<crate::mask::Patterns>,
     /// Where jobs' caches live; `None`: `cache:` is not acted on (said in the job's log).
-    pub cache: Option<crate::cache::Store>,
+    pub cache: Option<crate::cache::Caches>,
     /// Reuse jobs that passed in earlier runs with the same key; `None`: every job runs.
     pub reuse: Option<Arc<Reuse>>,
     /// The output lines not yet recorded, which jobs' output waits on when there are too many.

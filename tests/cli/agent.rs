@@ -76,7 +76,13 @@ impl Setup {
 
     /// Starts the agent and waits until it listens.
     pub fn start(&self) -> Agent {
-        let _ = std::fs::remove_file(self.data().join("agent.addr"));
+        self.start_with("agent.toml", &self.data())
+    }
+
+    /// Starts an agent with configuration file `config` (relative to the setup's folder),
+    /// whose data folder is `data`, and waits until it listens.
+    pub fn start_with(&self, config: &str, data: &Path) -> Agent {
+        let _ = std::fs::remove_file(data.join("agent.addr"));
         let stderr = std::fs::File::create(self.path().join(format!(
             "agent-{}.log",
             std::time::SystemTime::now()
@@ -86,7 +92,7 @@ impl Setup {
         )))
         .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .args(["agent", "--config", "agent.toml"])
+            .args(["agent", "--config", config])
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("PIPE_LOG")
@@ -96,7 +102,7 @@ impl Setup {
             .spawn()
             .expect("start pipe agent");
         let guard = KillOnDrop(child.id() as i32);
-        let addr_file = self.data().join("agent.addr");
+        let addr_file = data.join("agent.addr");
         let addr = wait_for("the agent to listen", || {
             std::fs::read_to_string(&addr_file)
                 .ok()

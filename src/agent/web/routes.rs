@@ -1,6 +1,6 @@
 //! The pages' routes, merged into the agent's router: each handler asks the agent's state what
 //! the API would, and answers with a page. Sign-in trades a configured token for a session;
-//! approve and release act as the session's name. A cookie that is `SameSite=Strict` keeps
+//! approve, release and resume act as the session's name. A cookie that is `SameSite=Strict` keeps
 //! other sites from posting these forms with it.
 
 use std::convert::Infallible;
@@ -45,6 +45,10 @@ pub fn routes() -> Router<AgentState> {
         .route(
             "/repos/{repo}/runs/{id}/release",
             axum::routing::post(release),
+        )
+        .route(
+            "/repos/{repo}/runs/{id}/jobs/{job}/resume",
+            axum::routing::post(resume),
         )
         .route("/repos/{repo}/runs/{id}/jobs/{job}", get(show_job))
         .route("/repos/{repo}/runs/{id}/jobs/{job}/events", get(job_events))
@@ -149,6 +153,7 @@ async fn show_run(
                 approvals: &v.approvals,
                 audit: &v.audit,
                 gate: v.gate.as_deref(),
+                held: &v.held,
             };
             html(
                 StatusCode::OK,
@@ -267,6 +272,21 @@ async fn release(
     };
     match state.release(&repo, id, &name).await {
         Ok(()) => see_other(&run_link(&repo, id), None),
+        Err(e) => failed(e, Some(&name)),
+    }
+}
+
+async fn resume(
+    State(state): State<AgentState>,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    headers: HeaderMap,
+    Path((repo, id, job)): Path<(String, RunId, String)>,
+) -> Response {
+    let Some(name) = signed_in(&state, &sessions, &headers) else {
+        return see_other("/login", None);
+    };
+    match state.resume(&repo, id, &job, &name).await {
+        Ok(_) => see_other(&run_link(&repo, id), None),
         Err(e) => failed(e, Some(&name)),
     }
 }

@@ -1,6 +1,6 @@
-//! A run's page: what it ran on, its DAG with each job's state, the jobs, the release gate with
-//! who approved (and the approve and release forms for a signed-in user), the scan findings and
-//! the audit trail.
+//! A run's page: what it ran on, its DAG with each job's state, the jobs, a fleet's jobs held for
+//! a person (with a resume button for a signed-in user), the release gate with who approved (and
+//! the approve and release forms for a signed-in user), the scan findings and the audit trail.
 
 use std::fmt::Write;
 
@@ -22,6 +22,8 @@ pub struct View<'a> {
     pub audit: &'a [AuditEntry],
     /// What the gate waits for, as the engine words it, for a run waiting at it.
     pub gate: Option<&'a str>,
+    /// A fleet's jobs of the run held for a person.
+    pub held: &'a [crate::fleet::Held],
 }
 
 pub fn render(view: &View, viewer: Option<&str>, now: DateTime<Utc>) -> String {
@@ -48,6 +50,7 @@ pub fn render(view: &View, viewer: Option<&str>, now: DateTime<Utc>) -> String {
         view.repo, run.id, view.jobs, view.needs,
     ));
     jobs(&mut body, view);
+    held(&mut body, view, viewer);
     gate(&mut body, view, viewer);
     findings(&mut body, view.jobs);
     audit(&mut body, view.audit);
@@ -80,6 +83,37 @@ fn jobs(body: &mut String, view: &View) {
         );
     }
     body.push_str("</tbody></table>");
+}
+
+/// Each held job, why it is held, and for a signed-in user a button that resumes it.
+fn held(body: &mut String, view: &View, viewer: Option<&str>) {
+    if view.held.is_empty() {
+        return;
+    }
+    body.push_str("<h2>Held for a person</h2><div class=\"box\" id=\"held\"><ul>");
+    for job in view.held {
+        let _ = write!(
+            body,
+            "<li><b>{}</b> <span class=\"note\">{}</span>",
+            text(&job.name),
+            text(job.note.as_deref().unwrap_or("")),
+        );
+        if viewer.is_some() {
+            let _ = write!(
+                body,
+                " <form method=\"post\" action=\"/repos/{}/runs/{}/jobs/{}/resume\"><button class=\"resume\">Resume</button></form>",
+                segment(view.repo),
+                view.run.id,
+                segment(&job.name),
+            );
+        }
+        body.push_str("</li>");
+    }
+    body.push_str("</ul>");
+    if viewer.is_none() {
+        body.push_str("<p><a href=\"/login\">Sign in</a> to resume a held job.</p>");
+    }
+    body.push_str("</div>");
 }
 
 fn gate(body: &mut String, view: &View, viewer: Option<&str>) {
@@ -214,6 +248,7 @@ mod tests {
             approvals,
             audit: &[],
             gate,
+            held: &[],
         };
         render(&view, viewer, Utc::now())
     }
@@ -260,6 +295,39 @@ mod tests {
     }
 
     #[test]
+    fn a_held_job_says_why_and_a_signed_in_user_gets_a_button_to_resume_it() {
+        let run = run(7, "main", RunState::Running);
+        let held = [crate::fleet::Held {
+            job: 3,
+            name: "ship <it>".into(),
+            note: Some("may have deployed: held until a person resumes it".into()),
+        }];
+        let view = |viewer| {
+            let view = View {
+                repo: "api",
+                run: &run,
+                jobs: &[],
+                needs: &[],
+                approvals: &[],
+                audit: &[],
+                gate: None,
+                held: &held,
+            };
+            render(&view, viewer, Utc::now())
+        };
+        let html = view(Some("ann"));
+        assert!(html.contains("<b>ship &lt;it&gt;</b>"), "{html}");
+        assert!(html.contains("may have deployed"), "{html}");
+        assert!(
+            html.contains("action=\"/repos/api/runs/7/jobs/ship%20%3Cit%3E/resume\""),
+            "{html}"
+        );
+        let anonymous = view(None);
+        assert!(!anonymous.contains("/resume\""), "{anonymous}");
+        assert!(anonymous.contains("to resume a held job"), "{anonymous}");
+    }
+
+    #[test]
     fn scan_findings_are_counted_per_severity() {
         let run = run(6, "main", RunState::Failed);
         let mut scan = job("secrets", "failed", Phase::Main);
@@ -278,6 +346,7 @@ mod tests {
             approvals: &[],
             audit: &[],
             gate: None,
+            held: &[],
         };
         let html = render(&view, None, Utc::now());
         assert!(html.contains("id=\"findings\""), "{html}");
