@@ -57,7 +57,6 @@ fn caches(cache: &CacheArgs, store: &StoreArg) -> Result<Caches, CliError> {
         EngineError::Invalid(
             "no cache folder: HOME and XDG_CACHE_HOME are unset; pass --cache-dir".into(),
         )
-        .into()
     })
 }
 

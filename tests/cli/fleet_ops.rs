@@ -87,15 +87,16 @@ impl Fleet {
             .get(0)
     }
 
-    /// The state of job `name` of run `run` in the queue.
+    /// The state of job `name` of run `run` in the queue (empty before it is queued).
     fn queued(&self, run: i64, name: &str) -> String {
         self.db()
-            .query_one(
+            .query_opt(
                 "SELECT state FROM fleet_jobs WHERE project = 'web' AND run_id = $1 AND name = $2",
                 &[&run, &name],
             )
             .unwrap()
-            .get(0)
+            .map(|r| r.get(0))
+            .unwrap_or_default()
     }
 
     /// The outcomes of job `name`'s claims, first first.
@@ -269,24 +270,8 @@ fn held_deploy_jobs_are_resumed_by_a_person_through_the_cli_the_api_and_the_run_
         "",
     );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    // The run's page offers the held jobs to a signed-in person.
+    // The run page's button (its rendering: `agent::web::run::tests`) posts as the session.
     let cookie = sign_in(&b, BOB);
-    let page = |cookie: &str| {
-        exchange(
-            &b,
-            &format!("GET /repos/web/runs/{run} HTTP/1.0\r\nCookie: {cookie}\r\n\r\n"),
-        )
-        .1
-    };
-    let html = page(&cookie);
-    for job in ["ship-b", "ship-c"] {
-        assert!(
-            html.contains(&format!(
-                "action=\"/repos/web/runs/{run}/jobs/{job}/resume\""
-            )),
-            "{html}"
-        );
-    }
     let answer = b.post(&api, Some(TOKEN), "");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
@@ -339,10 +324,6 @@ fn held_deploy_jobs_are_resumed_by_a_person_through_the_cli_the_api_and_the_run_
             said("bob", "ship-c")
         ]
     );
-    assert!(
-        !page(&cookie).contains("/resume\""),
-        "nothing is held any more"
-    );
     assert_eq!(b.stop(), 0);
 }
 
@@ -360,8 +341,8 @@ fn a_job_run_from_the_queue_gets_the_changed_files_and_is_counted_in_the_agents_
     );
     let run = fleet.run_of(&commit);
     wait_for("the changes job to end and the other to run", || {
-        let ended =
-            !["waiting", "queued", "claimed"].contains(&fleet.queued(run, "changes").as_str());
+        let state = fleet.queued(run, "changes");
+        let ended = !["", "waiting", "queued", "claimed"].contains(&state.as_str());
         (ended && claimed_log_has(&fleet, "a", "waits", "started")).then_some(())
     });
     assert_eq!(fleet.queued(run, "changes"), "passed", "{}", fleet.logs());
