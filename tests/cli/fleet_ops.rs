@@ -346,10 +346,11 @@ fn a_job_run_from_the_queue_gets_the_changed_files_and_is_counted_in_the_agents_
         (ended && claimed_log_has(&fleet, "a", "waits", "started")).then_some(())
     });
     assert_eq!(fleet.queued(run, "changes"), "passed", "{}", fleet.logs());
-    // Its log, published to the object store: the files the commit changed.
+    // Its log, published to the object store under its claim (the first): the files the
+    // commit changed.
     let log = fleet
         .objects
-        .join(format!("web/runs/{run}/changes/log/{:020}", 0));
+        .join(format!("web/runs/{run}/changes/1/log/{:020}", 0));
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.lines().any(|l| l == "pipe.yml"), "{log}");
 
