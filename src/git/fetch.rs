@@ -4,6 +4,7 @@
 //! in it: runs take their files from the commit (see [`crate::engine::Source::Commit`]).
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use git2::{FetchOptions, Repository};
 
@@ -21,6 +22,10 @@ pub fn fetch(
     url: &str,
     branches: &[String],
 ) -> Result<Vec<(String, String)>, FetchError> {
+    // One fetch at a time in this process: the leader's poller and the agent's claims fetch
+    // into the same clones, and git refuses a second writer of a ref (`main.lock` exists).
+    static FETCHING: Mutex<()> = Mutex::new(());
+    let _one = FETCHING.lock().unwrap_or_else(|p| p.into_inner());
     let failed = |e: git2::Error| FetchError {
         url: url.to_string(),
         message: e.message().to_string(),
