@@ -291,8 +291,8 @@ async fn fetch(
 }
 
 /// Fetches `url`'s `branches` into the clone at `project` (made if there is none) unless it has
-/// `commit` already. One fetch at a time in this process: claims of the same project would
-/// fight over its refs. Blocking.
+/// `commit` already. The look and the fetch are one step, so that claims of the same commit
+/// fetch it once (`git::fetch` itself lets one fetch run at a time). Blocking.
 pub fn fetch_commit(
     project: &Path,
     url: &str,
